@@ -1,0 +1,81 @@
+"""The adapter: class-path hook through which a host project decides access and names.
+
+Subclass :class:`SessionAdapter` and set ``DURABLE_SESSIONS["ADAPTER"]`` to its path.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import Enum
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+
+from durable_sessions.app_settings import ds_settings
+from durable_sessions.models import DurableSession
+
+VISITOR_KEY = "durable_sessions.visitor"
+
+
+class Access(Enum):
+    """How a connection relates to a session."""
+
+    OWNER = "owner"
+    OPERATOR = "operator"
+
+
+AnyUser = AbstractBaseUser | AnonymousUser
+
+
+class SessionAdapter:
+    """Default policy: owners (user or anonymous browser) and operators; nobody else."""
+
+    def is_operator(self, user: AnyUser | None) -> bool:
+        if user is None or not user.is_authenticated or not user.is_active:
+            return False
+        if ds_settings.STAFF_ARE_OPERATORS and user.is_staff:
+            return True
+        return user.has_perm(ds_settings.OPERATOR_PERMISSION)
+
+    def access(
+        self, session: DurableSession, user: AnyUser | None, visitor: str | None
+    ) -> Access | None:
+        """Return how ``user`` / ``visitor`` may use ``session``, or None for no access."""
+        if user is not None and user.is_authenticated:
+            if session.owner_id is not None and session.owner_id == user.pk:
+                return Access.OWNER
+        if (
+            visitor
+            and session.owner_id is None
+            and session.owner_visitor
+            and secrets.compare_digest(session.owner_visitor, visitor)
+        ):
+            return Access.OWNER
+        if self.is_operator(user):
+            return Access.OPERATOR
+        return None
+
+    def display_name(self, user: AnyUser | None) -> str:
+        if user is None or not user.is_authenticated:
+            return "Visitor"
+        full = user.get_full_name() if hasattr(user, "get_full_name") else ""
+        return full or user.get_username()
+
+    def agent_name(self, session: DurableSession) -> str:
+        return "Assistant"
+
+
+def get_adapter() -> SessionAdapter:
+    return ds_settings.ADAPTER()
+
+
+def visitor_id(django_session: Any, *, create: bool = False) -> str | None:
+    """The anonymous visitor id kept in a Django session (survives ``cycle_key``)."""
+    if django_session is None:
+        return None
+    value = django_session.get(VISITOR_KEY)
+    if value is None and create:
+        value = secrets.token_urlsafe(24)
+        django_session[VISITOR_KEY] = value
+    return value

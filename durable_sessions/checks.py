@@ -1,0 +1,106 @@
+"""System checks for the misconfigurations a host project can make."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+
+from durable_sessions.app_settings import SETTING_NAME, ds_settings
+
+IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+REDIS_CORE_LAYER = "channels_redis.core.RedisChannelLayer"
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    errors: list[Any] = []
+    try:
+        ds_settings.reload()
+        ds_settings.merged  # noqa: B018 (validates)
+        ds_settings.ADAPTER  # noqa: B018 (imports the class path)
+    except ImproperlyConfigured as exc:
+        errors.append(Error(str(exc), id="durable_sessions.E001", obj=SETTING_NAME))
+    required = ["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions"]
+    for app in required:
+        if app not in settings.INSTALLED_APPS:
+            errors.append(
+                Error(
+                    f"{app} must be in INSTALLED_APPS: sessions are owned by users or "
+                    "by anonymous browser sessions.",
+                    id="durable_sessions.E002",
+                )
+            )
+    return errors
+
+
+@register()
+def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    default = layers.get("default")
+    if not default or not default.get("BACKEND"):
+        return [
+            Error(
+                "No default channel layer is configured: live delivery needs one.",
+                hint="Set CHANNEL_LAYERS['default'] (InMemoryChannelLayer for one process, "
+                "channels_redis for several).",
+                id="durable_sessions.E003",
+            )
+        ]
+    backend = default["BACKEND"]
+    messages: list[Any] = []
+    try:
+        processes = ds_settings.PROCESSES
+    except ImproperlyConfigured:
+        return messages  # reported by check_settings
+    if backend == IN_MEMORY_LAYER and processes > 1:
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['PROCESSES'] is {processes} but the channel layer is "
+                "in-memory: processes would not see each other's events live.",
+                hint="Use channels_redis (RedisPubSubChannelLayer) with several processes.",
+                id="durable_sessions.E004",
+            )
+        )
+    if backend == REDIS_CORE_LAYER:
+        messages.append(
+            Warning(
+                "RedisChannelLayer drops group messages silently past its capacity; "
+                "durable sessions recover from the database, but only after a gap or the "
+                "periodic resync, which adds latency.",
+                hint="Prefer channels_redis.pubsub.RedisPubSubChannelLayer.",
+                id="durable_sessions.W005",
+            )
+        )
+    return messages
+
+
+@register(deploy=False)
+def check_database(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    messages: list[Any] = []
+    for alias, config in settings.DATABASES.items():
+        engine = config.get("ENGINE", "")
+        if engine.endswith("sqlite3"):
+            mode = (config.get("OPTIONS") or {}).get("transaction_mode")
+            if str(mode).upper() != "IMMEDIATE":
+                messages.append(
+                    Warning(
+                        f"DATABASES[{alias!r}] is SQLite without "
+                        "OPTIONS['transaction_mode'] = 'IMMEDIATE': concurrent appends can "
+                        "fail with 'database is locked'.",
+                        id="durable_sessions.W006",
+                    )
+                )
+        elif engine.endswith("postgresql") and config.get("CONN_MAX_AGE"):
+            if getattr(settings, "ASGI_APPLICATION", None):
+                messages.append(
+                    Warning(
+                        f"DATABASES[{alias!r}]['CONN_MAX_AGE'] is set under ASGI: Django "
+                        "advises persistent connections off there (each may stay open per "
+                        "thread).",
+                        id="durable_sessions.W007",
+                    )
+                )
+    return messages

@@ -1,0 +1,261 @@
+"""The websocket transport: a thin adapter from frames to the session service.
+
+Connect: authorize, join the group, send a snapshot, replay the log after the client's
+``after_seq``, then forward live events, dropping seqs already sent and re-reading any
+gap from the database. See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from durable_sessions import events as ev
+from durable_sessions import service
+from durable_sessions.adapter import Access, get_adapter, visitor_id
+from durable_sessions.app_settings import ds_settings
+from durable_sessions.errors import ServiceError
+from durable_sessions.frames import Frame, FrameError, RateLimiter, parse
+from durable_sessions.groups import session_group
+from durable_sessions.live import registry
+from durable_sessions.models import DurableSession, Participant, ParticipantKind
+from durable_sessions.publish import LIVE_MESSAGE_TYPE
+from durable_sessions.replay import read_events
+
+logger = logging.getLogger(__name__)
+
+# Close codes, sent right after the handshake and before any other frame.
+CLOSE_BAD_REQUEST = 4400  # malformed session id or after_seq
+CLOSE_FORBIDDEN = 4403  # no such session, or not yours: deliberately indistinguishable
+
+
+@dataclass
+class _Opened:
+    session: DurableSession
+    access: Access
+    participant: Participant | None
+    participants: list[Participant]
+
+
+def _dumps(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+class SessionConsumer(AsyncWebsocketConsumer):
+    """One client connection (a tab, a phone, an operator's view) to one session."""
+
+    session_id: uuid.UUID
+    last_sent: int = 0
+
+    async def connect(self) -> None:
+        after = self._parse_connect()
+        if after is None:
+            await self._refuse(CLOSE_BAD_REQUEST)
+            return
+        opened = await database_sync_to_async(self._open)()
+        if opened is None:
+            await self._refuse(CLOSE_FORBIDDEN)
+            return
+        self.access = opened.access
+        self.participant = opened.participant
+        self.limiter = RateLimiter()
+        self._lock = asyncio.Lock()
+        self.group = session_group(self.session_id)
+        # Subscribe first, then replay: whatever is committed after this point reaches
+        # us live, and whatever came before is in the database.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        session = opened.session
+        if after > session.last_seq:
+            # The client knows of events this session never had (e.g. a restored
+            # database): it must drop its state and start over.
+            await self._send({"type": "reset", "last_seq": session.last_seq})
+            after = 0
+        await self._send(self._snapshot(opened, after))
+        async with self._lock:
+            self.last_sent = after
+            registry.add(self.session_id, self)
+            await self._catch_up(None)
+            await self._send({"type": "live", "last_seq": self.last_sent})
+
+    def _parse_connect(self) -> int | None:
+        try:
+            self.session_id = uuid.UUID(str(self.scope["url_route"]["kwargs"]["session_id"]))
+        except (KeyError, ValueError):
+            return None
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        raw = query.get("after_seq", ["0"])[-1]
+        if not raw.isdigit() or len(raw) > 18:
+            return None
+        return int(raw)
+
+    async def _refuse(self, code: int) -> None:
+        # A close code reaches the client only after the handshake completes.
+        await self.accept()
+        await self.close(code=code)
+
+    def _open(self) -> _Opened | None:
+        session = DurableSession.objects.filter(pk=self.session_id).first()
+        if session is None:
+            return None
+        user = self.scope.get("user")
+        access = get_adapter().access(session, user, visitor_id(self.scope.get("session")))
+        if access is None:
+            return None
+        participants = list(session.participants.all())
+        kind = ParticipantKind.CUSTOMER if access is Access.OWNER else ParticipantKind.OPERATOR
+        mine = next(
+            (
+                p
+                for p in participants
+                if p.kind == kind and (kind == ParticipantKind.CUSTOMER or p.user_id == user.pk)
+            ),
+            None,
+        )
+        return _Opened(session, access, mine, participants)
+
+    def _snapshot(self, opened: _Opened, after: int) -> dict[str, Any]:
+        return {
+            "type": "snapshot",
+            "session": ev.session_data(opened.session),
+            "participants": [ev.participant_data(p) for p in opened.participants],
+            "you": {
+                "access": opened.access.value,
+                "participant_id": opened.participant.pk if opened.participant else None,
+            },
+            "after_seq": after,
+        }
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            registry.remove(self.session_id, self)
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Live wake-ups touch the database only on a gap (through database_sync_to_async,
+        # which cleans connections itself): skip the per-message connection cleanup that
+        # would otherwise put every delivery through the one database thread.
+        if message.get("type") == LIVE_MESSAGE_TYPE:
+            await self.session_events(message)
+        else:
+            await super().dispatch(message)
+
+    # --- delivery -------------------------------------------------------------------------
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=_dumps(frame))
+
+    async def _catch_up(self, until: int | None) -> None:
+        """Send the committed events after ``last_sent`` (up to ``until``) from the database."""
+        page_size = ds_settings.REPLAY_PAGE_SIZE
+        while until is None or self.last_sent < until:
+            frames = await database_sync_to_async(read_events)(
+                self.session_id, self.last_sent, until=until, limit=page_size
+            )
+            for frame in frames:
+                await self._send(frame)
+                self.last_sent = frame["seq"]
+            if len(frames) < page_size:
+                break
+
+    async def session_events(self, message: dict[str, Any]) -> None:
+        """Live events from the group: forward in seq order, exactly once."""
+        async with self._lock:
+            for frame in message["events"]:
+                seq = frame["seq"]
+                if seq <= self.last_sent:
+                    continue  # already sent by the replay or a catch-up
+                if seq > self.last_sent + 1:
+                    await self._catch_up(seq - 1)  # the layer lost something: read the gap
+                if seq == self.last_sent + 1:
+                    await self._send(frame)
+                    self.last_sent = seq
+
+    async def resync(self, last_seq: int) -> None:
+        """Called by the per-process check when this connection is behind."""
+        async with self._lock:
+            if self.last_sent < last_seq:
+                await self._catch_up(last_seq)
+
+    # --- client frames --------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            if not self.limiter.allow():
+                raise FrameError(
+                    "rate_limited",
+                    f"more than {ds_settings.RATE_LIMIT_FRAMES} frames in "
+                    f"{ds_settings.RATE_LIMIT_WINDOW} s; slow down",
+                )
+            frame = parse(text_data, bytes_data)
+            handler = getattr(self, "on_" + frame.type.replace(".", "_"))
+            reply = await handler(frame)
+        except FrameError as error:
+            await self._send(error.as_frame())
+            return
+        except ServiceError as error:
+            await self._send(self._service_error(error, frame))
+            return
+        if reply is not None:
+            if frame.ref is not None:
+                reply["ref"] = frame.ref
+            await self._send(reply)
+
+    @staticmethod
+    def _service_error(error: ServiceError, frame: Frame) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "error", "code": error.code, "message": error.message}
+        if frame.ref is not None:
+            out["ref"] = frame.ref
+        field = error.details.get("field")
+        if field:
+            out["field"] = field
+        return out
+
+    def _require_owner(self, frame: Frame) -> None:
+        if self.access is not Access.OWNER:
+            raise FrameError(
+                "not_allowed", f"{frame.type} is for the session's customer", ref=frame.ref
+            )
+
+    async def on_ping(self, frame: Frame) -> dict[str, Any]:
+        return {"type": "pong"}
+
+    async def on_message_send(self, frame: Frame) -> dict[str, Any]:
+        content, client_id = frame.fields["content"], frame.fields["client_id"]
+        if self.access is Access.OWNER:
+            result = await service.apost_message(
+                self.session_id, author=self.participant, content=content, client_id=client_id
+            )
+        else:
+            result = await service.aoperator_reply(
+                self.session_id, operator=self.scope["user"], content=content, client_id=client_id
+            )
+        return {
+            "type": "ack",
+            "for": frame.type,
+            "client_id": client_id,
+            "seq": result.seq,
+            "duplicate": result.duplicate,
+            "message": ev.message_data(result.message),
+        }
+
+    async def on_handoff_request(self, frame: Frame) -> dict[str, Any]:
+        self._require_owner(frame)
+        changed = await service.arequest_handoff(
+            self.session_id, by=self.participant, reason=frame.fields.get("reason", "")
+        )
+        return {"type": "ack", "for": frame.type, "changed": changed}
+
+    async def on_reply_cancel(self, frame: Frame) -> dict[str, Any]:
+        cancelled = await service.acancel_reply(
+            self.session_id, reason="user" if self.access is Access.OWNER else "operator"
+        )
+        return {"type": "ack", "for": frame.type, "cancelled": len(cancelled)}

@@ -1,0 +1,96 @@
+"""Event types of the session log and the payload shapes they carry.
+
+The wire form of an event is ``{"type": ..., "seq": ..., "at": ..., "data": {...}}``
+(see docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from durable_sessions.models import DurableSession, Event, Message, Participant
+
+SESSION_CREATED = "session.created"
+SESSION_CLOSED = "session.closed"
+SESSION_REOPENED = "session.reopened"
+PARTICIPANT_JOINED = "participant.joined"
+PARTICIPANT_LEFT = "participant.left"
+MESSAGE_CREATED = "message.created"
+MESSAGE_DELTA = "message.delta"
+MESSAGE_COMPLETED = "message.completed"
+MESSAGE_CANCELLED = "message.cancelled"
+MESSAGE_FAILED = "message.failed"
+CONTROL_CHANGED = "control.changed"
+HANDOFF_REQUESTED = "handoff.requested"
+
+ALL_TYPES = frozenset(
+    {
+        SESSION_CREATED,
+        SESSION_CLOSED,
+        SESSION_REOPENED,
+        PARTICIPANT_JOINED,
+        PARTICIPANT_LEFT,
+        MESSAGE_CREATED,
+        MESSAGE_DELTA,
+        MESSAGE_COMPLETED,
+        MESSAGE_CANCELLED,
+        MESSAGE_FAILED,
+        CONTROL_CHANGED,
+        HANDOFF_REQUESTED,
+    }
+)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def participant_data(participant: Participant) -> dict[str, Any]:
+    return {
+        "id": participant.pk,
+        "kind": participant.kind,
+        "display_name": participant.display_name,
+        "user_id": participant.user_id,
+    }
+
+
+def message_data(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.pk,
+        "role": message.role,
+        "author": {
+            "id": message.author_id,
+            "kind": message.author.kind,
+            "display_name": message.author.display_name,
+        },
+        "content": message.content,
+        "state": message.state,
+        "client_id": message.client_id,
+        "seq": message.seq,
+        "created_at": iso(message.created_at),
+        "completed_at": iso(message.completed_at),
+    }
+
+
+def session_data(session: DurableSession) -> dict[str, Any]:
+    return {
+        "id": str(session.id),
+        "title": session.title,
+        "control": session.control,
+        "status": session.status,
+        "assigned_operator_id": session.assigned_operator_id,
+        "last_seq": session.last_seq,
+        "created_at": iso(session.created_at),
+        "closed_at": iso(session.closed_at),
+        "metadata": session.metadata,
+    }
+
+
+def wire(seq: int, type_: str, payload: dict[str, Any], created_at: datetime) -> dict[str, Any]:
+    """The frame a client receives for one log event."""
+    return {"type": type_, "seq": seq, "at": iso(created_at), "data": payload}
+
+
+def event_wire(event: Event) -> dict[str, Any]:
+    return wire(event.seq, event.type, event.payload, event.created_at)

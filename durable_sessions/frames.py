@@ -1,0 +1,118 @@
+"""Parsing and validation of client websocket frames (see docs/protocol.md)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from durable_sessions.app_settings import ds_settings
+
+# Frame type -> {field: (required, allowed types)}; "ref" is allowed on every frame.
+CLIENT_FRAMES: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
+    "message.send": {"content": (True, (str,)), "client_id": (True, (str,))},
+    "handoff.request": {"reason": (False, (str,))},
+    "reply.cancel": {},
+    "ping": {},
+}
+MAX_REF_CHARS = 64
+
+
+class FrameError(Exception):
+    """A frame the server refuses; sent back as an error frame, nothing is stored."""
+
+    def __init__(self, code: str, message: str, *, ref: Any = None, field: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+        self.field = field
+
+    def as_frame(self) -> dict[str, Any]:
+        frame: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
+        if self.ref is not None:
+            frame["ref"] = self.ref
+        if self.field is not None:
+            frame["field"] = self.field
+        return frame
+
+
+@dataclass(frozen=True)
+class Frame:
+    type: str
+    fields: dict[str, Any]
+    ref: str | int | None
+
+
+def _ref(data: dict[str, Any]) -> str | int | None:
+    ref = data.get("ref")
+    if ref is None:
+        return None
+    if isinstance(ref, bool) or not isinstance(ref, (str, int)):
+        raise FrameError("invalid_field", "ref: must be a string or an integer", field="ref")
+    if isinstance(ref, str) and len(ref) > MAX_REF_CHARS:
+        raise FrameError("invalid_field", f"ref: longer than {MAX_REF_CHARS}", field="ref")
+    return ref
+
+
+def parse(text: str | None, binary: bytes | None = None) -> Frame:
+    """Decode and validate one client frame or raise :class:`FrameError`."""
+    if text is None:
+        raise FrameError("bad_frame", "binary frames are not supported; send JSON text")
+    if len(text.encode("utf-8")) > ds_settings.MAX_FRAME_BYTES:
+        raise FrameError("too_large", f"frame is larger than {ds_settings.MAX_FRAME_BYTES} bytes")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise FrameError("bad_json", "frame is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise FrameError("bad_frame", "frame must be a JSON object")
+    ref = _ref(data)
+    type_ = data.get("type")
+    if not isinstance(type_, str):
+        raise FrameError("invalid_field", "type: missing or not a string", ref=ref, field="type")
+    spec = CLIENT_FRAMES.get(type_)
+    if spec is None:
+        known = ", ".join(sorted(CLIENT_FRAMES))
+        raise FrameError(
+            "unknown_type", f"unknown frame type {type_!r}; known: {known}", ref=ref, field="type"
+        )
+    fields: dict[str, Any] = {}
+    for name in data:
+        if name not in spec and name not in ("type", "ref"):
+            raise FrameError(
+                "invalid_field", f"{name}: unexpected field for {type_}", ref=ref, field=name
+            )
+    for name, (required, types) in spec.items():
+        if name not in data:
+            if required:
+                raise FrameError("invalid_field", f"{name}: missing", ref=ref, field=name)
+            continue
+        value = data[name]
+        if not isinstance(value, types):
+            expected = " or ".join(t.__name__ for t in types)
+            raise FrameError("invalid_field", f"{name}: must be a {expected}", ref=ref, field=name)
+        fields[name] = value
+    return Frame(type_, fields, ref)
+
+
+class RateLimiter:
+    """Token bucket per connection: RATE_LIMIT_FRAMES per RATE_LIMIT_WINDOW seconds."""
+
+    __slots__ = ("_capacity", "_rate", "_stamp", "_tokens")
+
+    def __init__(self) -> None:
+        self._capacity = float(ds_settings.RATE_LIMIT_FRAMES)
+        self._rate = self._capacity / float(ds_settings.RATE_LIMIT_WINDOW)
+        self._tokens = self._capacity
+        self._stamp = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False

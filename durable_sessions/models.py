@@ -1,0 +1,181 @@
+"""The durable session, its participants, messages and the append-only event log.
+
+Only ``durable_sessions.service`` writes these models; everything else reads them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Control(models.TextChoices):
+    """Who is answering the customer; kept apart from open/closed."""
+
+    AI = "ai", "AI agent"
+    QUEUED = "queued", "Waiting for a human"
+    HUMAN = "human", "Human operator"
+
+
+class Status(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+
+
+class DurableSession(models.Model):
+    """One conversation between a customer, an AI agent and operators.
+
+    ``last_seq`` is the ``seq`` of the newest event; allocating the next one is an
+    ``UPDATE ... SET last_seq = last_seq + n`` on this row, which also serialises
+    the writers of one session without a table lock.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="durable_sessions",
+    )
+    # For an anonymous visitor: the opaque id kept in their browser's Django session.
+    owner_visitor = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    title = models.CharField(max_length=200, blank=True, default="")
+    control = models.CharField(max_length=10, choices=Control.choices, default=Control.AI)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    assigned_operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_durable_sessions",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    last_seq = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [
+            models.Index(fields=["status", "control", "updated_at"], name="ds_session_queue_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"Session {self.id}"
+
+    @property
+    def group_name(self) -> str:
+        from durable_sessions.groups import session_group
+
+        return session_group(self.id)
+
+
+class ParticipantKind(models.TextChoices):
+    CUSTOMER = "customer", "Customer"
+    AGENT = "agent", "AI agent"
+    OPERATOR = "operator", "Operator"
+    SYSTEM = "system", "System"
+
+
+class Participant(models.Model):
+    """Someone (or something) taking part in a session."""
+
+    session = models.ForeignKey(
+        DurableSession, on_delete=models.CASCADE, related_name="participants"
+    )
+    kind = models.CharField(max_length=10, choices=ParticipantKind.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    display_name = models.CharField(max_length=150)
+    joined_at = models.DateTimeField(auto_now_add=True)
+    left_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # One customer, one agent and one system participant per session.
+            models.UniqueConstraint(
+                fields=["session", "kind"],
+                condition=~models.Q(kind="operator"),
+                name="ds_participant_one_per_kind",
+            ),
+            models.UniqueConstraint(
+                fields=["session", "user"],
+                condition=models.Q(kind="operator"),
+                name="ds_participant_one_per_operator",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_name} ({self.kind})"
+
+
+class Role(models.TextChoices):
+    USER = "user", "User"
+    ASSISTANT = "assistant", "Assistant"
+    OPERATOR = "operator", "Operator"
+    SYSTEM = "system", "System"
+
+
+class MessageState(models.TextChoices):
+    STREAMING = "streaming", "Streaming"
+    COMPLETE = "complete", "Complete"
+    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed", "Failed"
+
+
+class Message(models.Model):
+    """A message of the transcript; assistant messages grow by coalesced deltas."""
+
+    session = models.ForeignKey(DurableSession, on_delete=models.CASCADE, related_name="messages")
+    author = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="messages")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    content = models.TextField(blank=True, default="")
+    state = models.CharField(
+        max_length=10, choices=MessageState.choices, default=MessageState.COMPLETE
+    )
+    # Chosen by the sending client; a retry with the same id is stored once.
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    # The seq of the event that created the message.
+    seq = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["session", "seq"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "client_id"],
+                condition=models.Q(client_id__isnull=False),
+                name="ds_message_client_id_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["session", "state"], name="ds_message_state_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:50]}"
+
+
+class Event(models.Model):
+    """One entry of a session's append-only log, addressed by a gapless ``seq``."""
+
+    session = models.ForeignKey(DurableSession, on_delete=models.CASCADE, related_name="events")
+    seq = models.BigIntegerField()
+    type = models.CharField(max_length=40)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["session", "seq"]
+        constraints = [
+            # Also the index that serves "session X after seq N".
+            models.UniqueConstraint(fields=["session", "seq"], name="ds_event_session_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.type}"

@@ -1,0 +1,29 @@
+"""Reading the event log: one indexed range query per page."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from durable_sessions import events as ev
+from durable_sessions.models import DurableSession, Event
+
+
+def read_events(
+    session_id: uuid.UUID, after: int, *, until: int | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Wire frames of the events with ``after < seq <= until``, oldest first, at most ``limit``."""
+    query = Event.objects.filter(session_id=session_id, seq__gt=after)
+    if until is not None:
+        query = query.filter(seq__lte=until)
+    rows = query.order_by("seq").values_list("seq", "type", "payload", "created_at")[:limit]
+    return [ev.wire(seq, type_, payload, at) for seq, type_, payload, at in rows]
+
+
+def latest_seqs(session_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """``last_seq`` of each session, in chunks to keep the IN lists small."""
+    found: dict[uuid.UUID, int] = {}
+    for start in range(0, len(session_ids), 500):
+        chunk = session_ids[start : start + 500]
+        found.update(DurableSession.objects.filter(pk__in=chunk).values_list("pk", "last_seq"))
+    return found

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class HandoffConsoleConfig(AppConfig):
+    """The operator console where support staff take over from the AI."""
+
+    name = "handoff_console"
+    verbose_name = "Handoff console"
+    default_auto_field = "django.db.models.BigAutoField"

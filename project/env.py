@@ -1,0 +1,88 @@
+"""Small helpers that turn environment variables into Django settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def database_from_url(url: str | None, sqlite_path: Path) -> dict[str, Any]:
+    """Return a DATABASES entry: SQLite at ``sqlite_path`` or PostgreSQL from a URL."""
+    if not url:
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": sqlite_path,
+            # IMMEDIATE takes the write lock at BEGIN, so concurrent writers queue up
+            # (up to "timeout" seconds) instead of failing with "database is locked".
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": str(sqlite_path.with_name(sqlite_path.stem + "-test.sqlite3"))},
+        }
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
+        raise ValueError(f"DATABASE_URL: unsupported scheme {parts.scheme!r} (use postgres://)")
+    options = dict(parse_qsl(parts.query))
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")) or "postgres",
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        # Under ASGI every request may run in a different thread: Django's docs advise
+        # against persistent connections there.
+        "CONN_MAX_AGE": 0,
+        "OPTIONS": options,
+    }
+
+
+def channel_layers_from_url(url: str | None) -> dict[str, Any]:
+    """In-memory layer without REDIS_URL; channels-redis with it."""
+    if not url:
+        return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # redis-py 8 caps a pool at 100 connections and raises past it, and its default
+    # socket timeout equals channels-redis' 5 s blocking read: set both explicitly.
+    host = {
+        "address": url,
+        "max_connections": int(os.environ.get("REDIS_MAX_CONNECTIONS", "1000")),
+        "socket_timeout": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "30")),
+        "socket_connect_timeout": 5,
+        "health_check_interval": 30,
+    }
+    kind = os.environ.get("REDIS_LAYER", "pubsub")
+    if kind == "pubsub":
+        # The pub/sub layer never drops on overload (the core layer drops silently past
+        # its capacity); the app does not rely on either for delivery.
+        return {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": [host]},
+            }
+        }
+    if kind == "core":
+        return {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [host], "capacity": 1000, "expiry": 30},
+            }
+        }
+    raise ValueError(f"REDIS_LAYER must be 'pubsub' or 'core', not {kind!r}")

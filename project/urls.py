@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from project import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("chat/new/", views.new_chat, name="chat-new"),
+    path("chat/<uuid:session_id>/", views.chat, name="chat"),
+    path("ds/", include("durable_sessions.urls")),
+    path("console/", include("handoff_console.urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import pytest
+from channels.layers import channel_layers
+
+from tests import services
+
+IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+@pytest.fixture(autouse=True)
+def _in_process_layer(settings):
+    """In-process tests use a fresh in-memory layer (Redis is for multi-process tests)."""
+    settings.CHANNEL_LAYERS = IN_MEMORY
+    settings.DURABLE_SESSIONS = {"RESYNC_INTERVAL": 0.2}
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture
+def postgres():
+    services.require_postgres()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return services.require_redis()
+
+
+_SERVICE_MARKERS = {"postgres": "postgres", "redis_url": "redis"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that use a service fixture carry its marker, so ``-m`` can select them."""
+    for item in items:
+        for fixture, marker in _SERVICE_MARKERS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(getattr(pytest.mark, marker))

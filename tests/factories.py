@@ -1,0 +1,73 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser, Permission
+from django.contrib.sessions.backends.db import SessionStore
+
+from durable_sessions import service
+from durable_sessions.adapter import VISITOR_KEY
+from durable_sessions.models import DurableSession, Event
+from durable_sessions.routing import websocket_urlpatterns
+
+ws_app = URLRouter(websocket_urlpatterns)
+
+
+def make_user(username: str, *, operator: bool = False, staff: bool = False):
+    user = get_user_model().objects.create_user(username=username, password="pw-" + username)
+    if staff:
+        user.is_staff = True
+        user.save()
+    if operator:
+        user.user_permissions.add(
+            Permission.objects.get(
+                content_type__app_label="handoff_console", codename="use_console"
+            )
+        )
+        user = get_user_model().objects.get(pk=user.pk)  # drop the permission cache
+    return user
+
+
+def visitor_session(visitor: str = "visitor-1") -> SessionStore:
+    store = SessionStore()
+    store[VISITOR_KEY] = visitor
+    store.save()
+    return store
+
+
+def anonymous_session(visitor: str = "visitor-1") -> tuple[DurableSession, SessionStore]:
+    store = visitor_session(visitor)
+    return service.create_session(visitor=visitor, title="test"), store
+
+
+def seqs(session: DurableSession) -> list[int]:
+    return list(Event.objects.filter(session=session).order_by("seq").values_list("seq", flat=True))
+
+
+def communicator(
+    session_id: Any, *, user: Any = None, store: SessionStore | None = None, after_seq: int = 0
+) -> WebsocketCommunicator:
+    comm = WebsocketCommunicator(ws_app, f"/ws/sessions/{session_id}/?after_seq={after_seq}")
+    comm.scope["user"] = user or AnonymousUser()
+    comm.scope["session"] = store
+    return comm
+
+
+async def open_ws(
+    session_id: Any, **kwargs: Any
+) -> tuple[WebsocketCommunicator, list[dict[str, Any]]]:
+    """Connect and read up to the ``live`` frame; returns the frames before it too."""
+    comm = communicator(session_id, **kwargs)
+    connected, _ = await comm.connect()
+    assert connected
+    frames = []
+    while True:
+        frame = await comm.receive_json_from(timeout=5)
+        frames.append(frame)
+        if frame["type"] == "live":
+            return comm, frames
