@@ -6,6 +6,7 @@ No REDIS_URL -> in-memory channel layer (one process); REDIS_URL -> channels-red
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -82,6 +83,8 @@ CHANNEL_LAYERS = channel_layers_from_url(os.environ.get("REDIS_URL"))
 DURABLE_SESSIONS = {
     # Declared so that the system checks can tell a multi-process deployment.
     "PROCESSES": int(os.environ.get("DS_PROCESSES", "1")),
+    # Any other key as JSON, e.g. DURABLE_SESSIONS_JSON='{"RESYNC_INTERVAL": 1}'.
+    **json.loads(os.environ.get("DURABLE_SESSIONS_JSON") or "{}"),
 }
 
 AUTH_PASSWORD_VALIDATORS = [

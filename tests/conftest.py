@@ -37,3 +37,20 @@ def pytest_collection_modifyitems(config, items):
         for fixture, marker in _SERVICE_MARKERS.items():
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(getattr(pytest.mark, marker))
+
+
+@pytest.fixture
+def daphne():
+    """Factory of real Daphne processes on the test database; all stopped afterwards."""
+    from tests.live import DaphneServer
+
+    started: list[DaphneServer] = []
+
+    def start(env: dict[str, str], port: int | None = None) -> DaphneServer:
+        server = DaphneServer(env, port).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
