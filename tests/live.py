@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +41,8 @@ def server_env(
         env["REDIS_URL"] = redis_url
         env["DS_PROCESSES"] = "2"
     env["DURABLE_SESSIONS_JSON"] = json.dumps({"RESYNC_INTERVAL": 0.5, **(ds_settings or {})})
-    env.setdefault("SECRET_KEY", "e2e-test-secret-key")
+    # Same key as this process, so the session cookies made here are valid there.
+    env["SECRET_KEY"] = settings.SECRET_KEY
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
