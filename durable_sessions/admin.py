@@ -1,61 +1,277 @@
-"""Read-mostly admin: the log is append-only, so messages and events are never edited."""
+"""The Django admin of durable sessions: read-only pages, changes only through actions.
+
+Sessions are inspected here and changed only by the actions of
+:mod:`durable_sessions.admin_actions`, which call the session service. Messages,
+participants and events are never added, edited or deleted here: the log is
+append-only. Message text is untrusted and is always rendered escaped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth import get_permission_codename, get_user_model
+from django.core.exceptions import FieldDoesNotExist
+from django.db.models import (
+    Case,
+    Count,
+    DateTimeField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, Substr
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.text import Truncator
+from django.utils.timesince import timesince
 
-from durable_sessions.models import DurableSession, Event, Message, Participant
+from durable_sessions import admin_actions
+from durable_sessions import events as ev
+from durable_sessions.admin_detail import detail_context
+from durable_sessions.admin_events import event_log_url
+from durable_sessions.models import Control, DurableSession, Event, Message, Status
+
+PREVIEW_CHARS = 80
 
 
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
+def annotate_activity(queryset: QuerySet[DurableSession]) -> QuerySet[DurableSession]:
+    """Add the list's computed columns as correlated subqueries.
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
+    Subqueries rather than joins + GROUP BY: a page costs one query whatever the
+    length of its transcripts, and searching messages cannot inflate the counts.
+    """
+    messages = Message.objects.filter(session=OuterRef("pk")).order_by()
+    session_events = Event.objects.filter(session=OuterRef("pk"))
+    # The newest control.changed of a queued session is the one that queued it.
+    queued_at = session_events.filter(type=ev.CONTROL_CHANGED).order_by("-seq")
+    return queryset.annotate(
+        message_count=Coalesce(
+            Subquery(messages.values("session").annotate(n=Count("pk")).values("n")),
+            Value(0),
+        ),
+        last_activity=Subquery(session_events.order_by("-seq").values("created_at")[:1]),
+        last_message=Subquery(
+            messages.order_by("-seq")
+            .annotate(preview=Substr("content", 1, PREVIEW_CHARS + 1))
+            .values("preview")[:1]
+        ),
+        queued_since=Case(
+            When(
+                Q(control=Control.QUEUED, status=Status.OPEN),
+                then=Subquery(queued_at.values("created_at")[:1]),
+            ),
+            default=None,
+            output_field=DateTimeField(),
+        ),
+    )
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
-
-class ParticipantInline(ReadOnlyInline):
-    model = Participant
-    fields = ["kind", "display_name", "user", "joined_at", "left_at"]
-    readonly_fields = fields
-
-
-class MessageInline(ReadOnlyInline):
-    model = Message
-    fields = ["seq", "role", "author", "state", "content", "created_at"]
-    readonly_fields = fields
+def _user_search_fields(prefix: str) -> list[str]:
+    """Search on the user model's own username and email fields (custom models too)."""
+    user_model = get_user_model()
+    names = [user_model.USERNAME_FIELD, user_model.get_email_field_name()]
+    fields = []
+    for name in dict.fromkeys(names):
+        try:
+            user_model._meta.get_field(name)
+        except FieldDoesNotExist:
+            continue
+        fields.append(f"{prefix}__{name}")
+    return fields
 
 
 @admin.register(DurableSession)
 class DurableSessionAdmin(admin.ModelAdmin):
-    list_display = ["id", "title", "owner", "control", "status", "assigned_operator", "updated_at"]
-    list_filter = ["control", "status", "created_at"]
-    search_fields = ["id", "title", "owner__username"]
+    """Sessions: a searchable list and a read-only page with the transcript and handoffs.
+
+    Nothing is edited in a form; the actions (close, return to the AI, escalate,
+    export) go through the session service.
+    """
+
+    list_display = [
+        "session_label",
+        "owner_label",
+        "control",
+        "status",
+        "assigned_operator",
+        "message_count",
+        "last_activity",
+        "waiting_time",
+        "last_message_preview",
+    ]
+    list_display_links = ["session_label"]
+    list_filter = [
+        "control",
+        "status",
+        ("created_at", admin.DateFieldListFilter),
+        ("assigned_operator", admin.RelatedOnlyFieldListFilter),
+    ]
     list_select_related = ["owner", "assigned_operator"]
-    readonly_fields = [f.name for f in DurableSession._meta.fields]
-    inlines = [ParticipantInline, MessageInline]
+    list_per_page = 50
+    search_help_text = (
+        "Search titles, owners and operators (username or email), participant names "
+        "and message text; paste a session id to open it."
+    )
+    actions = admin_actions.SESSION_ACTIONS
+    fieldsets = [
+        (None, {"fields": ["id", "title", "owner_label", "control", "status"]}),
+        ("Handoff", {"fields": ["assigned_operator", "waiting_time"]}),
+        (
+            "Activity",
+            {
+                "fields": [
+                    "created_at",
+                    "last_activity",
+                    "closed_at",
+                    "message_count",
+                    "event_log",
+                ]
+            },
+        ),
+        ("Metadata", {"fields": ["metadata"], "classes": ["collapse"]}),
+    ]
+    readonly_fields = [
+        "id",
+        "title",
+        "owner_label",
+        "control",
+        "status",
+        "assigned_operator",
+        "waiting_time",
+        "created_at",
+        "last_activity",
+        "closed_at",
+        "message_count",
+        "event_log",
+        "metadata",
+    ]
 
-    def has_add_permission(self, request) -> bool:
+    # --- permissions: view everything, change nothing except through the actions ---
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The form would save the row directly, around the service.
         return False
 
-
-@admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
-    list_display = ["session", "seq", "type", "created_at"]
-    list_filter = ["type"]
-    readonly_fields = ["session", "seq", "type", "payload", "created_at"]
-
-    def has_add_permission(self, request) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        """Whether the user may run the state-changing actions (the model's change perm)."""
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.{get_permission_codename('change', opts)}")
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    # --- queries ---
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DurableSession]:
+        queryset = super().get_queryset(request).select_related("owner", "assigned_operator")
+        return annotate_activity(queryset)
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        return [
+            "title",
+            *_user_search_fields("owner"),
+            *_user_search_fields("assigned_operator"),
+            "participants__display_name",
+            "messages__content",
+        ]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[DurableSession], search_term: str
+    ) -> tuple[QuerySet[DurableSession], bool]:
+        try:
+            session_id = uuid.UUID(search_term.strip())
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+        # A pasted id matches that session only (the text search would not find it).
+        return queryset.filter(pk=session_id), False
+
+    # --- columns ---
+
+    @admin.display(description="session", ordering="title")
+    def session_label(self, obj: DurableSession) -> str:
+        return obj.title or f"Session {str(obj.pk)[:8]}"
+
+    @admin.display(description="owner", ordering="owner")
+    def owner_label(self, obj: DurableSession) -> str:
+        if obj.owner_id is not None:
+            return obj.owner.get_username()
+        if obj.owner_visitor:
+            # A prefix is enough to tell visitors apart; the id itself stays private.
+            return f"anonymous visitor {obj.owner_visitor[:8]}"
+        return "—"
+
+    @admin.display(description="messages", ordering="message_count")
+    def message_count(self, obj: DurableSession) -> int:
+        return obj.message_count
+
+    @admin.display(description="last activity", ordering="last_activity")
+    def last_activity(self, obj: DurableSession) -> datetime | None:
+        return obj.last_activity
+
+    @admin.display(description="waiting for a human", ordering="queued_since")
+    def waiting_time(self, obj: DurableSession) -> str | None:
+        if obj.queued_since is None:
+            return None
+        return timesince(obj.queued_since, timezone.now())
+
+    @admin.display(description="last message")
+    def last_message_preview(self, obj: DurableSession) -> str:
+        # Returned as plain text: the admin escapes it like any other value.
+        return Truncator(obj.last_message or "").chars(PREVIEW_CHARS)
+
+    @admin.display(description="event log")
+    def event_log(self, obj: DurableSession) -> str:
+        url = event_log_url(self.admin_site.name, obj.pk)
+        count = obj.last_seq  # seq is gapless: the newest seq is the number of events
+        return format_html('<a href="{}">{} event{}</a>', url, count, "" if count == 1 else "s")
+
+    # --- the session's page ---
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: DurableSession | None = None,
+    ) -> TemplateResponse:
+        if obj is not None:
+            context.update(detail_context(request, obj))
+            context.update(self._detail_actions(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _detail_actions(self, request: HttpRequest, obj: DurableSession) -> dict[str, Any]:
+        """The action buttons of a session's page: those that apply to it now."""
+        available = self.get_actions(request)
+        wanted = ["export_json"]
+        if obj.status == Status.OPEN:
+            if obj.control == Control.AI:
+                wanted.insert(0, "escalate_to_human")
+            else:
+                wanted.insert(0, "return_to_ai")
+            wanted.insert(0, "close_sessions")
+        name = self.admin_site.name
+        return {
+            "ds_actions": [(key, available[key][2]) for key in wanted if key in available],
+            "ds_changelist_url": reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
+                current_app=name,
+            ),
+            "ds_from_detail_param": admin_actions.FROM_DETAIL_PARAM,
+            "ds_event_log_url": event_log_url(name, obj.pk),
+            "ds_handoff_log_url": event_log_url(name, obj.pk, type_=ev.CONTROL_CHANGED),
+        }

@@ -38,6 +38,33 @@ DEFAULTS: dict[str, Any] = {
     "GROUP_PREFIX": "ds",
     # Server processes this deployment runs (for the system checks).
     "PROCESSES": 1,
+    # --- agent runtime ---
+    # Class path of the agent, and keyword arguments for its constructor.
+    "AGENT": "durable_sessions.agents.demo.DemoAgent",
+    "AGENT_OPTIONS": {},
+    # "embedded": runs execute inside the server process (one-process deployments);
+    # "worker": only `manage.py run_agents` processes execute them.
+    "RUNNER": "embedded",
+    # Deltas are coalesced and written as one event every FLUSH_INTERVAL_MS, or as soon
+    # as FLUSH_MAX_CHARS are buffered.
+    "FLUSH_INTERVAL_MS": 40,
+    "FLUSH_MAX_CHARS": 256,
+    # A running agent renews its lease every HEARTBEAT_INTERVAL seconds; a lease older
+    # than LEASE_TIMEOUT seconds means the process running it died.
+    "LEASE_TIMEOUT": 15.0,
+    "HEARTBEAT_INTERVAL": 3.0,
+    # Move a session whose agent crashed to the human queue.
+    "ESCALATE_ON_CRASH": True,
+    # Fail a reply when the agent produces nothing for this many seconds.
+    "AGENT_IDLE_TIMEOUT": 60.0,
+    # Messages of history given to the agent.
+    "HISTORY_LIMIT": 50,
+    # Runs one process executes at once.
+    "MAX_CONCURRENT_RUNS": 100,
+    # Seconds between sweeps for pending runs whose wake-up was lost.
+    "RUN_SWEEP_INTERVAL": 2.0,
+    # Channel-layer channel on which new runs are announced to workers.
+    "RUN_CHANNEL": "ds-agent-runs",
 }
 
 # Expected type of each key (bool is checked before int, since bool is an int).
@@ -53,7 +80,21 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "RESYNC_INTERVAL": (int, float),
     "GROUP_PREFIX": (str,),
     "PROCESSES": (int,),
+    "AGENT": (str,),
+    "AGENT_OPTIONS": (dict,),
+    "RUNNER": (str,),
+    "FLUSH_INTERVAL_MS": (int, float),
+    "FLUSH_MAX_CHARS": (int,),
+    "LEASE_TIMEOUT": (int, float),
+    "HEARTBEAT_INTERVAL": (int, float),
+    "ESCALATE_ON_CRASH": (bool,),
+    "AGENT_IDLE_TIMEOUT": (int, float),
+    "HISTORY_LIMIT": (int,),
+    "MAX_CONCURRENT_RUNS": (int,),
+    "RUN_SWEEP_INTERVAL": (int, float),
+    "RUN_CHANNEL": (str,),
 }
+_CHOICES: dict[str, tuple[str, ...]] = {"RUNNER": ("embedded", "worker")}
 _POSITIVE = {
     "MAX_FRAME_BYTES",
     "MAX_MESSAGE_CHARS",
@@ -62,8 +103,16 @@ _POSITIVE = {
     "REPLAY_PAGE_SIZE",
     "RESYNC_INTERVAL",
     "PROCESSES",
+    "FLUSH_INTERVAL_MS",
+    "FLUSH_MAX_CHARS",
+    "LEASE_TIMEOUT",
+    "HEARTBEAT_INTERVAL",
+    "AGENT_IDLE_TIMEOUT",
+    "HISTORY_LIMIT",
+    "MAX_CONCURRENT_RUNS",
+    "RUN_SWEEP_INTERVAL",
 }
-IMPORT_STRINGS = {"ADAPTER"}
+IMPORT_STRINGS = {"ADAPTER", "AGENT"}
 
 
 def validate(user_settings: Any) -> dict[str, Any]:
@@ -86,6 +135,14 @@ def validate(user_settings: Any) -> dict[str, Any]:
             raise ImproperlyConfigured(f"{SETTING_NAME}[{key!r}] must be {names}, not {value!r}.")
         if key in _POSITIVE and value <= 0:
             raise ImproperlyConfigured(f"{SETTING_NAME}[{key!r}] must be > 0, not {value!r}.")
+        if key in _CHOICES and value not in _CHOICES[key]:
+            allowed = " or ".join(repr(c) for c in _CHOICES[key])
+            raise ImproperlyConfigured(f"{SETTING_NAME}[{key!r}] must be {allowed}, not {value!r}.")
+    if merged["HEARTBEAT_INTERVAL"] * 2 > merged["LEASE_TIMEOUT"]:
+        raise ImproperlyConfigured(
+            f"{SETTING_NAME}: HEARTBEAT_INTERVAL must be at most half of LEASE_TIMEOUT, or a "
+            "slow network could make a live agent look crashed."
+        )
     return merged
 
 

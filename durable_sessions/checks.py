@@ -21,6 +21,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         ds_settings.reload()
         ds_settings.merged  # noqa: B018 (validates)
         ds_settings.ADAPTER  # noqa: B018 (imports the class path)
+        ds_settings.AGENT  # noqa: B018 (imports the class path)
     except ImproperlyConfigured as exc:
         errors.append(Error(str(exc), id="durable_sessions.E001", obj=SETTING_NAME))
     required = ["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions"]

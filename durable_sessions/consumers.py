@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from durable_sessions import events as ev
-from durable_sessions import service
+from durable_sessions import runs, service
 from durable_sessions.adapter import Access, get_adapter, visitor_id
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.errors import ServiceError
@@ -27,8 +27,9 @@ from durable_sessions.frames import Frame, FrameError, RateLimiter, parse
 from durable_sessions.groups import session_group
 from durable_sessions.live import registry
 from durable_sessions.models import DurableSession, Participant, ParticipantKind
-from durable_sessions.publish import LIVE_MESSAGE_TYPE
+from durable_sessions.publish import EPHEMERAL_MESSAGE_TYPE, LIVE_MESSAGE_TYPE
 from durable_sessions.replay import read_events
+from durable_sessions.runtime import ensure_embedded_worker
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class _Opened:
     access: Access
     participant: Participant | None
     participants: list[Participant]
+    agent_status: str
 
 
 def _dumps(frame: dict[str, Any]) -> str:
@@ -64,6 +66,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if opened is None:
             await self._refuse(CLOSE_FORBIDDEN)
             return
+        ensure_embedded_worker()
         self.access = opened.access
         self.participant = opened.participant
         self.limiter = RateLimiter()
@@ -120,13 +123,14 @@ class SessionConsumer(AsyncWebsocketConsumer):
             ),
             None,
         )
-        return _Opened(session, access, mine, participants)
+        return _Opened(session, access, mine, participants, runs.agent_status(session.pk))
 
     def _snapshot(self, opened: _Opened, after: int) -> dict[str, Any]:
         return {
             "type": "snapshot",
             "session": ev.session_data(opened.session),
             "participants": [ev.participant_data(p) for p in opened.participants],
+            "agent": {"status": opened.agent_status},
             "you": {
                 "access": opened.access.value,
                 "participant_id": opened.participant.pk if opened.participant else None,
@@ -143,8 +147,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
         # Live wake-ups touch the database only on a gap (through database_sync_to_async,
         # which cleans connections itself): skip the per-message connection cleanup that
         # would otherwise put every delivery through the one database thread.
-        if message.get("type") == LIVE_MESSAGE_TYPE:
+        kind = message.get("type")
+        if kind == LIVE_MESSAGE_TYPE:
             await self.session_events(message)
+        elif kind == EPHEMERAL_MESSAGE_TYPE:
+            await self.session_ephemeral(message)
         else:
             await super().dispatch(message)
 
@@ -178,6 +185,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 if seq == self.last_sent + 1:
                     await self._send(frame)
                     self.last_sent = seq
+
+    async def session_ephemeral(self, message: dict[str, Any]) -> None:
+        """State that is not in the log (agent status): forwarded as it comes, no seq."""
+        await self._send(message["frame"])
 
     async def resync(self, last_seq: int) -> None:
         """Called by the per-process check when this connection is behind."""

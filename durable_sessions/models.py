@@ -179,3 +179,47 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.type}"
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed", "Failed"
+    CRASHED = "crashed", "Crashed (lease expired)"
+
+
+class AgentRun(models.Model):
+    """One agent turn: claimed by exactly one worker, kept alive by a lease.
+
+    A run whose lease expires while ``running`` belongs to a dead process: its reply
+    is marked failed and the session is escalated (see ``durable_sessions.runs``).
+    """
+
+    session = models.ForeignKey(DurableSession, on_delete=models.CASCADE, related_name="runs")
+    # The user message that started the run.
+    trigger = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The assistant message the run writes, once its first token arrived.
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.PENDING)
+    worker = models.CharField(max_length=100, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["session", "id"]
+        indexes = [
+            models.Index(fields=["status", "lease_expires_at"], name="ds_run_status_lease_idx"),
+            models.Index(fields=["session", "status"], name="ds_run_session_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.status})"

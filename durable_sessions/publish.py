@@ -1,7 +1,8 @@
-"""Wake-ups on the channel layer, sent only after the events are committed.
+"""Wake-ups on the channel layer, sent only after the writes they announce are committed.
 
 The layer may drop messages (channels-redis does, silently, past its capacity);
-connections detect gaps and re-read the database, so a lost wake-up only delays.
+connections detect gaps and re-read the database, and workers sweep for pending runs,
+so a lost wake-up only delays.
 """
 
 from __future__ import annotations
@@ -18,55 +19,83 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from durable_sessions.app_settings import ds_settings
 from durable_sessions.groups import session_group
 
 logger = logging.getLogger(__name__)
 
+# Group message types, handled by consumers and run watchers.
 LIVE_MESSAGE_TYPE = "session.events"
+EPHEMERAL_MESSAGE_TYPE = "session.ephemeral"
+# Channel message type that announces a new run to workers.
+RUN_MESSAGE_TYPE = "run.pending"
 
 _deferred = threading.local()
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-
-def _message(frames: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": LIVE_MESSAGE_TYPE, "events": frames}
-
-
-def publish_on_commit(session_id: uuid.UUID, frames: list[dict[str, Any]]) -> None:
-    """Publish ``frames`` to the session's group once the current transaction commits."""
-    transaction.on_commit(partial(_publish, session_id, frames), robust=True)
+# A wake-up waiting to be sent: (channel or group name, is_group, message).
+Wakeup = tuple[str, bool, dict[str, Any]]
 
 
-def _publish(session_id: uuid.UUID, frames: list[dict[str, Any]]) -> None:
+async def _asend(wakeup: Wakeup) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    target, is_group, message = wakeup
+    try:
+        if is_group:
+            await layer.group_send(target, message)
+        else:
+            await layer.send(target, message)
+    except Exception:
+        logger.exception("wake-up to %s failed; receivers will catch up", target)
+
+
+def _send(wakeup: Wakeup) -> None:
     pending = getattr(_deferred, "pending", None)
     if pending is not None:
         # Inside an async entry point: the event loop sends it, not the database thread.
-        pending.append((session_id, frames))
+        pending.append(wakeup)
         return
-    layer = get_channel_layer()
-    if layer is None:
+    if get_channel_layer() is None:
         return
-    try:
-        async_to_sync(layer.group_send)(session_group(session_id), _message(frames))
-    except Exception:
-        logger.exception("publish to session %s failed; clients will resync", session_id)
+    async_to_sync(_asend)(wakeup)
 
 
-async def apublish(session_id: uuid.UUID, frames: list[dict[str, Any]]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        await layer.group_send(session_group(session_id), _message(frames))
-    except Exception:
-        logger.exception("publish to session %s failed; clients will resync", session_id)
+def _on_commit(wakeup: Wakeup) -> None:
+    transaction.on_commit(partial(_send, wakeup), robust=True)
 
 
-def _collecting(
-    fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
-) -> tuple[R, list[tuple[uuid.UUID, list[dict[str, Any]]]]]:
+def events_wakeup(session_id: uuid.UUID, frames: list[dict[str, Any]]) -> Wakeup:
+    return (session_group(session_id), True, {"type": LIVE_MESSAGE_TYPE, "events": frames})
+
+
+def ephemeral_wakeup(session_id: uuid.UUID, frame: dict[str, Any]) -> Wakeup:
+    return (session_group(session_id), True, {"type": EPHEMERAL_MESSAGE_TYPE, "frame": frame})
+
+
+def publish_on_commit(session_id: uuid.UUID, frames: list[dict[str, Any]]) -> None:
+    """Publish log ``frames`` to the session's group once the transaction commits."""
+    _on_commit(events_wakeup(session_id, frames))
+
+
+def ephemeral_on_commit(session_id: uuid.UUID, frame: dict[str, Any]) -> None:
+    """Publish a state frame that is not part of the log (e.g. the agent's status)."""
+    _on_commit(ephemeral_wakeup(session_id, frame))
+
+
+def announce_run_on_commit(run_id: int) -> None:
+    """Tell the workers that a run is waiting, once it is committed."""
+    _on_commit((ds_settings.RUN_CHANNEL, False, {"type": RUN_MESSAGE_TYPE, "run_id": run_id}))
+
+
+async def apublish_ephemeral(session_id: uuid.UUID, frame: dict[str, Any]) -> None:
+    await _asend(ephemeral_wakeup(session_id, frame))
+
+
+def _collecting(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> tuple[R, list[Wakeup]]:
     _deferred.pending = []
     try:
         result = fn(*args, **kwargs)
@@ -76,12 +105,12 @@ def _collecting(
 
 
 def make_async(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    """Async twin of a service function: runs it on the database thread, then publishes."""
+    """Async twin of a service function: runs it on the database thread, then wakes up."""
 
     async def runner(*args: P.args, **kwargs: P.kwargs) -> R:
         result, pending = await database_sync_to_async(_collecting)(fn, *args, **kwargs)
-        for session_id, frames in pending:
-            await apublish(session_id, frames)
+        for wakeup in pending:
+            await _asend(wakeup)
         return result
 
     runner.__name__ = f"a{fn.__name__}"

@@ -19,6 +19,7 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from durable_sessions import events as ev
+from durable_sessions import runs
 from durable_sessions.adapter import AnyUser, get_adapter
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.errors import (
@@ -32,6 +33,7 @@ from durable_sessions.errors import (
     SessionNotFound,
 )
 from durable_sessions.models import (
+    AgentRun,
     Control,
     DurableSession,
     Event,
@@ -40,9 +42,15 @@ from durable_sessions.models import (
     Participant,
     ParticipantKind,
     Role,
+    RunStatus,
     Status,
 )
-from durable_sessions.publish import make_async, publish_on_commit
+from durable_sessions.publish import (
+    announce_run_on_commit,
+    ephemeral_on_commit,
+    make_async,
+    publish_on_commit,
+)
 
 MAX_CLIENT_ID = 64
 _ROLE_BY_KIND = {
@@ -81,11 +89,16 @@ class PostResult:
 def _lock(session_id: uuid.UUID | str, reserve: int) -> _Locked:
     table = connection.ops.quote_name(DurableSession._meta.db_table)
     pk = DurableSession._meta.pk.get_db_prep_value(_as_uuid(session_id), connection)
+    # One statement takes the row lock, reserves the seqs and reads the state to check.
+    # A writer that only locks (reserve 0) leaves updated_at alone.
+    touch, params = (
+        (", updated_at = %s", [reserve, timezone.now(), pk]) if reserve else ("", [0, pk])
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET last_seq = last_seq + %s, updated_at = %s WHERE id = %s "
+            f"UPDATE {table} SET last_seq = last_seq + %s{touch} WHERE id = %s "
             "RETURNING last_seq, control, status, assigned_operator_id",
-            [reserve, timezone.now(), pk],
+            params,
         )
         row = cursor.fetchone()
     if row is None:
@@ -93,11 +106,19 @@ def _lock(session_id: uuid.UUID | str, reserve: int) -> _Locked:
     return _Locked(_as_uuid(session_id), row[0], reserve, row[1], row[2], row[3])
 
 
+def lock_session(session_id: uuid.UUID | str) -> _Locked:
+    """Lock the session row for the rest of the transaction, reserving no seq."""
+    return _lock(session_id, 0)
+
+
 def _emit(locked: _Locked, items: list[tuple[str, dict[str, Any]]]) -> list[Event]:
     """Append ``items`` as the next events of the locked session; publish after commit."""
     if len(items) != locked.reserved:
         base = locked.last_seq - locked.reserved
-        DurableSession.objects.filter(pk=locked.session_id).update(last_seq=base + len(items))
+        changes: dict[str, Any] = {"last_seq": base + len(items)}
+        if items:
+            changes["updated_at"] = timezone.now()
+        DurableSession.objects.filter(pk=locked.session_id).update(**changes)
         locked.last_seq, locked.reserved = base + len(items), len(items)
     if not items:
         return []
@@ -278,6 +299,12 @@ def post_message(
         completed_at=timezone.now(),
     )
     _emit(locked, [(ev.MESSAGE_CREATED, {"message": ev.message_data(message)})])
+    if author.kind == ParticipantKind.CUSTOMER and locked.control == Control.AI:
+        # Committed with the message: a crash between the two cannot lose the run.
+        run = runs.create_pending(locked.session_id, message)
+        if run is not None:
+            announce_run_on_commit(run.pk)
+            ephemeral_on_commit(locked.session_id, agent_status_frame("thinking", run.pk))
     return PostResult(message, message.seq, False)
 
 
@@ -415,8 +442,16 @@ def _end_message(locked: _Locked, message: Message, state: str, extra: dict[str,
     return event.seq
 
 
-def _cancel_streaming(locked: _Locked, reason: str) -> list[tuple[str, dict[str, Any]]]:
-    """Mark every streaming assistant reply cancelled; return the events to emit."""
+def agent_status_frame(status: str, run_id: int | None = None) -> dict[str, Any]:
+    """The ephemeral frame clients get when the agent's status changes."""
+    return {"type": "agent.status", "status": status, "run_id": run_id}
+
+
+def _stop_ai(locked: _Locked, reason: str) -> list[tuple[str, dict[str, Any]]]:
+    """Cancel the AI's runs and streaming replies (keeping their text); return the events."""
+    cancelled_runs = runs.cancel_active(locked.session_id, reason)
+    if cancelled_runs:
+        ephemeral_on_commit(locked.session_id, agent_status_frame("idle", cancelled_runs[-1]))
     streaming = list(
         Message.objects.filter(
             session_id=locked.session_id, role=Role.ASSISTANT, state=MessageState.STREAMING
@@ -443,9 +478,11 @@ def _cancel_streaming(locked: _Locked, reason: str) -> list[tuple[str, dict[str,
 
 @transaction.atomic
 def cancel_reply(session_id: uuid.UUID | str, *, reason: str = "user") -> list[int]:
-    """Stop the AI's current reply, keeping its partial text; returns the seqs written."""
+    """Stop the AI's current reply (or the run still thinking), keeping its partial text.
+
+    Returns the seqs written (none when the agent had not started writing)."""
     locked = _lock(session_id, 1)
-    return [e.seq for e in _emit(locked, _cancel_streaming(locked, reason))]
+    return [e.seq for e in _emit(locked, _stop_ai(locked, reason))]
 
 
 # --- control and lifecycle ------------------------------------------------------------------
@@ -483,7 +520,7 @@ def request_handoff(
         _emit(locked, [])
         return False
     DurableSession.objects.filter(pk=locked.session_id).update(control=Control.QUEUED)
-    items = _cancel_streaming(locked, "handoff")
+    items = _stop_ai(locked, "handoff")
     items.append(_control_event(locked.control, Control.QUEUED, reason, by, summary=summary))
     _emit(locked, items)
     return True
@@ -524,7 +561,7 @@ def change_control(
     DurableSession.objects.filter(pk=locked.session_id).update(
         control=control, assigned_operator=operator_id
     )
-    items = _cancel_streaming(locked, "takeover") if control != Control.AI else []
+    items = _stop_ai(locked, "takeover") if control != Control.AI else []
     items.append(
         _control_event(locked.control, control, reason, by, assigned_operator_id=operator_id)
     )
@@ -541,8 +578,58 @@ def close_session(session_id: uuid.UUID | str, *, by: Participant | None = None)
     DurableSession.objects.filter(pk=locked.session_id).update(
         status=Status.CLOSED, closed_at=timezone.now()
     )
-    items = _cancel_streaming(locked, "closed")
+    items = _stop_ai(locked, "closed")
     items.append((ev.SESSION_CLOSED, {"by": ev.participant_data(by) if by else None}))
+    _emit(locked, items)
+    return True
+
+
+@transaction.atomic
+def crash_run(run_id: int) -> bool:
+    """Record that the process running ``run_id`` died (its lease expired).
+
+    Its reply is marked failed (keeping the partial text) and, with
+    ``ESCALATE_ON_CRASH``, the session moves to the human queue. False when the run was
+    not (or no longer) a running run with an expired lease.
+    """
+    session_id = AgentRun.objects.filter(pk=run_id).values_list("session_id", flat=True).first()
+    if session_id is None:
+        return False
+    locked = _lock(session_id, 0)
+    run = AgentRun.objects.filter(
+        pk=run_id, status=RunStatus.RUNNING, lease_expires_at__lt=timezone.now()
+    ).first()
+    if run is None:
+        return False
+    AgentRun.objects.filter(pk=run_id).update(
+        status=RunStatus.CRASHED, finished_at=timezone.now(), error="lease expired"
+    )
+    error = "the agent stopped responding"
+    items: list[tuple[str, dict[str, Any]]] = []
+    for message in Message.objects.filter(
+        session_id=locked.session_id, role=Role.ASSISTANT, state=MessageState.STREAMING
+    ).only("pk", "content"):
+        Message.objects.filter(pk=message.pk).update(
+            state=MessageState.FAILED, completed_at=timezone.now()
+        )
+        payload = {
+            "message_id": message.pk,
+            "state": MessageState.FAILED,
+            "length": len(message.content),
+            "error": error,
+        }
+        items.append((ev.MESSAGE_FAILED, payload))
+    ephemeral_on_commit(locked.session_id, agent_status_frame("unresponsive", run_id))
+    if (
+        ds_settings.ESCALATE_ON_CRASH
+        and locked.status == Status.OPEN
+        and locked.control == Control.AI
+    ):
+        DurableSession.objects.filter(pk=locked.session_id).update(control=Control.QUEUED)
+        runs.cancel_active(locked.session_id, "escalated after an agent crash")
+        items.append(
+            _control_event(locked.control, Control.QUEUED, "agent unresponsive", None, summary="")
+        )
     _emit(locked, items)
     return True
 
@@ -560,3 +647,4 @@ acancel_reply = make_async(cancel_reply)
 arequest_handoff = make_async(request_handoff)
 achange_control = make_async(change_control)
 aclose_session = make_async(close_session)
+acrash_run = make_async(crash_run)

@@ -82,7 +82,12 @@ def channel_layers_from_url(url: str | None) -> dict[str, Any]:
         return {
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
-                "CONFIG": {"hosts": [host], "capacity": 1000, "expiry": 30},
+                "CONFIG": {
+                    "hosts": [host],
+                    # Messages queued per channel before it drops (a process's consumers share one).
+                    "capacity": int(os.environ.get("REDIS_CAPACITY", "1000")),
+                    "expiry": 30,
+                },
             }
         }
     raise ValueError(f"REDIS_LAYER must be 'pubsub' or 'core', not {kind!r}")

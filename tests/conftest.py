@@ -12,7 +12,8 @@ IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 def _in_process_layer(settings):
     """In-process tests use a fresh in-memory layer (Redis is for multi-process tests)."""
     settings.CHANNEL_LAYERS = IN_MEMORY
-    settings.DURABLE_SESSIONS = {"RESYNC_INTERVAL": 0.2}
+    # Agents run only in the tests that start a worker (see tests/test_runtime.py).
+    settings.DURABLE_SESSIONS = {"RESYNC_INTERVAL": 0.2, "RUNNER": "worker"}
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from channels.routing import URLRouter
@@ -71,3 +72,23 @@ async def open_ws(
         frames.append(frame)
         if frame["type"] == "live":
             return comm, frames
+
+
+async def recv(comm: WebsocketCommunicator, wait: float = 5) -> dict[str, Any]:
+    """The next frame that is not an agent status change."""
+    while True:
+        frame = await comm.receive_json_from(timeout=wait)
+        if frame.get("type") != "agent.status":
+            return frame
+
+
+async def nothing_more(comm: WebsocketCommunicator, wait: float = 0.3) -> bool:
+    """True when no frame other than agent status changes arrives within ``wait`` seconds."""
+    # receive_nothing never cancels the application, unlike a timed-out receive.
+    deadline = time.monotonic() + wait
+    while True:
+        remaining = deadline - time.monotonic()
+        if await comm.receive_nothing(timeout=max(remaining, 0.01)):
+            return True
+        if (await comm.receive_json_from()).get("type") != "agent.status":
+            return False

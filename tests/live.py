@@ -40,7 +40,10 @@ def server_env(
     if redis_url:
         env["REDIS_URL"] = redis_url
         env["DS_PROCESSES"] = "2"
-    env["DURABLE_SESSIONS_JSON"] = json.dumps({"RESYNC_INTERVAL": 0.5, **(ds_settings or {})})
+    # No agent answers unless a test asks for one (RUNNER "embedded" or a worker process).
+    env["DURABLE_SESSIONS_JSON"] = json.dumps(
+        {"RESYNC_INTERVAL": 0.5, "RUNNER": "worker", **(ds_settings or {})}
+    )
     # Same key as this process, so the session cookies made here are valid there.
     env["SECRET_KEY"] = settings.SECRET_KEY
     env["PYTHONUNBUFFERED"] = "1"

@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 
 from durable_sessions import service
 from durable_sessions.models import DurableSession, Message, ParticipantKind
-from tests.factories import anonymous_session, make_user, open_ws
+from tests.factories import anonymous_session, make_user, nothing_more, open_ws, recv
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -49,13 +49,13 @@ async def test_live_events_follow_the_replay_without_duplicates():
     reply = await service.astart_assistant_message(session.id)
     await service.aappend_assistant_text(reply, "Hi")
     await service.afinish_assistant_message(reply)
-    got = [await comm.receive_json_from(timeout=5) for _ in range(3)]
+    got = [await recv(comm) for _ in range(3)]
     assert [(f["seq"], f["type"]) for f in got] == [
         (2, "message.created"),
         (3, "message.delta"),
         (4, "message.completed"),
     ]
-    assert await comm.receive_nothing(timeout=0.3)
+    assert await nothing_more(comm, 0.3)
     await comm.disconnect()
 
 
@@ -64,14 +64,14 @@ async def test_send_message_is_acked_and_a_retry_stores_nothing_new():
     comm, _ = await open_ws(session.id, store=store)
     frame = {"type": "message.send", "content": "hi", "client_id": "abc", "ref": 1}
     await comm.send_json_to(frame)
-    frames = [await comm.receive_json_from(timeout=5) for _ in range(2)]
+    frames = [await recv(comm) for _ in range(2)]
     ack = next(f for f in frames if f["type"] == "ack")
     assert ack["seq"] == 2 and ack["duplicate"] is False and ack["ref"] == 1
     assert ack["message"]["content"] == "hi" and ack["message"]["role"] == "user"
     await comm.send_json_to(frame)
-    again = await comm.receive_json_from(timeout=5)
+    again = await recv(comm)
     assert again["type"] == "ack" and again["duplicate"] is True and again["seq"] == 2
-    assert await comm.receive_nothing(timeout=0.3)
+    assert await nothing_more(comm, 0.3)
     assert await Message.objects.filter(session_id=session.id).acount() == 1
     await comm.disconnect()
 
@@ -108,12 +108,12 @@ async def test_bad_frames_get_an_error_and_change_nothing(text, code, field):
     session, store = await db(anonymous_session)()
     comm, _ = await open_ws(session.id, store=store)
     await comm.send_to(text_data=text)
-    error = await comm.receive_json_from(timeout=5)
+    error = await recv(comm)
     assert error["type"] == "error" and error["code"] == code, error
     assert error.get("field") == field and error["message"]
     # The connection stays usable and nothing was stored.
     await comm.send_json_to({"type": "ping", "ref": "p"})
-    assert await comm.receive_json_from(timeout=5) == {"type": "pong", "ref": "p"}
+    assert await recv(comm) == {"type": "pong", "ref": "p"}
     assert await last_seq(session) == 1
     await comm.disconnect()
 
@@ -122,7 +122,7 @@ async def test_binary_frames_are_refused():
     session, store = await db(anonymous_session)()
     comm, _ = await open_ws(session.id, store=store)
     await comm.send_to(bytes_data=b"\x00\x01")
-    error = await comm.receive_json_from(timeout=5)
+    error = await recv(comm)
     assert error["code"] == "bad_frame"
     await comm.disconnect()
 
@@ -133,11 +133,11 @@ async def test_sending_too_fast_is_rate_limited(settings):
     comm, _ = await open_ws(session.id, store=store)
     for i in range(3):
         await comm.send_json_to({"type": "ping", "ref": i})
-        assert (await comm.receive_json_from(timeout=5))["type"] == "pong"
+        assert (await recv(comm))["type"] == "pong"
     await comm.send_json_to(
         {"type": "message.send", "content": "spam", "client_id": "s", "ref": "late"}
     )
-    error = await comm.receive_json_from(timeout=5)
+    error = await recv(comm)
     assert error["code"] == "rate_limited"
     assert await last_seq(session) == 1
     await comm.disconnect()
@@ -148,7 +148,7 @@ async def test_service_errors_become_error_frames():
     await service.aclose_session(session.id)
     comm, _ = await open_ws(session.id, store=store)
     await comm.send_json_to({"type": "message.send", "content": "hi", "client_id": "x", "ref": 9})
-    error = await comm.receive_json_from(timeout=5)
+    error = await recv(comm)
     assert (error["code"], error["ref"]) == ("session_closed", 9)
     await comm.disconnect()
 
@@ -157,10 +157,10 @@ async def test_client_id_conflict_is_an_error():
     session, store = await db(anonymous_session)()
     comm, _ = await open_ws(session.id, store=store)
     await comm.send_json_to({"type": "message.send", "content": "one", "client_id": "k"})
-    await comm.receive_json_from(timeout=5)
-    await comm.receive_json_from(timeout=5)
+    await recv(comm)
+    await recv(comm)
     await comm.send_json_to({"type": "message.send", "content": "two", "client_id": "k"})
-    assert (await comm.receive_json_from(timeout=5))["code"] == "client_id_conflict"
+    assert (await recv(comm))["code"] == "client_id_conflict"
     await comm.disconnect()
 
 
@@ -170,10 +170,10 @@ async def test_handoff_request_and_cancel_from_the_customer():
     await service.aappend_assistant_text(reply, "Let me")
     comm, _ = await open_ws(session.id, store=store)
     await comm.send_json_to({"type": "reply.cancel"})
-    frames = [await comm.receive_json_from(timeout=5) for _ in range(2)]
+    frames = [await recv(comm) for _ in range(2)]
     assert {f["type"] for f in frames} == {"message.cancelled", "ack"}
     await comm.send_json_to({"type": "handoff.request", "reason": "a person please"})
-    frames = [await comm.receive_json_from(timeout=5) for _ in range(2)]
+    frames = [await recv(comm) for _ in range(2)]
     changed = next(f for f in frames if f["type"] == "control.changed")
     assert changed["data"]["control"] == "queued"
     assert next(f for f in frames if f["type"] == "ack")["changed"] is True
@@ -196,11 +196,11 @@ async def test_every_device_of_a_user_gets_every_event():
         {"type": "message.send", "content": "from laptop", "client_id": "l1"}
     )
     for index, device in enumerate(devices):
-        frames = [await device.receive_json_from(timeout=5) for _ in range(2 if index == 0 else 1)]
+        frames = [await recv(device) for _ in range(2 if index == 0 else 1)]
         created = next(f for f in frames if f["type"] == "message.created")
         assert created["seq"] == 2 and created["data"]["message"]["content"] == "from laptop"
     for device in devices:
-        assert await device.receive_nothing(timeout=0.2)
+        assert await nothing_more(device, 0.2)
         await device.disconnect()
 
 
@@ -211,7 +211,7 @@ async def test_operator_message_takes_over_and_reaches_the_customer():
     console, frames = await open_ws(session.id, user=operator)
     assert frames[0]["you"]["access"] == "operator"
     await console.send_json_to({"type": "message.send", "content": "Olga here", "client_id": "o1"})
-    got = [await customer.receive_json_from(timeout=5) for _ in range(3)]
+    got = [await recv(customer) for _ in range(3)]
     assert [f["type"] for f in got] == ["participant.joined", "control.changed", "message.created"]
     assert got[-1]["data"]["message"]["role"] == "operator"
     assert got[-1]["data"]["message"]["author"]["display_name"] == "olga"
@@ -224,5 +224,5 @@ async def test_operators_cannot_ask_for_a_handoff():
     operator = await db(make_user)("olga", staff=True)
     comm, _ = await open_ws(session.id, user=operator)
     await comm.send_json_to({"type": "handoff.request"})
-    assert (await comm.receive_json_from(timeout=5))["code"] == "not_allowed"
+    assert (await recv(comm))["code"] == "not_allowed"
     await comm.disconnect()

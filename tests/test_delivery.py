@@ -13,7 +13,7 @@ from django.db import close_old_connections
 
 from durable_sessions import service
 from durable_sessions.models import Event, Message, ParticipantKind
-from tests.factories import anonymous_session, open_ws
+from tests.factories import anonymous_session, nothing_more, open_ws, recv
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -78,7 +78,7 @@ def _text(frames) -> str:
 
 async def _read_until(comm, last_seq: int, into: list) -> None:
     while not into or into[-1].get("seq", 0) < last_seq:
-        frame = await comm.receive_json_from(timeout=5)
+        frame = await recv(comm)
         if "seq" in frame:
             into.append(frame)
 
@@ -94,7 +94,7 @@ async def test_a_client_that_drops_anywhere_resumes_exactly(seed):
     drop_at = rng.randint(3, 50)
     flaky_frames = [f for f in first if "seq" in f]
     while not flaky_frames or flaky_frames[-1]["seq"] < drop_at:
-        frame = await flaky.receive_json_from(timeout=5)
+        frame = await recv(flaky)
         if "seq" in frame:
             flaky_frames.append(frame)
     await flaky.disconnect()
@@ -109,7 +109,7 @@ async def test_a_client_that_drops_anywhere_resumes_exactly(seed):
     assert [f["seq"] for f in flaky_frames] == list(range(1, final + 1))
     assert _text(flaky_frames) == _text(steady_frames) == "".join(chunks)
     for comm in (steady, again):
-        assert await comm.receive_nothing(timeout=0.2)
+        assert await nothing_more(comm, 0.2)
         await comm.disconnect()
 
 
@@ -141,6 +141,6 @@ async def test_a_dropped_last_event_arrives_through_the_periodic_resync(settings
     comm, _ = await open_ws(session.id, store=store)
     customer = await db(service.participant_for)(session.id, ParticipantKind.CUSTOMER)
     await service.apost_message(session.id, author=customer, content="only one", client_id="1")
-    frame = await comm.receive_json_from(timeout=5)  # RESYNC_INTERVAL is 0.2 s in tests
+    frame = await recv(comm)  # RESYNC_INTERVAL is 0.2 s in tests
     assert (frame["seq"], frame["type"]) == (2, "message.created")
     await comm.disconnect()

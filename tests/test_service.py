@@ -215,14 +215,16 @@ def test_failed_reply_keeps_text_and_is_marked_failed():
 def test_events_are_published_only_after_commit(monkeypatch):
     published = []
 
-    def spy(session_id, frames):
+    def spy(wakeup):
+        _target, _is_group, message = wakeup
+        if message["type"] != "session.events":
+            return
         # Called outside any transaction, and the events are already readable.
-        stored = list(
-            Event.objects.filter(session_id=session_id, seq__in=[f["seq"] for f in frames])
-        )
-        published.append((connection.in_atomic_block, len(stored), [f["seq"] for f in frames]))
+        seqs = [f["seq"] for f in message["events"]]
+        stored = Event.objects.filter(seq__in=seqs).count()
+        published.append((connection.in_atomic_block, stored, seqs))
 
-    monkeypatch.setattr(publish, "_publish", spy)
+    monkeypatch.setattr(publish, "_send", spy)
     session, _ = anonymous_session()
     service.post_message(session.id, author=customer(session), content="hi", client_id="a")
     assert published == [(False, 1, [1]), (False, 1, [2])]
@@ -233,7 +235,7 @@ def test_nothing_is_published_when_the_transaction_rolls_back(monkeypatch):
     from django.db import transaction
 
     published = []
-    monkeypatch.setattr(publish, "_publish", lambda sid, frames: published.append(frames))
+    monkeypatch.setattr(publish, "_send", published.append)
     session, _ = anonymous_session()
     published.clear()
     with pytest.raises(RuntimeError), transaction.atomic():

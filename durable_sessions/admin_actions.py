@@ -1,0 +1,207 @@
+"""Admin actions on sessions. Every change is a call to the session service.
+
+Each session is changed in its own service transaction, so a batch never leaves a
+session half-changed: a session the service refuses (already closed, already with
+the AI, ...) is reported by name and left as it was, and the others are applied.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import Prefetch, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils import timezone
+
+from durable_sessions import events as ev
+from durable_sessions import service
+from durable_sessions.errors import Conflict, ServiceError
+from durable_sessions.models import Control, DurableSession, Event, Message, Participant
+
+# Set by the buttons of a session's own page, so the action returns to that page.
+FROM_DETAIL_PARAM = "_ds_from_detail"
+EXPORT_FORMAT = "durable-sessions.export"
+EXPORT_VERSION = 1
+
+# Applies the action to one session; returns why it was skipped, or None when applied.
+Apply = Callable[[DurableSession], str | None]
+
+_ERROR_TEXT = {
+    "session_closed": "the session is closed",
+    "not_found": "the session no longer exists",
+}
+
+
+def session_label(session: DurableSession) -> str:
+    short = str(session.pk)[:8]
+    return f"“{session.title}” ({short})" if session.title else f"Session {short}"
+
+
+def _admin_name(request: HttpRequest) -> str:
+    return request.user.get_username() or f"user {request.user.pk}"
+
+
+def _run(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet[DurableSession],
+    *,
+    done_text: str,
+    apply: Apply,
+) -> HttpResponseRedirect | None:
+    """Apply to each session, report each refusal, and log each change in the admin log."""
+    applied = 0
+    for session in queryset:
+        label = session_label(session)
+        try:
+            skipped = apply(session)
+        except ServiceError as exc:
+            text = _ERROR_TEXT.get(exc.code, exc.message)
+            modeladmin.message_user(request, f"{label}: not changed, {text}.", messages.ERROR)
+            continue
+        if skipped:
+            modeladmin.message_user(request, f"{label}: not changed, {skipped}.", messages.WARNING)
+            continue
+        applied += 1
+        # The admin log says which admin did it; the session's own log may not.
+        modeladmin.log_change(request, session, f"{done_text} (admin action)")
+    if applied:
+        noun = "session" if applied == 1 else "sessions"
+        modeladmin.message_user(request, f"{done_text}: {applied} {noun}.", messages.SUCCESS)
+    return _back_to_detail(modeladmin, request, queryset)
+
+
+def _back_to_detail(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[DurableSession]
+) -> HttpResponseRedirect | None:
+    """From a session's page, return there; otherwise the admin returns to the list."""
+    if not request.POST.get(FROM_DETAIL_PARAM):
+        return None
+    pks = list(queryset.values_list("pk", flat=True)[:2])
+    if len(pks) != 1:
+        return None
+    opts = modeladmin.model._meta
+    url = reverse(
+        f"admin:{opts.app_label}_{opts.model_name}_change",
+        args=[pks[0]],
+        current_app=modeladmin.admin_site.name,
+    )
+    return HttpResponseRedirect(url)
+
+
+@admin.action(description="Close selected sessions", permissions=["operate"])
+def close_sessions(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[DurableSession]
+) -> HttpResponseRedirect | None:
+    def apply(session: DurableSession) -> str | None:
+        return None if service.close_session(session.pk) else "it was already closed"
+
+    return _run(modeladmin, request, queryset, done_text="Closed", apply=apply)
+
+
+@admin.action(description="Return selected sessions to the AI", permissions=["operate"])
+def return_to_ai(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[DurableSession]
+) -> HttpResponseRedirect | None:
+    reason = f"returned to the AI by {_admin_name(request)}"
+
+    def apply(session: DurableSession) -> str | None:
+        try:
+            # ``expect`` is checked under the row lock: a session the AI already has is
+            # reported rather than silently left alone.
+            service.change_control(
+                session.pk, Control.AI, reason=reason, expect=(Control.QUEUED, Control.HUMAN)
+            )
+        except Conflict:
+            return "the AI agent already has it"
+        return None
+
+    return _run(modeladmin, request, queryset, done_text="Returned to the AI", apply=apply)
+
+
+@admin.action(description="Escalate selected sessions to a human", permissions=["operate"])
+def escalate_to_human(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[DurableSession]
+) -> HttpResponseRedirect | None:
+    reason = f"escalated by {_admin_name(request)}"
+
+    def apply(session: DurableSession) -> str | None:
+        queued = service.request_handoff(session.pk, by=None, reason=reason)
+        return None if queued else "it is already waiting for or with a human"
+
+    return _run(modeladmin, request, queryset, done_text="Escalated to a human", apply=apply)
+
+
+def _participant_export(participant: Participant) -> dict[str, Any]:
+    return {
+        **ev.participant_data(participant),
+        "joined_at": ev.iso(participant.joined_at),
+        "left_at": ev.iso(participant.left_at),
+    }
+
+
+def _user_export(user: Any) -> dict[str, Any] | None:
+    return None if user is None else {"id": user.pk, "username": user.get_username()}
+
+
+def session_export(session: DurableSession) -> dict[str, Any]:
+    """One session as exported: its data, participants, messages and whole event log.
+
+    Messages and events have the shapes clients receive (docs/protocol.md).
+    """
+    data = ev.session_data(session)
+    data["updated_at"] = ev.iso(session.updated_at)
+    data["owner"] = _user_export(session.owner)
+    data["anonymous"] = session.owner_id is None
+    data["assigned_operator"] = _user_export(session.assigned_operator)
+    return {
+        "session": data,
+        "participants": [_participant_export(p) for p in session.participants.all()],
+        "messages": [ev.message_data(m) for m in session.messages.all()],
+        "events": [ev.event_wire(e) for e in session.events.all()],
+    }
+
+
+def export_document(queryset: QuerySet[DurableSession]) -> dict[str, Any]:
+    """The export of the selected sessions, read with a fixed number of queries."""
+    sessions = (
+        DurableSession.objects.filter(pk__in=queryset.values("pk"))
+        .select_related("owner", "assigned_operator")
+        .prefetch_related(
+            Prefetch("participants", queryset=Participant.objects.order_by("id")),
+            Prefetch("messages", queryset=Message.objects.select_related("author").order_by("seq")),
+            Prefetch("events", queryset=Event.objects.order_by("seq")),
+        )
+        .order_by("created_at", "pk")
+    )
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "exported_at": ev.iso(timezone.now()),
+        "sessions": [session_export(s) for s in sessions],
+    }
+
+
+@admin.action(description="Export selected transcripts as JSON", permissions=["view"])
+def export_json(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[DurableSession]
+) -> HttpResponse:
+    document = export_document(queryset)
+    found = document["sessions"]
+    if len(found) == 1:
+        filename = f"session-{found[0]['session']['id']}.json"
+    else:
+        filename = f"sessions-{timezone.now():%Y%m%d-%H%M%S}.json"
+    body = json.dumps(document, cls=DjangoJSONEncoder, ensure_ascii=False, indent=2)
+    response = HttpResponse(body, content_type="application/json; charset=utf-8")
+    # An attachment, never rendered by the browser: the transcript is untrusted text.
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+SESSION_ACTIONS = [close_sessions, return_to_ai, escalate_to_human, export_json]

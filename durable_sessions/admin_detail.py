@@ -1,0 +1,183 @@
+"""What the admin page of one session shows beyond its fields.
+
+The transcript (one page of messages), the participants and the handoff timeline,
+each read with a fixed number of queries however long the session is. Nothing here
+writes: the admin changes sessions only through the session service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.paginator import Page, Paginator
+from django.http import HttpRequest
+
+from durable_sessions import events as ev
+from durable_sessions.models import (
+    Control,
+    DurableSession,
+    Event,
+    Message,
+    MessageState,
+    Participant,
+    Role,
+)
+
+TRANSCRIPT_PAGE_SIZE = 100
+# A session flipping control more often than this is shown in full in the event log.
+TIMELINE_LIMIT = 100
+PAGE_PARAM = "transcript_page"
+
+_BADGES = {
+    MessageState.STREAMING: "streaming…",
+    MessageState.CANCELLED: "cancelled",
+    MessageState.FAILED: "failed",
+}
+
+
+@dataclass(frozen=True)
+class TranscriptEntry:
+    """One message of the transcript with how its reply ended, if it did not complete."""
+
+    message: Message
+    css_class: str
+    badge: str
+    note: str
+
+
+@dataclass(frozen=True)
+class HandoffEntry:
+    """One ``control.changed`` event, ready to show as a row of the timeline."""
+
+    seq: int
+    at: datetime
+    previous: str
+    control: str
+    reason: str
+    by: str
+    operator: str
+
+
+def _control_label(value: Any) -> str:
+    try:
+        return str(Control(value).label)
+    except ValueError:
+        return str(value or "—")
+
+
+def _endings(session: DurableSession, message_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The payloads of the cancel/fail events of the given messages (one query)."""
+    if not message_ids:
+        return {}
+    rows = Event.objects.filter(
+        session=session,
+        type__in=[ev.MESSAGE_CANCELLED, ev.MESSAGE_FAILED],
+        payload__message_id__in=message_ids,
+    ).values_list("payload", flat=True)
+    return {row["message_id"]: row for row in rows if isinstance(row, dict)}
+
+
+def _entry(message: Message, ending: dict[str, Any] | None) -> TranscriptEntry:
+    role = message.role if message.role in Role.values else "other"
+    note = ""
+    if message.state == MessageState.CANCELLED:
+        reason = (ending or {}).get("reason")
+        note = "Stopped" + (f" ({reason})" if reason else "") + "; the partial text is kept."
+    elif message.state == MessageState.FAILED:
+        note = "Error: " + str((ending or {}).get("error") or "unknown")
+    elif message.state == MessageState.STREAMING:
+        note = "The reply was still being written when this page was loaded."
+    return TranscriptEntry(
+        message=message,
+        css_class=f"ds-role-{role} ds-state-{message.state}",
+        badge=_BADGES.get(message.state, ""),
+        note=note,
+    )
+
+
+def transcript_page(
+    request: HttpRequest, session: DurableSession
+) -> tuple[Page, list[TranscriptEntry], list[tuple[str, str]]]:
+    """One page of the transcript, its entries and the pager links (label, query string)."""
+    messages = Message.objects.filter(session=session).select_related("author").order_by("seq")
+    page = Paginator(messages, TRANSCRIPT_PAGE_SIZE).get_page(request.GET.get(PAGE_PARAM))
+    items = list(page.object_list)
+    endings = _endings(
+        session,
+        [m.pk for m in items if m.state in (MessageState.CANCELLED, MessageState.FAILED)],
+    )
+    entries = [_entry(m, endings.get(m.pk)) for m in items]
+    return page, entries, _pager_links(request, page)
+
+
+def _pager_links(request: HttpRequest, page: Page) -> list[tuple[str, str]]:
+    if page.paginator.num_pages <= 1:
+        return []
+    wanted = [("First", 1)]
+    if page.has_previous():
+        wanted.append(("Previous", page.previous_page_number()))
+    if page.has_next():
+        wanted.append(("Next", page.next_page_number()))
+    wanted.append(("Last", page.paginator.num_pages))
+    links = []
+    for label, number in wanted:
+        # Keep the other parameters (e.g. the changelist filters to go back to).
+        params = request.GET.copy()
+        params[PAGE_PARAM] = str(number)
+        links.append((label, "?" + params.urlencode() + "#transcript"))
+    return links
+
+
+def participants(session: DurableSession) -> list[Participant]:
+    return list(Participant.objects.filter(session=session).select_related("user").order_by("id"))
+
+
+def handoff_timeline(session: DurableSession) -> tuple[list[HandoffEntry], bool]:
+    """The latest control changes, oldest first, and whether older ones were left out."""
+    rows = list(
+        Event.objects.filter(session=session, type=ev.CONTROL_CHANGED)
+        .order_by("-seq")
+        .values_list("seq", "created_at", "payload")[: TIMELINE_LIMIT + 1]
+    )
+    truncated = len(rows) > TIMELINE_LIMIT
+    rows = list(reversed(rows[:TIMELINE_LIMIT]))
+    operator_ids = {
+        p.get("assigned_operator_id")
+        for _, _, p in rows
+        if isinstance(p, dict) and p.get("assigned_operator_id") is not None
+    }
+    users = get_user_model()._default_manager.in_bulk(operator_ids) if operator_ids else {}
+    entries = []
+    for seq, at, payload in rows:
+        payload = payload if isinstance(payload, dict) else {}
+        by = payload.get("by")
+        operator = users.get(payload.get("assigned_operator_id"))
+        entries.append(
+            HandoffEntry(
+                seq=seq,
+                at=at,
+                previous=_control_label(payload.get("previous")),
+                control=_control_label(payload.get("control")),
+                reason=str(payload.get("reason") or ""),
+                by=f"{by.get('display_name')} ({by.get('kind')})" if isinstance(by, dict) else "",
+                operator=operator.get_username() if operator is not None else "",
+            )
+        )
+    return entries, truncated
+
+
+def detail_context(request: HttpRequest, session: DurableSession) -> dict[str, Any]:
+    """The template context of the sections below the session's fields."""
+    page, entries, links = transcript_page(request, session)
+    timeline, timeline_truncated = handoff_timeline(session)
+    return {
+        "ds_transcript_page": page,
+        "ds_transcript": entries,
+        "ds_transcript_links": links,
+        "ds_participants": participants(session),
+        "ds_timeline": timeline,
+        "ds_timeline_truncated": timeline_truncated,
+    }

@@ -1,0 +1,1 @@
+"""A small product that installs django-durable-sessions from its wheel."""

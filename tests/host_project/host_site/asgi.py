@@ -1,0 +1,30 @@
+"""ASGI entry point of the host project: HTTP through Django, websockets through Channels."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "host_site.settings")
+# Load the settings and the app registry before anything below imports models.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+import durable_sessions.routing  # noqa: E402
+import handoff_console.routing  # noqa: E402
+
+websocket_routes = (
+    durable_sessions.routing.websocket_urlpatterns + handoff_console.routing.websocket_urlpatterns
+)
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        # Browsers send cookies with cross-site websocket handshakes and CSRF middleware
+        # does not see them: the Origin check is what keeps other sites out. The auth
+        # stack turns the session cookie into scope["user"] and scope["session"].
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_routes))),
+    }
+)
