@@ -35,7 +35,11 @@ def database_from_url(url: str | None, sqlite_path: Path) -> dict[str, Any]:
                 "timeout": 20,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
-            "TEST": {"NAME": str(sqlite_path.with_name(sqlite_path.stem + "-test.sqlite3"))},
+            # A file (not memory) so that server processes started by tests can share it;
+            # named per process so that concurrent test runs never share one.
+            "TEST": {
+                "NAME": str(sqlite_path.with_name(f"{sqlite_path.stem}-test-{os.getpid()}.sqlite3"))
+            },
         }
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
