@@ -201,6 +201,7 @@ class RunExecutor:
                 if item is _DONE:
                     break
                 if isinstance(item, BaseException):
+                    await flush()  # keep what the agent said before it failed
                     raise item
                 idle_deadline = time.monotonic() + idle
                 if isinstance(item, Handoff):
