@@ -56,6 +56,8 @@ def database_from_url(url: str | None, sqlite_path: Path) -> dict[str, Any]:
         # against persistent connections there.
         "CONN_MAX_AGE": 0,
         "OPTIONS": options,
+        # Per process, so that concurrent test runs on one server never share a database.
+        "TEST": {"NAME": f"test_{unquote(parts.path.lstrip('/')) or 'postgres'}_{os.getpid()}"},
     }
 
 

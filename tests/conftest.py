@@ -55,3 +55,20 @@ def daphne():
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def agent_worker():
+    """Factory of ``manage.py run_agents`` processes; all stopped afterwards."""
+    from tests.live import AgentWorker
+
+    started: list[AgentWorker] = []
+
+    def start(env: dict[str, str], name: str) -> AgentWorker:
+        worker = AgentWorker(env, name).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,109 @@
+"""The agent runtime with real processes: Daphne servers, worker processes, kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+import websockets
+from channels.db import database_sync_to_async
+
+from durable_sessions.models import AgentRun, Control, DurableSession, Message, RunStatus
+from tests.factories import anonymous_session
+from tests.live import server_env
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.timeout(90)]
+
+LONG_REPLY = " ".join(f"part{i}" for i in range(300))
+
+
+async def connect(server, session, store, after_seq: int = 0):
+    return await websockets.connect(
+        f"{server.ws}/ws/sessions/{session.id}/?after_seq={after_seq}",
+        origin=server.http,
+        additional_headers={"Cookie": f"sessionid={store.session_key}"},
+    )
+
+
+async def read_until(ws, predicate, limit: int = 5000) -> list[dict[str, Any]]:
+    frames = []
+    for _ in range(limit):
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        frames.append(frame)
+        if predicate(frame):
+            return frames
+    raise AssertionError("predicate never matched")
+
+
+def of_type(kind: str):
+    return lambda frame: frame.get("type") == kind
+
+
+def text_of(frames) -> str:
+    return "".join(f["data"]["text"] for f in frames if f.get("type") == "message.delta")
+
+
+async def test_kill_9_of_the_worker_mid_stream_is_detected_and_escalated(
+    daphne, agent_worker, postgres, redis_url
+):
+    env = server_env(
+        redis_url=redis_url,
+        ds_settings={
+            "RUNNER": "worker",
+            "LEASE_TIMEOUT": 2.0,
+            "HEARTBEAT_INTERVAL": 0.5,
+            "RUN_SWEEP_INTERVAL": 0.3,
+            "AGENT_OPTIONS": {"thinking_seconds": 0, "tokens_per_second": 60, "reply": LONG_REPLY},
+        },
+    )
+    server = daphne(env)
+    workers = {name: agent_worker(env, name) for name in ("alpha", "beta")}
+    session, store = await database_sync_to_async(anonymous_session)()
+    ws = await connect(server, session, store)
+    await read_until(ws, of_type("live"))
+    await ws.send(json.dumps({"type": "message.send", "content": "hello", "client_id": "c1"}))
+    frames = await read_until(ws, of_type("message.delta"))
+    frames += await read_until(ws, of_type("message.delta"))
+    run = await AgentRun.objects.aget()
+    assert run.status == RunStatus.RUNNING and run.worker in workers
+    workers[run.worker].kill()
+    frames += await read_until(ws, of_type("control.changed"))
+    failed = next(f for f in frames if f.get("type") == "message.failed")
+    changed = frames[-1]
+    assert changed["data"]["control"] == "queued"
+    assert changed["data"]["reason"] == "agent unresponsive"
+    assert not [f for f in frames if f.get("type") == "message.delta" and f["seq"] > failed["seq"]]
+    assert any(f.get("type") == "agent.status" and f["status"] == "unresponsive" for f in frames)
+    reply = await Message.objects.aget(role="assistant")
+    assert reply.state == "failed" and reply.content == text_of(frames)
+    assert (await AgentRun.objects.aget(pk=run.pk)).status == RunStatus.CRASHED
+    assert (await DurableSession.objects.aget(pk=session.pk)).control == Control.QUEUED
+    await ws.close()
+
+
+async def test_an_embedded_run_goes_on_after_every_client_left(daphne):
+    env = server_env(
+        ds_settings={
+            "RUNNER": "embedded",
+            "AGENT_OPTIONS": {"thinking_seconds": 0, "tokens_per_second": 150, "reply": LONG_REPLY},
+        }
+    )
+    server = daphne(env)
+    session, store = await database_sync_to_async(anonymous_session)()
+    ws = await connect(server, session, store)
+    await read_until(ws, of_type("live"))
+    await ws.send(json.dumps({"type": "message.send", "content": "hello", "client_id": "c1"}))
+    seen = await read_until(ws, of_type("message.delta"))
+    await ws.close()
+    for _ in range(300):  # the reply completes with nobody connected
+        if await AgentRun.objects.filter(status=RunStatus.COMPLETED).aexists():
+            break
+        await asyncio.sleep(0.1)
+    last = max(f["seq"] for f in seen if "at" in f)
+    again = await connect(server, session, store, after_seq=last)
+    rest = await read_until(again, of_type("live"))
+    assert text_of(seen) + text_of(rest) == LONG_REPLY
+    assert any(f.get("type") == "message.completed" for f in rest)
+    await again.close()
