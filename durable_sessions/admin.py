@@ -9,10 +9,10 @@ append-only. Message text is untrusted and is always rendered escaped.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import display_for_value
 from django.contrib.auth import get_permission_codename, get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models import (
@@ -218,13 +218,14 @@ class DurableSessionAdmin(admin.ModelAdmin):
         return obj.message_count
 
     @admin.display(description="last activity", ordering="last_activity")
-    def last_activity(self, obj: DurableSession) -> datetime | None:
-        return obj.last_activity
+    def last_activity(self, obj: DurableSession) -> str:
+        # Formatted here: the read-only field of the detail page would print the raw value.
+        return display_for_value(obj.last_activity, self.get_empty_value_display())
 
     @admin.display(description="waiting for a human", ordering="queued_since")
-    def waiting_time(self, obj: DurableSession) -> str | None:
+    def waiting_time(self, obj: DurableSession) -> str:
         if obj.queued_since is None:
-            return None
+            return self.get_empty_value_display()
         return timesince(obj.queued_since, timezone.now())
 
     @admin.display(description="last message")
@@ -257,16 +258,16 @@ class DurableSessionAdmin(admin.ModelAdmin):
     def _detail_actions(self, request: HttpRequest, obj: DurableSession) -> dict[str, Any]:
         """The action buttons of a session's page: those that apply to it now."""
         available = self.get_actions(request)
-        wanted = ["export_json"]
+        wanted = [("export_json", "Export as JSON")]
         if obj.status == Status.OPEN:
             if obj.control == Control.AI:
-                wanted.insert(0, "escalate_to_human")
+                wanted.insert(0, ("escalate_to_human", "Escalate to a human"))
             else:
-                wanted.insert(0, "return_to_ai")
-            wanted.insert(0, "close_sessions")
+                wanted.insert(0, ("return_to_ai", "Return to the AI"))
+            wanted.insert(0, ("close_sessions", "Close session"))
         name = self.admin_site.name
         return {
-            "ds_actions": [(key, available[key][2]) for key in wanted if key in available],
+            "ds_actions": [(key, label) for key, label in wanted if key in available],
             "ds_changelist_url": reverse(
                 f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
                 current_app=name,

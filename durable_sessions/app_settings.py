@@ -65,6 +65,20 @@ DEFAULTS: dict[str, Any] = {
     "RUN_SWEEP_INTERVAL": 2.0,
     # Channel-layer channel on which new runs are announced to workers.
     "RUN_CHANNEL": "ds-agent-runs",
+    # --- presence ---
+    # "auto" (Redis when the channel layer is channels-redis, else memory), "memory"
+    # (one process) or "redis".
+    "PRESENCE_BACKEND": "auto",
+    # Redis URL for presence; empty: the channel layer's first host.
+    "PRESENCE_REDIS_URL": "",
+    # A connection refreshes its presence every PRESENCE_HEARTBEAT seconds; one not
+    # refreshed for PRESENCE_TTL seconds (its process died) is gone.
+    "PRESENCE_HEARTBEAT": 15.0,
+    "PRESENCE_TTL": 40.0,
+    # Seconds between checks for expired presence and typing, per process.
+    "PRESENCE_SWEEP": 2.0,
+    # "Typing" ends this many seconds after the last start, unless renewed.
+    "TYPING_TIMEOUT": 15.0,
 }
 
 # Expected type of each key (bool is checked before int, since bool is an int).
@@ -93,8 +107,17 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "MAX_CONCURRENT_RUNS": (int,),
     "RUN_SWEEP_INTERVAL": (int, float),
     "RUN_CHANNEL": (str,),
+    "PRESENCE_BACKEND": (str,),
+    "PRESENCE_REDIS_URL": (str,),
+    "PRESENCE_HEARTBEAT": (int, float),
+    "PRESENCE_TTL": (int, float),
+    "PRESENCE_SWEEP": (int, float),
+    "TYPING_TIMEOUT": (int, float),
 }
-_CHOICES: dict[str, tuple[str, ...]] = {"RUNNER": ("embedded", "worker")}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "RUNNER": ("embedded", "worker"),
+    "PRESENCE_BACKEND": ("auto", "memory", "redis"),
+}
 _POSITIVE = {
     "MAX_FRAME_BYTES",
     "MAX_MESSAGE_CHARS",
@@ -111,6 +134,10 @@ _POSITIVE = {
     "HISTORY_LIMIT",
     "MAX_CONCURRENT_RUNS",
     "RUN_SWEEP_INTERVAL",
+    "PRESENCE_HEARTBEAT",
+    "PRESENCE_TTL",
+    "PRESENCE_SWEEP",
+    "TYPING_TIMEOUT",
 }
 IMPORT_STRINGS = {"ADAPTER", "AGENT"}
 
@@ -142,6 +169,11 @@ def validate(user_settings: Any) -> dict[str, Any]:
         raise ImproperlyConfigured(
             f"{SETTING_NAME}: HEARTBEAT_INTERVAL must be at most half of LEASE_TIMEOUT, or a "
             "slow network could make a live agent look crashed."
+        )
+    if merged["PRESENCE_HEARTBEAT"] * 2 > merged["PRESENCE_TTL"]:
+        raise ImproperlyConfigured(
+            f"{SETTING_NAME}: PRESENCE_HEARTBEAT must be at most half of PRESENCE_TTL, or "
+            "people who are here would blink offline."
         )
     return merged
 

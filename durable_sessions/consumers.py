@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from durable_sessions import events as ev
-from durable_sessions import runs, service
+from durable_sessions import presence, runs, service
 from durable_sessions.adapter import Access, get_adapter, visitor_id
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.errors import ServiceError
@@ -82,7 +83,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
             # database): it must drop its state and start over.
             await self._send({"type": "reset", "last_seq": session.last_seq})
             after = 0
-        await self._send(self._snapshot(opened, after))
+        self._setup_presence(opened)
+        entries = await presence.keeper.join(self)
+        snapshot = self._snapshot(opened, after)
+        snapshot["presence"] = self._presence_frame(entries)
+        await self._send(snapshot)
         async with self._lock:
             self.last_sent = after
             registry.add(self.session_id, self)
@@ -142,6 +147,43 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if hasattr(self, "group"):
             registry.remove(self.session_id, self)
             await self.channel_layer.group_discard(self.group, self.channel_name)
+        if hasattr(self, "presence_entry"):
+            await presence.keeper.leave(self)
+
+    # --- presence -------------------------------------------------------------------------
+
+    def _setup_presence(self, opened: _Opened) -> None:
+        user = self.scope.get("user")
+        is_operator = opened.access is Access.OPERATOR
+        self.session_key = str(self.session_id)
+        self.presence_entry = presence.Entry(
+            conn=self.channel_name,
+            kind=presence.OPERATOR if is_operator else presence.CUSTOMER,
+            user_id=user.pk if user is not None and user.is_authenticated else None,
+            name=opened.participant.display_name
+            if opened.participant
+            else get_adapter().display_name(user),
+        )
+        self._last_presence: dict[str, Any] | None = None
+
+    def _presence_frame(self, entries: list[presence.Entry]) -> dict[str, Any]:
+        frame = presence.render(
+            entries, for_operator=self.access is Access.OPERATOR, now=time.time()
+        )
+        self._last_presence = frame
+        return frame
+
+    async def presence_changed(self, entries: list[presence.Entry]) -> None:
+        """Send this viewer's presence if it differs from what it last got."""
+        frame = presence.render(
+            entries, for_operator=self.access is Access.OPERATOR, now=time.time()
+        )
+        if frame != self._last_presence:
+            self._last_presence = frame
+            await self._send(frame)
+
+    async def session_presence(self, message: dict[str, Any]) -> None:
+        await self.presence_changed([presence.Entry(**e) for e in message["entries"]])
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Live wake-ups touch the database only on a gap (through database_sync_to_async,
@@ -152,6 +194,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.session_events(message)
         elif kind == EPHEMERAL_MESSAGE_TYPE:
             await self.session_ephemeral(message)
+        elif kind == presence.PRESENCE_MESSAGE_TYPE:
+            await self.session_presence(message)
         else:
             await super().dispatch(message)
 
@@ -249,6 +293,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             result = await service.aoperator_reply(
                 self.session_id, operator=self.scope["user"], content=content, client_id=client_id
             )
+        await presence.keeper.typing(self, False)  # a sent message ends typing
         return {
             "type": "ack",
             "for": frame.type,
@@ -257,6 +302,15 @@ class SessionConsumer(AsyncWebsocketConsumer):
             "duplicate": result.duplicate,
             "message": ev.message_data(result.message),
         }
+
+    async def on_typing(self, frame: Frame) -> None:
+        private = frame.fields.get("private", False)
+        if private and self.access is not Access.OPERATOR:
+            raise FrameError(
+                "not_allowed", "private: only operators write private notes", ref=frame.ref
+            )
+        await presence.keeper.typing(self, frame.fields["state"] == "start", private)
+        return None
 
     async def on_handoff_request(self, frame: Frame) -> dict[str, Any]:
         self._require_owner(frame)

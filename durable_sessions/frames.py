@@ -15,7 +15,10 @@ CLIENT_FRAMES: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
     "handoff.request": {"reason": (False, (str,))},
     "reply.cancel": {},
     "ping": {},
+    "typing": {"state": (True, (str,)), "private": (False, (bool,))},
 }
+# Allowed values of string fields.
+FIELD_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {("typing", "state"): ("start", "stop")}
 MAX_REF_CHARS = 64
 
 
@@ -93,6 +96,10 @@ def parse(text: str | None, binary: bytes | None = None) -> Frame:
         if not isinstance(value, types):
             expected = " or ".join(t.__name__ for t in types)
             raise FrameError("invalid_field", f"{name}: must be a {expected}", ref=ref, field=name)
+        choices = FIELD_CHOICES.get((type_, name))
+        if choices is not None and value not in choices:
+            allowed = " or ".join(repr(c) for c in choices)
+            raise FrameError("invalid_field", f"{name}: must be {allowed}", ref=ref, field=name)
         fields[name] = value
     return Frame(type_, fields, ref)
 

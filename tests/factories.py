@@ -74,21 +74,24 @@ async def open_ws(
             return comm, frames
 
 
+EPHEMERAL = ("agent.status", "presence")
+
+
 async def recv(comm: WebsocketCommunicator, wait: float = 5) -> dict[str, Any]:
-    """The next frame that is not an agent status change."""
+    """The next frame that is not ephemeral state (agent status, presence)."""
     while True:
         frame = await comm.receive_json_from(timeout=wait)
-        if frame.get("type") != "agent.status":
+        if frame.get("type") not in EPHEMERAL:
             return frame
 
 
 async def nothing_more(comm: WebsocketCommunicator, wait: float = 0.3) -> bool:
-    """True when no frame other than agent status changes arrives within ``wait`` seconds."""
+    """True when no frame other than ephemeral state arrives within ``wait`` seconds."""
     # receive_nothing never cancels the application, unlike a timed-out receive.
     deadline = time.monotonic() + wait
     while True:
         remaining = deadline - time.monotonic()
         if await comm.receive_nothing(timeout=max(remaining, 0.01)):
             return True
-        if (await comm.receive_json_from()).get("type") != "agent.status":
+        if (await comm.receive_json_from()).get("type") not in EPHEMERAL:
             return False

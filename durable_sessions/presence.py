@@ -1,0 +1,318 @@
+"""Presence and typing: who is here, on how many devices, and who is typing.
+
+Presence is ephemeral state, never part of the event log. Each connection holds an
+entry with an expiry that its process refreshes every ``PRESENCE_HEARTBEAT`` seconds;
+an entry whose process died (``kill -9``, a vanished phone) simply expires after
+``PRESENCE_TTL``. Entries live in process memory (one process) or in Redis (several).
+Changes are pushed to the session's group at once; each process also re-reads the
+presence of its sessions every ``PRESENCE_SWEEP`` seconds, which is how expiries (and
+any lost push) reach the clients. Typing carries no text: unsent words never leave
+the customer's device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.signals import setting_changed
+
+from durable_sessions.app_settings import ds_settings
+from durable_sessions.groups import session_group
+
+logger = logging.getLogger(__name__)
+
+PRESENCE_MESSAGE_TYPE = "session.presence"
+CUSTOMER, OPERATOR = "customer", "operator"
+
+
+@dataclass
+class Entry:
+    """One connection's presence."""
+
+    conn: str
+    kind: str  # CUSTOMER or OPERATOR
+    user_id: int | None
+    name: str
+    typing_until: float = 0.0
+    private: bool = False  # an operator typing a private note
+    expires: float = 0.0
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, raw: str | bytes) -> Entry:
+        return cls(**json.loads(raw))
+
+
+def render(entries: list[Entry], *, for_operator: bool, now: float) -> dict[str, Any]:
+    """The presence frame one viewer gets; customers never see private-note typing."""
+    customers = [e for e in entries if e.kind == CUSTOMER]
+    operators: dict[Any, list[Entry]] = {}
+    for entry in entries:
+        if entry.kind == OPERATOR:
+            operators.setdefault(entry.user_id, []).append(entry)
+    people = []
+    for user_id, devices in operators.items():
+        typing = [e for e in devices if e.typing_until > now]
+        person: dict[str, Any] = {
+            "user_id": user_id,
+            "display_name": devices[0].name,
+            "devices": len(devices),
+            "typing": any(not e.private for e in typing),
+        }
+        if for_operator:
+            person["writing_note"] = any(e.private for e in typing)
+        people.append(person)
+    people.sort(key=lambda p: (p["display_name"], p["user_id"] or 0))
+    return {
+        "type": "presence",
+        "customer": {
+            "online": bool(customers),
+            "devices": len(customers),
+            "typing": any(e.typing_until > now for e in customers),
+        },
+        "operators": people,
+    }
+
+
+class PresenceStore(Protocol):
+    async def put(self, session: str, entries: list[Entry]) -> None: ...
+    async def remove(self, session: str, conn: str) -> None: ...
+    async def read(self, sessions: list[str]) -> dict[str, list[Entry]]: ...
+
+
+class MemoryStore:
+    """Presence of one process."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, dict[str, Entry]] = {}
+
+    async def put(self, session: str, entries: list[Entry]) -> None:
+        bucket = self._data.setdefault(session, {})
+        for entry in entries:
+            bucket[entry.conn] = entry
+
+    async def remove(self, session: str, conn: str) -> None:
+        bucket = self._data.get(session)
+        if bucket is not None:
+            bucket.pop(conn, None)
+            if not bucket:
+                del self._data[session]
+
+    async def read(self, sessions: list[str]) -> dict[str, list[Entry]]:
+        now = time.time()
+        found = {}
+        for session in sessions:
+            bucket = self._data.get(session, {})
+            for conn in [c for c, e in bucket.items() if e.expires <= now]:
+                del bucket[conn]
+            found[session] = list(bucket.values())
+        return found
+
+
+class RedisStore:
+    """Presence shared by processes: one hash per session, entries carry their expiry."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _redis(self) -> Any:
+        import redis.asyncio as aioredis
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = aioredis.Redis.from_url(self.url, socket_timeout=10)
+            self._loop = loop
+        return self._client
+
+    @staticmethod
+    def key(session: str) -> str:
+        return f"{ds_settings.GROUP_PREFIX}:presence:{session}"
+
+    async def put(self, session: str, entries: list[Entry]) -> None:
+        if not entries:
+            return
+        key = self.key(session)
+        async with self._redis().pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping={e.conn: e.dumps() for e in entries})
+            # Abandoned keys vanish on their own.
+            pipe.expire(key, int(float(ds_settings.PRESENCE_TTL) * 3) + 1)
+            await pipe.execute()
+
+    async def remove(self, session: str, conn: str) -> None:
+        await self._redis().hdel(self.key(session), conn)
+
+    async def read(self, sessions: list[str]) -> dict[str, list[Entry]]:
+        if not sessions:
+            return {}
+        async with self._redis().pipeline(transaction=False) as pipe:
+            for session in sessions:
+                pipe.hgetall(self.key(session))
+            results = await pipe.execute()
+        now = time.time()
+        found: dict[str, list[Entry]] = {}
+        expired: list[tuple[str, str]] = []
+        for session, raw in zip(sessions, results, strict=True):
+            entries = []
+            for conn, value in raw.items():
+                entry = Entry.loads(value)
+                if entry.expires > now:
+                    entries.append(entry)
+                else:
+                    expired.append((session, conn.decode() if isinstance(conn, bytes) else conn))
+            found[session] = entries
+        if expired:
+            async with self._redis().pipeline(transaction=False) as pipe:
+                for session, conn in expired:
+                    pipe.hdel(self.key(session), conn)
+                await pipe.execute()
+        return found
+
+
+def _layer_redis_url() -> str | None:
+    config = settings.CHANNEL_LAYERS.get("default", {})
+    if "channels_redis" not in config.get("BACKEND", ""):
+        return None
+    hosts = config.get("CONFIG", {}).get("hosts") or ["redis://127.0.0.1:6379"]
+    host = hosts[0]
+    if isinstance(host, dict):
+        return host.get("address")
+    if isinstance(host, (tuple, list)):
+        return f"redis://{host[0]}:{host[1]}"
+    return str(host)
+
+
+def make_store() -> PresenceStore:
+    backend = ds_settings.PRESENCE_BACKEND
+    url = ds_settings.PRESENCE_REDIS_URL or _layer_redis_url()
+    if backend == "redis" or (backend == "auto" and url):
+        if not url:
+            raise RuntimeError("PRESENCE_BACKEND is 'redis' but no Redis URL is known")
+        return RedisStore(url)
+    return MemoryStore()
+
+
+class Present(Protocol):
+    """A connection that takes part in presence (the websocket consumer)."""
+
+    session_key: str
+    presence_entry: Entry
+
+    async def presence_changed(self, entries: list[Entry]) -> None: ...
+
+
+class PresenceKeeper:
+    """This process's connections: joins, leaves, typing, heartbeats and expiry checks."""
+
+    def __init__(self) -> None:
+        self._store: PresenceStore | None = None
+        self._local: dict[str, set[Present]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._last_heartbeat = 0.0
+
+    @property
+    def store(self) -> PresenceStore:
+        if self._store is None:
+            self._store = make_store()
+        return self._store
+
+    def reset(self) -> None:
+        """Forget the store (settings changed)."""
+        self._store = None
+
+    def _expiry(self) -> float:
+        return time.time() + float(ds_settings.PRESENCE_TTL)
+
+    async def join(self, member: Present) -> list[Entry]:
+        member.presence_entry.expires = self._expiry()
+        self._local.setdefault(member.session_key, set()).add(member)
+        await self.store.put(member.session_key, [member.presence_entry])
+        self._ensure_task()
+        return await self.changed(member.session_key)
+
+    async def leave(self, member: Present) -> None:
+        members = self._local.get(member.session_key)
+        if members is not None:
+            members.discard(member)
+            if not members:
+                del self._local[member.session_key]
+        await self.store.remove(member.session_key, member.presence_entry.conn)
+        await self.changed(member.session_key)
+
+    async def typing(self, member: Present, active: bool, private: bool = False) -> None:
+        entry = member.presence_entry
+        until = time.time() + float(ds_settings.TYPING_TIMEOUT) if active else 0.0
+        if not active and entry.typing_until == 0.0:
+            return  # nothing to stop
+        entry.typing_until, entry.private = until, private and active
+        entry.expires = self._expiry()
+        await self.store.put(member.session_key, [entry])
+        await self.changed(member.session_key)
+
+    async def changed(self, session_key: str) -> list[Entry]:
+        """Push the session's current presence to every process's connections."""
+        entries = (await self.store.read([session_key]))[session_key]
+        layer = get_channel_layer()
+        if layer is not None:
+            message = {
+                "type": PRESENCE_MESSAGE_TYPE,
+                "entries": [asdict(e) for e in entries],
+            }
+            try:
+                await layer.group_send(session_group(session_key), message)
+            except Exception:
+                logger.exception("presence push failed; the next sweep corrects it")
+        return entries
+
+    def _ensure_task(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._run())
+
+    async def sweep_once(self) -> None:
+        """Refresh this process's entries when due, then show everyone what expired."""
+        sessions = list(self._local)
+        if not sessions:
+            return
+        now = time.time()
+        if now - self._last_heartbeat >= float(ds_settings.PRESENCE_HEARTBEAT):
+            self._last_heartbeat = now
+            expires = self._expiry()
+            for session in sessions:
+                members = list(self._local.get(session, ()))
+                for member in members:
+                    member.presence_entry.expires = expires
+                await self.store.put(session, [m.presence_entry for m in members])
+        states = await self.store.read(sessions)
+        for session, entries in states.items():
+            for member in list(self._local.get(session, ())):
+                await member.presence_changed(entries)
+
+    async def _run(self) -> None:
+        while self._local:
+            await asyncio.sleep(float(ds_settings.PRESENCE_SWEEP))
+            try:
+                await self.sweep_once()
+            except Exception:
+                logger.exception("presence sweep failed")
+
+
+keeper = PresenceKeeper()
+
+
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("DURABLE_SESSIONS", "CHANNEL_LAYERS"):
+        keeper.reset()
+
+
+setting_changed.connect(_settings_changed)
