@@ -120,7 +120,7 @@ class DurableSessionAdmin(admin.ModelAdmin):
     list_per_page = 50
     search_help_text = (
         "Search titles, owners and operators (username or email), participant names "
-        "and message text; paste a session id to open it."
+        "and message text; a pasted session id finds that session."
     )
     actions = admin_actions.SESSION_ACTIONS
     fieldsets = [

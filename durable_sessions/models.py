@@ -147,8 +147,10 @@ class Message(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["session", "seq"]
+        ordering = ["session_id", "seq"]
         constraints = [
+            # Also the index of the transcript in order.
+            models.UniqueConstraint(fields=["session", "seq"], name="ds_message_session_seq"),
             models.UniqueConstraint(
                 fields=["session", "client_id"],
                 condition=models.Q(client_id__isnull=False),
@@ -171,7 +173,7 @@ class Event(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["session", "seq"]
+        ordering = ["session_id", "seq"]
         constraints = [
             # Also the index that serves "session X after seq N".
             models.UniqueConstraint(fields=["session", "seq"], name="ds_event_session_seq"),
@@ -215,7 +217,7 @@ class AgentRun(models.Model):
     error = models.TextField(blank=True, default="")
 
     class Meta:
-        ordering = ["session", "id"]
+        ordering = ["session_id", "id"]
         indexes = [
             models.Index(fields=["status", "lease_expires_at"], name="ds_run_status_lease_idx"),
             models.Index(fields=["session", "status"], name="ds_run_session_status_idx"),
@@ -223,3 +225,51 @@ class AgentRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"
+
+
+class HandoffAction(models.TextChoices):
+    REQUEST = "request", "Asked for a human"
+    TAKE_OVER = "take_over", "Taken over"
+    HAND_BACK = "hand_back", "Handed back to the AI"
+    TRANSFER = "transfer", "Transferred"
+    CLOSE = "close", "Closed"
+    ESCALATE = "escalate", "Escalated after an agent crash"
+    CONTROL = "control", "Control changed"
+
+
+class HandoffRecord(models.Model):
+    """Audit trail of control transitions: who did what, when, and why."""
+
+    session = models.ForeignKey(
+        DurableSession, on_delete=models.CASCADE, related_name="handoff_records"
+    )
+    action = models.CharField(max_length=12, choices=HandoffAction.choices)
+    from_control = models.CharField(max_length=10, choices=Control.choices)
+    to_control = models.CharField(max_length=10, choices=Control.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The user who acted; empty for the customer, the agent or the system.",
+    )
+    actor_kind = models.CharField(max_length=10, blank=True, default="")
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The operator holding the session afterwards.",
+    )
+    reason = models.TextField(blank=True, default="")
+    seq = models.BigIntegerField(help_text="The seq of the control.changed or closing event.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["session_id", "seq"]
+        indexes = [models.Index(fields=["session", "seq"], name="ds_handoff_session_seq_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} ({self.from_control} -> {self.to_control})"

@@ -211,8 +211,14 @@ async def test_operator_message_takes_over_and_reaches_the_customer():
     console, frames = await open_ws(session.id, user=operator)
     assert frames[0]["you"]["access"] == "operator"
     await console.send_json_to({"type": "message.send", "content": "Olga here", "client_id": "o1"})
-    got = [await recv(customer) for _ in range(3)]
-    assert [f["type"] for f in got] == ["participant.joined", "control.changed", "message.created"]
+    got = [await recv(customer) for _ in range(4)]
+    assert [f["type"] for f in got] == [
+        "participant.joined",
+        "control.changed",
+        "message.created",  # the notice that she joined
+        "message.created",
+    ]
+    assert got[2]["data"]["message"]["role"] == "system"
     assert got[-1]["data"]["message"]["role"] == "operator"
     assert got[-1]["data"]["message"]["author"]["display_name"] == "olga"
     for comm in (customer, console):

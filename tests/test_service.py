@@ -20,6 +20,7 @@ from durable_sessions.models import (
     Control,
     DurableSession,
     Event,
+    HandoffRecord,
     Message,
     MessageState,
     ParticipantKind,
@@ -186,7 +187,7 @@ def test_handoff_request_queues_once():
     assert not service.request_handoff(session.id, by=customer(session))
     session.refresh_from_db()
     assert session.control == Control.QUEUED
-    event = Event.objects.filter(session=session).last()
+    event = Event.objects.filter(session=session, type="control.changed").last()
     assert event.payload["control"] == "queued" and event.payload["reason"] == "need a person"
 
 
@@ -242,3 +243,63 @@ def test_nothing_is_published_when_the_transaction_rolls_back(monkeypatch):
         service.post_message(session.id, author=customer(session), content="hi")
         raise RuntimeError("host code failed after the call")
     assert published == [] and seqs(session) == [1] and last_seq(session) == 1
+
+
+def test_take_over_is_audited_and_announced_to_the_customer():
+    session, _ = anonymous_session()
+    olga = make_user("olga", operator=True)
+    service.take_over(session.id, olga)
+    session.refresh_from_db()
+    assert (session.control, session.assigned_operator_id) == (Control.HUMAN, olga.pk)
+    types = list(Event.objects.filter(session=session).values_list("type", flat=True))
+    assert types[-3:] == ["participant.joined", "control.changed", "message.created"]
+    notice = Message.objects.filter(session=session).last()
+    assert (notice.role, notice.content) == ("system", "olga joined the conversation.")
+    record = HandoffRecord.objects.get(session=session)
+    assert (record.action, record.from_control, record.to_control) == ("take_over", "ai", "human")
+    assert record.actor == olga and record.operator == olga
+    assert Event.objects.get(session=session, seq=record.seq).type == "control.changed"
+
+
+def test_a_second_take_over_names_who_holds_the_session():
+    session, _ = anonymous_session()
+    olga, omar = make_user("olga", operator=True), make_user("omar", operator=True)
+    service.take_over(session.id, olga)
+    before = last_seq(session)
+    with pytest.raises(Conflict, match="taken by olga"):
+        service.take_over(session.id, omar)
+    assert last_seq(session) == before and HandoffRecord.objects.count() == 1
+
+
+def test_hand_back_and_transfer_need_the_holder():
+    session, _ = anonymous_session()
+    olga, omar = make_user("olga", operator=True), make_user("omar", operator=True)
+    with pytest.raises(Conflict):
+        service.hand_back(session.id, olga)  # nobody holds it yet
+    service.take_over(session.id, olga)
+    with pytest.raises(Conflict):
+        service.transfer(session.id, omar, olga)  # omar does not hold it
+    with pytest.raises(InvalidInput):
+        service.transfer(session.id, olga, make_user("carl"))  # not an operator
+    service.transfer(session.id, olga, omar)
+    session.refresh_from_db()
+    assert session.assigned_operator_id == omar.pk
+    service.hand_back(session.id, omar)
+    session.refresh_from_db()
+    assert (session.control, session.assigned_operator_id) == (Control.AI, None)
+    actions = list(HandoffRecord.objects.values_list("action", flat=True))
+    assert actions == ["take_over", "transfer", "hand_back"]
+    notices = list(Message.objects.filter(role="system").values_list("content", flat=True))
+    assert notices[-2:] == [
+        "omar has taken over the conversation.",
+        "You are back with our assistant.",
+    ]
+
+
+def test_close_is_audited():
+    session, _ = anonymous_session()
+    olga = make_user("olga", operator=True)
+    service.close_session(session.id, actor=olga, reason="resolved")
+    record = HandoffRecord.objects.get(session=session)
+    assert (record.action, record.actor, record.reason) == ("close", olga, "resolved")
+    assert Event.objects.get(session=session, seq=record.seq).payload["reason"] == "resolved"

@@ -69,6 +69,13 @@ DATABASES = {
 # One server process: the in-memory layer is enough to wake this process's connections.
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The agent runs inside the server process (the default "embedded" runner), which is right
+# for one process; the adapter and the agent are the product's own classes.
+DURABLE_SESSIONS = {
+    "ADAPTER": "host_site.adapters.HostSessionAdapter",
+    "AGENT": "host_site.agents.EchoAgent",
+}
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/console/"
 
