@@ -231,7 +231,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
                     self.last_sent = seq
 
     async def session_ephemeral(self, message: dict[str, Any]) -> None:
-        """State that is not in the log (agent status): forwarded as it comes, no seq."""
+        """State that is not in the log (agent status): forwarded as it comes, no seq.
+        Operator-only frames (e.g. private notes) never reach the customer."""
+        if message.get("operators_only") and self.access is not Access.OPERATOR:
+            return
         await self._send(message["frame"])
 
     async def resync(self, last_seq: int) -> None:

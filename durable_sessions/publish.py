@@ -20,13 +20,15 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from durable_sessions.app_settings import ds_settings
-from durable_sessions.groups import session_group
+from durable_sessions.groups import activity_group, session_group
 
 logger = logging.getLogger(__name__)
 
 # Group message types, handled by consumers and run watchers.
 LIVE_MESSAGE_TYPE = "session.events"
 EPHEMERAL_MESSAGE_TYPE = "session.ephemeral"
+# Activity-group message type: some session changed (see ACTIVITY_TYPES).
+ACTIVITY_MESSAGE_TYPE = "sessions.activity"
 # Channel message type that announces a new run to workers.
 RUN_MESSAGE_TYPE = "run.pending"
 
@@ -72,13 +74,32 @@ def events_wakeup(session_id: uuid.UUID, frames: list[dict[str, Any]]) -> Wakeup
     return (session_group(session_id), True, {"type": LIVE_MESSAGE_TYPE, "events": frames})
 
 
-def ephemeral_wakeup(session_id: uuid.UUID, frame: dict[str, Any]) -> Wakeup:
-    return (session_group(session_id), True, {"type": EPHEMERAL_MESSAGE_TYPE, "frame": frame})
+def ephemeral_wakeup(
+    session_id: uuid.UUID, frame: dict[str, Any], *, operators_only: bool = False
+) -> Wakeup:
+    message = {"type": EPHEMERAL_MESSAGE_TYPE, "frame": frame, "operators_only": operators_only}
+    return (session_group(session_id), True, message)
+
+
+# Event types that change what a queue of sessions shows (not the deltas of a stream).
+ACTIVITY_TYPES = frozenset(
+    {"session.created", "control.changed", "message.created", "session.closed"}
+)
 
 
 def publish_on_commit(session_id: uuid.UUID, frames: list[dict[str, Any]]) -> None:
-    """Publish log ``frames`` to the session's group once the transaction commits."""
+    """Publish log ``frames`` to the session's group once the transaction commits, and
+    tell the activity group when they change what a queue shows."""
     _on_commit(events_wakeup(session_id, frames))
+    types = sorted({f["type"] for f in frames} & ACTIVITY_TYPES)
+    if types:
+        message = {
+            "type": ACTIVITY_MESSAGE_TYPE,
+            "session_id": str(session_id),
+            "types": types,
+            "seq": frames[-1]["seq"],
+        }
+        _on_commit((activity_group(), True, message))
 
 
 def ephemeral_on_commit(session_id: uuid.UUID, frame: dict[str, Any]) -> None:
@@ -91,8 +112,18 @@ def announce_run_on_commit(run_id: int) -> None:
     _on_commit((ds_settings.RUN_CHANNEL, False, {"type": RUN_MESSAGE_TYPE, "run_id": run_id}))
 
 
-async def apublish_ephemeral(session_id: uuid.UUID, frame: dict[str, Any]) -> None:
-    await _asend(ephemeral_wakeup(session_id, frame))
+async def apublish_ephemeral(
+    session_id: uuid.UUID, frame: dict[str, Any], *, operators_only: bool = False
+) -> None:
+    """Send a state frame now; ``operators_only`` frames never reach the customer."""
+    await _asend(ephemeral_wakeup(session_id, frame, operators_only=operators_only))
+
+
+def publish_ephemeral(
+    session_id: uuid.UUID, frame: dict[str, Any], *, operators_only: bool = False
+) -> None:
+    """Sync :func:`apublish_ephemeral`, deferred to after the current transaction."""
+    _on_commit(ephemeral_wakeup(session_id, frame, operators_only=operators_only))
 
 
 def _collecting(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> tuple[R, list[Wakeup]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -232,3 +233,39 @@ async def test_operators_cannot_ask_for_a_handoff():
     await comm.send_json_to({"type": "handoff.request"})
     assert (await recv(comm))["code"] == "not_allowed"
     await comm.disconnect()
+
+
+async def test_operator_only_frames_never_reach_the_customer():
+    from durable_sessions.publish import apublish_ephemeral
+
+    session, store = await db(anonymous_session)()
+    operator = await db(make_user)("olga", operator=True)
+    customer, _ = await open_ws(session.id, store=store)
+    console, _ = await open_ws(session.id, user=operator)
+    note = {"type": "note.created", "note": {"text": "customer seems upset"}}
+    await apublish_ephemeral(session.id, note, operators_only=True)
+    assert await recv(console) == note
+    assert await nothing_more(customer, 0.3)
+    for comm in (customer, console):
+        await comm.disconnect()
+
+
+async def test_the_activity_group_hears_what_changes_a_queue_but_not_deltas():
+    from channels.layers import get_channel_layer
+
+    from durable_sessions.groups import activity_group
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(activity_group(), channel)
+    session, _ = await db(anonymous_session)()
+    created = await asyncio.wait_for(layer.receive(channel), 5)
+    assert created["types"] == ["session.created"] and created["session_id"] == str(session.id)
+    reply = await service.astart_assistant_message(session.id)
+    assert (await asyncio.wait_for(layer.receive(channel), 5))["types"] == ["message.created"]
+    await service.aappend_assistant_text(reply, "streaming text")
+    await service.arequest_handoff(session.id, by=None, reason="help")
+    handoff = await asyncio.wait_for(layer.receive(channel), 5)
+    notice = await asyncio.wait_for(layer.receive(channel), 5)
+    assert (handoff["types"], notice["types"]) == (["control.changed"], ["message.created"])
+    await layer.group_discard(activity_group(), channel)

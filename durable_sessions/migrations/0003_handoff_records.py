@@ -6,62 +6,125 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('durable_sessions', '0002_agent_runs'),
+        ("durable_sessions", "0002_agent_runs"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='HandoffRecord',
+            name="HandoffRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(choices=[('request', 'Asked for a human'), ('take_over', 'Taken over'), ('hand_back', 'Handed back to the AI'), ('transfer', 'Transferred'), ('close', 'Closed'), ('escalate', 'Escalated after an agent crash'), ('control', 'Control changed')], max_length=12)),
-                ('from_control', models.CharField(choices=[('ai', 'AI agent'), ('queued', 'Waiting for a human'), ('human', 'Human operator')], max_length=10)),
-                ('to_control', models.CharField(choices=[('ai', 'AI agent'), ('queued', 'Waiting for a human'), ('human', 'Human operator')], max_length=10)),
-                ('actor_kind', models.CharField(blank=True, default='', max_length=10)),
-                ('reason', models.TextField(blank=True, default='')),
-                ('seq', models.BigIntegerField(help_text='The seq of the control.changed or closing event.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("request", "Asked for a human"),
+                            ("take_over", "Taken over"),
+                            ("hand_back", "Handed back to the AI"),
+                            ("transfer", "Transferred"),
+                            ("close", "Closed"),
+                            ("escalate", "Escalated after an agent crash"),
+                            ("control", "Control changed"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "from_control",
+                    models.CharField(
+                        choices=[
+                            ("ai", "AI agent"),
+                            ("queued", "Waiting for a human"),
+                            ("human", "Human operator"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "to_control",
+                    models.CharField(
+                        choices=[
+                            ("ai", "AI agent"),
+                            ("queued", "Waiting for a human"),
+                            ("human", "Human operator"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("actor_kind", models.CharField(blank=True, default="", max_length=10)),
+                ("reason", models.TextField(blank=True, default="")),
+                (
+                    "seq",
+                    models.BigIntegerField(
+                        help_text="The seq of the control.changed or closing event."
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['session_id', 'seq'],
+                "ordering": ["session_id", "seq"],
             },
         ),
         migrations.AlterModelOptions(
-            name='agentrun',
-            options={'ordering': ['session_id', 'id']},
+            name="agentrun",
+            options={"ordering": ["session_id", "id"]},
         ),
         migrations.AlterModelOptions(
-            name='event',
-            options={'ordering': ['session_id', 'seq']},
+            name="event",
+            options={"ordering": ["session_id", "seq"]},
         ),
         migrations.AlterModelOptions(
-            name='message',
-            options={'ordering': ['session_id', 'seq']},
+            name="message",
+            options={"ordering": ["session_id", "seq"]},
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.UniqueConstraint(fields=('session', 'seq'), name='ds_message_session_seq'),
+            model_name="message",
+            constraint=models.UniqueConstraint(
+                fields=("session", "seq"), name="ds_message_session_seq"
+            ),
         ),
         migrations.AddField(
-            model_name='handoffrecord',
-            name='actor',
-            field=models.ForeignKey(blank=True, help_text='The user who acted; empty for the customer, the agent or the system.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="handoffrecord",
+            name="actor",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The user who acted; empty for the customer, the agent or the system.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='handoffrecord',
-            name='operator',
-            field=models.ForeignKey(blank=True, help_text='The operator holding the session afterwards.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="handoffrecord",
+            name="operator",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The operator holding the session afterwards.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='handoffrecord',
-            name='session',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='handoff_records', to='durable_sessions.durablesession'),
+            model_name="handoffrecord",
+            name="session",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="handoff_records",
+                to="durable_sessions.durablesession",
+            ),
         ),
         migrations.AddIndex(
-            model_name='handoffrecord',
-            index=models.Index(fields=['session', 'seq'], name='ds_handoff_session_seq_idx'),
+            model_name="handoffrecord",
+            index=models.Index(fields=["session", "seq"], name="ds_handoff_session_seq_idx"),
         ),
     ]

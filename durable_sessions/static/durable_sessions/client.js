@@ -1,0 +1,825 @@
+/**
+ * A browser client for one durable session (see docs/client.md and docs/protocol.md).
+ *
+ * It follows the session's event log over a websocket and makes delivery exact across
+ * reconnects and page reloads: it remembers the last `seq` it applied (with the transcript
+ * assembled so far) in browser storage, resumes with `after_seq`, drops anything it has
+ * already applied, and keeps unsent messages in an outbox that is resent, under the same
+ * client id, until the server confirms them.
+ *
+ * No dependencies; message text is only ever handled as data, never turned into HTML.
+ *
+ *     import { DurableSessionClient } from "/static/durable_sessions/client.js";
+ *     const client = new DurableSessionClient(sessionId);
+ *     client.on("message", (message) => render(message));
+ *     client.connect();
+ *     client.send("Where is my order?");
+ */
+
+/** Close codes after which a retry would be refused again (see docs/protocol.md). */
+export const REFUSED_CLOSE_CODES = Object.freeze([4400, 4403]);
+
+/** Errors after which a message would be refused again: it leaves the outbox. */
+const PERMANENT_SEND_ERRORS = new Set([
+  "invalid_field",
+  "client_id_conflict",
+  "session_closed",
+  "not_found",
+  "not_allowed",
+  "too_large",
+  "bad_frame",
+  "unknown_type",
+]);
+
+const STORAGE_VERSION = 1;
+const END_EVENTS = new Set(["message.completed", "message.cancelled", "message.failed"]);
+
+const DEFAULTS = Object.freeze({
+  /** Websocket URL: a function `(sessionId, afterSeq) => url`, or a base URL string. */
+  url: null,
+  /** A Storage (localStorage by default); `null` keeps everything in memory only. */
+  storage: undefined,
+  storagePrefix: "durable-sessions:",
+  /** Keep the assembled transcript in storage, so that a reload resumes where it was. */
+  persistTranscript: true,
+  /** Above this many characters of JSON the transcript is not stored (reload replays). */
+  maxStoredChars: 1_000_000,
+  /** Reconnect delays: doubling from `reconnectMinMs` up to `reconnectMaxMs`, jittered. */
+  reconnectMinMs: 500,
+  reconnectMaxMs: 15_000,
+  /** Ping after this much silence; give up on the socket if the pong does not come. */
+  heartbeatMs: 20_000,
+  heartbeatTimeoutMs: 10_000,
+  /** Resend an unconfirmed message on the same connection after this long. */
+  resendAfterMs: 5_000,
+  /** Renew "typing" this often while typing; stop after this long without a keystroke. */
+  typingRenewMs: 10_000,
+  typingIdleMs: 5_000,
+  /** Reject `cancel()` / `requestHuman()` promises not answered within this time. */
+  requestTimeoutMs: 15_000,
+  WebSocket: globalThis.WebSocket,
+});
+
+/** A v4 UUID; `crypto.randomUUID` exists only on https pages (and localhost). */
+export function newClientId() {
+  if (globalThis.crypto?.randomUUID) return globalThis.crypto.randomUUID();
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** Length in Unicode code points, as the server counts it (Python's `len`). */
+function codePoints(text) {
+  let count = 0;
+  for (const _ of text) count += 1;
+  return count;
+}
+
+function defaultStorage() {
+  try {
+    const storage = globalThis.localStorage;
+    const probe = "durable-sessions:probe";
+    storage.setItem(probe, "1");
+    storage.removeItem(probe);
+    return storage;
+  } catch {
+    return null; // private mode, disabled storage, or not a browser
+  }
+}
+
+function defaultUrl(sessionId, afterSeq) {
+  const scheme = globalThis.location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${globalThis.location.host}/ws/sessions/${sessionId}/?after_seq=${afterSeq}`;
+}
+
+class RequestError extends Error {
+  constructor(code, message, frame = null) {
+    super(message);
+    this.name = "RequestError";
+    this.code = code;
+    this.frame = frame;
+  }
+}
+
+export class DurableSessionClient {
+  /**
+   * @param {string} sessionId the session's UUID
+   * @param {object} [options] see DEFAULTS above and docs/client.md
+   */
+  constructor(sessionId, options = {}) {
+    if (!sessionId) throw new TypeError("DurableSessionClient needs a session id");
+    this.sessionId = String(sessionId);
+    this.options = { ...DEFAULTS, ...options };
+    this.storage = options.storage === undefined ? defaultStorage() : options.storage;
+
+    /** Connection state: idle, connecting, syncing, live, offline, refused or closed. */
+    this.status = "idle";
+    /** The close code of a refusal (4400 or 4403), when `status` is "refused". */
+    this.closeCode = null;
+    /** The `seq` of the last log event applied. */
+    this.lastSeq = 0;
+    /** The session (id, title, control, status, assigned_operator_id, ...) or null. */
+    this.session = null;
+    /** `{access, participant_id}` from the last snapshot, or null before the first one. */
+    this.you = null;
+    /** The agent's status: idle, thinking, streaming or unresponsive. */
+    this.agentStatus = "idle";
+    /** The last presence frame (customer and operators), or null. */
+    this.presence = null;
+
+    this._listeners = new Map();
+    this._messages = [];
+    this._byId = new Map();
+    this._participants = new Map();
+    this._outbox = [];
+    this._waiting = new Map();
+    this._refCounter = 0;
+    this._ws = null;
+    this._attempt = 0;
+    this._reconnectTimer = null;
+    this._heartbeatTimer = null;
+    this._saveTimer = null;
+    this._lastFrameAt = 0;
+    this._pingSentAt = 0;
+    this._typing = { active: false, sentAt: 0, idleTimer: null };
+    this._resyncedFor = new Set();
+    this._stopped = false;
+
+    this._restore();
+    this._outbox = this._storedOutbox();
+    this._windowHandlers = this._bindWindow();
+  }
+
+  // --- public API ----------------------------------------------------------------------
+
+  /** Listen for an event; returns a function that removes the listener. */
+  on(type, listener) {
+    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
+    this._listeners.get(type).add(listener);
+    return () => this.off(type, listener);
+  }
+
+  off(type, listener) {
+    this._listeners.get(type)?.delete(listener);
+  }
+
+  /** Open the connection (and keep it open, reconnecting, until `close()`). */
+  connect() {
+    if (this._stopped) throw new Error("this client was closed; create a new one");
+    if (this._ws || this.status === "refused") return this;
+    this._open();
+    return this;
+  }
+
+  /** Close for good: no more reconnects. Stored state and outbox are kept. */
+  close() {
+    this._stopped = true;
+    this._sendTyping(false);
+    this._saveNow();
+    clearTimeout(this._reconnectTimer);
+    this._dropSocket("closed by the page", 1000);
+    for (const [type, handler] of this._windowHandlers) globalThis.removeEventListener(type, handler);
+    this._windowHandlers = [];
+    this._setStatus("closed");
+  }
+
+  /** Confirmed messages in `seq` order. Treat them as read-only. */
+  get messages() {
+    return [...this._messages];
+  }
+
+  /** Messages written here and not yet confirmed by the server, oldest first. */
+  get pending() {
+    return this._outbox.map((entry) => ({ ...entry }));
+  }
+
+  get participants() {
+    return [...this._participants.values()];
+  }
+
+  /** True while the agent is thinking or writing a reply (show a stop button). */
+  get replying() {
+    if (this.agentStatus === "thinking" || this.agentStatus === "streaming") return true;
+    return this._messages.some((m) => m.role === "assistant" && m.state === "streaming");
+  }
+
+  /**
+   * Send a message. It goes to the outbox (kept in storage) at once and is sent now if
+   * connected, else after the next reconnect; returns its outbox entry.
+   */
+  send(text) {
+    const content = String(text ?? "");
+    if (!content.trim()) throw new RangeError("a message must not be blank");
+    const entry = { client_id: newClientId(), content, created_at: new Date().toISOString() };
+    this._outbox.push(entry);
+    this._writeOutbox((stored) => [...stored, entry]);
+    this._emit("pending", this.pending);
+    // The server ends "typing" when the message arrives; nothing to send for it.
+    this._typing.active = false;
+    clearTimeout(this._typing.idleTimer);
+    if (this.status === "live") this._sendEntry(entry);
+    return { ...entry };
+  }
+
+  /** Stop the agent's current reply (its partial text is kept). Resolves with the ack. */
+  cancel() {
+    return this._request({ type: "reply.cancel" });
+  }
+
+  /** Ask for a human colleague. Resolves with the ack (`changed` false if already queued). */
+  requestHuman(reason = "") {
+    const frame = { type: "handoff.request" };
+    if (reason) frame.reason = String(reason);
+    return this._request(frame);
+  }
+
+  /** Tell the others whether the user is typing: call with true on every keystroke. */
+  typing(active) {
+    if (!active) {
+      this._sendTyping(false);
+      return;
+    }
+    const now = Date.now();
+    if (!this._typing.active || now - this._typing.sentAt >= this.options.typingRenewMs) {
+      this._typing.active = this._sendFrame({ type: "typing", state: "start" });
+      this._typing.sentAt = this._typing.active ? now : 0;
+    }
+    clearTimeout(this._typing.idleTimer);
+    this._typing.idleTimer = setTimeout(() => this._sendTyping(false), this.options.typingIdleMs);
+  }
+
+  /** Drop everything known about the session and replay it from the start. */
+  resync(reason = "requested") {
+    this._clearState();
+    this._emit("reset", { reason });
+    this._saveNow();
+    if (!this._stopped && this.status !== "refused") {
+      this._dropSocket(`resync: ${reason}`);
+      this._open();
+    }
+  }
+
+  /** Remove this session's stored transcript and outbox (e.g. when the user signs out). */
+  forget() {
+    this._clearState();
+    this._outbox = [];
+    this._storageRemove(this._key("state"));
+    this._storageRemove(this._key("outbox"));
+  }
+
+  // --- connection ----------------------------------------------------------------------
+
+  _url() {
+    const { url } = this.options;
+    if (typeof url === "function") return url(this.sessionId, this.lastSeq);
+    if (typeof url === "string" && url) {
+      const base = url.endsWith("/") ? url : `${url}/`;
+      return `${base}${this.sessionId}/?after_seq=${this.lastSeq}`;
+    }
+    return defaultUrl(this.sessionId, this.lastSeq);
+  }
+
+  _open() {
+    clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = null;
+    const ws = new this.options.WebSocket(this._url());
+    this._ws = ws;
+    this._typing.active = false; // typing state is per connection on the server
+    this._setStatus("connecting");
+    // Every handler first checks that its socket is still the current one: a socket
+    // that was given up on may still deliver a late frame or close event.
+    ws.onopen = () => {
+      if (ws === this._ws) this._startHeartbeat();
+    };
+    ws.onmessage = (event) => {
+      if (ws === this._ws) this._receive(event.data);
+    };
+    ws.onclose = (event) => {
+      if (ws === this._ws) this._closed(event.code, event.reason);
+    };
+    ws.onerror = () => {}; // a close event always follows; handled there
+  }
+
+  _closed(code) {
+    this._ws = null;
+    this._stopHeartbeat();
+    this._failWaiting("disconnected");
+    if (REFUSED_CLOSE_CODES.includes(code)) {
+      this.closeCode = code;
+      this._setStatus("refused");
+      this._emit("refused", { code });
+      return;
+    }
+    this._scheduleReconnect();
+  }
+
+  /** Give up on the current socket now (it may be half-open) and forget it. */
+  _dropSocket(reason, code = 4000) {
+    const ws = this._ws;
+    if (!ws) return;
+    this._ws = null;
+    this._stopHeartbeat();
+    this._failWaiting("disconnected");
+    try {
+      ws.close(code, reason.slice(0, 100));
+    } catch {
+      // already closing
+    }
+  }
+
+  _scheduleReconnect({ immediately = false } = {}) {
+    if (this._stopped || this.status === "refused") return;
+    clearTimeout(this._reconnectTimer);
+    const { reconnectMinMs, reconnectMaxMs } = this.options;
+    const ceiling = Math.min(reconnectMaxMs, reconnectMinMs * 2 ** this._attempt);
+    // Jitter spreads the reconnects of many clients after a server restart.
+    const delay = immediately ? 0 : ceiling / 2 + (Math.random() * ceiling) / 2;
+    this._attempt = Math.min(this._attempt + 1, 16);
+    this._setStatus("offline");
+    this._reconnectTimer = setTimeout(() => {
+      this._reconnectTimer = null;
+      if (!this._ws && !this._stopped) this._open();
+    }, delay);
+  }
+
+  /** Reconnect now if we are waiting to (the network came back, the tab is visible). */
+  _reconnectNow() {
+    if (this.status !== "offline" || this._stopped) return;
+    this._attempt = 0;
+    this._scheduleReconnect({ immediately: true });
+  }
+
+  _bindWindow() {
+    if (typeof globalThis.addEventListener !== "function") return [];
+    const handlers = [
+      // The browser says the network is gone: the socket is dead even if it looks open
+      // (Chromium keeps it open and simply stops delivering). Reconnect when it returns.
+      ["offline", () => this._ws && (this._dropSocket("offline"), this._scheduleReconnect())],
+      ["online", () => this._reconnectNow()],
+      ["pageshow", () => this._reconnectNow()],
+      ["pagehide", () => this._saveNow()],
+      [
+        "visibilitychange",
+        () => {
+          if (globalThis.document?.visibilityState === "hidden") this._saveNow();
+          else this._reconnectNow();
+        },
+      ],
+    ];
+    for (const [type, handler] of handlers) globalThis.addEventListener(type, handler);
+    return handlers;
+  }
+
+  _startHeartbeat() {
+    this._stopHeartbeat();
+    this._lastFrameAt = Date.now();
+    this._pingSentAt = 0;
+    const every = Math.min(this.options.heartbeatTimeoutMs, this.options.resendAfterMs) / 2;
+    this._heartbeatTimer = setInterval(() => this._checkHealth(), Math.max(every, 250));
+  }
+
+  _stopHeartbeat() {
+    clearInterval(this._heartbeatTimer);
+    this._heartbeatTimer = null;
+  }
+
+  /** Ping a quiet socket, give up on one that does not answer, resend lost messages. */
+  _checkHealth() {
+    const now = Date.now();
+    const { heartbeatMs, heartbeatTimeoutMs, resendAfterMs } = this.options;
+    if (this._pingSentAt > this._lastFrameAt && now - this._pingSentAt > heartbeatTimeoutMs) {
+      this._dropSocket("no answer to ping");
+      this._scheduleReconnect();
+      return;
+    }
+    if (now - this._lastFrameAt > heartbeatMs && this._pingSentAt <= this._lastFrameAt) {
+      if (this._sendFrame({ type: "ping" })) this._pingSentAt = now;
+    }
+    if (this.status !== "live") return;
+    // An unanswered send (a rate-limited frame carries no ref) is tried again; the
+    // server stores a client id once, so a second copy is harmless.
+    for (const entry of this._outbox) {
+      if (entry._sentAt && now - entry._sentAt > resendAfterMs) this._sendEntry(entry);
+    }
+  }
+
+  _sendFrame(frame) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== 1) return false;
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  _sendTyping(active) {
+    clearTimeout(this._typing.idleTimer);
+    if (!active && this._typing.active) this._sendFrame({ type: "typing", state: "stop" });
+    this._typing.active = false;
+  }
+
+  _request(frame) {
+    if (this.status !== "live" && this.status !== "syncing") {
+      return Promise.reject(new RequestError("offline", "not connected; try again shortly"));
+    }
+    const ref = `r${++this._refCounter}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._waiting.delete(ref);
+        reject(new RequestError("timeout", `no answer to ${frame.type}`));
+      }, this.options.requestTimeoutMs);
+      this._waiting.set(ref, { resolve, reject, timer });
+      this._sendFrame({ ...frame, ref });
+    });
+  }
+
+  _settle(ref, error, frame) {
+    const waiting = this._waiting.get(ref);
+    if (!waiting) return false;
+    this._waiting.delete(ref);
+    clearTimeout(waiting.timer);
+    if (error) waiting.reject(new RequestError(frame.code, frame.message, frame));
+    else waiting.resolve(frame);
+    return true;
+  }
+
+  _failWaiting(code) {
+    for (const [ref, waiting] of this._waiting) {
+      clearTimeout(waiting.timer);
+      waiting.reject(new RequestError(code, "the connection was lost before the answer came"));
+      this._waiting.delete(ref);
+    }
+  }
+
+  // --- frames --------------------------------------------------------------------------
+
+  _receive(data) {
+    this._lastFrameAt = Date.now();
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return; // the server only sends JSON; ignore anything else
+    }
+    if (typeof frame?.type !== "string") return;
+    // Log events carry a seq and a time; an ack carries a seq but is no event.
+    if (Number.isInteger(frame.seq) && "at" in frame) {
+      this._applyEvent(frame);
+      return;
+    }
+    const handler = FRAME_HANDLERS[frame.type];
+    if (handler) handler.call(this, frame);
+  }
+
+  _applyEvent(frame) {
+    if (frame.seq <= this.lastSeq) return; // already applied (an earlier connection)
+    if (frame.seq !== this.lastSeq + 1) {
+      // Cannot happen on one connection; if it does, ask again from what we have.
+      this._dropSocket("gap in seq");
+      this._scheduleReconnect({ immediately: true });
+      return;
+    }
+    this.lastSeq = frame.seq;
+    try {
+      EVENT_HANDLERS[frame.type]?.call(this, frame.data ?? {}, frame);
+    } catch (error) {
+      console.error("durable-sessions: could not apply event", frame, error);
+    }
+    this._emit("event", frame);
+    this._saveSoon();
+  }
+
+  _onSnapshot(frame) {
+    this.session = { ...frame.session };
+    this._participants = new Map(frame.participants.map((p) => [p.id, { ...p }]));
+    this.you = frame.you;
+    this.agentStatus = frame.agent?.status ?? "idle";
+    this.presence = frame.presence ?? null;
+    this._setStatus("syncing");
+    this._emit("session", this.session);
+    this._emit("agent", this.agentStatus);
+    if (this.presence) this._emit("presence", this.presence);
+  }
+
+  _onLive() {
+    this._attempt = 0;
+    this._setStatus("live");
+    this._emit("live", { lastSeq: this.lastSeq });
+    this._flushOutbox();
+  }
+
+  _onAck(frame) {
+    if (frame.for === "message.send") {
+      if (frame.message) this._upsertMessage(frame.message);
+      this._confirm(frame.client_id);
+    }
+    if (frame.ref !== undefined) this._settle(frame.ref, false, frame);
+  }
+
+  _onError(frame) {
+    if (frame.ref !== undefined && this._settle(frame.ref, true, frame)) return;
+    const entry = this._outbox.find((e) => e.client_id === frame.ref);
+    if (entry && PERMANENT_SEND_ERRORS.has(frame.code)) {
+      this._removeFromOutbox(entry.client_id);
+      this._emit("error", { code: frame.code, message: frame.message, entry: { ...entry } });
+      return;
+    }
+    if (!entry) this._emit("error", { code: frame.code, message: frame.message });
+  }
+
+  // --- transcript ----------------------------------------------------------------------
+
+  _upsertMessage(data) {
+    const known = this._byId.get(data.id);
+    if (known) {
+      Object.assign(known, data, { author: { ...data.author } });
+      return known;
+    }
+    const message = { ...data, author: { ...data.author } };
+    this._byId.set(message.id, message);
+    // Messages nearly always arrive in seq order; an ack may overtake older events.
+    let index = this._messages.length;
+    while (index > 0 && this._messages[index - 1].seq > message.seq) index -= 1;
+    this._messages.splice(index, 0, message);
+    this._emit("message", message, "created");
+    return message;
+  }
+
+  _appendDelta(data) {
+    const message = this._byId.get(data.message_id);
+    if (!message) {
+      this._integrityFailure(data.message_id, "a delta for an unknown message");
+      return;
+    }
+    message.content += data.text;
+    this._emit("message", message, "delta", data.text);
+  }
+
+  _endMessage(data, frame) {
+    const message = this._byId.get(data.message_id);
+    if (!message) {
+      this._integrityFailure(data.message_id, "the end of an unknown message");
+      return;
+    }
+    message.state = data.state;
+    message.completed_at = frame.at;
+    if (data.reason) message.reason = data.reason;
+    if (data.error) message.error = data.error;
+    this._emit("message", message, "state");
+    // The server says how long the text is: a cheap proof that no delta was lost or doubled.
+    if (Number.isInteger(data.length) && codePoints(message.content) !== data.length) {
+      this._integrityFailure(message.id, `text length ${data.length} expected`);
+    }
+  }
+
+  /** Local state disagrees with the log: rebuild it from the start, once per message. */
+  _integrityFailure(messageId, what) {
+    const detail = `message ${messageId}: ${what}`;
+    if (this._resyncedFor.has(messageId)) {
+      this._emit("error", { code: "integrity", message: detail });
+      return;
+    }
+    this._resyncedFor.add(messageId);
+    queueMicrotask(() => this.resync(detail));
+  }
+
+  _clearState() {
+    this.lastSeq = 0;
+    this._messages = [];
+    this._byId = new Map();
+    this._participants = new Map();
+  }
+
+  // --- outbox --------------------------------------------------------------------------
+
+  _sendEntry(entry) {
+    const frame = { type: "message.send", content: entry.content, client_id: entry.client_id };
+    if (this._sendFrame({ ...frame, ref: entry.client_id })) entry._sentAt = Date.now();
+  }
+
+  /** After (re)connecting: send every unconfirmed message, ours and other tabs' alike. */
+  _flushOutbox() {
+    const known = new Set(this._outbox.map((e) => e.client_id));
+    for (const entry of this._storedOutbox()) {
+      if (!known.has(entry.client_id)) this._outbox.push(entry);
+    }
+    const delivered = new Set(this._messages.map((m) => m.client_id).filter(Boolean));
+    for (const entry of [...this._outbox]) {
+      if (delivered.has(entry.client_id)) this._removeFromOutbox(entry.client_id);
+      else this._sendEntry(entry);
+    }
+    this._emit("pending", this.pending);
+  }
+
+  _confirm(clientId) {
+    if (clientId && this._outbox.some((e) => e.client_id === clientId)) {
+      this._removeFromOutbox(clientId);
+      this._emit("pending", this.pending);
+    }
+  }
+
+  _removeFromOutbox(clientId) {
+    this._outbox = this._outbox.filter((e) => e.client_id !== clientId);
+    this._writeOutbox((stored) => stored.filter((e) => e.client_id !== clientId));
+  }
+
+  // --- storage -------------------------------------------------------------------------
+
+  _key(name) {
+    return `${this.options.storagePrefix}${this.sessionId}:${name}`;
+  }
+
+  _storageGet(key) {
+    try {
+      const raw = this.storage?.getItem(key);
+      return raw ? JSON.parse(raw) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  _storageSet(key, value) {
+    if (!this.storage) return false;
+    try {
+      this.storage.setItem(key, value);
+      return true;
+    } catch {
+      return false; // quota exceeded: the caller falls back to not storing
+    }
+  }
+
+  _storageRemove(key) {
+    try {
+      this.storage?.removeItem(key);
+    } catch {
+      // nothing to do
+    }
+  }
+
+  /** Outbox entries as stored (shared by every tab of this browser). */
+  _storedOutbox() {
+    const stored = this._storageGet(this._key("outbox"));
+    if (!Array.isArray(stored)) return [];
+    return stored.filter((e) => typeof e?.client_id === "string" && typeof e.content === "string");
+  }
+
+  /** Read-modify-write, so that entries another tab added meanwhile are kept. */
+  _writeOutbox(change) {
+    if (!this.storage) return;
+    const entries = change(this._storedOutbox()).map(({ client_id, content, created_at }) => ({
+      client_id,
+      content,
+      created_at,
+    }));
+    if (entries.length) this._storageSet(this._key("outbox"), JSON.stringify(entries));
+    else this._storageRemove(this._key("outbox"));
+  }
+
+  _restore() {
+    if (!this.options.persistTranscript) return;
+    const state = this._storageGet(this._key("state"));
+    if (state?.v !== STORAGE_VERSION || !Number.isInteger(state.lastSeq)) return;
+    if (!Array.isArray(state.messages)) return;
+    // The seq and the messages were written together, so they always match.
+    this.lastSeq = state.lastSeq;
+    this.session = state.session ?? null;
+    this._participants = new Map((state.participants ?? []).map((p) => [p.id, p]));
+    for (const message of state.messages) {
+      this._byId.set(message.id, message);
+      this._messages.push(message);
+    }
+  }
+
+  _saveSoon() {
+    if (this._saveTimer) return;
+    this._saveTimer = setTimeout(() => this._saveNow(), 250);
+  }
+
+  _saveNow() {
+    clearTimeout(this._saveTimer);
+    this._saveTimer = null;
+    if (!this.options.persistTranscript || !this.storage) return;
+    const state = JSON.stringify({
+      v: STORAGE_VERSION,
+      lastSeq: this.lastSeq,
+      session: this.session,
+      participants: this.participants,
+      messages: this._messages,
+    });
+    // Too large, or no room: store nothing rather than a seq without its transcript.
+    if (state.length > this.options.maxStoredChars || !this._storageSet(this._key("state"), state)) {
+      this._storageRemove(this._key("state"));
+    }
+  }
+
+  // --- events to the page --------------------------------------------------------------
+
+  _setStatus(status) {
+    if (status === this.status) return;
+    this.status = status;
+    this._emit("status", status);
+  }
+
+  _emit(type, ...args) {
+    for (const listener of [...(this._listeners.get(type) ?? [])]) {
+      try {
+        listener(...args);
+      } catch (error) {
+        // A failing listener must not break delivery to the others.
+        console.error(`durable-sessions: a "${type}" listener failed`, error);
+      }
+    }
+  }
+}
+
+/** Frames without a seq: state, replies and control of the connection. */
+const FRAME_HANDLERS = {
+  reset(frame) {
+    // The server knows less than we do (e.g. a restored database): start over.
+    this._clearState();
+    this._emit("reset", { reason: "server", lastSeq: frame.last_seq });
+  },
+  snapshot(frame) {
+    this._onSnapshot(frame);
+  },
+  live() {
+    this._onLive();
+  },
+  "agent.status"(frame) {
+    this.agentStatus = frame.status;
+    this._emit("agent", frame.status);
+  },
+  presence(frame) {
+    this.presence = frame;
+    this._emit("presence", frame);
+  },
+  ack(frame) {
+    this._onAck(frame);
+  },
+  pong(frame) {
+    if (frame.ref !== undefined) this._settle(frame.ref, false, frame);
+  },
+  error(frame) {
+    this._onError(frame);
+  },
+};
+
+/** Log events, applied exactly once each, in seq order. */
+const EVENT_HANDLERS = {
+  "session.created"(data) {
+    const { participants = [], ...session } = data;
+    this.session = { ...this.session, ...session };
+    for (const p of participants) this._participants.set(p.id, { ...p });
+    this._emit("session", this.session);
+  },
+  "session.closed"(data, frame) {
+    this.session = { ...this.session, status: "closed", closed_at: frame.at };
+    this._emit("session", this.session);
+  },
+  "session.reopened"() {
+    this.session = { ...this.session, status: "open", closed_at: null };
+    this._emit("session", this.session);
+  },
+  "participant.joined"(data) {
+    const participant = { ...data.participant, left_at: null };
+    this._participants.set(participant.id, participant);
+    this._emit("participant", participant, "joined");
+  },
+  "participant.left"(data, frame) {
+    const known = this._participants.get(data.participant?.id);
+    if (!known) return;
+    known.left_at = frame.at;
+    this._emit("participant", known, "left");
+  },
+  "message.created"(data) {
+    const message = this._upsertMessage(data.message);
+    this._confirm(message.client_id);
+  },
+  "message.delta"(data) {
+    this._appendDelta(data);
+  },
+  "message.completed"(data, frame) {
+    this._endMessage(data, frame);
+  },
+  "message.cancelled"(data, frame) {
+    this._endMessage(data, frame);
+  },
+  "message.failed"(data, frame) {
+    this._endMessage(data, frame);
+  },
+  "control.changed"(data) {
+    const assigned = "assigned_operator_id" in data ? data.assigned_operator_id : null;
+    this.session = { ...this.session, control: data.control, assigned_operator_id: assigned };
+    this._emit("control", { ...data, operator: this.operatorInCharge() });
+    this._emit("session", this.session);
+  },
+};
+
+// Exposed for the page: who is the human holding the session, if any.
+DurableSessionClient.prototype.operatorInCharge = function operatorInCharge() {
+  const userId = this.session?.assigned_operator_id;
+  if (this.session?.control !== "human" || userId == null) return null;
+  return this.participants.find((p) => p.kind === "operator" && p.user_id === userId) ?? null;
+};
+
+export { END_EVENTS, RequestError };
