@@ -41,7 +41,7 @@ R = TypeVar("R")
 Wakeup = tuple[str, bool, dict[str, Any]]
 
 
-async def _asend(wakeup: Wakeup) -> None:
+async def asend(wakeup: Wakeup) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
@@ -63,7 +63,7 @@ def _send(wakeup: Wakeup) -> None:
         return
     if get_channel_layer() is None:
         return
-    async_to_sync(_asend)(wakeup)
+    async_to_sync(asend)(wakeup)
 
 
 def _on_commit(wakeup: Wakeup) -> None:
@@ -116,7 +116,7 @@ async def apublish_ephemeral(
     session_id: uuid.UUID, frame: dict[str, Any], *, operators_only: bool = False
 ) -> None:
     """Send a state frame now; ``operators_only`` frames never reach the customer."""
-    await _asend(ephemeral_wakeup(session_id, frame, operators_only=operators_only))
+    await asend(ephemeral_wakeup(session_id, frame, operators_only=operators_only))
 
 
 def publish_ephemeral(
@@ -126,7 +126,7 @@ def publish_ephemeral(
     _on_commit(ephemeral_wakeup(session_id, frame, operators_only=operators_only))
 
 
-def _collecting(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> tuple[R, list[Wakeup]]:
+def collecting(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> tuple[R, list[Wakeup]]:
     _deferred.pending = []
     try:
         result = fn(*args, **kwargs)
@@ -139,9 +139,9 @@ def make_async(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     """Async twin of a service function: runs it on the database thread, then wakes up."""
 
     async def runner(*args: P.args, **kwargs: P.kwargs) -> R:
-        result, pending = await database_sync_to_async(_collecting)(fn, *args, **kwargs)
+        result, pending = await database_sync_to_async(collecting)(fn, *args, **kwargs)
         for wakeup in pending:
-            await _asend(wakeup)
+            await asend(wakeup)
         return result
 
     runner.__name__ = f"a{fn.__name__}"

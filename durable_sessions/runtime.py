@@ -184,7 +184,7 @@ class RunExecutor:
                 buffered, flush_at = 0, None
                 # The service re-checks, under the session lock, that the AI still has
                 # control and the reply is still streaming: no text after a takeover.
-                await service.aappend_assistant_text(self.message, text)
+                await service.delta_writer.append(self.message.session_id, self.message.pk, text)
 
         try:
             idle_deadline = time.monotonic() + idle

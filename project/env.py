@@ -44,7 +44,15 @@ def database_from_url(url: str | None, sqlite_path: Path) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ValueError(f"DATABASE_URL: unsupported scheme {parts.scheme!r} (use postgres://)")
-    options = dict(parse_qsl(parts.query))
+    options: dict[str, Any] = dict(parse_qsl(parts.query))
+    # Under ASGI each database_sync_to_async call ends by closing its connection
+    # (CONN_MAX_AGE must be 0 there): without a pool every call would open a new one.
+    if os.environ.get("DATABASE_POOL", "1") != "0":
+        options["pool"] = {
+            "min_size": int(os.environ.get("DATABASE_POOL_MIN", "2")),
+            "max_size": int(os.environ.get("DATABASE_POOL_MAX", "20")),
+            "timeout": 10,
+        }
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parts.path.lstrip("/")) or "postgres",

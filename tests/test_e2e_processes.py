@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -133,11 +135,17 @@ class Client:
 
     async def read_until(self, done: Callable[[Client], bool]) -> None:
         """Read frames until ``done(self)``; fail after READ_TIMEOUT or MAX_FRAMES."""
-        async with asyncio.timeout(READ_TIMEOUT):
-            for _ in range(MAX_FRAMES):
-                if done(self):
-                    return
-                self._record(json.loads(await self.ws.recv()))
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                for _ in range(MAX_FRAMES):
+                    if done(self):
+                        return
+                    self._record(json.loads(await self.ws.recv()))
+        except TimeoutError:
+            raise AssertionError(
+                f"still waiting after {READ_TIMEOUT} s: {len(self.events)} events received, "
+                f"last seq {self.last_seq}, {len(self.acks)} acks"
+            ) from None
         raise AssertionError(f"gave up after {MAX_FRAMES} frames")
 
     async def read_through(self, seq: int) -> None:
@@ -173,16 +181,17 @@ class Client:
 class Writer:
     """The ``tests.stream_writer`` process: one assistant reply, written independently."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, log: Path) -> None:
         self.process = process
+        self.log = log  # its stderr: a file, so that no amount of output can block it
         self.paused_at: int | None = None
 
     async def _line(self) -> Frame:
         async with asyncio.timeout(WRITER_TIMEOUT):
             raw = await self.process.stdout.readline()  # type: ignore[union-attr]
         if not raw:
-            _, err = await self.process.communicate()
-            raise AssertionError(f"writer exited early:\n{err.decode()}")
+            await self.process.wait()
+            raise AssertionError(f"the writer exited early:\n{self.log.read_text()}")
         return json.loads(raw)
 
     async def wait_paused(self) -> int:
@@ -201,12 +210,13 @@ class Writer:
     async def finish(self) -> Frame:
         """Wait for the end of the stream; returns the summary (``last_seq``, ``dropped``)."""
         async with asyncio.timeout(WRITER_TIMEOUT):
-            out, err = await self.process.communicate()
-        assert self.process.returncode == 0, err.decode()
+            out, _ = await self.process.communicate()
+        assert self.process.returncode == 0, self.log.read_text()
         return json.loads(out.decode().splitlines()[-1])
 
 
 StartWriter = Callable[..., Awaitable[Writer]]
+StartServer = Callable[..., DaphneServer]  # the ``daphne`` fixture of tests/conftest.py
 
 
 @pytest.fixture
@@ -222,21 +232,24 @@ async def writer() -> AsyncIterator[StartWriter]:
         delay: float = 0.0,
         pause_after: int = 0,
     ) -> Writer:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.stream_writer",
-            str(session_id),
-            f"--chunks={count}",
-            f"--delay={delay}",
-            f"--pause-after={pause_after}",
-            cwd=ROOT,
-            env=env,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        started.append(Writer(process))
+        log = ROOT / "test-artifacts" / f"stream-writer-{session_id}.log"
+        log.parent.mkdir(exist_ok=True)
+        with log.open("wb") as stderr:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.stream_writer",
+                str(session_id),
+                f"--chunks={count}",
+                f"--delay={delay}",
+                f"--pause-after={pause_after}",
+                cwd=ROOT,
+                env=env,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+            )
+        started.append(Writer(process, log))
         return started[-1]
 
     yield start
@@ -268,7 +281,7 @@ async def last_seq(session_id: UUID) -> int:
 
 
 async def test_a_client_on_one_process_sees_live_everything_written_through_the_other(
-    daphne, postgres: None, redis_url: str, writer: StartWriter
+    daphne: StartServer, postgres: None, redis_url: str, writer: StartWriter
 ) -> None:
     """A laptop on process A sees, live and in order, the messages a phone of the same owner
     sends through process B, interleaved with a reply streamed by the writer process.
@@ -313,7 +326,7 @@ async def test_a_client_on_one_process_sees_live_everything_written_through_the_
 
 
 async def test_a_client_resumes_exactly_on_another_process_after_its_own_is_killed(
-    daphne, postgres: None, redis_url: str, writer: StartWriter
+    daphne: StartServer, postgres: None, redis_url: str, writer: StartWriter
 ) -> None:
     """``kill -9`` of process A in the middle of a long stream: the client reconnects to B
     with ``after_seq`` = the last seq it saw and ends with exactly the whole stream, once.
@@ -327,9 +340,9 @@ async def test_a_client_resumes_exactly_on_another_process_after_its_own_is_kill
     client = await Client.open(a, session.id, store)
     observer = await Client.open(b, session.id, store)
 
-    count = 150
+    count = 100
     final = stream_seqs(2, count)[-1]
-    stream = await writer(env, session.id, count=count, delay=0.005, pause_after=90)
+    stream = await writer(env, session.id, count=count, delay=0.005, pause_after=60)
     await client.read_through(2 + 20)  # the writer is streaming (or pausing), A delivering
     a.kill()
     await client.read_until_closed()
@@ -359,7 +372,7 @@ async def test_a_client_resumes_exactly_on_another_process_after_its_own_is_kill
 
 
 async def _resume_across_a_restart(
-    daphne: Callable[..., DaphneServer], writer: StartWriter, env: dict[str, str]
+    daphne: StartServer, writer: StartWriter, env: dict[str, str]
 ) -> None:
     server = daphne(env)
     session, store = await db(anonymous_session)()
@@ -389,7 +402,7 @@ async def _resume_across_a_restart(
 
 
 async def test_a_client_resumes_exactly_after_the_server_restarts_in_memory_layer(
-    daphne, writer: StartWriter
+    daphne: StartServer, writer: StartWriter
 ) -> None:
     """The only server is killed mid-stream and started again on the same port; the client
     reconnects with ``after_seq`` and gets exactly the rest.
@@ -401,7 +414,7 @@ async def test_a_client_resumes_exactly_after_the_server_restarts_in_memory_laye
 
 
 async def test_a_client_resumes_exactly_after_the_server_restarts_with_redis(
-    daphne, redis_url: str, writer: StartWriter
+    daphne: StartServer, redis_url: str, writer: StartWriter
 ) -> None:
     """As above, with the Redis pub/sub layer: the writer's wake-ups reach the new process."""
     await _resume_across_a_restart(daphne, writer, process_env(redis_url))
@@ -411,11 +424,15 @@ async def test_a_client_resumes_exactly_after_the_server_restarts_with_redis(
 
 
 async def test_every_client_gets_every_event_when_the_redis_layer_drops_wake_ups(
-    daphne, postgres: None, redis_url: str, writer: StartWriter
+    daphne: StartServer, postgres: None, redis_url: str, writer: StartWriter
 ) -> None:
-    """channels-redis' core layer with a capacity of 1 drops group messages (and its
-    per-connection buffers drop the oldest); two processes, four clients, a fast stream and
-    messages from a phone: every client still ends with every event, in order, once.
+    """channels-redis' core layer with a capacity of 1, two processes, four clients: every
+    client still ends with every event, in order, once.
+
+    To make the loss certain rather than likely, process A is stalled (``SIGSTOP``, as a long
+    pause or a starved CPU would) while the writer streams and the phone sends messages
+    through B: A's channel holds one message, every other wake-up for it is dropped. When A
+    runs again its clients must recover the rest from the database.
     """
     env = process_env(redis_url)
     env.update(REDIS_LAYER="core", REDIS_CAPACITY="1")
@@ -424,21 +441,31 @@ async def test_every_client_gets_every_event_when_the_redis_layer_drops_wake_ups
     clients = [await Client.open(server, session.id, store) for server in (a, a, b, b)]
     phone = clients[-1]
 
-    count, sent = 300, 10
-    stream = await writer(env, session.id, count=count)
-    for i in range(sent):
-        await phone.send_message(f"while streaming {i}", f"m-{i}")
-    await phone.read_until(lambda c: len(c.acks) == sent)
+    count, sent, stalled = 80, 10, 10
+    stream = await writer(env, session.id, count=count, pause_after=30)
+    paused_at = await stream.wait_paused()
+    a.process.send_signal(signal.SIGSTOP)
+    try:
+        await stream.resume()
+        for i in range(sent):
+            await phone.send_message(f"while A stalls {i}", f"m-{i}")
+        # B delivers live meanwhile: these events were all published while A was stopped.
+        await phone.read_until(
+            lambda c: len(c.acks) == sent and c.last_seq >= paused_at + sent + stalled
+        )
+    finally:
+        a.process.send_signal(signal.SIGCONT)
     summary = await stream.finish()
     final = await last_seq(session.id)
     assert final == 1 + sent + count + 2
+    assert not phone.errors
 
     for client in clients:
         await client.read_through(final)
         await client.assert_quiet()
         assert seqs(client.events) == list(range(1, final + 1))
         assert delta_text(client.events) == "".join(chunks(count))
-        assert contents(client.events, "user") == [f"while streaming {i}" for i in range(sent)]
+        assert contents(client.events, "user") == [f"while A stalls {i}" for i in range(sent)]
         await client.close()
-    # The layer did drop: the writer's own group messages were refused past capacity.
+    # The layer did drop: the writer's own wake-ups for A were refused past capacity.
     assert summary["dropped"] > 0, summary

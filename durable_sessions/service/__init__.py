@@ -20,6 +20,7 @@ from durable_sessions.service.control import (
     take_over,
     transfer,
 )
+from durable_sessions.service.deltas import DeltaWriter, delta_writer
 from durable_sessions.service.log import Locked, lock_session
 from durable_sessions.service.messages import (
     PostResult,
@@ -35,6 +36,7 @@ from durable_sessions.service.messages import (
 from durable_sessions.service.sessions import create_session, join_operator, participant_for
 
 __all__ = [
+    "DeltaWriter",
     "Locked",
     "PostResult",
     "aappend_assistant_text",
@@ -61,6 +63,7 @@ __all__ = [
     "close_session",
     "crash_run",
     "create_session",
+    "delta_writer",
     "fail_assistant_message",
     "finish_assistant_message",
     "hand_back",

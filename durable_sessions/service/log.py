@@ -73,8 +73,8 @@ def lock_session(session_id: uuid.UUID | str) -> Locked:
     return lock(session_id, 0)
 
 
-def emit(locked: Locked, items: list[tuple[str, dict[str, Any]]]) -> list[Event]:
-    """Append ``items`` as the next events of the locked session; publish after commit."""
+def stage(locked: Locked, items: list[tuple[str, dict[str, Any]]]) -> list[Event]:
+    """The next events of the locked session, not yet saved (see :func:`emit`)."""
     if len(items) != locked.reserved:
         base = locked.last_seq - locked.reserved
         changes: dict[str, Any] = {"last_seq": base + len(items)}
@@ -82,17 +82,34 @@ def emit(locked: Locked, items: list[tuple[str, dict[str, Any]]]) -> list[Event]
             changes["updated_at"] = timezone.now()
         DurableSession.objects.filter(pk=locked.session_id).update(**changes)
         locked.last_seq, locked.reserved = base + len(items), len(items)
-    if not items:
-        return []
     first = locked.first_seq
-    rows = [
-        Event(session_id=locked.session_id, seq=first + i, type=type_, payload=payload)
+    now = timezone.now()
+    return [
+        Event(
+            session_id=locked.session_id, seq=first + i, type=type_, payload=payload, created_at=now
+        )
         for i, (type_, payload) in enumerate(items)
     ]
+
+
+def save_and_publish(rows: list[Event]) -> None:
+    """Insert staged events in one statement and publish them, per session, after commit."""
+    if not rows:
+        return
     Event.objects.bulk_create(rows)
-    publish_on_commit(
-        locked.session_id, [ev.wire(e.seq, e.type, e.payload, e.created_at) for e in rows]
-    )
+    by_session: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for e in rows:
+        by_session.setdefault(e.session_id, []).append(
+            ev.wire(e.seq, e.type, e.payload, e.created_at)
+        )
+    for session_id, frames in by_session.items():
+        publish_on_commit(session_id, frames)
+
+
+def emit(locked: Locked, items: list[tuple[str, dict[str, Any]]]) -> list[Event]:
+    """Append ``items`` as the next events of the locked session; publish after commit."""
+    rows = stage(locked, items)
+    save_and_publish(rows)
     return rows
 
 

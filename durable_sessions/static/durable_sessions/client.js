@@ -32,7 +32,6 @@ const PERMANENT_SEND_ERRORS = new Set([
 ]);
 
 const STORAGE_VERSION = 1;
-const END_EVENTS = new Set(["message.completed", "message.cancelled", "message.failed"]);
 
 const DEFAULTS = Object.freeze({
   /** Websocket URL: a function `(sessionId, afterSeq) => url`, or a base URL string. */
@@ -192,11 +191,23 @@ export class DurableSessionClient {
 
   /** Messages written here and not yet confirmed by the server, oldest first. */
   get pending() {
-    return this._outbox.map((entry) => ({ ...entry }));
+    return this._outbox.map(({ client_id, content, created_at, _sentAt }) => ({
+      client_id,
+      content,
+      created_at,
+      sent: Boolean(_sentAt),
+    }));
   }
 
   get participants() {
     return [...this._participants.values()];
+  }
+
+  /** The operator participant holding the session (control "human"), or null. */
+  operatorInCharge() {
+    const userId = this.session?.assigned_operator_id;
+    if (this.session?.control !== "human" || userId == null) return null;
+    return this.participants.find((p) => p.kind === "operator" && p.user_id === userId) ?? null;
   }
 
   /** True while the agent is thinking or writing a reply (show a stop button). */
@@ -288,10 +299,11 @@ export class DurableSessionClient {
     this._ws = ws;
     this._typing.active = false; // typing state is per connection on the server
     this._setStatus("connecting");
+    this._startHeartbeat();
     // Every handler first checks that its socket is still the current one: a socket
     // that was given up on may still deliver a late frame or close event.
     ws.onopen = () => {
-      if (ws === this._ws) this._startHeartbeat();
+      if (ws === this._ws) this._lastFrameAt = Date.now();
     };
     ws.onmessage = (event) => {
       if (ws === this._ws) this._receive(event.data);
@@ -354,22 +366,36 @@ export class DurableSessionClient {
   _bindWindow() {
     if (typeof globalThis.addEventListener !== "function") return [];
     const handlers = [
-      // The browser says the network is gone: the socket is dead even if it looks open
-      // (Chromium keeps it open and simply stops delivering). Reconnect when it returns.
-      ["offline", () => this._ws && (this._dropSocket("offline"), this._scheduleReconnect())],
+      ["offline", () => this._wentOffline()],
       ["online", () => this._reconnectNow()],
       ["pageshow", () => this._reconnectNow()],
       ["pagehide", () => this._saveNow()],
-      [
-        "visibilitychange",
-        () => {
-          if (globalThis.document?.visibilityState === "hidden") this._saveNow();
-          else this._reconnectNow();
-        },
-      ],
+      ["visibilitychange", () => this._visibilityChanged()],
     ];
     for (const [type, handler] of handlers) globalThis.addEventListener(type, handler);
     return handlers;
+  }
+
+  /**
+   * The browser says the network is gone. Chromium keeps such a socket open and simply
+   * stops delivering, so give it up now and retry (with backoff) until "online".
+   */
+  _wentOffline() {
+    if (!this._ws) return;
+    this._dropSocket("offline");
+    this._scheduleReconnect();
+  }
+
+  _visibilityChanged() {
+    if (globalThis.document?.visibilityState === "hidden") {
+      this._saveNow(); // a hidden phone tab may be discarded without "pagehide"
+      return;
+    }
+    this._reconnectNow();
+    // After a sleep the socket may be dead without knowing it: probe it now.
+    if (this.status === "live" && Date.now() - this._lastFrameAt > 5_000) {
+      if (this._sendFrame({ type: "ping" })) this._pingSentAt = Date.now();
+    }
   }
 
   _startHeartbeat() {
@@ -389,8 +415,11 @@ export class DurableSessionClient {
   _checkHealth() {
     const now = Date.now();
     const { heartbeatMs, heartbeatTimeoutMs, resendAfterMs } = this.options;
-    if (this._pingSentAt > this._lastFrameAt && now - this._pingSentAt > heartbeatTimeoutMs) {
-      this._dropSocket("no answer to ping");
+    const opening = this._ws?.readyState === 0 && now - this._lastFrameAt > heartbeatTimeoutMs;
+    const unanswered =
+      this._pingSentAt > this._lastFrameAt && now - this._pingSentAt > heartbeatTimeoutMs;
+    if (opening || unanswered) {
+      this._dropSocket(opening ? "handshake timed out" : "no answer to ping");
       this._scheduleReconnect();
       return;
     }
@@ -815,11 +844,4 @@ const EVENT_HANDLERS = {
   },
 };
 
-// Exposed for the page: who is the human holding the session, if any.
-DurableSessionClient.prototype.operatorInCharge = function operatorInCharge() {
-  const userId = this.session?.assigned_operator_id;
-  if (this.session?.control !== "human" || userId == null) return null;
-  return this.participants.find((p) => p.kind === "operator" && p.user_id === userId) ?? null;
-};
-
-export { END_EVENTS, RequestError };
+export { RequestError };
