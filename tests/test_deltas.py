@@ -1,0 +1,75 @@
+"""Group commit of deltas: many sessions in one transaction, each still exact."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+
+from durable_sessions import service
+from durable_sessions.errors import MessageFinished, NotInControl, SessionClosed
+from durable_sessions.models import DurableSession, Event, Message
+from durable_sessions.service.deltas import DeltaWriter
+from tests.factories import anonymous_session, make_user
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+db = database_sync_to_async
+
+
+async def streaming_sessions(count: int):
+    sessions = [(await db(anonymous_session)(f"v{i}"))[0] for i in range(count)]
+    replies = [await service.astart_assistant_message(s.id) for s in sessions]
+    return sessions, replies
+
+
+async def test_deltas_of_many_sessions_are_written_gapless_and_in_order():
+    sessions, replies = await streaming_sessions(20)
+    writer = DeltaWriter()
+
+    async def stream(session, reply):
+        return [await writer.append(session.id, reply.pk, f"t{i} ") for i in range(15)]
+
+    results = await asyncio.gather(*(stream(s, r) for s, r in zip(sessions, replies, strict=True)))
+    for session, reply, seqs in zip(sessions, replies, results, strict=True):
+        assert seqs == list(range(3, 18))  # after session.created and message.created
+        stored = [
+            seq async for seq in Event.objects.filter(session=session).values_list("seq", flat=True)
+        ]
+        assert stored == list(range(1, 18))
+        assert (await DurableSession.objects.aget(pk=session.pk)).last_seq == 17
+        content = (await Message.objects.aget(pk=reply.pk)).content
+        assert content == "".join(f"t{i} " for i in range(15))
+
+
+async def test_refused_deltas_change_nothing_and_do_not_stop_the_others():
+    sessions, replies = await streaming_sessions(4)
+    olga = await db(make_user)("olga", operator=True)
+    await service.atake_over(sessions[1].id, olga)  # a human took over
+    await service.acancel_reply(sessions[2].id)  # the customer pressed stop
+    await service.aclose_session(sessions[3].id)
+    before = {s.pk: (await DurableSession.objects.aget(pk=s.pk)).last_seq for s in sessions}
+    writer = DeltaWriter()
+    outcomes = await asyncio.gather(
+        *(writer.append(s.id, r.pk, "late text") for s, r in zip(sessions, replies, strict=True)),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == before[sessions[0].pk] + 1
+    assert isinstance(outcomes[1], NotInControl)
+    assert isinstance(outcomes[2], MessageFinished)
+    assert isinstance(outcomes[3], SessionClosed)
+    for session in sessions[1:]:
+        assert (await DurableSession.objects.aget(pk=session.pk)).last_seq == before[session.pk]
+        last = await Event.objects.filter(session=session).order_by("-seq").afirst()
+        assert last.seq == before[session.pk] and last.type != "message.delta"
+    for reply in replies[1:]:
+        assert "late text" not in (await Message.objects.aget(pk=reply.pk)).content
+
+
+async def test_a_message_of_another_session_is_refused():
+    sessions, replies = await streaming_sessions(2)
+    writer = DeltaWriter()
+    with pytest.raises(MessageFinished):
+        await writer.append(sessions[0].id, replies[1].pk, "crossed wires")
+    assert (await Message.objects.aget(pk=replies[1].pk)).content == ""
