@@ -155,9 +155,7 @@ def validate(user_settings: Any) -> dict[str, Any]:
     merged = {**DEFAULTS, **user_settings}
     for key, value in merged.items():
         types = _TYPES[key]
-        if isinstance(value, bool) and bool not in types:
-            raise ImproperlyConfigured(f"{SETTING_NAME}[{key!r}] must be a number, not a bool.")
-        if not isinstance(value, types):
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             names = " or ".join(t.__name__ for t in types)
             raise ImproperlyConfigured(f"{SETTING_NAME}[{key!r}] must be {names}, not {value!r}.")
         if key in _POSITIVE and value <= 0:

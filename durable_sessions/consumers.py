@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ class _Opened:
     participant: Participant | None
     participants: list[Participant]
     agent_status: str
+
+
+_AFTER_SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only: isdigit() accepts "²"
 
 
 def _dumps(frame: dict[str, Any]) -> str:
@@ -101,7 +105,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return None
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         raw = query.get("after_seq", ["0"])[-1]
-        if not raw.isdigit() or len(raw) > 18:
+        if not _AFTER_SEQ.fullmatch(raw):
             return None
         return int(raw)
 
@@ -310,7 +314,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
         private = frame.fields.get("private", False)
         if private and self.access is not Access.OPERATOR:
             raise FrameError(
-                "not_allowed", "private: only operators write private notes", ref=frame.ref
+                "not_allowed",
+                "private: only operators write private notes",
+                ref=frame.ref,
+                field="private",
             )
         await presence.keeper.typing(self, frame.fields["state"] == "start", private)
         return None

@@ -13,31 +13,25 @@ from durable_sessions.models import DurableSession, Event, Message, Participant
 
 SESSION_CREATED = "session.created"
 SESSION_CLOSED = "session.closed"
-SESSION_REOPENED = "session.reopened"
 PARTICIPANT_JOINED = "participant.joined"
-PARTICIPANT_LEFT = "participant.left"
 MESSAGE_CREATED = "message.created"
 MESSAGE_DELTA = "message.delta"
 MESSAGE_COMPLETED = "message.completed"
 MESSAGE_CANCELLED = "message.cancelled"
 MESSAGE_FAILED = "message.failed"
 CONTROL_CHANGED = "control.changed"
-HANDOFF_REQUESTED = "handoff.requested"
 
 ALL_TYPES = frozenset(
     {
         SESSION_CREATED,
         SESSION_CLOSED,
-        SESSION_REOPENED,
         PARTICIPANT_JOINED,
-        PARTICIPANT_LEFT,
         MESSAGE_CREATED,
         MESSAGE_DELTA,
         MESSAGE_COMPLETED,
         MESSAGE_CANCELLED,
         MESSAGE_FAILED,
         CONTROL_CHANGED,
-        HANDOFF_REQUESTED,
     }
 )
 

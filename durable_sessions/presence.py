@@ -131,7 +131,11 @@ class RedisStore:
 
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            self._client = aioredis.Redis.from_url(self.url, socket_timeout=10)
+            # A blocking pool waits for a free connection instead of failing past its cap.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url, max_connections=50, timeout=10, socket_timeout=10
+            )
+            self._client = aioredis.Redis(connection_pool=pool)
             self._loop = loop
         return self._client
 

@@ -1,9 +1,10 @@
 """Websocket routes; a host project adds these to its ASGI URLRouter."""
 
-from django.urls import path
+from django.urls import re_path
 
 from durable_sessions.consumers import SessionConsumer
 
 websocket_urlpatterns = [
-    path("ws/sessions/<uuid:session_id>/", SessionConsumer.as_asgi()),
+    # Any id reaches the consumer, which closes a malformed one with 4400.
+    re_path(r"^ws/sessions/(?P<session_id>[^/]+)/$", SessionConsumer.as_asgi()),
 ]

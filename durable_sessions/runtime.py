@@ -25,7 +25,7 @@ from durable_sessions import events as ev
 from durable_sessions import runs, service
 from durable_sessions.agents import AgentError, Handoff, HistoryMessage, Turn, get_agent
 from durable_sessions.app_settings import ds_settings
-from durable_sessions.errors import MessageFinished, NotInControl, SessionClosed
+from durable_sessions.errors import MessageFinished, NotInControl, ServiceError, SessionClosed
 from durable_sessions.groups import session_group
 from durable_sessions.models import (
     AgentRun,
@@ -70,13 +70,24 @@ def build_turn(session_id: uuid.UUID) -> Turn:
     last_control = (
         Event.objects.filter(session_id=session_id, type=ev.CONTROL_CHANGED)
         .order_by("-seq")
-        .values_list("payload", flat=True)
+        .values_list("seq", "payload")
         .first()
     )
+    # Handed back by a human, and the AI has not answered since: its first turn back.
     handed_back = bool(
-        last_control and last_control["control"] == Control.AI and last_control["previous"] != "ai"
+        last_control
+        and last_control[1]["control"] == Control.AI
+        and last_control[1]["previous"] != Control.AI
+        and not Message.objects.filter(
+            session_id=session_id, role="assistant", seq__gt=last_control[0]
+        ).exists()
     )
     return Turn(str(session_id), history, dict(session.metadata), handed_back)
+
+
+def _clip(text: object, limit: int) -> str:
+    """An agent's text made acceptable to the service: a string, no NUL, bounded."""
+    return str(text).replace("\x00", "")[:limit]
 
 
 class RunExecutor:
@@ -139,9 +150,11 @@ class RunExecutor:
         except Exception as exc:  # the agent failed: keep the partial text, mark it failed
             logger.warning("run %s failed: %s", self.run_id, exc, exc_info=True)
             outcome, error = RunStatus.FAILED, str(exc) or type(exc).__name__
-            if self.message is not None:
-                with contextlib.suppress(MessageFinished):
-                    await service.afail_assistant_message(self.message, error)
+            with contextlib.suppress(ServiceError):
+                if self.message is None:
+                    # Failed before its first word: the failure still shows in the log.
+                    self.message = await service.astart_assistant_message(session_id)
+                await service.afail_assistant_message(self.message, error)
         finally:
             self._finishing = True  # from here on, nothing may interrupt the bookkeeping
             heartbeat.cancel()
@@ -156,10 +169,15 @@ class RunExecutor:
             agent = await database_sync_to_async(service.participant_for)(
                 session_id, ParticipantKind.AGENT
             )
-            with contextlib.suppress(SessionClosed):
+            try:
                 await service.arequest_handoff(
-                    session_id, by=agent, reason=handoff.reason, summary=handoff.summary
+                    session_id,
+                    by=agent,
+                    reason=_clip(handoff.reason, 500),
+                    summary=_clip(handoff.summary, 4000),
                 )
+            except ServiceError as exc:  # e.g. closed meanwhile: nothing left to hand off
+                logger.info("handoff of run %s not made: %s", self.run_id, exc)
         # A message that arrived meanwhile left a pending run behind this one.
         following = await database_sync_to_async(runs.next_pending_in_session)(session_id)
         if following is not None:

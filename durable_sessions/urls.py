@@ -1,12 +1,30 @@
-"""HTTP routes; a host project includes them under a prefix of its choice."""
+"""HTTP routes (the REST API); a host project includes them under a prefix of its choice.
+
+Session ids are matched as any path segment and checked by the views, so that a malformed
+id gets the API's JSON 404 like an unknown one.
+"""
 
 from django.urls import path
 
-from durable_sessions import views
+from durable_sessions.api import actions, docs, views
 
 app_name = "durable_sessions"
 
+SESSION = "sessions/<str:session_id>/"
+
 urlpatterns = [
-    path("sessions/", views.create_session, name="session-create"),
-    path("sessions/<uuid:session_id>/events/", views.session_events, name="session-events"),
+    path("sessions/", views.SessionListView.as_view(), name="session-create"),
+    path(SESSION, views.SessionDetailView.as_view(), name="session-detail"),
+    path(f"{SESSION}messages/", views.MessageListView.as_view(), name="session-messages"),
+    path(f"{SESSION}events/", views.EventListView.as_view(), name="session-events"),
+    path(f"{SESSION}handoff/", actions.HandoffRequestView.as_view(), name="session-handoff"),
+    path(f"{SESSION}take-over/", actions.TakeOverView.as_view(), name="session-take-over"),
+    path(f"{SESSION}hand-back/", actions.HandBackView.as_view(), name="session-hand-back"),
+    path(f"{SESSION}transfer/", actions.TransferView.as_view(), name="session-transfer"),
+    path(f"{SESSION}close/", actions.CloseView.as_view(), name="session-close"),
+    path(
+        f"{SESSION}cancel-reply/", actions.CancelReplyView.as_view(), name="session-cancel-reply"
+    ),
+    path("api/schema/", docs.SchemaView.as_view(), name="api-schema"),
+    path("api/docs/", docs.DocsView.as_view(), name="api-docs"),
 ]

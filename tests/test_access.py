@@ -82,7 +82,12 @@ async def test_unknown_session_and_bad_after_seq():
     comm = communicator("3f1c2b7e-0000-4000-8000-000000000000", store=None)
     assert await refused_with(comm) == 4403
     session, store = await db(anonymous_session)()
-    for bad in ("-1", "abc", "1e3"):
+    for bad in ("-1", "abc", "1e3", "%C2%B2", "1" * 19):
         comm = communicator(session.id, store=store)
         comm.scope["query_string"] = f"after_seq={bad}".encode()
         assert await refused_with(comm) == 4400
+
+
+async def test_a_malformed_session_id_is_a_bad_request():
+    comm = communicator("not-a-uuid", store=None)
+    assert await refused_with(comm) == 4400

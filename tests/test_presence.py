@@ -121,7 +121,7 @@ async def test_a_private_note_never_shows_as_typing_to_the_customer():
         ({"type": "typing", "state": "maybe"}, "invalid_field", "state"),
         ({"type": "typing"}, "invalid_field", "state"),
         ({"type": "typing", "state": "start", "private": "yes"}, "invalid_field", "private"),
-        ({"type": "typing", "state": "start", "private": True}, "not_allowed", None),
+        ({"type": "typing", "state": "start", "private": True}, "not_allowed", "private"),
     ],
 )
 async def test_bad_typing_frames_are_refused(frame, code, field):

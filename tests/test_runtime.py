@@ -13,6 +13,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from durable_sessions import runs, service
+from durable_sessions.agents import AgentError, Handoff
 from durable_sessions.models import (
     AgentRun,
     Control,
@@ -361,3 +362,86 @@ async def test_a_message_during_a_reply_is_answered_after_it(settings):
         await comm.disconnect()
     finally:
         await worker.stop()
+
+
+class FailingAgent:
+    """Fails before saying anything."""
+
+    def __init__(self, **options):
+        pass
+
+    async def stream(self, turn):
+        raise AgentError("the model is down")
+        yield ""  # pragma: no cover (makes this an async generator)
+
+
+class LongWindedHandoffAgent:
+    def __init__(self, **options):
+        pass
+
+    async def stream(self, turn):
+        yield "Let me get someone."
+        yield Handoff(reason="r" * 2000 + "\x00", summary="s" * 10_000)
+
+
+async def test_an_agent_that_fails_before_its_first_word_leaves_a_failed_reply(settings):
+    runtime_settings(settings, AGENT="tests.test_runtime.FailingAgent")
+    worker = Worker("w")
+    worker.start()
+    try:
+        session, store = await db(anonymous_session)()
+        comm, _ = await open_ws(session.id, store=store)
+        await send(comm, "hello", "c1")
+        frames = await frames_until(comm, is_end)
+        assert frames[-1]["type"] == "message.failed"
+        assert frames[-1]["data"]["error"] == "the model is down"
+        await wait_for_run(RunStatus.FAILED)
+        await comm.disconnect()
+    finally:
+        await worker.stop()
+
+
+async def test_an_oversized_handoff_brief_is_clipped_not_lost(settings):
+    runtime_settings(settings, AGENT="tests.test_runtime.LongWindedHandoffAgent")
+    worker = Worker("w")
+    worker.start()
+    try:
+        session, store = await db(anonymous_session)()
+        comm, _ = await open_ws(session.id, store=store)
+        await send(comm, "hello", "c1")
+        frames = await frames_until(comm, lambda f: f.get("type") == "control.changed")
+        data = frames[-1]["data"]
+        assert data["control"] == "queued"
+        assert data["reason"] == "r" * 500 and len(data["summary"]) == 4000
+        await comm.disconnect()
+    finally:
+        await worker.stop()
+
+
+def test_handed_back_marks_only_the_first_turn_after_a_hand_back(settings):
+    runtime_settings(settings)
+    from durable_sessions.runtime import build_turn
+
+    session, _ = anonymous_session()
+    olga = make_user("olga", operator=True)
+    assert not build_turn(session.id).handed_back
+    service.take_over(session.id, olga)
+    service.hand_back(session.id, olga)
+    assert build_turn(session.id).handed_back
+    reply = service.start_assistant_message(session.id)
+    service.append_assistant_text(reply, "Hello again")
+    service.finish_assistant_message(reply)
+    assert not build_turn(session.id).handed_back
+
+
+def test_an_operator_retry_after_a_hand_back_does_not_take_over_again(settings):
+    runtime_settings(settings)
+    session, _ = anonymous_session()
+    olga = make_user("olga", operator=True)
+    first = service.operator_reply(session.id, operator=olga, content="Hi", client_id="o1")
+    service.hand_back(session.id, olga)
+    before = DurableSession.objects.get(pk=session.pk).last_seq
+    again = service.operator_reply(session.id, operator=olga, content="Hi", client_id="o1")
+    assert again.duplicate and again.message.pk == first.message.pk
+    session.refresh_from_db()
+    assert session.control == Control.AI and session.last_seq == before

@@ -274,6 +274,13 @@ def operator_reply(
     :class:`Conflict`."""
     content = clean_text("content", content, limit=ds_settings.MAX_MESSAGE_CHARS)
     locked = lock(session_id, 0)
+    if (
+        client_id is not None
+        and Message.objects.filter(session_id=locked.session_id, client_id=client_id).exists()
+    ):
+        # A retry: answer it without taking the session over again.
+        participant = join_operator(session_id, operator)
+        return post_message(session_id, author=participant, content=content, client_id=client_id)
     if locked.control != Control.HUMAN or locked.assigned_operator_id != operator.pk:
         if locked.control == Control.HUMAN:
             raise Conflict(

@@ -68,21 +68,17 @@ def create_session(
 
 @transaction.atomic
 def join_operator(session_id: uuid.UUID | str, user: AnyUser) -> Participant:
-    """Add ``user`` as an operator participant (idempotent; re-joins after leaving)."""
-    locked = lock(session_id, 1)
+    """Add ``user`` as an operator participant of the session (idempotent)."""
+    # The row lock serialises joins: two at once cannot both create the participant.
+    locked = lock(session_id, 0)
     participant, created = Participant.objects.get_or_create(
         session_id=locked.session_id,
         kind=ParticipantKind.OPERATOR,
         user=user,
         defaults={"display_name": get_adapter().display_name(user)},
     )
-    if not created and participant.left_at is None:
-        emit(locked, [])
-        return participant
-    if participant.left_at is not None:
-        participant.left_at = None
-        participant.save(update_fields=["left_at"])
-    emit(locked, [(ev.PARTICIPANT_JOINED, {"participant": ev.participant_data(participant)})])
+    if created:
+        emit(locked, [(ev.PARTICIPANT_JOINED, {"participant": ev.participant_data(participant)})])
     return participant
 
 

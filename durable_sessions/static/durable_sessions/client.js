@@ -144,6 +144,7 @@ export class DurableSessionClient {
     this._pingSentAt = 0;
     this._typing = { active: false, sentAt: 0, idleTimer: null };
     this._resyncedFor = new Set();
+    this._snapshotSeq = 0;
     this._stopped = false;
 
     this._restore();
@@ -266,7 +267,7 @@ export class DurableSessionClient {
     this._clearState();
     this._emit("reset", { reason });
     this._saveNow();
-    if (!this._stopped && this.status !== "refused") {
+    if (!["idle", "refused", "closed"].includes(this.status)) {
       this._dropSocket(`resync: ${reason}`);
       this._open();
     }
@@ -278,6 +279,8 @@ export class DurableSessionClient {
     this._outbox = [];
     this._storageRemove(this._key("state"));
     this._storageRemove(this._key("outbox"));
+    this._emit("reset", { reason: "forgotten" });
+    this._emit("pending", this.pending);
   }
 
   // --- connection ----------------------------------------------------------------------
@@ -309,7 +312,7 @@ export class DurableSessionClient {
       if (ws === this._ws) this._receive(event.data);
     };
     ws.onclose = (event) => {
-      if (ws === this._ws) this._closed(event.code, event.reason);
+      if (ws === this._ws) this._closed(event.code);
     };
     ws.onerror = () => {}; // a close event always follows; handled there
   }
@@ -505,7 +508,7 @@ export class DurableSessionClient {
     if (frame.seq !== this.lastSeq + 1) {
       // Cannot happen on one connection; if it does, ask again from what we have.
       this._dropSocket("gap in seq");
-      this._scheduleReconnect({ immediately: true });
+      this._scheduleReconnect();
       return;
     }
     this.lastSeq = frame.seq;
@@ -520,6 +523,7 @@ export class DurableSessionClient {
 
   _onSnapshot(frame) {
     this.session = { ...frame.session };
+    this._snapshotSeq = frame.session.last_seq ?? 0;
     this._participants = new Map(frame.participants.map((p) => [p.id, { ...p }]));
     this.you = frame.you;
     this.agentStatus = frame.agent?.status ?? "idle";
@@ -594,11 +598,24 @@ export class DurableSessionClient {
     message.completed_at = frame.at;
     if (data.reason) message.reason = data.reason;
     if (data.error) message.error = data.error;
+    // "thinking" may already be about the next message; only a streaming status ends here.
+    if (message.role === "assistant") this._agentStopped(frame, ["streaming"]);
     this._emit("message", message, "state");
     // The server says how long the text is: a cheap proof that no delta was lost or doubled.
     if (Number.isInteger(data.length) && codePoints(message.content) !== data.length) {
       this._integrityFailure(message.id, `text length ${data.length} expected`);
     }
+  }
+
+  /**
+   * The log proves the agent stopped: its reply ended, or the AI lost control. Status
+   * frames are ephemeral and may be missed; this keeps a stop button from lingering.
+   * Only events newer than the snapshot count: older ones are already reflected in it.
+   */
+  _agentStopped(frame, statuses) {
+    if (frame.seq <= this._snapshotSeq || !statuses.includes(this.agentStatus)) return;
+    this.agentStatus = "idle";
+    this._emit("agent", this.agentStatus);
   }
 
   /** Local state disagrees with the log: rebuild it from the start, once per message. */
@@ -803,6 +820,7 @@ const EVENT_HANDLERS = {
   },
   "session.closed"(data, frame) {
     this.session = { ...this.session, status: "closed", closed_at: frame.at };
+    this._agentStopped(frame, ["thinking", "streaming"]);
     this._emit("session", this.session);
   },
   "session.reopened"() {
@@ -836,9 +854,10 @@ const EVENT_HANDLERS = {
   "message.failed"(data, frame) {
     this._endMessage(data, frame);
   },
-  "control.changed"(data) {
+  "control.changed"(data, frame) {
     const assigned = "assigned_operator_id" in data ? data.assigned_operator_id : null;
     this.session = { ...this.session, control: data.control, assigned_operator_id: assigned };
+    if (data.control !== "ai") this._agentStopped(frame, ["thinking", "streaming"]);
     this._emit("control", { ...data, operator: this.operatorInCharge() });
     this._emit("session", this.session);
   },

@@ -1,0 +1,188 @@
+"""Handoff and lifecycle actions: each one a call to the session service.
+
+The customer asks for a human; operators take over, hand back, transfer and close; both
+may stop the AI's current reply. The rules (and the 409s) are the service's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from durable_sessions import events as ev
+from durable_sessions import service
+from durable_sessions.adapter import Access
+from durable_sessions.api.base import SessionView, validated
+from durable_sessions.api.errors import ApiError
+from durable_sessions.api.permissions import OperatorOnly, OwnerOnly, SessionAccess
+from durable_sessions.api.serializers import (
+    ActionResultSerializer,
+    CancelResultSerializer,
+    ReasonSerializer,
+    TransferSerializer,
+)
+from durable_sessions.api.views import errors
+from durable_sessions.errors import Conflict
+from durable_sessions.models import (
+    Control,
+    DurableSession,
+    Participant,
+    ParticipantKind,
+    Status,
+)
+
+ACTION_ERRORS = errors(400, 403, 404, 409, 415)
+
+
+def action_schema(operation_id: str, summary: str, description: str, **kwargs: Any) -> Any:
+    return extend_schema(
+        operation_id=operation_id,
+        tags=["handoff"],
+        summary=summary,
+        description=description,
+        request=kwargs.pop("request", ReasonSerializer),
+        responses={200: kwargs.pop("response", ActionResultSerializer), **ACTION_ERRORS},
+        **kwargs,
+    )
+
+
+class ActionView(SessionView):
+    """A POST that changes the session and answers with its new state."""
+
+    http_method_names = ["post", "options"]
+
+    def result(self, changed: bool) -> Response:
+        session = DurableSession.objects.get(pk=self.session.pk)
+        return Response({"changed": changed, "session": ev.session_data(session)})
+
+
+class HandoffRequestView(ActionView):
+    """The customer asks for a human."""
+
+    permission_classes = [SessionAccess, OwnerOnly]
+
+    @action_schema(
+        "handoff_request",
+        "Ask for a human",
+        "For the session's customer. The AI stops (its reply is kept, marked cancelled) and "
+        "the session waits in the operators' queue. `changed` is false when it already "
+        "waits for, or is held by, a human.",
+    )
+    def post(self, request: Request, session_id: str) -> Response:
+        body = validated(ReasonSerializer, request.data)
+        customer = service.participant_for(self.session.pk, ParticipantKind.CUSTOMER)
+        changed = service.request_handoff(self.session.pk, by=customer, reason=body["reason"])
+        return self.result(changed)
+
+
+class TakeOverView(ActionView):
+    """An operator claims the session."""
+
+    permission_classes = [SessionAccess, OperatorOnly]
+
+    @action_schema(
+        "handoff_take_over",
+        "Take over",
+        "For operators. Claims the session from the AI or the queue; the AI's reply stops at "
+        "once. Of two operators claiming at once exactly one wins; the other gets 409.",
+    )
+    def post(self, request: Request, session_id: str) -> Response:
+        body = validated(ReasonSerializer, request.data)
+        service.take_over(self.session.pk, request.user, reason=body["reason"])
+        return self.result(True)
+
+
+class HandBackView(ActionView):
+    """The operator holding the session returns it to the AI."""
+
+    permission_classes = [SessionAccess, OperatorOnly]
+
+    @action_schema(
+        "handoff_hand_back",
+        "Hand back to the AI",
+        "For the operator holding the session (anyone else gets 409).",
+    )
+    def post(self, request: Request, session_id: str) -> Response:
+        body = validated(ReasonSerializer, request.data)
+        service.hand_back(self.session.pk, request.user, reason=body["reason"])
+        return self.result(True)
+
+
+class TransferView(ActionView):
+    """The operator holding the session passes it to another operator."""
+
+    permission_classes = [SessionAccess, OperatorOnly]
+
+    @action_schema(
+        "handoff_transfer",
+        "Transfer to another operator",
+        "For the operator holding the session; `to` is the user id of another active "
+        "operator.",
+        request=TransferSerializer,
+    )
+    def post(self, request: Request, session_id: str) -> Response:
+        body = validated(TransferSerializer, request.data)
+        target = get_user_model().objects.filter(pk=body["to"], is_active=True).first()
+        if target is None:
+            raise ApiError("invalid_field", "to: must be an active operator", field="to")
+        service.transfer(self.session.pk, request.user, target, reason=body["reason"])
+        return self.result(True)
+
+
+class CloseView(ActionView):
+    """An operator closes the session."""
+
+    permission_classes = [SessionAccess, OperatorOnly]
+
+    @action_schema(
+        "sessions_close",
+        "Close",
+        "For operators. Stops any AI reply and closes the session; `changed` is false when "
+        "it was already closed. A session held by another operator gets 409, as in the "
+        "console.",
+    )
+    def post(self, request: Request, session_id: str) -> Response:
+        body = validated(ReasonSerializer, request.data)
+        with transaction.atomic():
+            # Checked under the session's row lock, so that a claim cannot slip in between.
+            locked = service.lock_session(self.session.pk)
+            if locked.status == Status.CLOSED:
+                return self.result(False)
+            if locked.control == Control.HUMAN and locked.assigned_operator_id != request.user.pk:
+                raise Conflict(
+                    "another operator holds this session",
+                    control=locked.control,
+                    assigned_operator_id=locked.assigned_operator_id,
+                )
+            # The closing event names the operator when they took part in the session.
+            me = Participant.objects.filter(
+                session_id=self.session.pk, kind=ParticipantKind.OPERATOR, user_id=request.user.pk
+            ).first()
+            changed = service.close_session(
+                self.session.pk, by=me, actor=request.user, reason=body["reason"]
+            )
+        return self.result(changed)
+
+
+class CancelReplyView(SessionView):
+    """Stop the AI's current reply, keeping its text."""
+
+    http_method_names = ["post", "options"]
+
+    @extend_schema(
+        operation_id="messages_cancel_reply",
+        tags=["messages"],
+        summary="Stop the AI's reply",
+        description="For the customer and operators. The streaming reply keeps its text and "
+        "is marked cancelled; `cancelled` is 0 when the AI was not writing.",
+        request=None,
+        responses={200: CancelResultSerializer, **errors(403, 404)},
+    )
+    def post(self, request: Request, session_id: str) -> Response:
+        reason = "user" if self.access is Access.OWNER else "operator"
+        return Response({"cancelled": len(service.cancel_reply(self.session.pk, reason=reason))})

@@ -1,0 +1,131 @@
+"""One JSON shape for every error of the API: ``{"error": {"code", "message", "field"?}}``.
+
+The codes are stable and documented in docs/api.md; service errors keep the code they
+have on the websocket (:mod:`durable_sessions.errors`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from durable_sessions.errors import ServiceError
+
+# HTTP status of each service error code; any other code is a 400.
+SERVICE_STATUS: dict[str, int] = {
+    "invalid_field": status.HTTP_400_BAD_REQUEST,
+    "not_found": status.HTTP_404_NOT_FOUND,
+    "session_closed": status.HTTP_409_CONFLICT,
+    "not_in_control": status.HTTP_409_CONFLICT,
+    "message_finished": status.HTTP_409_CONFLICT,
+    "reply_in_progress": status.HTTP_409_CONFLICT,
+    "client_id_conflict": status.HTTP_409_CONFLICT,
+    "conflict": status.HTTP_409_CONFLICT,
+}
+
+# Code of each DRF exception class; checked in order, so subclasses come first.
+DRF_CODES: tuple[tuple[type[exceptions.APIException], str], ...] = (
+    (exceptions.ParseError, "bad_json"),
+    (exceptions.AuthenticationFailed, "authentication_failed"),
+    (exceptions.NotAuthenticated, "not_authenticated"),
+    (exceptions.PermissionDenied, "permission_denied"),
+    (exceptions.NotFound, "not_found"),
+    (exceptions.MethodNotAllowed, "method_not_allowed"),
+    (exceptions.NotAcceptable, "not_acceptable"),
+    (exceptions.UnsupportedMediaType, "unsupported_media_type"),
+    (exceptions.Throttled, "rate_limited"),
+)
+
+
+class ApiError(exceptions.APIException):
+    """An error found by the API itself (not the service), with a stable ``code``."""
+
+    def __init__(
+        self, code: str, message: str, *, status_code: int = 400, field: str | None = None
+    ) -> None:
+        super().__init__(message, code)
+        self.code = code
+        self.status_code = status_code
+        self.field = field
+
+
+class CsrfFailed(exceptions.PermissionDenied):
+    """A cookie-authenticated unsafe request without a valid CSRF token."""
+
+    default_code = "csrf_failed"
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    """The body of an error response."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        error["field"] = field
+    return {"error": error}
+
+
+def _first_error(detail: Any, path: str = "") -> tuple[str, str]:
+    """The dotted field name and message of the first error in a validation ``detail``."""
+    if isinstance(detail, Mapping):
+        name, value = next(iter(detail.items()))
+        name = str(name)
+        if name in ("non_field_errors", "detail"):
+            return _first_error(value, path)
+        return _first_error(value, f"{path}.{name}" if path else name)
+    if isinstance(detail, Sequence) and not isinstance(detail, str) and detail:
+        return _first_error(detail[0], path)
+    return path, str(detail)
+
+
+def validation_error(exc: exceptions.ValidationError) -> tuple[str, str, str | None]:
+    field, message = _first_error(exc.detail)
+    if not field:
+        return "bad_request", message, None
+    return "invalid_field", f"{field}: {message}", field
+
+
+def describe(exc: Exception) -> tuple[int, str, str, str | None] | None:
+    """Status, code, message and field of a handled exception; None for a server error."""
+    if isinstance(exc, ServiceError):
+        field = exc.details.get("field")
+        return SERVICE_STATUS.get(exc.code, 400), exc.code, exc.message, field  # type: ignore[return-value]
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None
+    if isinstance(exc, ApiError):
+        return exc.status_code, exc.code, str(exc.detail), exc.field
+    if isinstance(exc, exceptions.ValidationError):
+        code, message, field = validation_error(exc)
+        return exc.status_code, code, message, field
+    if isinstance(exc, CsrfFailed):
+        return exc.status_code, "csrf_failed", str(exc.detail), None
+    code = next((c for cls, c in DRF_CODES if isinstance(exc, cls)), exc.default_code)
+    detail = exc.detail
+    message = str(detail) if isinstance(detail, str) else str(_first_error(detail)[1])
+    return exc.status_code, str(code), message, None
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF exception handler of the API views: the error shape above, or None (a 500)."""
+    described = describe(exc)
+    if described is None:
+        return None
+    status_code, code, message, field = described
+    headers: dict[str, str] = {}
+    authenticate = getattr(exc, "auth_header", None)
+    if authenticate:
+        headers["WWW-Authenticate"] = authenticate
+    wait = getattr(exc, "wait", None)
+    if wait is not None:
+        headers["Retry-After"] = str(int(wait))
+    # Like DRF's own handler: a request running in ATOMIC_REQUESTS is rolled back.
+    set_rollback()
+    return Response(error_body(code, message, field), status=status_code, headers=headers)

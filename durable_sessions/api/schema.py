@@ -1,0 +1,90 @@
+"""OpenAPI generation for the API views, with no global setting in the host project.
+
+Each view carries :class:`ApiSchema` itself (``DEFAULT_SCHEMA_CLASS`` stays whatever the
+host has), the authentication classes are described by :class:`SessionCsrfScheme`, and the
+schema view generates with :data:`SCHEMA_SETTINGS` only (see :mod:`.docs`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework.permissions import SAFE_METHODS
+
+import durable_sessions
+
+SESSION_ID = OpenApiParameter(
+    "session_id",
+    OpenApiTypes.UUID,
+    OpenApiParameter.PATH,
+    description="The session's id.",
+)
+
+SCHEMA_SETTINGS: dict[str, Any] = {
+    "TITLE": "Durable sessions API",
+    "DESCRIPTION": (
+        "Sessions, messages, the event log and handoff of django-durable-sessions. "
+        'Every error is `{"error": {"code", "message", "field"?}}`; see docs/api.md.'
+    ),
+    "VERSION": durable_sessions.__version__,
+    "PREPROCESSING_HOOKS": ["durable_sessions.api.schema.only_api_endpoints"],
+    # Separate request and response components where they differ (e.g. read-only ids).
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+
+class ApiSchema(AutoSchema):
+    """The schema class of the API views: every ``<session_id>`` is a UUID."""
+
+    def get_override_parameters(self) -> list[Any]:
+        params = list(super().get_override_parameters())
+        if "{session_id}" in self.path:
+            params.append(SESSION_ID)
+        return params
+
+
+class SessionCsrfScheme(OpenApiAuthenticationExtension):
+    """Describes ``SessionCsrfAuthentication``: the session cookie, plus the CSRF header on
+    unsafe requests."""
+
+    target_class = "durable_sessions.api.authentication.SessionCsrfAuthentication"
+    name = ["cookieAuth", "csrfToken"]
+
+    def get_security_definition(self, auto_schema: AutoSchema) -> list[dict[str, Any]]:
+        from django.conf import settings
+
+        header = settings.CSRF_HEADER_NAME.removeprefix("HTTP_").replace("_", "-")
+        return [
+            {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": settings.SESSION_COOKIE_NAME,
+                "description": "The Django session: a logged-in user, or an anonymous "
+                "visitor whose session holds their visitor id.",
+            },
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": header,
+                "description": f"The value of the `{settings.CSRF_COOKIE_NAME}` cookie; "
+                "required with the session cookie on POST, PUT, PATCH and DELETE.",
+            },
+        ]
+
+    def get_security_requirement(self, auto_schema: AutoSchema) -> dict[str, list[Any]]:
+        if auto_schema.method in SAFE_METHODS:
+            return {"cookieAuth": []}
+        return {"cookieAuth": [], "csrfToken": []}
+
+
+def only_api_endpoints(endpoints: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Preprocessing hook: keep the API's own endpoints, wherever the host includes them.
+
+    The schema view walks the host's whole URLconf, so that paths carry the host's
+    prefix; this drops every other view (and the schema and docs views themselves).
+    """
+    return [e for e in endpoints if getattr(getattr(e[3], "cls", None), "in_api_schema", False)]

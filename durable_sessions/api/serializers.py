@@ -1,0 +1,218 @@
+"""Request and response shapes of the API.
+
+Request serializers only validate types and ranges; the session service checks the rest
+(lengths, empty text, closed sessions) with the same errors as on the websocket. Response
+serializers render through :mod:`durable_sessions.events`, so a session, a message or an
+event has one JSON shape everywhere (HTTP, websocket, event payloads); their fields exist
+to describe that shape in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rest_framework import serializers
+
+from durable_sessions import events as ev
+from durable_sessions.models import Control, MessageState, Role, Status
+
+MAX_PAGE = 1000
+MAX_SESSION_PAGE = 200
+MAX_WAIT_SECONDS = 30
+
+
+class StrictCharField(serializers.CharField):
+    """A string, taken as is: no number is turned into text, no whitespace is trimmed."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer: no string, float or boolean."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class BodySerializer(serializers.Serializer):
+    """A JSON object body whose unknown keys are errors, as in websocket frames."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, Mapping):
+            raise serializers.ValidationError("the request body must be a JSON object")
+        unknown = sorted(str(name) for name in data if name not in self.fields)
+        if unknown:
+            raise serializers.ValidationError({unknown[0]: ["unexpected field"]})
+        return super().to_internal_value(data)
+
+
+# --- request bodies -------------------------------------------------------------------------
+
+
+class SessionCreateSerializer(BodySerializer):
+    title = StrictCharField(max_length=200, allow_blank=True, required=False, default="")
+
+
+class MessageCreateSerializer(BodySerializer):
+    content = StrictCharField(help_text="The message text (plain text, never HTML).")
+    client_id = StrictCharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Chosen by the client; a retry with the same id is stored once. "
+        "The Idempotency-Key header may carry it instead.",
+    )
+
+
+class ReasonSerializer(BodySerializer):
+    reason = StrictCharField(max_length=500, allow_blank=True, required=False, default="")
+
+
+class TransferSerializer(ReasonSerializer):
+    to = StrictIntegerField(help_text="The user id of the operator who takes the session.")
+
+
+# --- query parameters -----------------------------------------------------------------------
+
+
+class SessionListQuery(serializers.Serializer):
+    control = serializers.ChoiceField(choices=Control.choices, required=False)
+    status = serializers.ChoiceField(choices=Status.choices, required=False)
+    assigned = serializers.ChoiceField(
+        choices=[("me", "held by me"), ("none", "held by no operator")],
+        required=False,
+        help_text="`me`: sessions the calling operator holds; `none`: held by no operator.",
+    )
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_SESSION_PAGE, default=50)
+    offset = serializers.IntegerField(min_value=0, default=0)
+
+
+class MessageListQuery(serializers.Serializer):
+    after_seq = serializers.IntegerField(
+        min_value=0, default=0, help_text="Only messages created after this seq."
+    )
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=100)
+
+
+class EventListQuery(serializers.Serializer):
+    after_seq = serializers.IntegerField(
+        min_value=0, default=0, help_text="Only events after this seq."
+    )
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=MAX_PAGE)
+    wait = serializers.FloatField(
+        min_value=0,
+        max_value=MAX_WAIT_SECONDS,
+        default=0,
+        help_text="Long poll: when there is no event after `after_seq`, wait up to this "
+        "many seconds for one to be committed.",
+    )
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+class SessionSerializer(serializers.Serializer):
+    """A session, as in ``events.session_data``."""
+
+    id = serializers.UUIDField()
+    title = serializers.CharField()
+    control = serializers.ChoiceField(choices=Control.choices)
+    status = serializers.ChoiceField(choices=Status.choices)
+    assigned_operator_id = serializers.IntegerField(allow_null=True)
+    last_seq = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    closed_at = serializers.DateTimeField(allow_null=True)
+    metadata = serializers.DictField()
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return ev.session_data(instance)
+
+
+class AuthorSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    display_name = serializers.CharField()
+
+
+class MessageSerializer(serializers.Serializer):
+    """A message, as in ``events.message_data``."""
+
+    id = serializers.IntegerField()
+    role = serializers.ChoiceField(choices=Role.choices)
+    author = AuthorSerializer()
+    content = serializers.CharField()
+    state = serializers.ChoiceField(choices=MessageState.choices)
+    client_id = serializers.CharField(allow_null=True)
+    seq = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return ev.message_data(instance)
+
+
+class EventSerializer(serializers.Serializer):
+    """One log event in the websocket's envelope (see docs/protocol.md)."""
+
+    type = serializers.CharField()
+    seq = serializers.IntegerField()
+    at = serializers.DateTimeField()
+    data = serializers.DictField()
+
+
+class SessionPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = SessionSerializer(many=True)
+
+
+class MessagePageSerializer(serializers.Serializer):
+    messages = MessageSerializer(many=True)
+    next_after_seq = serializers.IntegerField(
+        allow_null=True,
+        help_text="The `after_seq` of the next page; null when this page is the last.",
+    )
+
+
+class EventPageSerializer(serializers.Serializer):
+    session = SessionSerializer()
+    events = EventSerializer(many=True)
+    more = serializers.BooleanField(help_text="More events follow the last one of this page.")
+
+
+class PostedMessageSerializer(serializers.Serializer):
+    seq = serializers.IntegerField(help_text="The seq of the message's `message.created` event.")
+    duplicate = serializers.BooleanField(
+        help_text="True when this was a retry: the message was stored by an earlier request."
+    )
+    message = MessageSerializer()
+
+
+class ActionResultSerializer(serializers.Serializer):
+    changed = serializers.BooleanField(help_text="False when the session was already so.")
+    session = SessionSerializer()
+
+
+class CancelResultSerializer(serializers.Serializer):
+    cancelled = serializers.IntegerField(help_text="How many streaming replies were stopped.")
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    field = serializers.CharField(required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()

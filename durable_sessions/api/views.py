@@ -1,0 +1,258 @@
+"""Sessions, messages and the event log over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.middleware.csrf import get_token
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
+
+from durable_sessions import events as ev
+from durable_sessions import service
+from durable_sessions.adapter import Access, get_adapter, visitor_id
+from durable_sessions.api.authentication import is_token_request, request_visitor
+from durable_sessions.api.base import ApiView, SessionView, validated
+from durable_sessions.api.errors import ApiError
+from durable_sessions.api.longpoll import long_poll
+from durable_sessions.api.serializers import (
+    ErrorSerializer,
+    EventListQuery,
+    EventPageSerializer,
+    MessageCreateSerializer,
+    MessageListQuery,
+    MessagePageSerializer,
+    PostedMessageSerializer,
+    SessionCreateSerializer,
+    SessionListQuery,
+    SessionPageSerializer,
+    SessionSerializer,
+)
+from durable_sessions.models import DurableSession, Message, ParticipantKind
+from durable_sessions.replay import read_events
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def errors(*codes: int) -> dict[int, Any]:
+    """Schema responses: the error shape for each status in ``codes``."""
+    return {code: ErrorSerializer for code in codes}
+
+
+def visible_sessions(request: Request) -> QuerySet[DurableSession]:
+    """Every session for an operator; otherwise those the caller owns (user or visitor)."""
+    user = request.user
+    if get_adapter().is_operator(user):
+        return DurableSession.objects.all()
+    mine = Q()
+    if user.is_authenticated:
+        mine |= Q(owner=user)
+    visitor = request_visitor(request)
+    if visitor:
+        mine |= Q(owner__isnull=True, owner_visitor=visitor)
+    if not mine:
+        return DurableSession.objects.none()
+    return DurableSession.objects.filter(mine)
+
+
+class SessionListView(ApiView):
+    """The caller's sessions (every session, for operators); create a session."""
+
+    @extend_schema(
+        operation_id="sessions_list",
+        tags=["sessions"],
+        summary="List sessions",
+        description="The caller's own sessions, newest activity first; operators see every "
+        "session. A cookie client also receives the `csrftoken` cookie here.",
+        parameters=[SessionListQuery],
+        responses={200: SessionPageSerializer, **errors(400)},
+    )
+    def get(self, request: Request) -> Response:
+        query = validated(SessionListQuery, request.query_params)
+        sessions = visible_sessions(request)
+        for name in ("control", "status"):
+            if name in query:
+                sessions = sessions.filter(**{name: query[name]})
+        if query.get("assigned") == "me":
+            sessions = sessions.filter(assigned_operator_id=request.user.pk)
+        elif query.get("assigned") == "none":
+            sessions = sessions.filter(assigned_operator__isnull=True)
+        sessions = sessions.order_by("-updated_at", "-id")
+        limit, offset = query["limit"], query["offset"]
+        count = sessions.count()
+        page = list(sessions[offset : offset + limit])
+        if not is_token_request(request):
+            # Lets a cookie client (e.g. an anonymous visitor) send its first POST.
+            get_token(request._request)
+        return Response(
+            {
+                "count": count,
+                "next": self._page_url(request, offset + limit, limit) if offset + limit < count else None,
+                "previous": self._page_url(request, max(offset - limit, 0), limit) if offset else None,
+                "results": [ev.session_data(s) for s in page],
+            }
+        )
+
+    @staticmethod
+    def _page_url(request: Request, offset: int, limit: int) -> str:
+        url = replace_query_param(request.build_absolute_uri(), "limit", limit)
+        if offset == 0:
+            return remove_query_param(url, "offset")
+        return replace_query_param(url, "offset", offset)
+
+    @extend_schema(
+        operation_id="sessions_create",
+        tags=["sessions"],
+        summary="Create a session",
+        description="The caller becomes its owner: the user, or else an anonymous visitor, "
+        "whose id is created in their Django session.",
+        request=SessionCreateSerializer,
+        responses={201: SessionSerializer, **errors(400, 401, 403, 415)},
+    )
+    def post(self, request: Request) -> Response:
+        body = validated(SessionCreateSerializer, request.data)
+        user = request.user if request.user.is_authenticated else None
+        visitor = "" if user else visitor_id(request._request.session, create=True)
+        session = service.create_session(owner=user, visitor=visitor or "", title=body["title"])
+        return Response(ev.session_data(session), status=status.HTTP_201_CREATED)
+
+
+class SessionDetailView(SessionView):
+    """One session."""
+
+    @extend_schema(
+        operation_id="sessions_retrieve",
+        tags=["sessions"],
+        summary="Read a session",
+        responses={200: SessionSerializer, **errors(404)},
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        return Response(ev.session_data(self.session))
+
+
+class MessageListView(SessionView):
+    """The transcript of a session, page by page; post a message."""
+
+    @extend_schema(
+        operation_id="messages_list",
+        tags=["messages"],
+        summary="List messages",
+        description="Messages in order of their seq, after `after_seq`. A streaming reply "
+        "shows the text it has so far.",
+        parameters=[MessageListQuery],
+        responses={200: MessagePageSerializer, **errors(400, 404)},
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        query = validated(MessageListQuery, request.query_params)
+        limit = query["limit"]
+        rows = list(
+            Message.objects.filter(session=self.session, seq__gt=query["after_seq"])
+            .select_related("author")
+            .order_by("seq")[: limit + 1]
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Response(
+            {
+                "messages": [ev.message_data(m) for m in rows],
+                "next_after_seq": rows[-1].seq if more else None,
+            }
+        )
+
+    @extend_schema(
+        operation_id="messages_create",
+        tags=["messages"],
+        summary="Post a message",
+        description="The owner posts as the customer; an operator replies as themself, "
+        "taking the session over from the AI or the queue if needed. With a `client_id` "
+        "(or an `Idempotency-Key` header) a retry returns the stored message with status "
+        "200 and `duplicate: true`; the same id with other content is a 409.",
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description="Same as `client_id` in the body.",
+            )
+        ],
+        request=MessageCreateSerializer,
+        responses={
+            201: PostedMessageSerializer,
+            200: OpenApiResponse(PostedMessageSerializer, description="A retry: stored before."),
+            **errors(400, 403, 404, 409, 415),
+        },
+    )
+    def post(self, request: Request, session_id: str) -> Response:
+        body = validated(MessageCreateSerializer, request.data)
+        client_id = self._client_id(request, body["client_id"])
+        if self.access is Access.OWNER:
+            author = service.participant_for(self.session.pk, ParticipantKind.CUSTOMER)
+            result = service.post_message(
+                self.session.pk, author=author, content=body["content"], client_id=client_id
+            )
+        else:
+            result = service.operator_reply(
+                self.session.pk, operator=request.user, content=body["content"], client_id=client_id
+            )
+        return Response(
+            {
+                "seq": result.seq,
+                "duplicate": result.duplicate,
+                "message": ev.message_data(result.message),
+            },
+            status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED,
+        )
+
+    @staticmethod
+    def _client_id(request: Request, in_body: str | None) -> str | None:
+        header = request.headers.get(IDEMPOTENCY_HEADER)
+        if header is None:
+            return in_body
+        if in_body is not None and in_body != header:
+            raise ApiError(
+                "invalid_field",
+                f"client_id: differs from the {IDEMPOTENCY_HEADER} header",
+                field="client_id",
+            )
+        return header
+
+
+class EventListView(SessionView):
+    """The session's events after a seq: the catch-up for clients without a websocket.
+
+    Served by an async view (:func:`.longpoll.long_poll`): with ``wait``, a request with
+    nothing to return waits for the next committed event without holding a thread.
+    """
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        return long_poll(super().as_view(**initkwargs))
+
+    @extend_schema(
+        operation_id="events_list",
+        tags=["events"],
+        summary="Events after a seq (long poll)",
+        description="The committed events with `seq > after_seq`, oldest first, in the "
+        "websocket's envelope. `more` is true when more follow: ask again with `after_seq` "
+        "set to the last seq. With `wait`, an empty answer is delayed until an event is "
+        "committed or `wait` seconds have passed.",
+        parameters=[EventListQuery],
+        responses={200: EventPageSerializer, **errors(400, 404)},
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        query = validated(EventListQuery, request.query_params)
+        limit = query["limit"]
+        frames = read_events(self.session.pk, query["after_seq"], limit=limit + 1)
+        more = len(frames) > limit
+        frames = frames[:limit]
+        response = Response(
+            {"session": ev.session_data(self.session), "events": frames, "more": more}
+        )
+        if not frames and query["wait"] > 0:
+            # Tells long_poll to wait for an event after this seq, then to ask again.
+            response.poll_after = query["after_seq"]  # type: ignore[attr-defined]
+        return response
