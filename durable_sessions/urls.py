@@ -22,9 +22,7 @@ urlpatterns = [
     path(f"{SESSION}hand-back/", actions.HandBackView.as_view(), name="session-hand-back"),
     path(f"{SESSION}transfer/", actions.TransferView.as_view(), name="session-transfer"),
     path(f"{SESSION}close/", actions.CloseView.as_view(), name="session-close"),
-    path(
-        f"{SESSION}cancel-reply/", actions.CancelReplyView.as_view(), name="session-cancel-reply"
-    ),
+    path(f"{SESSION}cancel-reply/", actions.CancelReplyView.as_view(), name="session-cancel-reply"),
     path("api/schema/", docs.SchemaView.as_view(), name="api-schema"),
     path("api/docs/", docs.DocsView.as_view(), name="api-docs"),
 ]

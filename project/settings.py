@@ -39,6 +39,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    # Token authentication for the REST API (optional in a host project).
+    "rest_framework.authtoken",
     "durable_sessions",
     "handoff_console",
     "project",

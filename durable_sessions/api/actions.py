@@ -10,7 +10,6 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -20,13 +19,13 @@ from durable_sessions.adapter import Access
 from durable_sessions.api.base import SessionView, validated
 from durable_sessions.api.errors import ApiError
 from durable_sessions.api.permissions import OperatorOnly, OwnerOnly, SessionAccess
+from durable_sessions.api.schema import document, error_responses
 from durable_sessions.api.serializers import (
     ActionResultSerializer,
     CancelResultSerializer,
     ReasonSerializer,
     TransferSerializer,
 )
-from durable_sessions.api.views import errors
 from durable_sessions.errors import Conflict
 from durable_sessions.models import (
     Control,
@@ -36,11 +35,12 @@ from durable_sessions.models import (
     Status,
 )
 
-ACTION_ERRORS = errors(400, 403, 404, 409, 415)
+ACTION_ERRORS = error_responses(400, 403, 404, 409, 415)
 
 
 def action_schema(operation_id: str, summary: str, description: str, **kwargs: Any) -> Any:
-    return extend_schema(
+    """The schema of an action: a reason in, the session out, the usual refusals."""
+    return document(
         operation_id=operation_id,
         tags=["handoff"],
         summary=summary,
@@ -121,8 +121,7 @@ class TransferView(ActionView):
     @action_schema(
         "handoff_transfer",
         "Transfer to another operator",
-        "For the operator holding the session; `to` is the user id of another active "
-        "operator.",
+        "For the operator holding the session; `to` is the user id of another active operator.",
         request=TransferSerializer,
     )
     def post(self, request: Request, session_id: str) -> Response:
@@ -154,8 +153,17 @@ class CloseView(ActionView):
             if locked.status == Status.CLOSED:
                 return self.result(False)
             if locked.control == Control.HUMAN and locked.assigned_operator_id != request.user.pk:
+                holder = (
+                    Participant.objects.filter(
+                        session_id=self.session.pk,
+                        kind=ParticipantKind.OPERATOR,
+                        user_id=locked.assigned_operator_id,
+                    )
+                    .values_list("display_name", flat=True)
+                    .first()
+                )
                 raise Conflict(
-                    "another operator holds this session",
+                    f"taken by {holder or 'another operator'}",
                     control=locked.control,
                     assigned_operator_id=locked.assigned_operator_id,
                 )
@@ -174,14 +182,14 @@ class CancelReplyView(SessionView):
 
     http_method_names = ["post", "options"]
 
-    @extend_schema(
+    @document(
         operation_id="messages_cancel_reply",
         tags=["messages"],
         summary="Stop the AI's reply",
         description="For the customer and operators. The streaming reply keeps its text and "
         "is marked cancelled; `cancelled` is 0 when the AI was not writing.",
         request=None,
-        responses={200: CancelResultSerializer, **errors(403, 404)},
+        responses={200: CancelResultSerializer, **error_responses(403, 404)},
     )
     def post(self, request: Request, session_id: str) -> Response:
         reason = "user" if self.access is Access.OWNER else "operator"

@@ -4,8 +4,10 @@ Subscribe, then read, then wait: the request joins the session's channel-layer g
 before its first database read, so an event committed after that read wakes it up. The
 wake-up only says "read again": the answer always comes from the database, and when a
 wake-up is lost (the layer may drop messages) the read at the end of the wait still finds
-the event. Database work runs in short ``database_sync_to_async`` calls; the waiting is
-an ``await`` on the event loop, never a sleep on the database thread.
+the event. Database work runs in short calls on the thread Django gives sync code (like
+``database_sync_to_async``, which all run on one thread per process); the waiting is an
+``await`` on the event loop, never a sleep on that thread, and no database connection is
+held in between.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
+from django.db import connections
 from django.http import HttpRequest, HttpResponse
 
 from durable_sessions.api.permissions import parse_session_id
@@ -60,14 +63,14 @@ class Wakeups:
         assert self.layer is not None
         self._pending = asyncio.ensure_future(self.layer.receive(self.channel))
 
-    async def wait(self, after: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for a wake-up announcing an event after ``after``.
+    async def wait(self, after: int, seconds: float) -> bool:
+        """Wait up to ``seconds`` for a wake-up announcing an event after ``after``.
 
         True when one came; False when the time ran out (or there is no layer to listen to).
         Other group messages (agent status, presence) are skipped.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + seconds
         while (remaining := deadline - loop.time()) > 0:
             if self._pending is None:
                 await asyncio.sleep(remaining)
@@ -106,6 +109,31 @@ class Wakeups:
             logger.exception("could not leave %s; the layer expires the membership", self.group)
 
 
+def release_connections() -> None:
+    """Close obsolete database connections, as ``database_sync_to_async`` does.
+
+    Between its reads a long poll waits for up to 30 s; with ``CONN_MAX_AGE = 0`` this
+    gives the connection back meanwhile. A connection inside a transaction the caller
+    holds (a test case wraps each test in one) is left alone.
+    """
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+
+
+def in_short_sync_call(sync_view: SyncView) -> AsyncView:
+    """``sync_view`` run on the thread Django runs sync code on, releasing connections."""
+
+    def call(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        release_connections()
+        try:
+            return sync_view(request, *args, **kwargs)
+        finally:
+            release_connections()
+
+    return sync_to_async(call, thread_sensitive=True)
+
+
 def requested_wait(request: HttpRequest) -> float:
     """The ``wait`` of the query if valid, else 0: the view itself reports a bad value."""
     try:
@@ -122,7 +150,7 @@ def long_poll(sync_view: SyncView) -> AsyncView:
     every read). When it found nothing to return it sets ``poll_after`` on its response;
     this view then waits for a wake-up and runs it again.
     """
-    run = database_sync_to_async(sync_view)
+    run = in_short_sync_call(sync_view)
 
     async def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         wait = requested_wait(request)
@@ -147,6 +175,8 @@ def long_poll(sync_view: SyncView) -> AsyncView:
     view.__dict__.update(
         (name, value) for name, value in sync_view.__dict__.items() if name != "__wrapped__"
     )
+    # A read-only view; Django refuses ATOMIC_REQUESTS around an async view.
+    view._non_atomic_requests = set(connections.settings)  # type: ignore[attr-defined]
     view.__name__ = getattr(sync_view, "__name__", "view")
     view.__doc__ = sync_view.__doc__
     return view

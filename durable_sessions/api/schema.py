@@ -7,12 +7,13 @@ schema view generates with :data:`SCHEMA_SETTINGS` only (see :mod:`.docs`).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import SAFE_METHODS
 
 import durable_sessions
@@ -34,7 +35,31 @@ SCHEMA_SETTINGS: dict[str, Any] = {
     "PREPROCESSING_HOOKS": ["durable_sessions.api.schema.only_api_endpoints"],
     # Separate request and response components where they differ (e.g. read-only ids).
     "COMPONENT_SPLIT_REQUEST": True,
+    # In the order of the URLconf: sessions, then what is done in a session.
+    "SORT_OPERATIONS": False,
 }
+
+# What each error status of the API means, by its codes (see errors.py and docs/api.md).
+ERROR_MEANINGS: dict[int, str] = {
+    400: "Bad input, nothing stored: `bad_json`, `bad_request` or `invalid_field` (with `field`).",
+    401: "`authentication_failed`: the token is not valid.",
+    403: "`csrf_failed` (a cookie request without the CSRF header) or `permission_denied` "
+    "(the action is for the customer, or for operators).",
+    404: "`not_found`: no such session, or not yours.",
+    409: "The session's state refuses it: `session_closed`, `conflict` (e.g. held by "
+    "another operator), `client_id_conflict`, `not_in_control`, `reply_in_progress`.",
+    415: "`unsupported_media_type`: send `application/json`.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    """Schema responses: the error shape, for each of ``statuses``."""
+    from durable_sessions.api.serializers import ErrorSerializer
+
+    return {
+        code: OpenApiResponse(ErrorSerializer, description=ERROR_MEANINGS[code])
+        for code in statuses
+    }
 
 
 class ApiSchema(AutoSchema):
@@ -45,6 +70,23 @@ class ApiSchema(AutoSchema):
         if "{session_id}" in self.path:
             params.append(SESSION_ID)
         return params
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def document(**kwargs: Any) -> Callable[[F], F]:
+    """``extend_schema`` for a handler of an API view, based on :class:`ApiSchema`.
+
+    ``extend_schema`` subclasses the function's ``schema`` attribute when it has one, and
+    the host's ``DEFAULT_SCHEMA_CLASS`` otherwise, which need not be drf-spectacular's.
+    """
+
+    def decorate(handler: F) -> F:
+        handler.schema = ApiSchema  # type: ignore[attr-defined]
+        return extend_schema(**kwargs)(handler)
+
+    return decorate
 
 
 class SessionCsrfScheme(OpenApiAuthenticationExtension):
@@ -58,6 +100,8 @@ class SessionCsrfScheme(OpenApiAuthenticationExtension):
         from django.conf import settings
 
         header = settings.CSRF_HEADER_NAME.removeprefix("HTTP_").replace("_", "-")
+        if header == "X-CSRFTOKEN":
+            header = "X-CSRFToken"  # Django's default, as its docs spell it
         return [
             {
                 "type": "apiKey",

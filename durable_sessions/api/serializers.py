@@ -2,9 +2,9 @@
 
 Request serializers only validate types and ranges; the session service checks the rest
 (lengths, empty text, closed sessions) with the same errors as on the websocket. Response
-serializers render through :mod:`durable_sessions.events`, so a session, a message or an
-event has one JSON shape everywhere (HTTP, websocket, event payloads); their fields exist
-to describe that shape in the OpenAPI schema.
+serializers only describe, for the OpenAPI schema, the shapes the views build with
+:mod:`durable_sessions.events`: a session, a message or an event has one JSON shape
+everywhere (HTTP, websocket, event payloads).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.settings import api_settings
 
-from durable_sessions import events as ev
 from durable_sessions.models import Control, MessageState, Role, Status
 
 MAX_PAGE = 1000
@@ -49,7 +49,10 @@ class BodySerializer(serializers.Serializer):
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, Mapping):
-            raise serializers.ValidationError("the request body must be a JSON object")
+            # Keyed like DRF's own errors: Serializer.errors must be a dict.
+            raise serializers.ValidationError(
+                {api_settings.NON_FIELD_ERRORS_KEY: ["the request body must be a JSON object"]}
+            )
         unknown = sorted(str(name) for name in data if name not in self.fields)
         if unknown:
             raise serializers.ValidationError({unknown[0]: ["unexpected field"]})
@@ -122,30 +125,33 @@ class EventListQuery(serializers.Serializer):
 
 
 class SessionSerializer(serializers.Serializer):
-    """A session, as in ``events.session_data``."""
+    """A conversation: who answers it, whether it is open, and the seq of its newest event."""
 
     id = serializers.UUIDField()
     title = serializers.CharField()
-    control = serializers.ChoiceField(choices=Control.choices)
+    control = serializers.ChoiceField(
+        choices=Control.choices, help_text="Who answers: the AI, the queue for a human, a human."
+    )
     status = serializers.ChoiceField(choices=Status.choices)
-    assigned_operator_id = serializers.IntegerField(allow_null=True)
-    last_seq = serializers.IntegerField()
+    assigned_operator_id = serializers.IntegerField(
+        allow_null=True, help_text="The user id of the operator holding the session."
+    )
+    last_seq = serializers.IntegerField(help_text="The seq of the session's newest event.")
     created_at = serializers.DateTimeField()
     closed_at = serializers.DateTimeField(allow_null=True)
     metadata = serializers.DictField()
 
-    def to_representation(self, instance: Any) -> dict[str, Any]:
-        return ev.session_data(instance)
-
 
 class AuthorSerializer(serializers.Serializer):
+    """The participant who wrote a message."""
+
     id = serializers.IntegerField()
     kind = serializers.CharField()
     display_name = serializers.CharField()
 
 
 class MessageSerializer(serializers.Serializer):
-    """A message, as in ``events.message_data``."""
+    """A message of the transcript; an AI reply grows while its state is `streaming`."""
 
     id = serializers.IntegerField()
     role = serializers.ChoiceField(choices=Role.choices)
@@ -157,12 +163,9 @@ class MessageSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     completed_at = serializers.DateTimeField(allow_null=True)
 
-    def to_representation(self, instance: Any) -> dict[str, Any]:
-        return ev.message_data(instance)
-
 
 class EventSerializer(serializers.Serializer):
-    """One log event in the websocket's envelope (see docs/protocol.md)."""
+    """One event of the session's log, in the websocket's envelope (see docs/protocol.md)."""
 
     type = serializers.CharField()
     seq = serializers.IntegerField()

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.middleware.csrf import get_token
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,8 +19,8 @@ from durable_sessions.api.authentication import is_token_request, request_visito
 from durable_sessions.api.base import ApiView, SessionView, validated
 from durable_sessions.api.errors import ApiError
 from durable_sessions.api.longpoll import long_poll
+from durable_sessions.api.schema import document, error_responses
 from durable_sessions.api.serializers import (
-    ErrorSerializer,
     EventListQuery,
     EventPageSerializer,
     MessageCreateSerializer,
@@ -36,11 +36,6 @@ from durable_sessions.models import DurableSession, Message, ParticipantKind
 from durable_sessions.replay import read_events
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-
-
-def errors(*codes: int) -> dict[int, Any]:
-    """Schema responses: the error shape for each status in ``codes``."""
-    return {code: ErrorSerializer for code in codes}
 
 
 def visible_sessions(request: Request) -> QuerySet[DurableSession]:
@@ -62,14 +57,14 @@ def visible_sessions(request: Request) -> QuerySet[DurableSession]:
 class SessionListView(ApiView):
     """The caller's sessions (every session, for operators); create a session."""
 
-    @extend_schema(
+    @document(
         operation_id="sessions_list",
         tags=["sessions"],
         summary="List sessions",
         description="The caller's own sessions, newest activity first; operators see every "
         "session. A cookie client also receives the `csrftoken` cookie here.",
         parameters=[SessionListQuery],
-        responses={200: SessionPageSerializer, **errors(400)},
+        responses={200: SessionPageSerializer, **error_responses(400)},
     )
     def get(self, request: Request) -> Response:
         query = validated(SessionListQuery, request.query_params)
@@ -78,7 +73,8 @@ class SessionListView(ApiView):
             if name in query:
                 sessions = sessions.filter(**{name: query[name]})
         if query.get("assigned") == "me":
-            sessions = sessions.filter(assigned_operator_id=request.user.pk)
+            mine = request.user.pk if request.user.is_authenticated else None
+            sessions = sessions.filter(assigned_operator_id=mine) if mine else sessions.none()
         elif query.get("assigned") == "none":
             sessions = sessions.filter(assigned_operator__isnull=True)
         sessions = sessions.order_by("-updated_at", "-id")
@@ -88,11 +84,14 @@ class SessionListView(ApiView):
         if not is_token_request(request):
             # Lets a cookie client (e.g. an anonymous visitor) send its first POST.
             get_token(request._request)
+        following = offset + limit < count
         return Response(
             {
                 "count": count,
-                "next": self._page_url(request, offset + limit, limit) if offset + limit < count else None,
-                "previous": self._page_url(request, max(offset - limit, 0), limit) if offset else None,
+                "next": self._page_url(request, offset + limit, limit) if following else None,
+                "previous": self._page_url(request, max(offset - limit, 0), limit)
+                if offset
+                else None,
                 "results": [ev.session_data(s) for s in page],
             }
         )
@@ -104,14 +103,14 @@ class SessionListView(ApiView):
             return remove_query_param(url, "offset")
         return replace_query_param(url, "offset", offset)
 
-    @extend_schema(
+    @document(
         operation_id="sessions_create",
         tags=["sessions"],
         summary="Create a session",
         description="The caller becomes its owner: the user, or else an anonymous visitor, "
         "whose id is created in their Django session.",
         request=SessionCreateSerializer,
-        responses={201: SessionSerializer, **errors(400, 401, 403, 415)},
+        responses={201: SessionSerializer, **error_responses(400, 401, 403, 415)},
     )
     def post(self, request: Request) -> Response:
         body = validated(SessionCreateSerializer, request.data)
@@ -124,11 +123,11 @@ class SessionListView(ApiView):
 class SessionDetailView(SessionView):
     """One session."""
 
-    @extend_schema(
+    @document(
         operation_id="sessions_retrieve",
         tags=["sessions"],
         summary="Read a session",
-        responses={200: SessionSerializer, **errors(404)},
+        responses={200: SessionSerializer, **error_responses(404)},
     )
     def get(self, request: Request, session_id: str) -> Response:
         return Response(ev.session_data(self.session))
@@ -137,14 +136,14 @@ class SessionDetailView(SessionView):
 class MessageListView(SessionView):
     """The transcript of a session, page by page; post a message."""
 
-    @extend_schema(
+    @document(
         operation_id="messages_list",
         tags=["messages"],
         summary="List messages",
         description="Messages in order of their seq, after `after_seq`. A streaming reply "
         "shows the text it has so far.",
         parameters=[MessageListQuery],
-        responses={200: MessagePageSerializer, **errors(400, 404)},
+        responses={200: MessagePageSerializer, **error_responses(400, 404)},
     )
     def get(self, request: Request, session_id: str) -> Response:
         query = validated(MessageListQuery, request.query_params)
@@ -163,7 +162,7 @@ class MessageListView(SessionView):
             }
         )
 
-    @extend_schema(
+    @document(
         operation_id="messages_create",
         tags=["messages"],
         summary="Post a message",
@@ -183,7 +182,7 @@ class MessageListView(SessionView):
         responses={
             201: PostedMessageSerializer,
             200: OpenApiResponse(PostedMessageSerializer, description="A retry: stored before."),
-            **errors(400, 403, 404, 409, 415),
+            **error_responses(400, 403, 404, 409, 415),
         },
     )
     def post(self, request: Request, session_id: str) -> Response:
@@ -232,7 +231,7 @@ class EventListView(SessionView):
     def as_view(cls, **initkwargs: Any) -> Any:
         return long_poll(super().as_view(**initkwargs))
 
-    @extend_schema(
+    @document(
         operation_id="events_list",
         tags=["events"],
         summary="Events after a seq (long poll)",
@@ -241,7 +240,7 @@ class EventListView(SessionView):
         "set to the last seq. With `wait`, an empty answer is delayed until an event is "
         "committed or `wait` seconds have passed.",
         parameters=[EventListQuery],
-        responses={200: EventPageSerializer, **errors(400, 404)},
+        responses={200: EventPageSerializer, **error_responses(400, 404)},
     )
     def get(self, request: Request, session_id: str) -> Response:
         query = validated(EventListQuery, request.query_params)
