@@ -1,6 +1,15 @@
-"""The console's permission lives on an unmanaged model with no table."""
+"""The console's own data: the access permission and operators' private notes.
 
+Notes belong to the console, not to the session log: they never become events, so no
+customer connection can ever replay them.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
 from django.db import models
+
+from durable_sessions.models import DurableSession
 
 
 class ConsoleAccess(models.Model):
@@ -13,3 +22,27 @@ class ConsoleAccess(models.Model):
 
     def __str__(self) -> str:
         return "console access"
+
+
+class OperatorNote(models.Model):
+    """A private note an operator wrote about a session; only operators ever see it."""
+
+    session = models.ForeignKey(
+        DurableSession, on_delete=models.CASCADE, related_name="operator_notes"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty once the author's account was deleted.",
+    )
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["session_id", "created_at", "id"]
+        indexes = [models.Index(fields=["session", "created_at"], name="hc_note_session_idx")]
+
+    def __str__(self) -> str:
+        return f"note by {self.author_id} on {self.session_id}"

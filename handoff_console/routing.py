@@ -1,5 +1,9 @@
 """Websocket routes of the console (its live feed); added to the host's URLRouter."""
 
-from django.urls import URLPattern
+from django.urls import path
 
-websocket_urlpatterns: list[URLPattern] = []
+from handoff_console.consumers import ConsoleFeedConsumer
+
+websocket_urlpatterns = [
+    path("ws/console/", ConsoleFeedConsumer.as_asgi()),
+]

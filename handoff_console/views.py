@@ -1,26 +1,78 @@
-"""Console pages."""
+"""Console pages: the live queue and one session's view."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from django.http import Http404
+from django.urls import reverse
 from django.views.generic import TemplateView
 
-from durable_sessions.models import Control, DurableSession, Status
-from handoff_console.permissions import OperatorRequiredMixin
+from durable_sessions.adapter import get_adapter
+from durable_sessions.models import DurableSession
+from handoff_console import queue
+from handoff_console.brief import brief
+from handoff_console.notes import notes_for
+from handoff_console.permissions import OperatorRequiredMixin, can_view, operator_choices
+
+FEED_PATH = "/ws/console/"
+SESSION_WS_PATH = "/ws/sessions/"
 
 
 class QueueView(OperatorRequiredMixin, TemplateView):
-    """The operator's queue: sessions waiting for a human, held by humans, and by the AI."""
+    """The queue: waiting for a human, mine, colleagues', the AI's and recently closed.
+
+    The page starts from a snapshot rendered into it, then follows the live feed.
+    """
 
     template_name = "handoff_console/queue.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        open_sessions = DurableSession.objects.filter(status=Status.OPEN).select_related(
-            "owner", "assigned_operator"
+        snapshot = queue.snapshot(self.request.user)
+        context["snapshot"] = snapshot
+        context["counts"] = queue.counts(snapshot)
+        context["config"] = {"feed": FEED_PATH, "me": self.request.user.pk}
+        return context
+
+
+class SessionView(OperatorRequiredMixin, TemplateView):
+    """One session: the live transcript, presence, the brief, notes and the actions."""
+
+    template_name = "handoff_console/session.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        session_id: uuid.UUID = kwargs["session_id"]
+        user = self.request.user
+        session = (
+            DurableSession.objects.select_related("assigned_operator").filter(pk=session_id).first()
         )
-        context["waiting"] = open_sessions.filter(control=Control.QUEUED).order_by("updated_at")
-        context["human"] = open_sessions.filter(control=Control.HUMAN)[:100]
-        context["ai"] = open_sessions.filter(control=Control.AI)[:100]
+        if session is None or not can_view(session, user):
+            raise Http404("No such session")
+        args = [session.id]
+        context.update(
+            session=session,
+            brief=brief(session.id),
+            notes=notes_for(session.id),
+            operators=operator_choices(exclude=user),
+            config={
+                "session_id": str(session.id),
+                "me": {"id": user.pk, "name": get_adapter().display_name(user)},
+                # Until the websocket's snapshot arrives, the page shows this state.
+                "session": {
+                    "control": session.control,
+                    "status": session.status,
+                    "assigned_operator_id": session.assigned_operator_id,
+                },
+                "feed": FEED_PATH,
+                "session_ws": SESSION_WS_PATH,
+                "queue_url": reverse("handoff_console:queue"),
+                "actions": {
+                    name: reverse(f"handoff_console:{name}", args=args)
+                    for name in ("take_over", "hand_back", "transfer", "close", "notes")
+                },
+            },
+        )
         return context

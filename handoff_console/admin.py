@@ -1,0 +1,29 @@
+"""Private notes in the admin: readable by admins, written only from the console."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from handoff_console.models import OperatorNote
+
+
+@admin.register(OperatorNote)
+class OperatorNoteAdmin(admin.ModelAdmin):
+    """Read-only list of the notes operators wrote about sessions."""
+
+    list_display = ("created_at", "session", "author", "short_text")
+    list_select_related = ("session", "author")
+    search_fields = ("text", "author__username", "session__id")
+    readonly_fields = ("session", "author", "text", "created_at")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="text")
+    def short_text(self, note: OperatorNote) -> str:
+        return note.text if len(note.text) <= 80 else note.text[:79] + "…"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: OperatorNote | None = None) -> bool:
+        return False

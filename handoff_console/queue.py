@@ -1,0 +1,167 @@
+"""The queue the console shows: sessions as rows, grouped in sections.
+
+One function builds every row (the page, the snapshot and the live updates use it), so
+that a row looks the same however it reached the browser.
+
+Sections: ``waiting`` (queued for a human, oldest wait first), ``mine`` (held by the
+viewer), ``others`` (held by colleagues), ``ai`` (the AI answers) and ``closed``
+(recently closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import JSONField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Substr
+from django.urls import reverse
+from django.utils import timezone
+
+from durable_sessions import events as ev
+from durable_sessions.adapter import AnyUser, get_adapter
+from durable_sessions.models import (
+    AgentRun,
+    Control,
+    DurableSession,
+    Event,
+    Message,
+    Participant,
+    ParticipantKind,
+    RunStatus,
+    Status,
+)
+from handoff_console.conf import console_setting
+from handoff_console.permissions import can_view
+
+SECTIONS = ("waiting", "mine", "others", "ai", "closed")
+PREVIEW_CHARS = 160
+# Queued sessions listed at most (all of them, unless something is badly wrong).
+MAX_WAITING = 500
+
+
+def _annotated(sessions: QuerySet[DurableSession]) -> QuerySet[DurableSession]:
+    """Add what a row shows beyond the session itself, one subquery per column."""
+    control = Event.objects.filter(session=OuterRef("pk"), type=ev.CONTROL_CHANGED).order_by("-seq")
+    last_message = Message.objects.filter(session=OuterRef("pk")).order_by("-seq")
+    last_run = AgentRun.objects.filter(session=OuterRef("pk")).order_by("-id")
+    customer = Participant.objects.filter(session=OuterRef("pk"), kind=ParticipantKind.CUSTOMER)
+    return sessions.select_related("assigned_operator").annotate(
+        control_payload=Subquery(control.values("payload")[:1], output_field=JSONField()),
+        control_at=Subquery(control.values("created_at")[:1]),
+        customer_name=Subquery(customer.values("display_name")[:1]),
+        last_role=Subquery(last_message.values("role")[:1]),
+        last_preview=Subquery(
+            last_message.annotate(head=Substr("content", 1, PREVIEW_CHARS)).values("head")[:1]
+        ),
+        last_at=Subquery(last_message.values("created_at")[:1]),
+        run_status=Subquery(last_run.values("status")[:1]),
+        run_message_id=Subquery(last_run.values("message_id")[:1]),
+    )
+
+
+def _agent_status(run_status: str | None, run_message_id: int | None) -> str:
+    """The agent's status from its latest run (the rule of ``durable_sessions.runs``)."""
+    if run_status == RunStatus.PENDING:
+        return "thinking"
+    if run_status == RunStatus.RUNNING:
+        return "streaming" if run_message_id else "thinking"
+    if run_status == RunStatus.CRASHED:
+        return "unresponsive"
+    return "idle"
+
+
+def section_of(session: DurableSession, user: AnyUser) -> str:
+    """Which section ``session`` belongs in for the viewer ``user``."""
+    if session.status == Status.CLOSED:
+        return "closed"
+    if session.control == Control.QUEUED:
+        return "waiting"
+    if session.control == Control.HUMAN:
+        return "mine" if session.assigned_operator_id == user.pk else "others"
+    return "ai"
+
+
+def row(session: DurableSession, user: AnyUser) -> dict[str, Any]:
+    """One session as the console shows it (``session`` comes from :func:`_annotated`)."""
+    payload = session.control_payload or {}
+    queued = session.status == Status.OPEN and session.control == Control.QUEUED
+    operator = session.assigned_operator
+    return {
+        "id": str(session.id),
+        "url": reverse("handoff_console:session", args=[session.id]),
+        "title": session.title,
+        "customer": session.customer_name or "",
+        "control": session.control,
+        "status": session.status,
+        "section": section_of(session, user),
+        "assigned_operator": (
+            {"id": operator.pk, "name": get_adapter().display_name(operator)}
+            if operator is not None and session.control == Control.HUMAN
+            else None
+        ),
+        # When the session joined the queue: the latest control change put it there.
+        "waiting_since": ev.iso(session.control_at) if queued else None,
+        "reason": payload.get("reason", ""),
+        "summary": payload.get("summary", ""),
+        "last_message": (
+            {
+                "role": session.last_role,
+                "preview": session.last_preview or "",
+                "at": ev.iso(session.last_at),
+            }
+            if session.last_role
+            else None
+        ),
+        "agent": _agent_status(session.run_status, session.run_message_id),
+        "created_at": ev.iso(session.created_at),
+        "updated_at": ev.iso(session.updated_at),
+        "closed_at": ev.iso(session.closed_at),
+        "last_seq": session.last_seq,
+    }
+
+
+def _visible_rows(sessions: Iterable[DurableSession], user: AnyUser) -> list[dict[str, Any]]:
+    return [row(s, user) for s in sessions if can_view(s, user)]
+
+
+def snapshot(user: AnyUser) -> dict[str, Any]:
+    """Every section of the queue for ``user``, with the server's clock."""
+    open_ = _annotated(DurableSession.objects.filter(status=Status.OPEN))
+    limit = int(console_setting("SECTION_LIMIT"))
+    human = open_.filter(control=Control.HUMAN)
+    querysets = {
+        "waiting": open_.filter(control=Control.QUEUED).order_by("control_at", "created_at")[
+            :MAX_WAITING
+        ],
+        "mine": human.filter(assigned_operator_id=user.pk).order_by("-updated_at")[:limit],
+        "others": human.exclude(assigned_operator_id=user.pk).order_by("-updated_at")[:limit],
+        "ai": open_.filter(control=Control.AI).order_by("-updated_at")[:limit],
+        "closed": _annotated(DurableSession.objects.filter(status=Status.CLOSED)).order_by(
+            "-closed_at"
+        )[: int(console_setting("CLOSED_LIMIT"))],
+    }
+    return {
+        "type": "snapshot",
+        "now": ev.iso(timezone.now()),
+        "limits": {"ai": limit, "others": limit, "closed": int(console_setting("CLOSED_LIMIT"))},
+        "sections": {name: _visible_rows(qs, user) for name, qs in querysets.items()},
+    }
+
+
+def rows_for(session_ids: Iterable[str], user: AnyUser) -> dict[str, Any]:
+    """The current rows of some sessions; ``removed`` lists those gone or not visible."""
+    wanted = {str(i) for i in session_ids}
+    found = _annotated(DurableSession.objects.filter(pk__in=wanted))
+    rows = _visible_rows(found, user)
+    return {
+        "type": "rows",
+        "now": ev.iso(timezone.now()),
+        "rows": rows,
+        "removed": sorted(wanted - {r["id"] for r in rows}),
+    }
+
+
+def counts(snap: dict[str, Any]) -> dict[str, int]:
+    """How many rows each section of a snapshot holds."""
+    return {name: len(snap["sections"][name]) for name in SECTIONS}

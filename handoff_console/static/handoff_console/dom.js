@@ -1,0 +1,108 @@
+/**
+ * Small DOM and HTTP helpers of the console pages.
+ *
+ * Every text that came from a customer, the agent or an operator goes into the page with
+ * `textContent` (through `el`), never as HTML.
+ */
+
+/** Create an element: `el("li", {className: "x", text: "..."}, child, ...)`. */
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value == null || value === false) continue;
+    if (key === "className") node.className = value;
+    else if (key === "text") node.textContent = String(value);
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children) {
+    if (child != null && child !== false) node.append(child); // strings become text nodes
+  }
+  return node;
+}
+
+/** The CSRF token the page was rendered with. */
+export function csrfToken() {
+  return document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+}
+
+/**
+ * POST a JSON body to a console action. Resolves with the parsed answer; rejects with an
+ * Error carrying `code` and `message` from the server's `{"error": {...}}`.
+ */
+export async function postJSON(url, body = {}) {
+  let response;
+  try {
+    response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify(body),
+    });
+  } catch {
+    throw actionError("network", "the server could not be reached; try again");
+  }
+  return readAnswer(response);
+}
+
+/** GET a console endpoint's JSON. */
+export async function getJSON(url) {
+  let response;
+  try {
+    response = await fetch(url, { credentials: "same-origin" });
+  } catch {
+    throw actionError("network", "the server could not be reached; try again");
+  }
+  return readAnswer(response);
+}
+
+async function readAnswer(response) {
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    // Not JSON: e.g. Django's CSRF failure page.
+  }
+  if (response.ok && data) return data;
+  if (data?.error) throw actionError(data.error.code, data.error.message, data.error);
+  if (response.status === 403) {
+    throw actionError("forbidden", "refused: reload the page (your login or its token expired)");
+  }
+  throw actionError(`http_${response.status}`, `the server answered ${response.status}`);
+}
+
+function actionError(code, message, details = {}) {
+  const error = new Error(message);
+  error.code = code;
+  error.details = details;
+  return error;
+}
+
+/** "4:07" or "1:02:09": how long since `sinceMs`, at `nowMs`. */
+export function elapsed(sinceMs, nowMs) {
+  const total = Math.max(0, Math.floor((nowMs - sinceMs) / 1000));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+/** A short local time for an ISO timestamp. */
+export function clock(iso) {
+  if (!iso) return "";
+  return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+/** Put the queue's counts in front of the tab's title, e.g. "(2 waiting · 1 mine) Queue". */
+export function titleWithCounts(base, counts) {
+  const parts = [];
+  if (counts.waiting) parts.push(`${counts.waiting} waiting`);
+  if (counts.mine) parts.push(`${counts.mine} mine`);
+  return parts.length ? `(${parts.join(" · ")}) ${base}` : base;
+}
+
+/** Tell screen readers (and anyone watching the page) about something that happened. */
+export function announce(text) {
+  const region = document.getElementById("announcer");
+  if (region) region.textContent = text;
+}

@@ -1,0 +1,362 @@
+/**
+ * One session in the console: the live transcript (through the project's client,
+ * `durable_sessions/static/durable_sessions/client.js`), presence, the handoff brief,
+ * private notes and the actions (take over, reply, hand back, transfer, close).
+ *
+ * Message text is untrusted: it only ever reaches the page through `textContent`.
+ */
+
+import { clock, el, postJSON } from "./dom.js";
+import { watchQueue } from "./feed.js";
+import { NotesPanel } from "./notes.js";
+
+const ROLE_NAMES = { user: "Customer", assistant: "AI", operator: "Operator", system: "System" };
+const AGENT_TEXT = {
+  idle: "idle",
+  thinking: "thinking…",
+  streaming: "writing a reply…",
+  unresponsive: "not responding (crashed?)",
+};
+const CONNECTION_TEXT = {
+  connecting: "Connecting…",
+  syncing: "Catching up…",
+  live: "Live",
+  offline: "Reconnecting…",
+  refused: "No access to this session",
+  closed: "Disconnected",
+};
+
+const $ = (id) => document.getElementById(id);
+
+export function startSessionPage(options) {
+  const page = new SessionPage(options);
+  page.start();
+  return page;
+}
+
+class SessionPage {
+  constructor({ DurableSessionClient, config, notes }) {
+    this.Client = DurableSessionClient;
+    this.config = config;
+    this.me = config.me;
+    this.bubbles = new Map();
+    // The freshest known control state when an action's answer is newer than the log.
+    this.actionState = null;
+    this.socket = null;
+    this.client = null;
+    this.notes = new NotesPanel({
+      url: config.actions.notes,
+      sessionId: config.session_id,
+      notes,
+      sendFrame: (frame) => this._sendRaw(frame),
+      onError: (message) => this._showError(message),
+    });
+  }
+
+  start() {
+    watchQueue({ path: this.config.feed }).connect(); // the title's counts and the alerts
+    this._bindActions();
+    this._bindReply();
+    this._renderState();
+    this._startClient();
+  }
+
+  // --- the session's client -------------------------------------------------------------
+
+  _startClient() {
+    const client = new this.Client(this.config.session_id, {
+      // An operator's view replays from the server; nothing is kept in this browser.
+      storage: null,
+      WebSocket: this._tappedSocket(),
+    });
+    this.client = client;
+    client.on("status", (status) => {
+      $("connection").textContent = CONNECTION_TEXT[status] ?? status;
+    });
+    client.on("message", (message) => this._renderMessage(message));
+    client.on("reset", () => this._clearTranscript());
+    client.on("session", () => this._renderState());
+    client.on("control", (data) => this._controlEvent(data));
+    client.on("participant", () => this._renderState());
+    client.on("agent", (status) => this._renderAgent(status));
+    client.on("presence", (presence) => this._renderPresence(presence));
+    client.on("pending", (pending) => this._renderPending(pending));
+    client.on("error", (error) => this._showError(error.message));
+    client.on("live", () => this.notes.reload());
+    client.connect();
+  }
+
+  /**
+   * The WebSocket class handed to the client: the same socket, also watched by the page.
+   * The client ignores frames it does not know; the console needs `note.created`
+   * (operators-only) and the `conflict` answer to a reply, and sends private-note typing.
+   */
+  _tappedSocket() {
+    const page = this;
+    return class TappedWebSocket extends WebSocket {
+      constructor(url, protocols) {
+        super(url, protocols);
+        page.socket = this;
+        this.addEventListener("message", (event) => page._sideFrame(event.data));
+      }
+    };
+  }
+
+  _sideFrame(data) {
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (frame.type === "note.created" && frame.note) {
+      this.notes.add(frame.note);
+    } else if (frame.type === "error" && frame.code === "conflict") {
+      this._showError(frame.message); // "taken by ...": someone claimed it first
+      if (this.client.pending.length) queueMicrotask(() => this._restartClient());
+    }
+  }
+
+  /**
+   * A reply refused with `conflict` would stay in the client's outbox and be retried, and
+   * could then take the session over later, unasked: start again with an empty outbox.
+   */
+  _restartClient() {
+    this.client.close();
+    this._clearTranscript();
+    this._startClient();
+  }
+
+  _sendRaw(frame) {
+    const socket = this.socket;
+    if (!socket || socket.readyState !== WebSocket.OPEN || this.client?.status !== "live") {
+      return false;
+    }
+    socket.send(JSON.stringify(frame));
+    return true;
+  }
+
+  // --- transcript -----------------------------------------------------------------------
+
+  _clearTranscript() {
+    this.bubbles.clear();
+    $("transcript").replaceChildren();
+  }
+
+  _bubble(message) {
+    let bubble = this.bubbles.get(message.id);
+    if (!bubble) {
+      bubble = {
+        item: el("li", { dataset: { id: message.id } }),
+        who: el("div", { className: "who" }),
+        body: el("div", { className: "body" }),
+        state: el("div", { className: "state" }),
+      };
+      bubble.item.append(bubble.who, bubble.body, bubble.state);
+      this.bubbles.set(message.id, bubble);
+      $("transcript").append(bubble.item);
+    }
+    return bubble;
+  }
+
+  _renderMessage(message) {
+    const list = $("transcript");
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    const bubble = this._bubble(message);
+    const role = ROLE_NAMES[message.role] ?? message.role;
+    const author = message.role === "system" ? role : (message.author?.display_name ?? "");
+    bubble.item.className = `msg role-${message.role} state-${message.state}`;
+    const who = [el("span", { className: "author", text: author })];
+    if (message.role === "operator" || message.role === "user") {
+      who.push(el("span", { text: role }));
+    }
+    who.push(el("time", { text: clock(message.created_at) }));
+    bubble.who.replaceChildren(...who);
+    bubble.body.textContent = message.content;
+    bubble.state.textContent = stateNote(message);
+    if (message.role === "assistant" && message.content) {
+      $("brief-ai-last").textContent = message.content;
+    }
+    if (atBottom) list.scrollTop = list.scrollHeight;
+    this._renderState();
+  }
+
+  // --- control and actions --------------------------------------------------------------
+
+  /** Who holds the session now: the log's view, or a newer action answer. */
+  _state() {
+    const session = this.client?.session ?? this.config.session;
+    const fromLog = {
+      control: session.control,
+      status: session.status,
+      assigned_operator_id: session.assigned_operator_id,
+      holder: this.client?.operatorInCharge()?.display_name ?? null,
+      seq: this.client?.lastSeq ?? 0,
+    };
+    const fromAction = this.actionState;
+    return fromAction && fromAction.seq > fromLog.seq ? fromAction : fromLog;
+  }
+
+  _controlEvent(data) {
+    if (data.control === "queued") {
+      const asker = data.by?.display_name;
+      const reason = data.reason || "(no reason given)";
+      $("brief-reason").textContent = asker ? `${reason} — asked by ${asker}` : reason;
+      $("brief-summary").textContent = data.summary || "(none)";
+    }
+    this._renderState();
+  }
+
+  _renderState() {
+    const state = this._state();
+    const closed = state.status === "closed";
+    const mine = state.control === "human" && state.assigned_operator_id === this.me.id;
+    const other = state.control === "human" && !mine;
+    const holder = other ? (state.holder ?? "another operator") : null;
+    const badge = $("control-badge");
+    badge.className = `badge ${closed ? "closed" : state.control}`;
+    if (closed) badge.textContent = "Closed";
+    else if (mine) badge.textContent = "You are answering";
+    else if (other) badge.textContent = `${holder} is answering`;
+    else if (state.control === "queued") badge.textContent = "Waiting for a human";
+    else badge.textContent = "AI answering";
+    $("take-over").disabled = closed || state.control === "human";
+    for (const id of ["hand-back", "transfer", "transfer-to"]) $(id).disabled = closed || !mine;
+    for (const id of ["close", "reply", "send"]) $(id).disabled = closed || other;
+    let hint = "";
+    if (closed) hint = "The conversation is closed.";
+    else if (other) hint = `Taken by ${holder}.`;
+    else if (!mine) hint = "Sending a reply takes the conversation over from the AI.";
+    $("reply-hint").textContent = hint;
+  }
+
+  async _act(name, body, button) {
+    this._showError("");
+    button.disabled = true;
+    try {
+      const row = (await postJSON(this.config.actions[name], body)).session;
+      if (row) {
+        this.actionState = {
+          control: row.control,
+          status: row.status,
+          assigned_operator_id: row.assigned_operator?.id ?? null,
+          holder: row.assigned_operator?.name ?? null,
+          seq: row.last_seq,
+        };
+      }
+    } catch (error) {
+      this._showError(error.message); // e.g. "taken by Olga", at once
+    } finally {
+      this._renderState();
+    }
+  }
+
+  _showError(text) {
+    $("action-error").textContent = text || "";
+  }
+
+  _bindActions() {
+    const act = (id, name, body = () => ({})) =>
+      $(id).addEventListener("click", (event) => {
+        const data = body();
+        if (data) this._act(name, data, event.currentTarget);
+      });
+    act("take-over", "take_over");
+    act("hand-back", "hand_back");
+    act("close", "close");
+    act("transfer", "transfer", () => {
+      const to = $("transfer-to").value;
+      if (!to) this._showError("Choose a colleague to transfer to.");
+      return to ? { to } : null;
+    });
+  }
+
+  // --- replying -------------------------------------------------------------------------
+
+  _bindReply() {
+    const reply = $("reply");
+    $("reply-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this._sendReply();
+    });
+    reply.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this._sendReply();
+      }
+    });
+    reply.addEventListener("input", () => this.client.typing(reply.value.trim() !== ""));
+    reply.addEventListener("blur", () => this.client.typing(false));
+  }
+
+  _sendReply() {
+    const reply = $("reply");
+    const text = reply.value;
+    if (!text.trim()) return;
+    const state = this._state();
+    if (state.control === "human" && state.assigned_operator_id !== this.me.id) {
+      this._showError(`Taken by ${state.holder ?? "another operator"}.`);
+      return;
+    }
+    this._showError("");
+    try {
+      // Kept in the client's outbox until the server confirms it; in a session the AI or
+      // the queue holds, the server takes it over for us first.
+      this.client.send(text);
+      reply.value = "";
+    } catch (error) {
+      this._showError(error.message);
+    }
+  }
+
+  _renderPending(pending) {
+    if (!pending.length) {
+      this._renderState();
+      return;
+    }
+    const plural = pending.length > 1 ? "s" : "";
+    $("reply-hint").textContent = `Sending ${pending.length} message${plural}…`;
+  }
+
+  // --- presence -------------------------------------------------------------------------
+
+  _renderAgent(status) {
+    const agent = $("presence-agent");
+    agent.textContent = AGENT_TEXT[status] ?? status;
+    agent.dataset.status = status;
+  }
+
+  _renderPresence(presence) {
+    const customer = presence.customer ?? {};
+    let text = customer.online ? "online" : "offline";
+    if (customer.online && customer.devices > 1) text += ` on ${customer.devices} devices`;
+    if (customer.typing) text += ", typing…";
+    $("presence-customer").textContent = text;
+    const others = (presence.operators ?? []).filter((o) => o.user_id !== this.me.id);
+    const lines = others.map((o) => {
+      let line = o.display_name;
+      if (o.devices > 1) line += ` (${o.devices} devices)`;
+      if (o.typing) line += " — typing a reply…";
+      if (o.writing_note) line += " — writing a note…";
+      return el("div", { text: line });
+    });
+    $("presence-operators").replaceChildren(
+      ...(lines.length ? lines : [el("span", { text: "only you" })]),
+    );
+  }
+}
+
+const STOPPED_BECAUSE = {
+  user: "stopped by the customer",
+  operator: "stopped by an operator",
+  handoff: "stopped: handed off to a human",
+  takeover: "stopped: taken over",
+  closed: "stopped: the conversation was closed",
+};
+
+/** What a finished reply's note says: stopped (and why) or failed. */
+function stateNote(message) {
+  if (message.state === "cancelled") return STOPPED_BECAUSE[message.reason] ?? "stopped";
+  if (message.state === "failed") return `failed${message.error ? `: ${message.error}` : ""}`;
+  return "";
+}

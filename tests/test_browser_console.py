@@ -1,0 +1,415 @@
+"""The handoff console in a real browser, against a real Daphne process.
+
+Chromium (Debian's, never a downloaded one) is driven through Playwright. The customer uses
+the demo's chat page; the operator logs in through the login page and works in the console.
+The tests prove the whole story (the AI streams, an operator takes over mid-answer, the
+customer sees the operator's reply, the operator hands back, the AI answers again), the
+live queue and its alerts, the claim race as two operators see it, and that markup in
+messages, names, briefs and notes shows as text and runs nothing. Screenshots go to
+``test-artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from durable_sessions import service
+from durable_sessions.models import Control, DurableSession, Message, MessageState
+from handoff_console.notes import add_note
+from tests import services
+from tests.factories import make_user
+from tests.live import ROOT, DaphneServer, server_env
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.timeout(150),
+]
+
+db = database_sync_to_async
+
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+# About ten seconds at 25 words/s: long enough to take over in the middle of it.
+LONG_REPLY = " ".join(f"word{i}" for i in range(240))
+IMG = "<img src=x onerror=alert(1)>"
+SCRIPT = "<script>alert(1)</script>"
+WAIT_MS = 30_000
+DESKTOP = {"viewport": {"width": 1400, "height": 950}}
+
+# Counts the console's alerts without changing them: every Notification made and every
+# oscillator started (the beep) is recorded on window.
+ALERT_SPY = """
+(() => {
+  window.__alerts = { notifications: [], tones: 0 };
+  const Real = window.Notification;
+  if (Real) {
+    class Spy extends Real {
+      constructor(title, options) {
+        super(title, options);
+        window.__alerts.notifications.push(title);
+      }
+    }
+    window.Notification = Spy;
+  }
+  const Context = window.AudioContext;
+  if (Context) {
+    const create = Context.prototype.createOscillator;
+    Context.prototype.createOscillator = function () {
+      window.__alerts.tones += 1;
+      return create.call(this);
+    };
+  }
+})();
+"""
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def agent_server(daphne: Callable[..., DaphneServer]) -> DaphneServer:
+    """A Daphne process whose embedded runner answers with a slow demo agent."""
+    agent = {"thinking_seconds": 0.2, "tokens_per_second": 25, "seed": 3, "reply": LONG_REPLY}
+    return daphne(server_env(ds_settings={"RUNNER": "embedded", "AGENT_OPTIONS": agent}))
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    executable = services.require_chromium()
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+class Watched:
+    """A page, with the dialogs it opened and the errors it raised."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        page.on("dialog", self._dialog)
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    async def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        await dialog.dismiss()
+
+
+async def open_page(browser: Browser, server: DaphneServer, **options: Any) -> Watched:
+    context: BrowserContext = await browser.new_context(base_url=server.http, **options)
+    return Watched(await context.new_page())
+
+
+async def operator(name: str) -> Any:
+    user = await db(make_user)(name, operator=True)
+    user.first_name = name.title()
+    await db(user.save)()
+    return user
+
+
+async def log_in(watched: Watched, username: str) -> None:
+    """Open the console: it sends us to the login page and back."""
+    page = watched.page
+    await page.goto("/console/")
+    await page.wait_for_url(re.compile(r"/accounts/login/\?next="))
+    await page.fill("#id_username", username)
+    await page.fill("#id_password", f"pw-{username}")
+    await page.locator("main form button[type=submit]").click()
+    await page.wait_for_url(re.compile(r"/console/$"))
+    await page.wait_for_selector("#feed-status[data-state=live]", timeout=WAIT_MS)
+
+
+async def start_chat(watched: Watched) -> str:
+    """The customer starts a conversation from the home page; returns the session id."""
+    page = watched.page
+    await page.goto("/")
+    await page.get_by_role("button", name="Start a conversation").click()
+    await page.wait_for_selector("#chat[data-status=live]", timeout=WAIT_MS)
+    match = re.search(r"/chat/([0-9a-f-]{36})/", page.url)
+    assert match, page.url
+    return match.group(1)
+
+
+async def customer_says(page: Page, text: str) -> None:
+    await page.fill("#text", text)
+    await page.click("#send")
+
+
+async def open_session(watched: Watched, session_id: str) -> None:
+    await watched.page.goto(f"/console/sessions/{session_id}/")
+    await watched.page.wait_for_selector("#connection:text('Live')", timeout=WAIT_MS)
+
+
+async def wait_for_text_length(page: Page, selector: str, chars: int) -> int:
+    """Wait until the last element matching ``selector`` holds ``chars`` characters or more."""
+    handle = await page.wait_for_function(
+        """([selector, n]) => {
+          const found = document.querySelectorAll(selector);
+          const last = found[found.length - 1];
+          return last && last.textContent.length >= n && last.textContent.length;
+        }""",
+        arg=[selector, chars],
+        timeout=WAIT_MS,
+    )
+    return int(await handle.json_value())
+
+
+async def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def no_trouble(*pages: Watched) -> None:
+    for watched in pages:
+        assert watched.errors == [], watched.errors
+        assert watched.dialogs == [], watched.dialogs
+
+
+CONSOLE_REPLY = "#transcript li.role-assistant .body"
+CUSTOMER_REPLY = "#log li[data-role=assistant] .text"
+
+
+# --- the whole story ------------------------------------------------------------------------
+
+
+async def test_an_operator_takes_over_mid_stream_replies_and_hands_back(browser, daphne):
+    server = agent_server(daphne)
+    await operator("olga")
+    customer = await open_page(browser, server)
+    session_id = await start_chat(customer)
+    console = await open_page(browser, server, **DESKTOP)
+    await log_in(console, "olga")
+    ai_row = f"#section-ai li[data-id='{session_id}']"
+    await console.page.wait_for_selector(ai_row, timeout=WAIT_MS)
+
+    # The AI streams: the customer and the console both see the reply grow token by token.
+    await customer_says(customer.page, "Where is my parcel?")
+    await wait_for_text_length(customer.page, CUSTOMER_REPLY, 30)
+    await console.page.click(f"{ai_row} a")
+    await console.page.wait_for_url(f"**/console/sessions/{session_id}/")
+    await console.page.wait_for_selector("#connection:text('Live')", timeout=WAIT_MS)
+    seen = await wait_for_text_length(console.page, CONSOLE_REPLY, 40)
+    assert await wait_for_text_length(console.page, CONSOLE_REPLY, seen + 20) > seen
+    await console.page.wait_for_selector("#presence-agent[data-status=streaming]")
+    assert await console.page.text_content("#presence-customer") == "online"
+
+    # Take over mid-stream: the reply stops at once, for everyone, and the AI stays silent.
+    await console.page.click("#take-over")
+    await console.page.wait_for_selector("#control-badge:text('You are answering')")
+    await console.page.wait_for_selector("#transcript li.role-assistant.state-cancelled")
+    await customer.page.wait_for_selector(
+        "#log li[data-role=assistant][data-state=cancelled]", timeout=WAIT_MS
+    )
+    stopped = await customer.page.locator(CUSTOMER_REPLY).last.text_content()
+    assert 0 < len(stopped) < len(LONG_REPLY)
+    await asyncio.sleep(1.5)
+    assert await customer.page.locator(CUSTOMER_REPLY).last.text_content() == stopped
+    assert await console.page.locator(CONSOLE_REPLY).last.text_content() == stopped
+    reply = await Message.objects.filter(session_id=session_id, role="assistant").alatest("seq")
+    assert (reply.content, reply.state) == (stopped, MessageState.CANCELLED)
+    await customer.page.wait_for_selector("#banner[data-kind=human]", timeout=WAIT_MS)
+
+    # The operator answers (the customer sees them typing first), under their own name.
+    await console.page.fill("#reply", "Hi, Olga from support here. Let me look.")
+    await customer.page.wait_for_selector("#presence:text('Olga is typing')", timeout=WAIT_MS)
+    await console.page.click("#send")
+    operator_row = customer.page.locator("#log li[data-role=operator]").last
+    await operator_row.locator(".text").wait_for(timeout=WAIT_MS)
+    await customer.page.wait_for_function(
+        "() => [...document.querySelectorAll('#log li[data-role=operator] .text')]"
+        ".some(e => e.textContent === 'Hi, Olga from support here. Let me look.')",
+        timeout=WAIT_MS,
+    )
+    assert await operator_row.locator(".author").text_content() == "Olga"
+    await screenshot(console.page, "console-session-taken-over")
+    await screenshot(customer.page, "customer-talking-to-an-operator")
+
+    # Hand back: the AI answers the customer's next message again.
+    await console.page.click("#hand-back")
+    await console.page.wait_for_selector("#control-badge:text('AI answering')")
+    await customer.page.wait_for_function(
+        "() => [...document.querySelectorAll('#log li[data-role=system] .text')]"
+        ".some(e => e.textContent === 'You are back with our assistant.')",
+        timeout=WAIT_MS,
+    )
+    await customer_says(customer.page, "And when will it arrive?")
+    await customer.page.wait_for_selector(
+        "#log li[data-role=assistant][data-state=streaming]", timeout=WAIT_MS
+    )
+    await wait_for_text_length(customer.page, CUSTOMER_REPLY, 30)
+    assert await console.page.locator("#transcript li.role-assistant").count() == 2
+    await wait_for_text_length(console.page, CONSOLE_REPLY, 30)
+    session = await DurableSession.objects.aget(pk=session_id)
+    assert (session.control, session.assigned_operator_id) == (Control.AI, None)
+    await screenshot(console.page, "console-session-handed-back")
+    no_trouble(customer, console)
+
+
+# --- the live queue -------------------------------------------------------------------------
+
+
+async def test_the_queue_shows_a_waiting_customer_live_with_title_counts_and_alerts(
+    browser, daphne
+):
+    server = agent_server(daphne)
+    await operator("olga")
+    console = await open_page(browser, server, **DESKTOP)
+    await console.page.context.grant_permissions(["notifications"], origin=server.http)
+    await console.page.context.add_init_script(ALERT_SPY)
+    await log_in(console, "olga")
+    await console.page.click("#enable-alerts")
+    await console.page.wait_for_selector("#enable-alerts:text('Alerts on')")
+    assert not (await console.page.title()).startswith("(")
+
+    customer = await open_page(browser, server)
+    session_id = await start_chat(customer)
+    await customer.page.click("#human")
+    await customer.page.wait_for_selector("#banner[data-kind=queued]", timeout=WAIT_MS)
+
+    # Without a reload: the row, its reason, a ticking timer, the count in the title.
+    row = f"#section-waiting li[data-id='{session_id}']"
+    await console.page.wait_for_selector(row, timeout=WAIT_MS)
+    assert await console.page.text_content(f"{row} .reason") == "The customer asked for a person"
+    await console.page.wait_for_function("() => document.title.startsWith('(1 waiting)')")
+    first = await console.page.text_content(f"{row} .timer")
+    await console.page.wait_for_function(
+        "([sel, before]) => document.querySelector(sel).textContent !== before",
+        arg=[f"{row} .timer", first],
+        timeout=5000,
+    )
+    assert re.fullmatch(r"\d+:\d\d", await console.page.text_content(f"{row} .timer"))
+    alerts = await console.page.evaluate("window.__alerts")
+    assert alerts["notifications"] == ["Visitor needs a human"]
+    assert alerts["tones"] >= 1
+    assert "needs a human" in (await console.page.text_content("#announcer"))
+    await screenshot(console.page, "console-queue-waiting")
+
+    # Taken: the row moves to "Mine" and the count leaves the title.
+    await console.page.click(f"{row} a")
+    await console.page.wait_for_selector("#connection:text('Live')", timeout=WAIT_MS)
+    brief = await console.page.text_content("#brief-reason")
+    assert brief.startswith("The customer asked for a person")
+    await console.page.click("#take-over")
+    await console.page.wait_for_selector("#control-badge:text('You are answering')")
+    await console.page.wait_for_function("() => document.title.startsWith('(1 mine)')")
+    await console.page.click("text=← Queue")
+    await console.page.wait_for_selector(f"#section-mine li[data-id='{session_id}']")
+    assert await console.page.locator("#section-waiting li").count() == 0
+    no_trouble(console, customer)
+
+
+async def test_two_operators_claim_at_once_and_the_loser_sees_who_took_it(browser, daphne):
+    server = agent_server(daphne)
+    await operator("olga")
+    await operator("omar")
+    customer = await open_page(browser, server)
+    session_id = await start_chat(customer)
+    await customer.page.click("#human")
+    consoles = [await open_page(browser, server, **DESKTOP) for _ in range(2)]
+    for watched, name in zip(consoles, ("olga", "omar"), strict=True):
+        await log_in(watched, name)
+        await open_session(watched, session_id)
+        await watched.page.wait_for_selector("#control-badge:text('Waiting for a human')")
+    await asyncio.gather(*(w.page.click("#take-over") for w in consoles))
+    # Both pages show the outcome of their own claim; only then ask who won.
+    await asyncio.gather(
+        *(w.page.wait_for_selector("#control-badge:not(.queued)") for w in consoles)
+    )
+    session = await DurableSession.objects.select_related("assigned_operator").aget(pk=session_id)
+    winner_name = session.assigned_operator.get_full_name()
+    loser = consoles[1] if winner_name == "Olga" else consoles[0]
+    winner = consoles[0] if loser is consoles[1] else consoles[1]
+    await winner.page.wait_for_selector("#control-badge:text('You are answering')")
+    await loser.page.wait_for_selector(f"#action-error:text('taken by {winner_name}')")
+    await loser.page.wait_for_selector(f"#control-badge:text('{winner_name} is answering')")
+    assert await loser.page.is_disabled("#reply")
+    # A private note being written shows to the other operator, never to the customer.
+    await winner.page.fill("#note", "checking the order system")
+    await loser.page.wait_for_selector(
+        f"#presence-operators:has-text('{winner_name} — writing a note')", timeout=WAIT_MS
+    )
+    assert "typing" not in (await customer.page.text_content("#presence") or "")
+    await screenshot(loser.page, "console-claim-lost")
+    no_trouble(customer, *consoles)
+
+
+# --- untrusted text -------------------------------------------------------------------------
+
+
+def _session_full_of_markup() -> tuple[str, int]:
+    """A queued session whose customer name, messages, brief and note carry markup."""
+    markup_user = get_user_model().objects.create_user(
+        "mallory", password="pw-mallory", first_name=IMG
+    )
+    session = service.create_session(owner=markup_user, title=f"Order {SCRIPT}")
+    customer = service.participant_for(session.id, "customer")
+    service.post_message(session.id, author=customer, content=f"hi {IMG} {SCRIPT}")
+    reply = service.start_assistant_message(session.id)
+    service.append_assistant_text(reply, f"agent says {IMG}")
+    service.finish_assistant_message(reply)
+    service.request_handoff(session.id, by=customer, reason=f"why {IMG}", summary=SCRIPT)
+    olga = get_user_model().objects.get(username="olga")
+    add_note(session.id, author=olga, text=f"note {IMG}")
+    return str(session.id), markup_user.pk
+
+
+INJECTED = """() => document.querySelectorAll(
+  'main img, main script:not([type="application/json"]), main iframe'
+).length"""
+
+
+async def test_markup_shows_as_text_in_the_console_and_runs_nothing(browser, daphne):
+    server = agent_server(daphne)
+    await operator("olga")
+    session_id, _ = await db(_session_full_of_markup)()
+    console = await open_page(browser, server, **DESKTOP)
+    await log_in(console, "olga")
+    page = console.page
+
+    row = f"#section-waiting li[data-id='{session_id}']"
+    await page.wait_for_selector(row)
+    assert await page.text_content(f"{row} .row-title") == f"Order {SCRIPT}"
+    assert IMG in await page.text_content(f"{row} .row-meta")
+    assert await page.text_content(f"{row} .reason") == f"why {IMG}"
+    assert await page.evaluate(INJECTED) == 0
+
+    await open_session(console, session_id)
+    await page.wait_for_selector("#transcript li.role-assistant")
+    bodies = await page.locator("#transcript li .body").all_text_contents()
+    assert f"hi {IMG} {SCRIPT}" in bodies and f"agent says {IMG}" in bodies
+    assert await page.text_content("#brief-reason") == f"why {IMG} — asked by {IMG}"
+    assert await page.text_content("#brief-summary") == SCRIPT
+    assert await page.text_content("#brief-ai-last") == f"agent says {IMG}"
+    assert await page.locator("#notes li .text").all_text_contents() == [f"note {IMG}"]
+    # Live text takes the same path: a note and a reply written now.
+    await page.fill("#note", f"live note {SCRIPT}")
+    await page.click("#add-note")
+    await page.wait_for_selector(f"#notes li .text:text-is('live note {SCRIPT}')")
+    await page.click("#take-over")
+    await page.wait_for_selector("#control-badge:text('You are answering')")
+    await page.fill("#reply", f"operator {IMG}")
+    await page.click("#send")
+    await page.wait_for_selector(f"#transcript li.role-operator .body:text-is('operator {IMG}')")
+    await asyncio.sleep(0.5)  # time for an injected handler to fire, were there one
+    assert await page.evaluate(INJECTED) == 0
+    await screenshot(page, "console-markup-as-text")
+    no_trouble(console)
