@@ -9,6 +9,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Control(models.TextChoices):
@@ -143,7 +144,8 @@ class Message(models.Model):
     client_id = models.CharField(max_length=64, null=True, blank=True)
     # The seq of the event that created the message.
     seq = models.BigIntegerField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    # A default, not auto_now_add: a complete message gets the same instant for both.
+    created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

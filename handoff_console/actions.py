@@ -16,18 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 
 from durable_sessions import service
 from durable_sessions.adapter import AnyUser
 from durable_sessions.errors import Conflict, InvalidInput, ServiceError, SessionClosed
 from durable_sessions.models import (
-    Control,
     DurableSession,
-    Participant,
-    ParticipantKind,
-    Status,
 )
 from handoff_console import queue
 from handoff_console.notes import add_note, note_data, notes_for
@@ -122,17 +117,6 @@ def _session_row(session: DurableSession, user: AnyUser) -> dict[str, Any]:
     return {"session": rows[0] if rows else None}
 
 
-def _holder_name(session_id: uuid.UUID, user_id: int | None) -> str:
-    name = (
-        Participant.objects.filter(
-            session_id=session_id, kind=ParticipantKind.OPERATOR, user_id=user_id
-        )
-        .values_list("display_name", flat=True)
-        .first()
-    )
-    return name or "another operator"
-
-
 @console_action()
 def take_over(request: HttpRequest, session: DurableSession, body: Body) -> Answer:
     """Claim the session from the AI or the queue; a second claim gets 409 "taken by ..."."""
@@ -166,22 +150,8 @@ def transfer(request: HttpRequest, session: DurableSession, body: Body) -> Answe
 def close(request: HttpRequest, session: DurableSession, body: Body) -> Answer:
     """Close the session, unless another operator holds it (then 409 "taken by ...")."""
     reason = _text(body, "reason")
-    with transaction.atomic():
-        # Checked under the session's row lock, so a claim cannot slip in between.
-        locked = service.lock_session(session.pk)
-        if locked.status == Status.CLOSED:
-            raise SessionClosed("the session is already closed")
-        if locked.control == Control.HUMAN and locked.assigned_operator_id != request.user.pk:
-            raise Conflict(
-                f"taken by {_holder_name(session.pk, locked.assigned_operator_id)}",
-                control=locked.control,
-                assigned_operator_id=locked.assigned_operator_id,
-            )
-        # The closing event names the operator when they took part in the session.
-        me = Participant.objects.filter(
-            session_id=session.pk, kind=ParticipantKind.OPERATOR, user_id=request.user.pk
-        ).first()
-        service.close_session(session.pk, by=me, actor=request.user, reason=reason)
+    if not service.close_by_operator(session.pk, request.user, reason=reason):
+        raise SessionClosed("the session is already closed")
     return _session_row(session, request.user)
 
 

@@ -346,7 +346,11 @@ def test_close_goes_through_the_service_and_stops_the_reply(admin_client, writes
 
     assert response.redirect_chain == [(reverse(CHANGELIST), 302)]
     assert writes_outside_service == []
-    assert event_types(session, after=before) == ["message.cancelled", "session.closed"]
+    assert event_types(session, after=before) == [
+        "message.cancelled",
+        "session.closed",
+        "message.created",  # the notice the customer sees
+    ]
     assert refreshed(session).status == Status.CLOSED
     reply.refresh_from_db()
     assert (reply.state, reply.content) == (MessageState.CANCELLED, "partial")

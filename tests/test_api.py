@@ -269,7 +269,10 @@ def test_handoff_actions_go_through_the_service(world):
     twice = operator.post(url("session-close", session), content_type=JSON)
     assert twice.status_code == 200 and not twice.json()["changed"]
     types = list(Event.objects.filter(session=session).values_list("type", flat=True))
-    assert types.count("control.changed") == 4 and types[-1] == "session.closed"
+    assert types.count("control.changed") == 4 and types[-2:] == [
+        "session.closed",
+        "message.created",  # the closing notice
+    ]
 
 
 def test_cancel_reply_stops_the_ai_and_keeps_its_text(world):

@@ -199,7 +199,10 @@ def test_closed_session_refuses_messages():
     assert session.status == Status.CLOSED and session.closed_at
     with pytest.raises(SessionClosed):
         service.post_message(session.id, author=customer(session), content="hello?")
-    assert last_seq(session) == 2
+    # session.closed, then the notice that tells the customer
+    assert last_seq(session) == 3
+    notice = Message.objects.filter(session=session).last()
+    assert (notice.role, notice.content) == ("system", "This conversation was closed.")
 
 
 def test_failed_reply_keeps_text_and_is_marked_failed():

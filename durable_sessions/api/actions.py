@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -26,13 +25,9 @@ from durable_sessions.api.serializers import (
     ReasonSerializer,
     TransferSerializer,
 )
-from durable_sessions.errors import Conflict
 from durable_sessions.models import (
-    Control,
     DurableSession,
-    Participant,
     ParticipantKind,
-    Status,
 )
 
 ACTION_ERRORS = error_responses(400, 403, 404, 409, 415)
@@ -147,33 +142,7 @@ class CloseView(ActionView):
     )
     def post(self, request: Request, session_id: str) -> Response:
         body = validated(ReasonSerializer, request.data)
-        with transaction.atomic():
-            # Checked under the session's row lock, so that a claim cannot slip in between.
-            locked = service.lock_session(self.session.pk)
-            if locked.status == Status.CLOSED:
-                return self.result(False)
-            if locked.control == Control.HUMAN and locked.assigned_operator_id != request.user.pk:
-                holder = (
-                    Participant.objects.filter(
-                        session_id=self.session.pk,
-                        kind=ParticipantKind.OPERATOR,
-                        user_id=locked.assigned_operator_id,
-                    )
-                    .values_list("display_name", flat=True)
-                    .first()
-                )
-                raise Conflict(
-                    f"taken by {holder or 'another operator'}",
-                    control=locked.control,
-                    assigned_operator_id=locked.assigned_operator_id,
-                )
-            # The closing event names the operator when they took part in the session.
-            me = Participant.objects.filter(
-                session_id=self.session.pk, kind=ParticipantKind.OPERATOR, user_id=request.user.pk
-            ).first()
-            changed = service.close_session(
-                self.session.pk, by=me, actor=request.user, reason=body["reason"]
-            )
+        changed = service.close_by_operator(self.session.pk, request.user, reason=body["reason"])
         return self.result(changed)
 
 

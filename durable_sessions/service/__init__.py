@@ -12,6 +12,7 @@ event loop.
 from durable_sessions.publish import make_async
 from durable_sessions.service.control import (
     change_control,
+    close_by_operator,
     close_session,
     crash_run,
     hand_back,
@@ -42,6 +43,7 @@ __all__ = [
     "aappend_assistant_text",
     "acancel_reply",
     "achange_control",
+    "aclose_by_operator",
     "aclose_session",
     "acrash_run",
     "acreate_session",
@@ -60,6 +62,7 @@ __all__ = [
     "atransfer",
     "cancel_reply",
     "change_control",
+    "close_by_operator",
     "close_session",
     "crash_run",
     "create_session",
@@ -95,4 +98,5 @@ atake_over = make_async(take_over)
 ahand_back = make_async(hand_back)
 atransfer = make_async(transfer)
 aclose_session = make_async(close_session)
+aclose_by_operator = make_async(close_by_operator)
 acrash_run = make_async(crash_run)

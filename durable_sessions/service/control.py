@@ -319,7 +319,29 @@ def close_session(
     )
     written = emit(locked, items)
     _record(locked, written, HandoffAction.CLOSE, locked.control, by=by, actor=actor, reason=reason)
+    post_system_message(locked.session_id, "This conversation was closed.")
     return True
+
+
+@transaction.atomic
+def close_by_operator(session_id: uuid.UUID | str, operator: AnyUser, *, reason: str = "") -> bool:
+    """An operator closes the session, unless another operator holds it (:class:`Conflict`,
+    "taken by ..."). False if it was already closed. The console and the API share this rule.
+    """
+    locked = lock(session_id, 0)
+    if locked.status == Status.CLOSED:
+        return False
+    if locked.control == Control.HUMAN and locked.assigned_operator_id != operator.pk:
+        raise Conflict(
+            _conflict_message(locked, (Control.HUMAN,)),
+            control=locked.control,
+            assigned_operator_id=locked.assigned_operator_id,
+        )
+    # The closing event names the operator when they took part in the session.
+    me = Participant.objects.filter(
+        session_id=locked.session_id, kind=ParticipantKind.OPERATOR, user_id=operator.pk
+    ).first()
+    return close_session(session_id, by=me, actor=operator, reason=reason)
 
 
 @transaction.atomic

@@ -95,6 +95,7 @@ def post_message(
             emit(locked, [])
             return PostResult(existing, existing.seq, True)
     require_open(locked)
+    now = timezone.now()
     message = Message.objects.create(
         session_id=locked.session_id,
         author=author,
@@ -103,7 +104,8 @@ def post_message(
         state=MessageState.COMPLETE,
         client_id=client_id,
         seq=locked.first_seq,
-        completed_at=timezone.now(),
+        created_at=now,
+        completed_at=now,
     )
     emit(locked, [(ev.MESSAGE_CREATED, {"message": ev.message_data(message)})])
     if author.kind == ParticipantKind.CUSTOMER and locked.control == Control.AI:
@@ -120,13 +122,15 @@ def post_system_message(session_id: uuid.UUID | str, content: str) -> Message:
     """A notice every participant sees (e.g. "An operator joined")."""
     content = clean_text("content", content, limit=ds_settings.MAX_MESSAGE_CHARS)
     locked = lock(session_id, 1)
+    now = timezone.now()
     message = Message.objects.create(
         session_id=locked.session_id,
         author=system_participant(locked.session_id),
         role=Role.SYSTEM,
         content=content,
         seq=locked.first_seq,
-        completed_at=timezone.now(),
+        created_at=now,
+        completed_at=now,
     )
     emit(locked, [(ev.MESSAGE_CREATED, {"message": ev.message_data(message)})])
     return message

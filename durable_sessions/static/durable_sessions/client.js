@@ -66,7 +66,8 @@ export function newClientId() {
   bytes[6] = (bytes[6] & 0x0f) | 0x40;
   bytes[8] = (bytes[8] & 0x3f) | 0x80;
   const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  const cut = [0, 8, 12, 16, 20, 32];
+  return cut.slice(1).map((end, i) => hex.slice(cut[i], end)).join("-");
 }
 
 /** Length in Unicode code points, as the server counts it (Python's `len`). */
@@ -180,7 +181,9 @@ export class DurableSessionClient {
     this._saveNow();
     clearTimeout(this._reconnectTimer);
     this._dropSocket("closed by the page", 1000);
-    for (const [type, handler] of this._windowHandlers) globalThis.removeEventListener(type, handler);
+    for (const [type, handler] of this._windowHandlers) {
+      globalThis.removeEventListener(type, handler);
+    }
     this._windowHandlers = [];
     this._setStatus("closed");
   }
@@ -319,8 +322,7 @@ export class DurableSessionClient {
 
   _closed(code) {
     this._ws = null;
-    this._stopHeartbeat();
-    this._failWaiting("disconnected");
+    this._connectionLost();
     if (REFUSED_CLOSE_CODES.includes(code)) {
       this.closeCode = code;
       this._setStatus("refused");
@@ -335,13 +337,19 @@ export class DurableSessionClient {
     const ws = this._ws;
     if (!ws) return;
     this._ws = null;
-    this._stopHeartbeat();
-    this._failWaiting("disconnected");
+    this._connectionLost();
     try {
       ws.close(code, reason.slice(0, 100));
     } catch {
       // already closing
     }
+  }
+
+  /** What was in flight on the lost connection is not answered any more. */
+  _connectionLost() {
+    this._stopHeartbeat();
+    this._failWaiting("disconnected");
+    for (const entry of this._outbox) delete entry._sentAt; // resent after the next "live"
   }
 
   _scheduleReconnect({ immediately = false } = {}) {
@@ -753,7 +761,8 @@ export class DurableSessionClient {
       messages: this._messages,
     });
     // Too large, or no room: store nothing rather than a seq without its transcript.
-    if (state.length > this.options.maxStoredChars || !this._storageSet(this._key("state"), state)) {
+    const tooBig = state.length > this.options.maxStoredChars;
+    if (tooBig || !this._storageSet(this._key("state"), state)) {
       this._storageRemove(this._key("state"));
     }
   }
