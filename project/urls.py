@@ -7,6 +7,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("chat/new/", views.new_chat, name="chat-new"),
     path("chat/<uuid:session_id>/", views.chat, name="chat"),
+    path("chat/<uuid:session_id>/handover/", views.handover_link, name="chat-handover"),
+    path("chat/continue/<str:token>/", views.continue_chat, name="chat-continue"),
     path("ds/", include("durable_sessions.urls")),
     path("console/", include("handoff_console.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
