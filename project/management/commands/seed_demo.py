@@ -9,10 +9,16 @@ from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand
 
 DEMO_ACCOUNTS = [
-    # username, password, operator?
-    ("customer", "customer-demo", False),
-    ("operator", "operator-demo", True),
+    # username, password, role
+    ("customer", "customer-demo", "customer"),
+    ("operator", "operator-demo", "operator"),
+    ("admin", "admin-demo", "admin"),
 ]
+ROLE_LABELS = {
+    "customer": "customer",
+    "operator": "operator (console access)",
+    "admin": "admin (Django admin, console)",
+}
 
 
 class Command(BaseCommand):
@@ -23,13 +29,14 @@ class Command(BaseCommand):
         permission = Permission.objects.get(
             content_type__app_label="handoff_console", codename="use_console"
         )
-        for username, password, operator in DEMO_ACCOUNTS:
+        for username, password, role in DEMO_ACCOUNTS:
             user, _ = users.objects.get_or_create(username=username)
             user.set_password(password)
             user.first_name = username.capitalize()
+            user.is_staff = user.is_superuser = role == "admin"
             user.save()
-            if operator:
+            if role == "operator":
                 user.user_permissions.add(permission)
-            role = "operator (console access)" if operator else "customer"
-            self.stdout.write(f"  {role:28} username: {username:10} password: {password}")
+            label = ROLE_LABELS[role]
+            self.stdout.write(f"  {label:30} username: {username:10} password: {password}")
         self.stdout.write(self.style.SUCCESS("Demo accounts ready."))
