@@ -4,9 +4,10 @@ Chromium (Debian's, never a downloaded one) is driven through Playwright. The cu
 the demo's chat page; the operator logs in through the login page and works in the console.
 The tests prove the whole story (the AI streams, an operator takes over mid-answer, the
 customer sees the operator's reply, the operator hands back, the AI answers again), the
-live queue and its alerts, the claim race as two operators see it, and that markup in
-messages, names, briefs and notes shows as text and runs nothing. Screenshots go to
-``test-artifacts/screenshots/``.
+live queue and its alerts, the claim race as two operators see it (with private notes and
+their typing, live), that a reply refused as "taken by ..." is shown and never resent, and
+that markup in messages, names, briefs and notes shows as text and runs nothing.
+Screenshots go to ``test-artifacts/screenshots/``.
 """
 
 from __future__ import annotations
@@ -100,14 +101,20 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 class Watched:
-    """A page, with the dialogs it opened and the errors it raised."""
+    """A page, with the dialogs it opened, the errors it raised and its websockets."""
 
     def __init__(self, page: Page) -> None:
         self.page = page
         self.dialogs: list[str] = []
         self.errors: list[str] = []
+        self.sockets: list[str] = []
         page.on("dialog", self._dialog)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("websocket", lambda ws: self.sockets.append(ws.url))
+
+    def session_sockets(self) -> int:
+        """How many websockets the page opened to a session (reconnects included)."""
+        return sum("/ws/sessions/" in url for url in self.sockets)
 
     async def _dialog(self, dialog: Any) -> None:
         self.dialogs.append(dialog.message)
@@ -342,14 +349,75 @@ async def test_two_operators_claim_at_once_and_the_loser_sees_who_took_it(browse
     await loser.page.wait_for_selector(f"#action-error:text('taken by {winner_name}')")
     await loser.page.wait_for_selector(f"#control-badge:text('{winner_name} is answering')")
     assert await loser.page.is_disabled("#reply")
-    # A private note being written shows to the other operator, never to the customer.
+    operators = loser.page.locator("#presence-operators")
+    customer_presence = customer.page.locator("#presence")
+    # A reply being written shows to everyone...
+    await winner.page.fill("#reply", "Let me see")
+    await operators.filter(has_text=f"{winner_name} — typing a reply").wait_for(timeout=WAIT_MS)
+    await customer_presence.filter(has_text=f"{winner_name} is typing").wait_for(timeout=WAIT_MS)
+    # ...a private note being written (the client's private typing) to the operators only.
     await winner.page.fill("#note", "checking the order system")
-    await loser.page.wait_for_selector(
-        f"#presence-operators:has-text('{winner_name} — writing a note')", timeout=WAIT_MS
-    )
-    assert "typing" not in (await customer.page.text_content("#presence") or "")
+    await operators.filter(has_text=f"{winner_name} — writing a note").wait_for(timeout=WAIT_MS)
+    assert "typing a reply" not in (await operators.text_content() or "")
+    await customer_presence.filter(has_text=f"{winner_name} is here").wait_for(timeout=WAIT_MS)
+    assert "typing" not in (await customer_presence.text_content() or "")
     await screenshot(loser.page, "console-claim-lost")
+    # The saved note reaches the other operator live: a `note.created` frame on the
+    # connection already open (the notes are re-read only after a reconnect).
+    await winner.page.click("#add-note")
+    await loser.page.wait_for_selector(
+        "#notes li .text:text-is('checking the order system')", timeout=WAIT_MS
+    )
+    await loser.page.wait_for_function(
+        "() => !document.querySelector('#presence-operators').textContent.includes('note')",
+        timeout=WAIT_MS,
+    )
+    assert loser.session_sockets() == 1
+    assert "checking the order system" not in (await customer.page.text_content("#log") or "")
     no_trouble(customer, *consoles)
+
+
+async def test_a_reply_refused_as_taken_is_shown_and_never_resent(browser, daphne):
+    server = agent_server(daphne)
+    olga = await operator("olga")
+    await operator("omar")
+    customer = await open_page(browser, server)
+    session_id = await start_chat(customer)
+    await customer.page.click("#human")
+    await customer.page.wait_for_selector("#banner[data-kind=queued]", timeout=WAIT_MS)
+    console = await open_page(browser, server, **DESKTOP)
+    await log_in(console, "omar")
+    await open_session(console, session_id)
+    page = console.page
+    await page.wait_for_selector("#control-badge:text('Waiting for a human')")
+
+    # Omar answers while offline; meanwhile Olga takes the session.
+    await page.context.set_offline(True)
+    await page.wait_for_selector("#connection:text('Reconnecting')", timeout=WAIT_MS)
+    await page.fill("#reply", "Omar here, let me check.")
+    await page.click("#send")
+    await page.wait_for_selector("#reply-hint:text('Sending 1 message')")
+    await db(service.take_over)(session_id, olga)
+
+    # Back online, the reply goes out and is refused: the page says who has the session.
+    await page.context.set_offline(False)
+    await page.wait_for_selector("#action-error:text-is('taken by Olga')", timeout=WAIT_MS)
+    await page.wait_for_selector("#control-badge:text('Olga is answering')")
+    await page.wait_for_selector("#reply-hint:text-is('Taken by Olga.')")
+    await screenshot(page, "console-reply-refused")
+
+    # Olga hands back. The refused reply left the outbox: no resend (the client resends an
+    # unconfirmed message after 5 s) takes the session over behind everyone's back.
+    await db(service.hand_back)(session_id, olga)
+    await page.wait_for_selector("#control-badge:text('AI answering')", timeout=WAIT_MS)
+    await asyncio.sleep(7)
+    assert await Message.objects.filter(session_id=session_id, role="operator").acount() == 0
+    session = await DurableSession.objects.aget(pk=session_id)
+    assert (session.control, session.assigned_operator_id) == (Control.AI, None)
+    assert await page.text_content("#action-error") == "taken by Olga"
+    assert await page.locator("#transcript li.role-operator").count() == 0
+    assert await customer.page.locator("#log li[data-role=operator]").count() == 0
+    no_trouble(customer, console)
 
 
 # --- untrusted text -------------------------------------------------------------------------

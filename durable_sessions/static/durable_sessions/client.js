@@ -19,15 +19,23 @@
 /** Close codes after which a retry would be refused again (see docs/protocol.md). */
 export const REFUSED_CLOSE_CODES = Object.freeze([4400, 4403]);
 
-/** Errors after which a message would be refused again: it leaves the outbox. */
+/**
+ * Errors after which a message would be refused again: it leaves the outbox. These are the
+ * codes a `message.send` can get back with its `ref` (docs/protocol.md, error codes), plus
+ * `not_allowed` and `unknown_type` from a server that does not take the frame at all.
+ * `conflict` matters most: an operator's reply refused as "taken by ..." must not be
+ * resent, or it would take the session over, unasked, once the colleague hands it back.
+ * Not here: `rate_limited`, `too_large` and `bad_json` carry no `ref` (an unanswered send
+ * is tried again), and `not_in_control`, `message_finished` and `reply_in_progress` are
+ * errors of the agent runtime, never of a client's send.
+ */
 const PERMANENT_SEND_ERRORS = new Set([
   "invalid_field",
   "client_id_conflict",
   "session_closed",
+  "conflict",
   "not_found",
   "not_allowed",
-  "too_large",
-  "bad_frame",
   "unknown_type",
 ]);
 
@@ -143,7 +151,7 @@ export class DurableSessionClient {
     this._saveTimer = null;
     this._lastFrameAt = 0;
     this._pingSentAt = 0;
-    this._typing = { active: false, sentAt: 0, idleTimer: null };
+    this._typing = { active: false, private: false, sentAt: 0, idleTimer: null };
     this._resyncedFor = new Set();
     this._snapshotSeq = 0;
     this._stopped = false;
@@ -250,19 +258,31 @@ export class DurableSessionClient {
     return this._request(frame);
   }
 
-  /** Tell the others whether the user is typing: call with true on every keystroke. */
-  typing(active) {
+  /**
+   * Tell the others whether the user is typing: call with true on every keystroke.
+   * `{ private: true }` is an operator writing a private note, shown to operators only
+   * (a customer's connection is refused with `not_allowed`).
+   */
+  typing(active, { private: isPrivate = false } = {}) {
+    const typing = this._typing;
+    const kind = Boolean(isPrivate);
     if (!active) {
-      this._sendTyping(false);
+      // The server keeps one typing state per connection: a field losing focus must not
+      // end the typing of the other kind (a note being written after the reply box).
+      if (!typing.active || typing.private === kind) this._sendTyping(false);
       return;
     }
     const now = Date.now();
-    if (!this._typing.active || now - this._typing.sentAt >= this.options.typingRenewMs) {
-      this._typing.active = this._sendFrame({ type: "typing", state: "start" });
-      this._typing.sentAt = this._typing.active ? now : 0;
+    const switched = typing.active && typing.private !== kind;
+    if (!typing.active || switched || now - typing.sentAt >= this.options.typingRenewMs) {
+      const frame = { type: "typing", state: "start" };
+      if (kind) frame.private = true;
+      typing.active = this._sendFrame(frame);
+      typing.private = kind;
+      typing.sentAt = typing.active ? now : 0;
     }
-    clearTimeout(this._typing.idleTimer);
-    this._typing.idleTimer = setTimeout(() => this._sendTyping(false), this.options.typingIdleMs);
+    clearTimeout(typing.idleTimer);
+    typing.idleTimer = setTimeout(() => this._sendTyping(false), this.options.typingIdleMs);
   }
 
   /** Drop everything known about the session and replay it from the start. */
@@ -509,6 +529,8 @@ export class DurableSessionClient {
     }
     const handler = FRAME_HANDLERS[frame.type];
     if (handler) handler.call(this, frame);
+    // Not for this client but maybe for the page (e.g. the console's `note.created`).
+    else this._emit("frame", frame);
   }
 
   _applyEvent(frame) {
@@ -562,6 +584,7 @@ export class DurableSessionClient {
     const entry = this._outbox.find((e) => e.client_id === frame.ref);
     if (entry && PERMANENT_SEND_ERRORS.has(frame.code)) {
       this._removeFromOutbox(entry.client_id);
+      this._emit("pending", this.pending);
       this._emit("error", { code: frame.code, message: frame.message, entry: { ...entry } });
       return;
     }

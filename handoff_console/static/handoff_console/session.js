@@ -42,13 +42,13 @@ class SessionPage {
     this.bubbles = new Map();
     // The freshest known control state when an action's answer is newer than the log.
     this.actionState = null;
-    this.socket = null;
     this.client = null;
     this.notes = new NotesPanel({
       url: config.actions.notes,
       sessionId: config.session_id,
       notes,
-      sendFrame: (frame) => this._sendRaw(frame),
+      // "Writing a note" for the other operators; the customer never sees it.
+      typing: (active) => this.client?.typing(active, { private: true }),
       onError: (message) => this._showError(message),
     });
   }
@@ -67,7 +67,6 @@ class SessionPage {
     const client = new this.Client(this.config.session_id, {
       // An operator's view replays from the server; nothing is kept in this browser.
       storage: null,
-      WebSocket: this._tappedSocket(),
     });
     this.client = client;
     client.on("status", (status) => {
@@ -81,59 +80,17 @@ class SessionPage {
     client.on("agent", (status) => this._renderAgent(status));
     client.on("presence", (presence) => this._renderPresence(presence));
     client.on("pending", (pending) => this._renderPending(pending));
+    // A reply refused for good (e.g. "taken by Olga": a colleague claimed the session
+    // first) has left the outbox, so it is never resent; the operator reads why here.
     client.on("error", (error) => this._showError(error.message));
+    client.on("frame", (frame) => this._sideFrame(frame));
     client.on("live", () => this.notes.reload());
     client.connect();
   }
 
-  /**
-   * The WebSocket class handed to the client: the same socket, also watched by the page.
-   * The client ignores frames it does not know; the console needs `note.created`
-   * (operators-only) and the `conflict` answer to a reply, and sends private-note typing.
-   */
-  _tappedSocket() {
-    const page = this;
-    return class TappedWebSocket extends WebSocket {
-      constructor(url, protocols) {
-        super(url, protocols);
-        page.socket = this;
-        this.addEventListener("message", (event) => page._sideFrame(event.data));
-      }
-    };
-  }
-
-  _sideFrame(data) {
-    let frame;
-    try {
-      frame = JSON.parse(data);
-    } catch {
-      return;
-    }
-    if (frame.type === "note.created" && frame.note) {
-      this.notes.add(frame.note);
-    } else if (frame.type === "error" && frame.code === "conflict") {
-      this._showError(frame.message); // "taken by ...": someone claimed it first
-      if (this.client.pending.length) queueMicrotask(() => this._restartClient());
-    }
-  }
-
-  /**
-   * A reply refused with `conflict` would stay in the client's outbox and be retried, and
-   * could then take the session over later, unasked: start again with an empty outbox.
-   */
-  _restartClient() {
-    this.client.close();
-    this._clearTranscript();
-    this._startClient();
-  }
-
-  _sendRaw(frame) {
-    const socket = this.socket;
-    if (!socket || socket.readyState !== WebSocket.OPEN || this.client?.status !== "live") {
-      return false;
-    }
-    socket.send(JSON.stringify(frame));
-    return true;
+  /** Frames the client leaves to the page: the operators-only `note.created`. */
+  _sideFrame(frame) {
+    if (frame.type === "note.created" && frame.note) this.notes.add(frame.note);
   }
 
   // --- transcript -----------------------------------------------------------------------
