@@ -72,3 +72,27 @@ def agent_worker():
     yield start
     for worker in started:
         worker.stop()
+
+
+# Debian's Chromium, headless, with nothing that would reach out to the network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def browser():
+    """A headless Chromium for Playwright (skips, or fails in CI, when it is missing)."""
+    from playwright.async_api import async_playwright
+
+    executable = services.require_chromium()
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from django.conf import settings
 from django.db import connection
@@ -50,53 +50,40 @@ def server_env(
     return env
 
 
-class DaphneServer:
-    """One ``daphne project.asgi:application`` process on a free port."""
+class ManagedProcess:
+    """A child process with a log under test-artifacts/, started until it is ready."""
 
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+    name = "process"
+
+    def __init__(self, env: dict[str, str], log_name: str) -> None:
         self.env = env
-        self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = ROOT / "test-artifacts" / f"daphne-{self.port}.log"
+        self.log = ROOT / "test-artifacts" / log_name
+        self.log_offset = 0
 
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+    def ready(self) -> bool:
+        raise NotImplementedError
 
-    def start(self, timeout: float = 20) -> DaphneServer:
+    def start(self, timeout: float = 20) -> Self:
         self.log.parent.mkdir(exist_ok=True)
+        # A restart appends to the same log; readiness looks only at what comes after.
+        self.log_offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "project.asgi:application",
-                ],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited early; see {self.log}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.2):
-                    return self
-            except OSError:
-                time.sleep(0.1)
+                raise RuntimeError(f"{self.name} exited early; see {self.log}")
+            if self.ready():
+                return self
+            time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"daphne did not listen on {self.port} within {timeout} s")
+        raise RuntimeError(f"{self.name} was not ready within {timeout} s; see {self.log}")
 
     def kill(self) -> None:
         """``kill -9``: no cleanup, no goodbye frames."""
@@ -113,45 +100,48 @@ class DaphneServer:
                 self.kill()
 
 
-class AgentWorker:
+class DaphneServer(ManagedProcess):
+    """One ``daphne project.asgi:application`` process on a free port."""
+
+    name = "daphne"
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        super().__init__(env, f"daphne-{self.port}.log")
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            *(sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)),
+            "project.asgi:application",
+        ]
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return True
+        except OSError:
+            return False
+
+
+class AgentWorker(ManagedProcess):
     """One ``manage.py run_agents`` process."""
 
+    name = "agent worker"
+
     def __init__(self, env: dict[str, str], name: str) -> None:
-        self.env = env
-        self.name = name
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log = ROOT / "test-artifacts" / f"worker-{name}-{os.getpid()}.log"
+        self.worker_name = name
+        super().__init__(env, f"worker-{name}-{os.getpid()}.log")
 
-    def start(self, timeout: float = 20) -> AgentWorker:
-        self.log.parent.mkdir(exist_ok=True)
-        self.log.write_bytes(b"")
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "run_agents", "--name", self.name],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited early; see {self.log}")
-            if b"listening" in self.log.read_bytes():
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"worker {self.name} did not start within {timeout} s")
+    def command(self) -> list[str]:
+        return [sys.executable, "manage.py", "run_agents", "--name", self.worker_name]
 
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+    def ready(self) -> bool:
+        return b"listening" in self.log.read_bytes()[self.log_offset :]

@@ -14,7 +14,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,25 +25,15 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 from django.core import signing
 from django.test import Client
-from playwright.async_api import Browser, BrowserContext, Page, WebSocket, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, WebSocket
 
 from durable_sessions import service
 from durable_sessions.models import DurableSession, Message
 from project.views import HANDOVER_SALT
-from tests import services
 from tests.factories import anonymous_session, make_user
 from tests.live import ROOT, DaphneServer, server_env
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 PHONE = {
     "viewport": {"width": 390, "height": 844},
     "device_scale_factor": 2,
@@ -83,15 +73,6 @@ def agent_server(daphne: Callable[..., DaphneServer], **options: Any) -> DaphneS
             ds_settings={"RUNNER": "embedded", "AGENT_OPTIONS": {**agent, **options}, **extra}
         )
     )
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    executable = services.require_chromium()
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 class Watched:

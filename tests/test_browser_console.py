@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page
 
 from durable_sessions import service
 from durable_sessions.models import Control, DurableSession, Message, MessageState
 from handoff_console.notes import add_note
-from tests import services
 from tests.factories import make_user
 from tests.live import ROOT, DaphneServer, server_env
 
@@ -39,15 +38,6 @@ pytestmark = [
 db = database_sync_to_async
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 # About ten seconds at 25 words/s: long enough to take over in the middle of it.
 LONG_REPLY = " ".join(f"word{i}" for i in range(240))
 IMG = "<img src=x onerror=alert(1)>"
@@ -89,15 +79,6 @@ def agent_server(daphne: Callable[..., DaphneServer]) -> DaphneServer:
     """A Daphne process whose embedded runner answers with a slow demo agent."""
     agent = {"thinking_seconds": 0.2, "tokens_per_second": 25, "seed": 3, "reply": LONG_REPLY}
     return daphne(server_env(ds_settings={"RUNNER": "embedded", "AGENT_OPTIONS": agent}))
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    executable = services.require_chromium()
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 class Watched:

@@ -8,10 +8,16 @@ from channels.db import database_sync_to_async
 from durable_sessions.agents import AgentError, HistoryMessage, Turn
 from durable_sessions.agents.openai_compatible import OpenAICompatibleAgent
 from durable_sessions.models import AgentRun, Message, MessageState, RunStatus
-from durable_sessions.runtime import Worker
 from tests.factories import anonymous_session, open_ws
 from tests.fake_openai import FakeChatServer
-from tests.test_runtime import frames_until, is_end, runtime_settings, send, wait_for_run
+from tests.test_runtime import (
+    frames_until,
+    is_end,
+    running_worker,
+    runtime_settings,
+    send,
+    wait_for_run,
+)
 
 TOKENS = ["Hello", ", I", " can", " help", " with", " that", "."]
 TURN = Turn(
@@ -89,9 +95,7 @@ async def test_through_the_runtime_a_dropped_stream_fails_the_reply(settings, mo
             AGENT="durable_sessions.agents.openai_compatible.OpenAICompatibleAgent",
             AGENT_OPTIONS={"base_url": server.base_url, "model": "m", "api_key": "k"},
         )
-        worker = Worker("w")
-        worker.start()
-        try:
+        async with running_worker("w"):
             session, store = await database_sync_to_async(anonymous_session)()
             comm, _ = await open_ws(session.id, store=store)
             await send(comm, "hello", "c1")
@@ -108,5 +112,3 @@ async def test_through_the_runtime_a_dropped_stream_fails_the_reply(settings, mo
             else:
                 assert reply.state == MessageState.COMPLETE
             await comm.disconnect()
-        finally:
-            await worker.stop()

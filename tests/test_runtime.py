@@ -4,7 +4,9 @@ takeover, hand off, and a dead run is failed and escalated."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -43,6 +45,17 @@ def runtime_settings(settings, **overrides):
         "AGENT_OPTIONS": {"thinking_seconds": 0, "tokens_per_second": 0, "reply": REPLY},
         **overrides,
     }
+
+
+@contextlib.asynccontextmanager
+async def running_worker(name: str) -> AsyncIterator[Worker]:
+    """A worker executing runs in this test's event loop, stopped afterwards."""
+    started = Worker(name)
+    started.start()
+    try:
+        yield started
+    finally:
+        await started.stop()
 
 
 @pytest.fixture
@@ -105,9 +118,7 @@ async def test_a_user_message_starts_a_run_that_streams_the_reply(worker):
 
 async def test_deltas_are_coalesced_by_size_and_time(settings):
     runtime_settings(settings, FLUSH_INTERVAL_MS=60_000, FLUSH_MAX_CHARS=50)
-    worker = Worker("w")
-    worker.start()
-    try:
+    async with running_worker("w"):
         session, store = await db(anonymous_session)()
         comm, _ = await open_ws(session.id, store=store)
         await send(comm, "hello", "c1")
@@ -117,8 +128,6 @@ async def test_deltas_are_coalesced_by_size_and_time(settings):
         assert len(chunks) < len(REPLY.split()) / 4
         assert all(len(chunk) >= 50 for chunk in chunks[:-1])
         await comm.disconnect()
-    finally:
-        await worker.stop()
 
 
 async def test_the_run_goes_on_when_every_client_has_gone(settings):
@@ -126,9 +135,7 @@ async def test_the_run_goes_on_when_every_client_has_gone(settings):
         settings,
         AGENT_OPTIONS={"thinking_seconds": 0, "tokens_per_second": 200, "reply": REPLY},
     )
-    worker = Worker("w")
-    worker.start()
-    try:
+    async with running_worker("w"):
         session, store = await db(anonymous_session)()
         comm, _ = await open_ws(session.id, store=store)
         await send(comm, "hello", "c1")
@@ -141,8 +148,6 @@ async def test_the_run_goes_on_when_every_client_has_gone(settings):
         assert replayed[-2]["type"] == "message.completed"
         assert (await Message.objects.aget(pk=run.message_id)).content == REPLY
         await back.disconnect()
-    finally:
-        await worker.stop()
 
 
 @pytest.fixture
@@ -201,9 +206,7 @@ async def test_takeover_mid_stream_silences_the_ai(slow_worker):
 
 async def test_cancel_while_the_agent_is_thinking(settings):
     runtime_settings(settings, AGENT_OPTIONS={"thinking_seconds": 30, "reply": REPLY})
-    worker = Worker("w")
-    worker.start()
-    try:
+    async with running_worker("w") as worker:
         session, store = await db(anonymous_session)()
         comm, _ = await open_ws(session.id, store=store)
         await send(comm, "hello", "c1")
@@ -214,15 +217,11 @@ async def test_cancel_while_the_agent_is_thinking(settings):
         assert not await Message.objects.filter(role="assistant").aexists()
         assert not worker.tasks  # the executor is gone, not sleeping on
         await comm.disconnect()
-    finally:
-        await worker.stop()
 
 
 async def test_the_demo_agent_hands_off_when_asked_for_a_person(settings):
     runtime_settings(settings, AGENT_OPTIONS={"thinking_seconds": 0, "tokens_per_second": 0})
-    worker = Worker("w")
-    worker.start()
-    try:
+    async with running_worker("w"):
         session, store = await db(anonymous_session)()
         comm, _ = await open_ws(session.id, store=store)
         await send(comm, "Can I talk to a human please?", "c1")
@@ -233,8 +232,6 @@ async def test_the_demo_agent_hands_off_when_asked_for_a_person(settings):
         assert any(f.get("type") == "message.completed" for f in frames)
         assert (await DurableSession.objects.aget(pk=session.pk)).control == Control.QUEUED
         await comm.disconnect()
-    finally:
-        await worker.stop()
 
 
 def _dead_run(session) -> AgentRun:
@@ -343,9 +340,7 @@ async def test_a_message_during_a_reply_is_answered_after_it(settings):
         settings,
         AGENT_OPTIONS={"thinking_seconds": 0, "tokens_per_second": 200, "reply": "one two three"},
     )
-    worker = Worker("w")
-    worker.start()
-    try:
+    async with running_worker("w"):
         session, store = await db(anonymous_session)()
         comm, _ = await open_ws(session.id, store=store)
         await send(comm, "first", "c1")
@@ -360,8 +355,6 @@ async def test_a_message_during_a_reply_is_answered_after_it(settings):
         user_second = await Message.objects.aget(client_id="c2")
         assert replies[1].seq > user_second.seq
         await comm.disconnect()
-    finally:
-        await worker.stop()
 
 
 class FailingAgent:
@@ -386,9 +379,7 @@ class LongWindedHandoffAgent:
 
 async def test_an_agent_that_fails_before_its_first_word_leaves_a_failed_reply(settings):
     runtime_settings(settings, AGENT="tests.test_runtime.FailingAgent")
-    worker = Worker("w")
-    worker.start()
-    try:
+    async with running_worker("w"):
         session, store = await db(anonymous_session)()
         comm, _ = await open_ws(session.id, store=store)
         await send(comm, "hello", "c1")
@@ -397,15 +388,11 @@ async def test_an_agent_that_fails_before_its_first_word_leaves_a_failed_reply(s
         assert frames[-1]["data"]["error"] == "the model is down"
         await wait_for_run(RunStatus.FAILED)
         await comm.disconnect()
-    finally:
-        await worker.stop()
 
 
 async def test_an_oversized_handoff_brief_is_clipped_not_lost(settings):
     runtime_settings(settings, AGENT="tests.test_runtime.LongWindedHandoffAgent")
-    worker = Worker("w")
-    worker.start()
-    try:
+    async with running_worker("w"):
         session, store = await db(anonymous_session)()
         comm, _ = await open_ws(session.id, store=store)
         await send(comm, "hello", "c1")
@@ -414,8 +401,6 @@ async def test_an_oversized_handoff_brief_is_clipped_not_lost(settings):
         assert data["control"] == "queued"
         assert data["reason"] == "r" * 500 and len(data["summary"]) == 4000
         await comm.disconnect()
-    finally:
-        await worker.stop()
 
 
 def test_handed_back_marks_only_the_first_turn_after_a_hand_back(settings):
