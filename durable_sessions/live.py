@@ -18,6 +18,7 @@ from channels.db import database_sync_to_async
 
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.replay import latest_seqs
+from durable_sessions.tasks import background_task
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class LiveRegistry:
         self._by_session.setdefault(session_id, set()).add(follower)
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._task = loop.create_task(self._run())
+            self._task = background_task(self._run())
 
     def remove(self, session_id: uuid.UUID, follower: Follower) -> None:
         followers = self._by_session.get(session_id)
@@ -65,7 +66,7 @@ class LiveRegistry:
             if follower.last_sent < last
         ]
         for follower, last in behind:
-            task = asyncio.get_running_loop().create_task(follower.resync(last))
+            task = background_task(follower.resync(last))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
         return len(behind)

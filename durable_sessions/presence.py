@@ -25,6 +25,7 @@ from django.core.signals import setting_changed
 
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.groups import session_group
+from durable_sessions.tasks import background_task
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ class PresenceKeeper:
     def _ensure_task(self) -> None:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._task = loop.create_task(self._run())
+            self._task = background_task(self._run())
 
     async def sweep_once(self) -> None:
         """Refresh this process's entries when due, then show everyone what expired."""

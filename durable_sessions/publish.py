@@ -46,6 +46,14 @@ async def asend(wakeup: Wakeup) -> None:
     if layer is None:
         return
     target, is_group, message = wakeup
+    if message.get("type") == RUN_MESSAGE_TYPE and threading.current_thread() is (
+        threading.main_thread()
+    ):
+        # A run announced inside the server's own loop (e.g. from an HTTP request): make
+        # sure this process's embedded worker is there to hear it.
+        from durable_sessions.runtime import ensure_embedded_worker
+
+        ensure_embedded_worker()
     try:
         if is_group:
             await layer.group_send(target, message)

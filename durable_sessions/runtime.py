@@ -42,6 +42,7 @@ from durable_sessions.publish import (
     RUN_MESSAGE_TYPE,
     apublish_ephemeral,
 )
+from durable_sessions.tasks import background_task
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +319,7 @@ class Worker:
         """Start executing ``run_id`` unless it already runs here or the worker is full."""
         if run_id in self.tasks or len(self.tasks) >= ds_settings.MAX_CONCURRENT_RUNS:
             return False
-        task = asyncio.get_running_loop().create_task(RunExecutor(self, run_id).execute())
+        task = background_task(RunExecutor(self, run_id).execute())
         self.tasks[run_id] = task
         task.add_done_callback(lambda _t, rid=run_id: self._done(rid, _t))
         return True
@@ -329,8 +330,7 @@ class Worker:
             logger.error("run %s crashed in its executor", run_id, exc_info=task.exception())
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._loops = [loop.create_task(self._listen()), loop.create_task(self._sweep())]
+        self._loops = [background_task(self._listen()), background_task(self._sweep())]
 
     @property
     def running(self) -> bool:

@@ -107,3 +107,34 @@ async def test_an_embedded_run_goes_on_after_every_client_left(daphne):
     assert text_of(seen) + text_of(rest) == LONG_REPLY
     assert any(f.get("type") == "message.completed" for f in rest)
     await again.close()
+
+
+async def test_a_message_posted_over_http_is_answered_without_any_websocket(daphne):
+    import httpx
+
+    env = server_env(
+        ds_settings={
+            "RUNNER": "embedded",
+            "AGENT_OPTIONS": {"thinking_seconds": 0, "tokens_per_second": 0, "reply": "Hi there"},
+        }
+    )
+    server = daphne(env)
+    headers = {"Origin": server.http, "Referer": server.http + "/"}
+    async with httpx.AsyncClient(base_url=server.http, headers=headers, timeout=10) as http:
+        await http.get("/ds/sessions/")  # sets the CSRF cookie
+        csrf = {"X-CSRFToken": http.cookies["csrftoken"]}
+        created = await http.post("/ds/sessions/", json={"title": "http only"}, headers=csrf)
+        assert created.status_code == 201, created.text
+        session_id = created.json()["id"]
+        posted = await http.post(
+            f"/ds/sessions/{session_id}/messages/",
+            json={"content": "hello", "client_id": "h1"},
+            headers=csrf,
+        )
+        assert posted.status_code == 201, posted.text
+        for _ in range(100):
+            if await Message.objects.filter(role="assistant", state="complete").aexists():
+                break
+            await asyncio.sleep(0.1)
+        reply = await Message.objects.aget(role="assistant")
+        assert reply.content == "Hi there" and str(reply.session_id) == session_id

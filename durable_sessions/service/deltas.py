@@ -31,6 +31,7 @@ from durable_sessions.errors import (
 from durable_sessions.models import Control, DurableSession, Event, Message, MessageState, Status
 from durable_sessions.publish import asend, collecting
 from durable_sessions.service.log import save_and_publish
+from durable_sessions.tasks import background_task
 
 # Deltas written per transaction at most.
 MAX_BATCH = 500
@@ -191,7 +192,7 @@ class DeltaWriter:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._wake = asyncio.Event()
-            self._task = loop.create_task(self._run())
+            self._task = background_task(self._run())
         future: asyncio.Future[int] = loop.create_future()
         self._queue.append(_Delta(session_id, message_id, text, future))
         self._wake.set()
