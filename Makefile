@@ -42,8 +42,13 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(VENV)/.installed-dev
-	$(BIN)/python -m bench.run
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-dev
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	@touch $@
+
+## Benchmarks on PostgreSQL + Redis (see docs/benchmarks.md); BENCH_ARGS="--quick" for a smoke run.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info db.sqlite3 test-artifacts

@@ -1,0 +1,61 @@
+"""Servers and targets the measurements share."""
+
+from __future__ import annotations
+
+from bench.config import process_env
+from bench.plan import DEVICES
+from bench.procs import Server, Supervisor
+
+PROJECT_APP = "project.asgi:application"
+INPROC_APP = "bench.inproc:application"
+RELAY_APP = "bench.relay.asgi:application"
+
+
+def durable_servers(
+    sup: Supervisor, name: str, *, layer: str, processes: int
+) -> tuple[list[Server], dict[str, str]]:
+    """Daphne processes of the demo project (with the in-server writer on memory)."""
+    env = process_env(layer=layer, processes=processes)
+    app = INPROC_APP if layer == "memory" else PROJECT_APP
+    servers = [sup.daphne(f"{name}-daphne-{i}", app, env) for i in range(processes)]
+    return servers, env
+
+
+def relay_server(sup: Supervisor, name: str) -> tuple[Server, dict[str, str]]:
+    """One Daphne process of the bare relay, on the Redis layer."""
+    env = process_env(layer="redis", settings_module="bench.relay.settings")
+    return sup.daphne(f"{name}-daphne", RELAY_APP, env), env
+
+
+def durable_targets(
+    servers: list[Server],
+    sessions: list[str],
+    after: dict[str, int],
+    *,
+    first: int,
+    count: int,
+) -> list[tuple[str, str]]:
+    """Connections ``first``..``first + count - 1``: connection i follows session i // 3,
+    and the devices of a session alternate between the servers."""
+    targets = []
+    for index in range(first, first + count):
+        session = sessions[index // DEVICES]
+        server = servers[index % len(servers)]
+        url = f"{server.ws}/ws/sessions/{session}/?after_seq={after[session]}"
+        targets.append((url, session))
+    return targets
+
+
+def relay_targets(server: Server, sessions: list[str], count: int) -> list[tuple[str, str]]:
+    """``count`` connections to the relay, three per stream key."""
+    return [
+        (f"{server.ws}/ws/relay/{sessions[i // DEVICES]}/", sessions[i // DEVICES])
+        for i in range(count)
+    ]
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    """A number for a table cell; a dash for none."""
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"

@@ -1,0 +1,210 @@
+"""1. Streaming overhead: the durable path against a bare Channels relay.
+
+The same load on both, in the same run: sessions of three devices, each streaming
+session getting a stamped delta every 40 ms; one Daphne process on the Redis pub/sub
+layer; the writer in a process of its own (``bench.writer`` through
+``service.delta_writer`` for the durable path, ``bench.relay.publisher`` with a plain
+``group_send`` for the relay). The rate is stepped up by streaming more sessions at once
+until a step is not sustained (a gap, a lost delta, the writer falling behind, or
+p99 > 100 ms), then bisected between the last good and the first bad step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bench import pool
+from bench.clients import ClientPool, StepLoad, stream_step, warm_up
+from bench.measure import Context, Goal
+from bench.measure.common import durable_servers, durable_targets, fmt, relay_server, relay_targets
+from bench.plan import DEVICES, RATE_HZ, Plan
+from bench.procs import Child, Supervisor
+
+NAME = "overhead"
+TITLE = "Streaming overhead against a bare Channels relay"
+WARM_UP_S = 2.0
+
+
+def _ramp(ctx: Context, step: Any, label: str) -> dict[str, Any]:
+    """From the fixed-rate step, step the number of streams up (or down) until the
+    verdict changes, then bisect. A step that fails is run once more and the better of
+    the two counts: the machine is shared, and a burst of other work should not end a
+    ramp. Returns every attempt."""
+    plan = ctx.plan
+    steps: list[dict[str, Any]] = []
+
+    def attempt(streams: int) -> bool:
+        for _ in range(2):
+            result = step(streams)
+            steps.append(result)
+            ctx.log(_line(label, result))
+            if result["sustained"]:
+                return True
+        return False
+
+    good, bad = 0, None
+    streams = plan.overhead_fixed_streams
+    going_up = attempt(streams)
+    while True:
+        if going_up:
+            good = streams
+            streams = math.ceil(streams * plan.overhead_factor)
+            if streams > plan.overhead_max_streams:
+                break
+            if not attempt(streams):
+                bad = streams
+                break
+        else:
+            bad = streams
+            streams = math.floor(streams / plan.overhead_factor)
+            if streams < 1:
+                break
+            if attempt(streams):
+                good = streams
+                break
+    for _ in range(plan.overhead_bisect_steps if bad is not None else 0):
+        middle = (good + bad) // 2
+        if middle in (good, bad):
+            break
+        if attempt(middle):
+            good = middle
+        else:
+            bad = middle
+    best = max(
+        (s for s in steps if s["sustained"]), key=lambda s: s["delivered_per_s"], default=None
+    )
+    return {
+        "steps": steps,
+        "sustainable_per_s": best["delivered_per_s"] if best else 0.0,
+        "sustainable_streams": best["streams"] if best else 0,
+        "capped": bad is None,
+    }
+
+
+def _line(label: str, r: dict[str, Any]) -> str:
+    lat = r["latency_ms"]
+    verdict = "ok" if r["sustained"] else "NOT sustained: " + "; ".join(r["why_not"])
+    return (
+        f"  {label}: {r['streams']} streams, {r['delivered_per_s']:.0f} deliveries/s, "
+        f"p50 {lat['p50']} ms, p99 {lat['p99']} ms — {verdict}"
+    )
+
+
+def _run_path(ctx: Context, path: str) -> dict[str, Any]:
+    plan = ctx.plan
+    sessions = pool.sessions(plan.overhead_max_streams)
+    with Supervisor() as sup:
+        writer: Child
+        if path == "durable":
+            servers, env = durable_servers(sup, f"overhead-{path}", layer="redis", processes=1)
+            server = servers[0]
+            writer = sup.module("overhead-writer", "bench.writer", env, profile=True)
+            after = pool.last_seqs(sessions)
+            targets = durable_targets(
+                servers, sessions, after, first=0, count=len(sessions) * DEVICES
+            )
+        else:
+            server, env = relay_server(sup, f"overhead-{path}")
+            writer = sup.module("overhead-publisher", "bench.relay.publisher", env, profile=True)
+            targets = relay_targets(server, sessions, len(sessions) * DEVICES)
+        watch = {"server": server.pid, "writer": writer.pid}
+        clients = ClientPool(sup, f"overhead-{path}", plan.client_processes, env)
+        connected = clients.connect(targets, durable=path == "durable", cookie=ctx.cookie)
+        if connected["failed"]:
+            raise RuntimeError(f"{path}: {connected['failed']} connections failed: {connected}")
+        if path == "durable":
+            writer.request({"cmd": "prepare", "sessions": sessions, "fresh": False}, 600)
+        warm_up(writer, sessions[: plan.overhead_fixed_streams], RATE_HZ, WARM_UP_S)
+
+        def step(streams: int) -> dict[str, Any]:
+            load = StepLoad(sessions[:streams], RATE_HZ, DEVICES, plan.warmup_s, plan.window_s)
+            return stream_step(writer, clients, load, watch)
+
+        ramp = _ramp(ctx, step, path)
+        fixed = ramp["steps"][0]  # the first attempt at the fixed rate
+        return {"connections": connected["connected"], "fixed": fixed, **ramp}
+
+
+def measure(ctx: Context) -> dict[str, Any]:
+    """Both paths, the relay first on odd runs so that neither always goes first."""
+    order = ["durable", "relay"] if ctx.run % 2 == 0 else ["relay", "durable"]
+    result: dict[str, Any] = {}
+    for path in order:
+        ctx.log(f" {path} path")
+        result[path] = _run_path(ctx, path)
+    relay = result["relay"]["sustainable_per_s"]
+    result["ratio"] = result["durable"]["sustainable_per_s"] / relay if relay else None
+    return result
+
+
+def goals(runs: list[dict[str, Any]]) -> list[Goal]:
+    ratios = [r["ratio"] for r in runs]
+    return [
+        Goal(
+            "Streaming overhead: durable sustainable rate ≥ 0.8 x bare relay "
+            "(same layer, same process count)",
+            [
+                f"{fmt(r, 2)} ({fmt(run['durable']['sustainable_per_s'])} vs "
+                f"{fmt(run['relay']['sustainable_per_s'])} deliveries/s)"
+                for r, run in zip(ratios, runs, strict=True)
+            ],
+            [None if r is None else r >= 0.8 for r in ratios],
+        )
+    ]
+
+
+def _us(ms: float | None) -> str:
+    return fmt(None if ms is None else ms * 1000.0)
+
+
+def render(runs: list[dict[str, Any]], plan: Plan) -> str:
+    rows = [
+        "| run | path | sustainable deliveries/s | streams | fixed-rate p50 / p99 (ms) "
+        "| fixed-rate deliveries/s | CPU µs per delivery: server / writer |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for index, run in enumerate(runs, start=1):
+        for path in ("durable", "relay"):
+            r = run[path]
+            fixed = r["fixed"]
+            cpu = fixed.get("cpu_ms_per_delivery", {})
+            capped = " (all steps passed)" if r["capped"] else ""
+            rows.append(
+                f"| {index} | {path} | {fmt(r['sustainable_per_s'])}{capped} "
+                f"| {r['sustainable_streams']} "
+                f"| {fmt(fixed['latency_ms']['p50'], 1)} / {fmt(fixed['latency_ms']['p99'], 1)} "
+                f"| {fmt(fixed['delivered_per_s'])} "
+                f"| {_us(cpu.get('server'))} / {_us(cpu.get('writer'))} |"
+            )
+        rows.append(f"| {index} | **ratio** | **{fmt(run['ratio'], 2)}** | | | | |")
+    steps = [
+        "",
+        "Every step (deliveries/s offered → delivered, p99, verdict):",
+        "",
+        "| run | path | streams | offered/s | delivered/s | p50 ms | p99 ms | sustained |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for index, run in enumerate(runs, start=1):
+        for path in ("durable", "relay"):
+            for s in run[path]["steps"]:
+                why = "yes" if s["sustained"] else "no: " + "; ".join(s["why_not"])
+                steps.append(
+                    f"| {index} | {path} | {s['streams']} | {fmt(s['offered_per_s'])} "
+                    f"| {fmt(s['delivered_per_s'])} | {fmt(s['latency_ms']['p50'], 1)} "
+                    f"| {fmt(s['latency_ms']['p99'], 1)} | {why} |"
+                )
+    load = (
+        f"Load: {plan.overhead_max_streams} sessions x {DEVICES} devices connected "
+        f"({plan.overhead_max_streams * DEVICES} websockets, {plan.client_processes} client "
+        f"processes); k of them streaming one delta every {1000 / RATE_HZ:.0f} ms, so "
+        f"k x {RATE_HZ * DEVICES:.0f} deliveries/s. One Daphne process, RedisPubSubChannelLayer. "
+        f"Steps start at the fixed rate, k = {plan.overhead_fixed_streams} "
+        f"({plan.overhead_fixed_streams * RATE_HZ * DEVICES:.0f} deliveries/s, after an "
+        f"unmeasured {WARM_UP_S:.0f} s stream at that rate), and grow (or shrink) "
+        f"x{plan.overhead_factor} until the verdict changes, then {plan.overhead_bisect_steps} "
+        "bisection steps; a failed step is run twice and the better attempt counts. Each step: "
+        f"{plan.warmup_s} s warm-up + {plan.window_s} s measured. CPU per"
+        " delivery: the process's CPU time over the whole step divided by its deliveries."
+    )
+    return "\n".join([load, "", *rows, *steps])

@@ -1,0 +1,90 @@
+"""How much load each measurement applies: the full plan and the ~1-minute smoke plan."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+DEVICES = 3  # connections per session: laptop, phone, another tab
+RATE_HZ = 25.0  # one flushed delta every 40 ms per streaming reply
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every load parameter, written to the report as-is."""
+
+    name: str
+    runs: int
+    warmup_s: float
+    window_s: float
+    client_processes: int
+    # 1. streaming overhead
+    overhead_fixed_streams: int
+    overhead_factor: float
+    overhead_max_streams: int
+    overhead_bisect_steps: int
+    # 2. latency under load
+    latency_clients: tuple[int, ...]
+    latency_streams: int
+    latency_setups: tuple[tuple[str, int], ...]
+    # 3. resume
+    resume_events: int
+    resume_tail: int
+    resume_repeats: int
+    # 4. connections
+    connection_steps: tuple[int, ...]
+    broadcast_rate: float
+    # 5. appends
+    append_seconds: float
+    append_sessions: tuple[int, ...]
+    eventstream_threads: tuple[int, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FULL = Plan(
+    name="full",
+    runs=2,
+    warmup_s=1.0,
+    window_s=4.0,
+    client_processes=2,
+    overhead_fixed_streams=12,
+    overhead_factor=1.5,
+    overhead_max_streams=96,
+    overhead_bisect_steps=2,
+    latency_clients=(100, 300, 1000),
+    latency_streams=12,
+    latency_setups=(("memory", 1), ("redis", 1), ("redis", 2)),
+    resume_events=10_000,
+    resume_tail=100,
+    resume_repeats=5,
+    connection_steps=(1000, 2000, 5000),
+    broadcast_rate=300.0,
+    append_seconds=5.0,
+    append_sessions=(200, 1000),
+    eventstream_threads=(1, 8),
+)
+
+QUICK = Plan(
+    name="quick",
+    runs=1,
+    warmup_s=0.5,
+    window_s=1.5,
+    client_processes=2,
+    overhead_fixed_streams=12,
+    overhead_factor=2.0,
+    overhead_max_streams=24,
+    overhead_bisect_steps=0,
+    latency_clients=(100,),
+    latency_streams=12,
+    latency_setups=(("memory", 1), ("redis", 1)),
+    resume_events=2_000,
+    resume_tail=100,
+    resume_repeats=2,
+    connection_steps=(150,),
+    broadcast_rate=300.0,
+    append_seconds=1.5,
+    append_sessions=(200,),
+    eventstream_threads=(1,),
+)
