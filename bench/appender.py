@@ -37,7 +37,7 @@ async def durable(sessions: int, seconds: float) -> dict[str, Any]:
 
     ids = await database_sync_to_async(pool.sessions)(sessions, title=TITLE)
     writer = DurableWriter()
-    await writer.prepare(ids, fresh=False)  # a reply open in each (kept between runs)
+    await writer.prepare(ids, fresh=False)  # a streaming reply in each session
     streams = [(uuid.UUID(s), writer.messages[s]) for s in ids]
     counted = [0]
     window = {"start": time.monotonic() + WARMUP}

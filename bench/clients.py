@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bench.config import HOST
-from bench.procs import Child, Server, Supervisor, cpu_seconds
+from bench.procs import Child, Server, Supervisor, cpu_seconds, machine_ticks
 from bench.stats import latency_summary
 
 ORIGIN = f"http://{HOST}"
@@ -157,6 +157,7 @@ def stream_step(
     clients.reset()
     watch = watch or {}
     cpu_before = {name: cpu_seconds(pid) for name, pid in watch.items()}
+    busy_before, total_before = machine_ticks()
     duration = load.warmup_s + load.window_s
     wrote = writer.request(
         {
@@ -169,11 +170,14 @@ def stream_step(
     )
     time.sleep(DRAIN_S)  # anything later than this counts as missing
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in watch.items()}
+    busy, total = machine_ticks()
     since = wrote["start"] + load.warmup_s
     seen = clients.report(since, wrote["end"])
     result = judge(wrote, seen, load, since)
     # CPU of the whole stream (warm-up included) over every delivery it made.
     deliveries = wrote["written"] * load.devices
+    # Every CPU of the machine: servers, writers, clients, PostgreSQL, Redis (and others).
+    result["machine_busy_pct"] = round(100.0 * (busy - busy_before) / max(total - total_before, 1))
     result["cpu_ms_per_delivery"] = {
         name: round(1000.0 * seconds / deliveries, 3) if deliveries else None
         for name, seconds in cpu.items()

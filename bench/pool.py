@@ -69,6 +69,23 @@ def needed(plan: Plan) -> int:
     )
 
 
+def finish_open_replies() -> int:
+    """Complete replies left streaming by an interrupted run: a real deployment only has
+    the replies being written right now open (and some statements scan them all)."""
+    from bench.config import VISITOR
+    from durable_sessions import service
+    from durable_sessions.models import Message, MessageState, Role
+
+    open_ids = list(
+        Message.objects.filter(
+            session__owner_visitor=VISITOR, role=Role.ASSISTANT, state=MessageState.STREAMING
+        ).values_list("pk", flat=True)
+    )
+    for message_id in open_ids:
+        service.finish_assistant_message(message_id)
+    return len(open_ids)
+
+
 def last_seqs(ids: list[str]) -> dict[str, int]:
     """``last_seq`` of each session: clients connect with it as ``after_seq``."""
     from durable_sessions.replay import latest_seqs

@@ -39,7 +39,7 @@ def _goals_table(results: dict[str, Any], modules: dict[str, ModuleType]) -> lis
     lines = ["## Goals", "", "| goal | run 1 | run 2 | met |", "|---|---|---|---|"]
     for name, module in modules.items():
         entry = results["measurements"].get(name)
-        if not entry:
+        if not entry or not entry["runs"]:
             lines.append(f"| {module.TITLE} | not measured | | |")
             continue
         for goal in module.goals(entry["runs"]):
@@ -57,6 +57,8 @@ def _goals_table(results: dict[str, Any], modules: dict[str, ModuleType]) -> lis
 
 def _where(results: dict[str, Any], modules: dict[str, ModuleType]) -> list[str]:
     meta = results["meta"]
+    override = meta.get("settings_override")
+    override = f", overridden with `{override}`" if override else ""
     versions = " · ".join(f"{name} {version}" for name, version in meta["versions"].items())
     lines = [
         "## Where and when",
@@ -68,6 +70,7 @@ def _where(results: dict[str, Any], modules: dict[str, ModuleType]) -> list[str]
         f"- **Load average** (`uptime`, 1/5/15 min): {meta['load_before']} before, "
         f"{meta['load_after']} after.",
         f"- **Versions**: {versions}.",
+        f"- **DURABLE_SESSIONS**: defaults (RUNNER worker; agents do not run){override}.",
         "",
         "| measurement | measured at | load average before → after each run |",
         "|---|---|---|",
@@ -94,11 +97,12 @@ def render(results: dict[str, Any], modules: dict[str, ModuleType]) -> str:
     for number, (name, module) in enumerate(modules.items(), start=1):
         entry = results["measurements"].get(name)
         lines += ["", f"## {number}. {module.TITLE}", ""]
-        if not entry:
-            lines.append("Not measured yet: `python -m bench.run --only " + name + "`.")
-            continue
-        plan = _plan(entry["plan"])
-        lines.append(module.render(entry["runs"], plan))
+        if not entry or not entry["runs"]:
+            lines.append("Not measured: `python -m bench.run --only " + name + "`.")
+        else:
+            lines.append(module.render(entry["runs"], _plan(entry["plan"])))
+        for error in (entry or {}).get("errors", []):
+            lines += ["", f"**Failed**: {error}"]
     return "\n".join(lines) + "\n"
 
 

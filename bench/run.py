@@ -2,7 +2,7 @@
 
 Options:
 
-- ``--quick``: a ~1-minute smoke run with small loads and one run each; its report goes
+- ``--quick``: a 1-2 minute smoke run with small loads and one run each; its report goes
   to ``test-artifacts/bench/scratch.md``, never to the docs.
 - ``--only NAME`` (repeatable): run only these measurements and update their sections
   of ``docs/benchmarks.md``, keeping the others from ``bench/results/latest.json``.
@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
+import traceback
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -30,7 +32,7 @@ from typing import Any
 from bench import machine, pool, report, services
 from bench.config import ARTIFACTS, DOCS, RESULTS
 from bench.measure import Context, appends, connections, latency, overhead, resume
-from bench.plan import FULL, QUICK
+from bench.plan import FULL, QUICK, Plan
 from bench.procs import Profiling
 
 MEASUREMENTS = {module.NAME: module for module in (overhead, latency, resume, connections, appends)}
@@ -52,7 +54,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="~1-minute smoke run")
+    parser.add_argument("--quick", action="store_true", help="1-2 minute smoke run")
     parser.add_argument(
         "--only", action="append", choices=sorted(MEASUREMENTS), help="run only this one"
     )
@@ -69,6 +71,35 @@ def _load(path: Path) -> dict[str, Any]:
     if path.exists():
         return json.loads(path.read_text())
     return {"measurements": {}}
+
+
+def _measure(name: str, plan: Plan, cookie: str, *, profile: bool) -> dict[str, Any]:
+    """Every run of one measurement; a run that fails is logged and recorded, and the
+    others go on (every process it started has been stopped by then)."""
+    module = MEASUREMENTS[name]
+    runs: list[dict[str, Any]] = []
+    loads: list[list[str]] = []
+    errors: list[str] = []
+    for index in range(plan.runs):
+        log(f"{name}: run {index + 1} of {plan.runs}")
+        if profile:
+            Profiling.directory = ARTIFACTS / "profiles" / f"{name}-run{index + 1}"
+        services.analyze()
+        before = machine.load_average()
+        try:
+            runs.append(module.measure(Context(plan, cookie, index, log)))
+        except Exception as exc:
+            log(f"{name}: run {index + 1} failed:\n{traceback.format_exc()}")
+            errors.append(f"run {index + 1}: {type(exc).__name__}: {exc}"[:500])
+            continue
+        loads.append([before, machine.load_average()])
+    return {
+        "date": machine.describe_date(),
+        "plan": plan.as_dict(),
+        "load": loads,
+        "runs": runs,
+        "errors": errors,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,42 +119,31 @@ def main(argv: list[str] | None = None) -> int:
     cookie = pool.cookie()
     log("creating the sessions, refreshing PostgreSQL's statistics")
     pool.sessions(pool.needed(plan))
+    pool.finish_open_replies()
     services.analyze(vacuum=True)
     # Smoke runs and profiled runs never touch the published figures.
     scratch = args.quick or args.profile
     target_json, target_md = (SCRATCH_JSON, SCRATCH_MD) if scratch else (LATEST, DOCS)
     results = _load(target_json) if args.only else {"measurements": {}}
+    failed = False
     try:
         for name in selected:
-            module = MEASUREMENTS[name]
-            runs = []
-            loads = []
-            for index in range(plan.runs):
-                log(f"{name}: run {index + 1} of {plan.runs}")
-                if args.profile:
-                    Profiling.directory = ARTIFACTS / "profiles" / f"{name}-run{index + 1}"
-                services.analyze()
-                before = machine.load_average()
-                runs.append(module.measure(Context(plan, cookie, index, log)))
-                loads.append([before, machine.load_average()])
-            results["measurements"][name] = {
-                "date": machine.describe_date(),
-                "plan": plan.as_dict(),
-                "load": loads,
-                "runs": runs,
-            }
+            entry = _measure(name, plan, cookie, profile=args.profile)
+            results["measurements"][name] = entry
+            failed = failed or bool(entry["errors"])
     except KeyboardInterrupt:
         log("interrupted: every process started was stopped")
         return 130
     meta["load_after"] = machine.load_average()
     meta["seconds"] = round(time.monotonic() - _started)
     meta["command"] = "python -m bench.run " + " ".join(sys.argv[1:] if argv is None else argv)
+    meta["settings_override"] = os.environ.get("BENCH_DS_SETTINGS") or ""
     results["meta"] = meta
     target_json.parent.mkdir(parents=True, exist_ok=True)
     target_json.write_text(json.dumps(results, indent=1) + "\n")
     report.write(target_md, results, MEASUREMENTS)
     log(f"done in {meta['seconds']} s: {target_md.relative_to(ARTIFACTS.parent.parent)}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

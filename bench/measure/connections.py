@@ -114,6 +114,7 @@ def measure(ctx: Context) -> dict[str, Any]:
             steps.append(step)
             if not step["held"]:
                 break
+        writer.request({"cmd": "finish"}, 900)  # replies end; none is left streaming
     relay = _relay_memory(ctx, sessions, min(RELAY_CONNECTIONS, most))
     ctx.log(
         f"  bare relay, {relay['connections']} connections: {relay['per_connection_kib']} KiB each"

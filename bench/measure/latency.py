@@ -70,6 +70,7 @@ def _run_setup(ctx: Context, layer: str, processes: int) -> list[dict[str, Any]]
                 + ("" if not point["why_not"] else " — " + "; ".join(point["why_not"]))
             )
             points.append(point)
+        writer.request({"cmd": "finish"}, 600)  # replies end; none is left streaming
         return points
 
 

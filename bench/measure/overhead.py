@@ -122,6 +122,8 @@ def _run_path(ctx: Context, path: str) -> dict[str, Any]:
             return stream_step(writer, clients, load, watch)
 
         ramp = _ramp(ctx, step, path)
+        if path == "durable":
+            writer.request({"cmd": "finish"}, 600)  # replies end; none is left streaming
         fixed = ramp["steps"][0]  # the first attempt at the fixed rate
         return {"connections": connected["connected"], "fixed": fixed, **ramp}
 
@@ -182,17 +184,21 @@ def render(runs: list[dict[str, Any]], plan: Plan) -> str:
         "",
         "Every step (deliveries/s offered → delivered, p99, verdict):",
         "",
-        "| run | path | streams | offered/s | delivered/s | p50 ms | p99 ms | sustained |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | path | streams | offered/s | delivered/s | p50 ms | p99 ms "
+        "| CPU µs/delivery server / writer | machine busy % | sustained |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for index, run in enumerate(runs, start=1):
         for path in ("durable", "relay"):
             for s in run[path]["steps"]:
                 why = "yes" if s["sustained"] else "no: " + "; ".join(s["why_not"])
+                cpu = s.get("cpu_ms_per_delivery", {})
                 steps.append(
                     f"| {index} | {path} | {s['streams']} | {fmt(s['offered_per_s'])} "
                     f"| {fmt(s['delivered_per_s'])} | {fmt(s['latency_ms']['p50'], 1)} "
-                    f"| {fmt(s['latency_ms']['p99'], 1)} | {why} |"
+                    f"| {fmt(s['latency_ms']['p99'], 1)} "
+                    f"| {_us(cpu.get('server'))} / {_us(cpu.get('writer'))} "
+                    f"| {s.get('machine_busy_pct', '-')} | {why} |"
                 )
     load = (
         f"Load: {plan.overhead_max_streams} sessions x {DEVICES} devices connected "
@@ -205,6 +211,8 @@ def render(runs: list[dict[str, Any]], plan: Plan) -> str:
         f"x{plan.overhead_factor} until the verdict changes, then {plan.overhead_bisect_steps} "
         "bisection steps; a failed step is run twice and the better attempt counts. Each step: "
         f"{plan.warmup_s} s warm-up + {plan.window_s} s measured. CPU per"
-        " delivery: the process's CPU time over the whole step divided by its deliveries."
+        " delivery: the process's CPU time over the whole step divided by its deliveries;"
+        " machine busy: all CPUs of the machine over the step (clients, PostgreSQL and Redis"
+        " included, and whatever else the machine was running)."
     )
     return "\n".join([load, "", *rows, *steps])
