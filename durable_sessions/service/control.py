@@ -27,7 +27,6 @@ from durable_sessions.models import (
     MessageState,
     Participant,
     ParticipantKind,
-    Role,
     RunStatus,
     Status,
 )
@@ -38,6 +37,7 @@ from durable_sessions.service.log import Locked, clean_text, emit, lock, require
 from durable_sessions.service.messages import (
     PostResult,
     agent_status_frame,
+    end_streaming,
     post_message,
     post_system_message,
     stop_ai,
@@ -364,21 +364,7 @@ def crash_run(run_id: int) -> bool:
     AgentRun.objects.filter(pk=run_id).update(
         status=RunStatus.CRASHED, finished_at=timezone.now(), error="lease expired"
     )
-    error = "the agent stopped responding"
-    items: list[tuple[str, dict[str, Any]]] = []
-    for message in Message.objects.filter(
-        session_id=locked.session_id, role=Role.ASSISTANT, state=MessageState.STREAMING
-    ).only("pk", "content"):
-        Message.objects.filter(pk=message.pk).update(
-            state=MessageState.FAILED, completed_at=timezone.now()
-        )
-        payload = {
-            "message_id": message.pk,
-            "state": MessageState.FAILED,
-            "length": len(message.content),
-            "error": error,
-        }
-        items.append((ev.MESSAGE_FAILED, payload))
+    items = end_streaming(locked, MessageState.FAILED, error="the agent stopped responding")
     ephemeral_on_commit(locked.session_id, agent_status_frame("unresponsive", run_id))
     if (
         ds_settings.ESCALATE_ON_CRASH

@@ -235,6 +235,12 @@ def stop_ai(locked: Locked, reason: str) -> list[tuple[str, dict[str, Any]]]:
     cancelled_runs = runs.cancel_active(locked.session_id, reason)
     if cancelled_runs:
         ephemeral_on_commit(locked.session_id, agent_status_frame("idle", cancelled_runs[-1]))
+    return end_streaming(locked, MessageState.CANCELLED, reason=reason)
+
+
+def end_streaming(locked: Locked, state: str, **extra: Any) -> list[tuple[str, dict[str, Any]]]:
+    """End every streaming assistant reply of the session as ``state`` (cancelled or
+    failed), keeping its text; return the events that say so."""
     streaming = list(
         Message.objects.filter(
             session_id=locked.session_id, role=Role.ASSISTANT, state=MessageState.STREAMING
@@ -243,17 +249,12 @@ def stop_ai(locked: Locked, reason: str) -> list[tuple[str, dict[str, Any]]]:
     if not streaming:
         return []
     Message.objects.filter(pk__in=[m.pk for m in streaming]).update(
-        state=MessageState.CANCELLED, completed_at=timezone.now()
+        state=state, completed_at=timezone.now()
     )
     return [
         (
-            ev.MESSAGE_CANCELLED,
-            {
-                "message_id": m.pk,
-                "state": MessageState.CANCELLED,
-                "length": len(m.content),
-                "reason": reason,
-            },
+            END_EVENT[state],
+            {"message_id": m.pk, "state": state, "length": len(m.content), **extra},
         )
         for m in streaming
     ]
