@@ -126,7 +126,7 @@ def render(runs: list[dict[str, Any]], plan: Plan) -> str:
     )
     rows = [
         "| run | set-up | clients | deliveries/s | p50 ms | p95 ms | p99 ms | max ms "
-        "| server CPU µs/delivery | note |",
+        "| server CPU µs/delivery (memory: writer included) | note |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for index, run in enumerate(runs, start=1):
