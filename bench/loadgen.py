@@ -44,6 +44,14 @@ class Conn:
     close_code: int | None = None
 
 
+def log_events(frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """The log events a frame carries: itself, the events of an ``events`` frame (a
+    replay page, asked for with ``batch=1`` as client.js does), or none."""
+    if frame.get("type") == "events":
+        return frame["events"]
+    return [frame] if "seq" in frame and "at" in frame else []
+
+
 def stamp_of(frame: dict[str, Any]) -> float | None:
     """The writer's wall-clock stamp at the start of a delta's text, if any."""
     if frame.get("type") != "message.delta":
@@ -88,8 +96,8 @@ class Clients:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 while True:
                     frame = json.loads(await ws.recv())
-                    if "seq" in frame:
-                        conn.last = frame["seq"]
+                    if events := log_events(frame):
+                        conn.last = events[-1]["seq"]
                     elif frame.get("type") == "live":
                         conn.last = frame["last_seq"]
                         break
@@ -127,20 +135,19 @@ class Clients:
         try:
             async for raw in conn.ws:
                 now = time.time()
-                frame = json.loads(raw)
-                seq = frame.get("seq")
-                if seq is None:
-                    continue  # presence, agent status: not part of the log
-                if seq != conn.last + 1:
-                    if seq <= conn.last:
-                        self.duplicates += 1
-                        continue
-                    self.gaps += 1
-                conn.last = seq
-                stamp = stamp_of(frame)
-                if stamp is not None:
-                    self.sent.append(stamp)
-                    self.received.append(now)
+                # Presence and agent status carry no event: not part of the log.
+                for frame in log_events(json.loads(raw)):
+                    seq = frame["seq"]
+                    if seq != conn.last + 1:
+                        if seq <= conn.last:
+                            self.duplicates += 1
+                            continue
+                        self.gaps += 1
+                    conn.last = seq
+                    stamp = stamp_of(frame)
+                    if stamp is not None:
+                        self.sent.append(stamp)
+                        self.received.append(now)
         except Exception:
             pass
         finally:
@@ -189,8 +196,8 @@ class Clients:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
                     while True:
                         frame = json.loads(await ws.recv())
-                        if "seq" in frame:
-                            count += 1
+                        if events := log_events(frame):
+                            count += len(events)
                             if first is None:
                                 first = time.perf_counter()
                         elif frame.get("type") == "live":

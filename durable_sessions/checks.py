@@ -10,7 +10,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 from durable_sessions.app_settings import SETTING_NAME, ds_settings
 
-IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+IN_MEMORY_LAYERS = (
+    "channels.layers.InMemoryChannelLayer",
+    "durable_sessions.layers.LocalChannelLayer",
+)
 REDIS_CORE_LAYER = "channels_redis.core.RedisChannelLayer"
 
 
@@ -56,7 +59,7 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         processes = ds_settings.PROCESSES
     except ImproperlyConfigured:
         return messages  # reported by check_settings
-    if backend == IN_MEMORY_LAYER and processes > 1:
+    if backend in IN_MEMORY_LAYERS and processes > 1:
         messages.append(
             Error(
                 f"{SETTING_NAME}['PROCESSES'] is {processes} but the channel layer is "

@@ -8,11 +8,11 @@ gap from the database. See docs/protocol.md.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -30,7 +30,7 @@ from durable_sessions.groups import session_group
 from durable_sessions.live import registry
 from durable_sessions.models import DurableSession, Participant, ParticipantKind
 from durable_sessions.publish import EPHEMERAL_MESSAGE_TYPE, LIVE_MESSAGE_TYPE
-from durable_sessions.replay import read_events
+from durable_sessions.replay import read_wire
 from durable_sessions.runtime import ensure_embedded_worker
 
 logger = logging.getLogger(__name__)
@@ -52,8 +52,27 @@ class _Opened:
 _AFTER_SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only: isdigit() accepts "²"
 
 
-def _dumps(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+# A replay frame (``events``) holds at most this many characters of events, and at
+# most one page (REPLAY_PAGE_SIZE) of them.
+BATCH_MAX_CHARS = 256 * 1024
+
+
+def _batches(rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Group ``(seq, text)`` rows into ``events`` frames: ``(last seq, frame text)``."""
+    frames: list[tuple[int, str]] = []
+    start, size = 0, 0
+    for index, (_, text) in enumerate(rows):
+        if size and size + len(text) > BATCH_MAX_CHARS:
+            frames.append(_batch(rows[start:index]))
+            start, size = index, 0
+        size += len(text) + 1
+    if start < len(rows):
+        frames.append(_batch(rows[start:]))
+    return frames
+
+
+def _batch(rows: list[tuple[int, str]]) -> tuple[int, str]:
+    return rows[-1][0], '{"type":"events","events":[' + ",".join(t for _, t in rows) + "]}"
 
 
 class SessionConsumer(AsyncWebsocketConsumer):
@@ -105,8 +124,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return None
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         raw = query.get("after_seq", ["0"])[-1]
-        if not _AFTER_SEQ.fullmatch(raw):
+        batch = query.get("batch", ["0"])[-1]
+        if not _AFTER_SEQ.fullmatch(raw) or batch not in ("0", "1"):
             return None
+        self.batch = batch == "1"
         return int(raw)
 
     async def _refuse(self, code: int) -> None:
@@ -171,23 +192,24 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self._last_presence: dict[str, Any] | None = None
 
     def _presence_frame(self, entries: list[presence.Entry]) -> dict[str, Any]:
-        frame = presence.render(
-            entries, for_operator=self.access is Access.OPERATOR, now=time.time()
+        frame = presence.Frames(entries, time.time()).for_viewer(
+            operator=self.access is Access.OPERATOR
         )
         self._last_presence = frame
         return frame
 
-    async def presence_changed(self, entries: list[presence.Entry]) -> None:
+    async def presence_changed(self, frames: presence.Frames) -> None:
         """Send this viewer's presence if it differs from what it last got."""
-        frame = presence.render(
-            entries, for_operator=self.access is Access.OPERATOR, now=time.time()
-        )
+        frame = frames.for_viewer(operator=self.access is Access.OPERATOR)
         if frame != self._last_presence:
             self._last_presence = frame
             await self._send(frame)
+        else:
+            self._last_presence = frame  # the session's connections share one copy
 
     async def session_presence(self, message: dict[str, Any]) -> None:
-        await self.presence_changed([presence.Entry(**e) for e in message["entries"]])
+        entries = [presence.Entry(**e) for e in message["entries"]]
+        await self.presence_changed(presence.Frames(entries, time.time()))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Live wake-ups touch the database only on a gap (through database_sync_to_async,
@@ -206,20 +228,41 @@ class SessionConsumer(AsyncWebsocketConsumer):
     # --- delivery -------------------------------------------------------------------------
 
     async def _send(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=_dumps(frame))
+        await self.send(text_data=ev.dumps(frame))
 
     async def _catch_up(self, until: int | None) -> None:
-        """Send the committed events after ``last_sent`` (up to ``until``) from the database."""
+        """Send the committed events after ``last_sent`` (up to ``until``) from the database.
+
+        The next page is read while this one is being sent."""
         page_size = ds_settings.REPLAY_PAGE_SIZE
-        while until is None or self.last_sent < until:
-            frames = await database_sync_to_async(read_events)(
-                self.session_id, self.last_sent, until=until, limit=page_size
+
+        def page(after: int) -> Awaitable[list[tuple[int, str]]]:
+            return database_sync_to_async(read_wire)(
+                self.session_id, after, until=until, limit=page_size
             )
-            for frame in frames:
-                await self._send(frame)
-                self.last_sent = frame["seq"]
-            if len(frames) < page_size:
-                break
+
+        rows = await page(self.last_sent)
+        while rows:
+            last = rows[-1][0]
+            more = len(rows) == page_size and (until is None or last < until)
+            ahead = asyncio.ensure_future(page(last)) if more else None
+            try:
+                await self._send_rows(rows)
+            except BaseException:
+                if ahead is not None:
+                    ahead.cancel()
+                raise
+            rows = await ahead if ahead is not None else []
+
+    async def _send_rows(self, rows: list[tuple[int, str]]) -> None:
+        if self.batch:
+            for last, text in _batches(rows):
+                await self.send(text_data=text)
+                self.last_sent = last
+        else:
+            for seq, text in rows:
+                await self.send(text_data=text)
+                self.last_sent = seq
 
     async def session_events(self, message: dict[str, Any]) -> None:
         """Live events from the group: forward in seq order, exactly once."""

@@ -6,6 +6,7 @@ The wire form of an event is ``{"type": ..., "seq": ..., "at": ..., "data": {...
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +38,13 @@ ALL_TYPES = frozenset(
 
 
 def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+    # Always with microseconds, as the database writes them in a replay (read_wire).
+    return value.isoformat(timespec="microseconds").replace("+00:00", "Z") if value else None
+
+
+def dumps(frame: dict[str, Any]) -> str:
+    """A frame's wire text: compact, UTF-8 left as is."""
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
 def participant_data(participant: Participant) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """Per-process safety net for missed wake-ups.
 
 Every ``RESYNC_INTERVAL`` seconds one query reads ``last_seq`` of all sessions that
-have a connection in this process; a connection that is behind re-reads its gap from
-the database. This covers a wake-up the channel layer dropped when no later event
-follows it. Idle connections cost nothing but their share of that one query.
+have a connection in this process; a connection that still lacks what was committed at
+the previous check re-reads its gap from the database. This covers a wake-up the channel
+layer dropped when no later event follows it. Events still on their way (a busy stream
+is nearly always a few milliseconds ahead of its sockets) are left to arrive: only what
+has been missing for a whole interval is read again. Idle connections cost nothing but
+their share of that one query.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class LiveRegistry:
         self._by_session: dict[uuid.UUID, set[Follower]] = {}
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        # last_seq of each session at the previous check.
+        self._previous: dict[uuid.UUID, int] = {}
 
     def add(self, session_id: uuid.UUID, follower: Follower) -> None:
         self._by_session.setdefault(session_id, set()).add(follower)
@@ -54,16 +59,20 @@ class LiveRegistry:
         return sum(len(f) for f in self._by_session.values())
 
     async def check_once(self) -> int:
-        """Resync every follower that is behind; returns how many were."""
+        """Resync every follower that still lacks events committed before the previous
+        check; returns how many did."""
         ids = list(self._by_session)
         if not ids:
+            self._previous = {}
             return 0
         latest = await database_sync_to_async(latest_seqs)(ids)
+        previous, self._previous = self._previous, latest
         behind = [
             (follower, last)
             for session_id, last in latest.items()
+            if session_id in previous
             for follower in tuple(self._by_session.get(session_id, ()))
-            if follower.last_sent < last
+            if follower.last_sent < previous[session_id]
         ]
         for follower, last in behind:
             task = background_task(follower.resync(last))

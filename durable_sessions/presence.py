@@ -84,8 +84,35 @@ def render(entries: list[Entry], *, for_operator: bool, now: float) -> dict[str,
     }
 
 
+class Frames:
+    """The presence frames of one session's entries, rendered once per kind of viewer:
+    the connections of a session share them."""
+
+    __slots__ = ("_entries", "_now", "_rendered")
+
+    def __init__(self, entries: list[Entry], now: float) -> None:
+        self._entries = entries
+        self._now = now
+        self._rendered: dict[bool, dict[str, Any]] = {}
+
+    def for_viewer(self, *, operator: bool) -> dict[str, Any]:
+        frame = self._rendered.get(operator)
+        if frame is None:
+            frame = self._rendered[operator] = render(
+                self._entries, for_operator=operator, now=self._now
+            )
+        return frame
+
+
+# Sessions per Redis pipeline in a sweep.
+PIPELINE_CHUNK = 500
+# Connections a sweep updates before it yields to the event loop.
+SWEEP_SLICE = 200
+
+
 class PresenceStore(Protocol):
     async def put(self, session: str, entries: list[Entry]) -> None: ...
+    async def put_many(self, entries: dict[str, list[Entry]]) -> None: ...
     async def remove(self, session: str, conn: str) -> None: ...
     async def read(self, sessions: list[str]) -> dict[str, list[Entry]]: ...
 
@@ -100,6 +127,10 @@ class MemoryStore:
         bucket = self._data.setdefault(session, {})
         for entry in entries:
             bucket[entry.conn] = entry
+
+    async def put_many(self, entries: dict[str, list[Entry]]) -> None:
+        for session, items in entries.items():
+            await self.put(session, items)
 
     async def remove(self, session: str, conn: str) -> None:
         bucket = self._data.get(session)
@@ -145,25 +176,30 @@ class RedisStore:
         return f"{ds_settings.GROUP_PREFIX}:presence:{session}"
 
     async def put(self, session: str, entries: list[Entry]) -> None:
-        if not entries:
-            return
-        key = self.key(session)
-        async with self._redis().pipeline(transaction=False) as pipe:
-            pipe.hset(key, mapping={e.conn: e.dumps() for e in entries})
-            # Abandoned keys vanish on their own.
-            pipe.expire(key, int(float(ds_settings.PRESENCE_TTL) * 3) + 1)
-            await pipe.execute()
+        await self.put_many({session: entries})
+
+    async def put_many(self, entries: dict[str, list[Entry]]) -> None:
+        """Write the entries of many sessions, a few round trips in all."""
+        ttl = int(float(ds_settings.PRESENCE_TTL) * 3) + 1
+        items = [(session, found) for session, found in entries.items() if found]
+        for start in range(0, len(items), PIPELINE_CHUNK):
+            async with self._redis().pipeline(transaction=False) as pipe:
+                for session, found in items[start : start + PIPELINE_CHUNK]:
+                    key = self.key(session)
+                    pipe.hset(key, mapping={e.conn: e.dumps() for e in found})
+                    pipe.expire(key, ttl)  # abandoned keys vanish on their own
+                await pipe.execute()
 
     async def remove(self, session: str, conn: str) -> None:
         await self._redis().hdel(self.key(session), conn)
 
     async def read(self, sessions: list[str]) -> dict[str, list[Entry]]:
-        if not sessions:
-            return {}
-        async with self._redis().pipeline(transaction=False) as pipe:
-            for session in sessions:
-                pipe.hgetall(self.key(session))
-            results = await pipe.execute()
+        results: list[dict[Any, Any]] = []
+        for start in range(0, len(sessions), PIPELINE_CHUNK):
+            async with self._redis().pipeline(transaction=False) as pipe:
+                for session in sessions[start : start + PIPELINE_CHUNK]:
+                    pipe.hgetall(self.key(session))
+                results += await pipe.execute()
         now = time.time()
         found: dict[str, list[Entry]] = {}
         expired: list[tuple[str, str]] = []
@@ -213,7 +249,7 @@ class Present(Protocol):
     session_key: str
     presence_entry: Entry
 
-    async def presence_changed(self, entries: list[Entry]) -> None: ...
+    async def presence_changed(self, frames: Frames) -> None: ...
 
 
 class PresenceKeeper:
@@ -293,15 +329,23 @@ class PresenceKeeper:
         if now - self._last_heartbeat >= float(ds_settings.PRESENCE_HEARTBEAT):
             self._last_heartbeat = now
             expires = self._expiry()
+            beats: dict[str, list[Entry]] = {}
             for session in sessions:
                 members = list(self._local.get(session, ()))
                 for member in members:
                     member.presence_entry.expires = expires
-                await self.store.put(session, [m.presence_entry for m in members])
+                beats[session] = [m.presence_entry for m in members]
+            await self.store.put_many(beats)
         states = await self.store.read(sessions)
+        now = time.time()
+        shown = 0
         for session, entries in states.items():
+            frames = Frames(entries, now)
             for member in list(self._local.get(session, ())):
-                await member.presence_changed(entries)
+                await member.presence_changed(frames)
+                shown += 1
+                if shown % SWEEP_SLICE == 0:
+                    await asyncio.sleep(0)  # let deliveries through during a long sweep
 
     async def _run(self) -> None:
         while self._local:

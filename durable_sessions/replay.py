@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.db import connection
+
 from durable_sessions import events as ev
 from durable_sessions.models import DurableSession, Event
 
@@ -18,6 +20,33 @@ def read_events(
         query = query.filter(seq__lte=until)
     rows = query.order_by("seq").values_list("seq", "type", "payload", "created_at")[:limit]
     return [ev.wire(seq, type_, payload, at) for seq, type_, payload, at in rows]
+
+
+def read_wire(
+    session_id: uuid.UUID, after: int, *, until: int | None = None, limit: int = 1000
+) -> list[tuple[int, str]]:
+    """Like :func:`read_events`, as ``(seq, frame JSON text)`` pairs.
+
+    On PostgreSQL the database writes the JSON: a replay never decodes the payloads only to
+    encode them again. The text equals :func:`read_events`' frames once parsed.
+    """
+    if connection.vendor != "postgresql":
+        return [
+            (f["seq"], ev.dumps(f))
+            for f in read_events(session_id, after, until=until, limit=limit)
+        ]
+    table = connection.ops.quote_name(Event._meta.db_table)
+    bound = "AND seq <= %s " if until is not None else ""
+    params: list[object] = [session_id, after, *([until] if until is not None else []), limit]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT seq, json_build_object('type', type, 'seq', seq, 'at', "
+            "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+            f"'data', payload)::text FROM {table} "
+            f"WHERE session_id = %s AND seq > %s {bound}ORDER BY seq LIMIT %s",
+            params,
+        )
+        return cursor.fetchall()
 
 
 def latest_seqs(session_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:

@@ -29,6 +29,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 
+from durable_sessions.events import dumps
 from durable_sessions.groups import activity_group
 from handoff_console import queue
 from handoff_console.conf import console_setting
@@ -37,10 +38,6 @@ from handoff_console.permissions import is_operator
 logger = logging.getLogger(__name__)
 
 CLOSE_FORBIDDEN = 4403  # the same code the session websocket uses
-
-
-def _dumps(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
 class ConsoleFeedConsumer(AsyncWebsocketConsumer):
@@ -82,12 +79,12 @@ class ConsoleFeedConsumer(AsyncWebsocketConsumer):
             frame = None
         kind = frame.get("type") if isinstance(frame, dict) else None
         if kind == "ping":
-            await self.send(text_data=_dumps({"type": "pong"}))
+            await self.send(text_data=dumps({"type": "pong"}))
         elif kind == "refresh":
             await self._send_snapshot(force=True)
         else:
             error = {"type": "error", "code": "unknown_type", "message": "send ping or refresh"}
-            await self.send(text_data=_dumps(error))
+            await self.send(text_data=dumps(error))
 
     # --- wake-ups -------------------------------------------------------------------------
 
@@ -138,15 +135,15 @@ class ConsoleFeedConsumer(AsyncWebsocketConsumer):
         # One read-and-send at a time, so frames leave in the order they were read.
         async with self._send_lock:
             snap = await database_sync_to_async(queue.snapshot)(self.user)
-            sections = _dumps(snap["sections"])
+            sections = dumps(snap["sections"])
             if not force and sections == self._last_snapshot:
                 return
             self._last_snapshot = sections
-            await self.send(text_data=_dumps(snap))
+            await self.send(text_data=dumps(snap))
 
     async def _send_rows(self, ids: set[str]) -> None:
         async with self._send_lock:
             rows = await database_sync_to_async(queue.rows_for)(ids, self.user)
             # The next periodic refresh compares with a snapshot that rows have changed.
             self._last_snapshot = None
-            await self.send(text_data=_dumps(rows))
+            await self.send(text_data=dumps(rows))

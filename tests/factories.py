@@ -51,9 +51,15 @@ def seqs(session: DurableSession) -> list[int]:
 
 
 def communicator(
-    session_id: Any, *, user: Any = None, store: SessionStore | None = None, after_seq: int = 0
+    session_id: Any,
+    *,
+    user: Any = None,
+    store: SessionStore | None = None,
+    after_seq: int = 0,
+    batch: bool = False,
 ) -> WebsocketCommunicator:
-    comm = WebsocketCommunicator(ws_app, f"/ws/sessions/{session_id}/?after_seq={after_seq}")
+    query = f"after_seq={after_seq}" + ("&batch=1" if batch else "")
+    comm = WebsocketCommunicator(ws_app, f"/ws/sessions/{session_id}/?{query}")
     comm.scope["user"] = user or AnonymousUser()
     comm.scope["session"] = store
     return comm

@@ -73,3 +73,48 @@ async def test_a_message_of_another_session_is_refused():
     with pytest.raises(MessageFinished):
         await writer.append(sessions[0].id, replies[1].pk, "crossed wires")
     assert (await Message.objects.aget(pk=replies[1].pk)).content == ""
+
+
+async def test_deltas_queued_together_for_one_session_keep_their_order():
+    sessions, replies = await streaming_sessions(2)
+    writer = DeltaWriter()
+    # Not awaited one by one: several deltas of each session share a transaction.
+    seqs = await asyncio.gather(
+        *(
+            writer.append(s.id, r.pk, f"{n}.")
+            for n in range(6)
+            for s, r in zip(sessions, replies, strict=True)
+        )
+    )
+    assert seqs[0::2] == list(range(3, 9)) and seqs[1::2] == list(range(3, 9))
+    for reply in replies:
+        assert (await Message.objects.aget(pk=reply.pk)).content == "0.1.2.3.4.5."
+    for session in sessions:
+        stored = [
+            e.payload["text"]
+            async for e in Event.objects.filter(session=session, type="message.delta").order_by(
+                "seq"
+            )
+        ]
+        assert stored == [f"{n}." for n in range(6)]
+
+
+async def test_a_refused_delta_gives_its_seq_back_to_the_session():
+    sessions, replies = await streaming_sessions(1)
+    session, old = sessions[0], replies[0]
+    await service.afinish_assistant_message(old.pk)
+    new = await service.astart_assistant_message(session.id)
+    last_seq = (await DurableSession.objects.aget(pk=session.pk)).last_seq
+    writer = DeltaWriter()
+    outcomes = await asyncio.gather(
+        writer.append(session.id, old.pk, "too late"),
+        writer.append(session.id, new.pk, "fresh"),
+        writer.append(session.id, old.pk, "still too late"),
+        writer.append(session.id, new.pk, " text"),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], MessageFinished) and isinstance(outcomes[2], MessageFinished)
+    assert outcomes[1] == last_seq + 1 and outcomes[3] == last_seq + 2
+    assert (await DurableSession.objects.aget(pk=session.pk)).last_seq == last_seq + 2
+    assert (await Message.objects.aget(pk=new.pk)).content == "fresh text"
+    assert "late" not in (await Message.objects.aget(pk=old.pk)).content

@@ -172,3 +172,37 @@ async def test_the_redis_store_shares_and_expires_entries(redis_url):
     assert [e.conn for e in (await other_process.read([key]))[key]] == ["a"]
     await store.remove(key, "a")
     assert (await store.read([key]))[key] == []
+
+
+async def test_the_redis_store_writes_and_reads_many_sessions_in_chunks(redis_url, monkeypatch):
+    monkeypatch.setattr(presence, "PIPELINE_CHUNK", 3)
+    store = presence.RedisStore(redis_url)
+    keys = [f"test-{time.time_ns()}-{i}" for i in range(8)]
+    later = time.time() + 30
+    await store.put_many(
+        {
+            key: [presence.Entry(f"{key}-{n}", presence.CUSTOMER, None, "V", expires=later)]
+            for n, key in enumerate(keys)
+        }
+        | {"empty-session": []}
+    )
+    found = await presence.RedisStore(redis_url).read([*keys, "empty-session"])
+    assert [[e.conn for e in found[key]] for key in keys] == [
+        [f"{k}-{n}"] for n, k in enumerate(keys)
+    ]
+    assert found["empty-session"] == []
+
+
+def test_frames_render_once_per_kind_of_viewer():
+    now = time.time()
+    entries = [
+        presence.Entry("c", presence.CUSTOMER, None, "Visitor"),
+        presence.Entry("o", presence.OPERATOR, 7, "Olga", typing_until=now + 5, private=True),
+    ]
+    frames = presence.Frames(entries, now)
+    operator = frames.for_viewer(operator=True)
+    customer = frames.for_viewer(operator=False)
+    assert frames.for_viewer(operator=True) is operator
+    assert operator["operators"][0]["writing_note"] is True
+    assert "writing_note" not in customer["operators"][0]
+    assert customer == presence.render(entries, for_operator=False, now=now)

@@ -41,7 +41,7 @@ def durable_targets(
     for index in range(first, first + count):
         session = sessions[index // DEVICES]
         server = servers[index % len(servers)]
-        url = f"{server.ws}/ws/sessions/{session}/?after_seq={after[session]}"
+        url = f"{server.ws}/ws/sessions/{session}/?after_seq={after[session]}&batch=1"
         targets.append((url, session))
     return targets
 

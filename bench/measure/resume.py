@@ -47,7 +47,8 @@ def measure(ctx: Context) -> dict[str, Any]:
                 raise RuntimeError(f"seeded {seeded['last_seq']} events, not {events}")
             sup.stop(writer)
         clients = ClientPool(sup, "resume", 1, env)
-        url = f"{servers[0].ws}/ws/sessions/{session}/?after_seq="
+        # As client.js asks: the replay in ``events`` frames.
+        url = f"{servers[0].ws}/ws/sessions/{session}/?batch=1&after_seq="
         clients.resume(url + "0", ctx.cookie, 1)  # warm-up: imports, pool connections
         full = _summary(clients.resume(url + "0", ctx.cookie, plan.resume_repeats))
         tail_after = events - plan.resume_tail

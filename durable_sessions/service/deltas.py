@@ -11,8 +11,10 @@ when the AI lost control or the reply ended, and is published only after commit.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.db import connection, transaction
@@ -29,8 +31,8 @@ from durable_sessions.errors import (
     SessionNotFound,
 )
 from durable_sessions.models import Control, DurableSession, Event, Message, MessageState, Status
-from durable_sessions.publish import asend, collecting
-from durable_sessions.service.log import save_and_publish
+from durable_sessions.publish import Wakeup, asend, collecting
+from durable_sessions.service.log import publish_events
 from durable_sessions.tasks import background_task
 
 # Deltas written per transaction at most.
@@ -45,46 +47,63 @@ class _Delta:
     future: asyncio.Future[int] = field(repr=False)
 
 
-def _rounds(batch: list[_Delta]) -> list[list[_Delta]]:
-    """Split a batch so that each round has at most one delta per session, in id order
-    (a fixed lock order: batches of two processes cannot deadlock)."""
-    rounds: list[list[_Delta]] = []
+def _by_session(batch: list[_Delta]) -> dict[uuid.UUID, list[_Delta]]:
+    """The batch's deltas per session, in queue order, sessions in id order (a fixed lock
+    order: the batches of two processes cannot deadlock)."""
+    grouped: dict[uuid.UUID, list[_Delta]] = {}
     for delta in batch:
-        for round_ in rounds:
-            if all(d.session_id != delta.session_id for d in round_):
-                round_.append(delta)
-                break
-        else:
-            rounds.append([delta])
-    return [sorted(r, key=lambda d: d.session_id.hex) for r in rounds]
+        grouped.setdefault(delta.session_id, []).append(delta)
+    return {sid: grouped[sid] for sid in sorted(grouped, key=lambda s: s.hex)}
 
 
 def _db_id(session_id: uuid.UUID) -> object:
     return DurableSession._meta.pk.get_db_prep_value(session_id, connection)
 
 
-def _reserve(round_: list[_Delta]) -> dict[uuid.UUID, int]:
-    """Lock the open, AI-controlled sessions of the round and take their next seq."""
+def _source(columns: dict[str, tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
+    """A FROM item ``v`` whose rows hold the given columns (name: (SQL type, values)).
+
+    PostgreSQL gets one array per column, a handful of parameters whatever the number of
+    rows; SQLite, which has no arrays, gets a VALUES list.
+    """
+    names = list(columns)
+    if connection.vendor == "postgresql":
+        arrays = ", ".join(f"CAST(%s AS {sql_type}[])" for sql_type, _ in columns.values())
+        return f"unnest({arrays}) AS v({', '.join(names)})", [v for _, v in columns.values()]
+    rows = list(zip(*(values for _, values in columns.values()), strict=True))
+    row = "(" + ", ".join(["%s"] * len(names)) + ")"
+    selected = ", ".join(f"column{i} AS {name}" for i, name in enumerate(names, start=1))
+    values = ", ".join([row] * len(rows))
+    return f"(SELECT {selected} FROM (VALUES {values})) AS v", [x for r in rows for x in r]
+
+
+def _reserve(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[uuid.UUID, int]:
+    """Lock the open, AI-controlled sessions and reserve one seq per queued delta;
+    returns each session's ``last_seq`` after the reservation."""
     table = connection.ops.quote_name(DurableSession._meta.db_table)
-    ids = [_db_id(d.session_id) for d in round_]
-    marks = ", ".join(["%s"] * len(ids))
+    ids = [_db_id(session_id) for session_id in grouped]
+    source, params = _source(
+        {"id": ("uuid", ids), "n": ("integer", [len(d) for d in grouped.values()])}
+    )
     now = timezone.now()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # Lock in id order; FOR UPDATE re-checks status and control once locked.
+            # Lock in id order first (two batches never deadlock); the outer UPDATE then
+            # checks status and control on the locked, newest row versions.
             cursor.execute(
-                f"UPDATE {table} AS s SET last_seq = s.last_seq + 1, updated_at = %s "
-                f"FROM (SELECT id FROM {table} WHERE id IN ({marks}) AND status = %s "
-                "AND control = %s ORDER BY id FOR UPDATE) AS l "
-                "WHERE s.id = l.id RETURNING s.id, s.last_seq",
-                [now, *ids, Status.OPEN, Control.AI],
+                f"UPDATE {table} AS s SET last_seq = s.last_seq + v.n, updated_at = %s "
+                f"FROM {source}, (SELECT id FROM {table} WHERE id = ANY(%s) "
+                "ORDER BY id FOR UPDATE) AS l "
+                "WHERE s.id = v.id AND s.id = l.id AND s.status = %s AND s.control = %s "
+                "RETURNING s.id, s.last_seq",
+                [now, *params, ids, Status.OPEN, Control.AI],
             )
         else:  # SQLite: the whole database is locked by the write transaction.
             cursor.execute(
-                f"UPDATE {table} SET last_seq = last_seq + 1, updated_at = %s "
-                f"WHERE id IN ({marks}) AND status = %s AND control = %s "
-                "RETURNING id, last_seq",
-                [now, *ids, Status.OPEN, Control.AI],
+                f"UPDATE {table} SET last_seq = last_seq + v.n, updated_at = %s FROM {source} "
+                f"WHERE {table}.id = v.id AND status = %s AND control = %s "
+                f"RETURNING {table}.id, {table}.last_seq",
+                [now, *params, Status.OPEN, Control.AI],
             )
         rows = cursor.fetchall()
     return {_as_uuid(sid): seq for sid, seq in rows}
@@ -103,83 +122,120 @@ def _refusal(session_id: uuid.UUID) -> ServiceError:
     return NotInControl(f"the AI no longer controls session {session_id}")
 
 
-def _concatenate(round_: list[_Delta]) -> set[int]:
-    """Append each text to its still-streaming message; returns the ids updated."""
+def _concatenate(deltas: list[_Delta]) -> set[tuple[int, uuid.UUID]]:
+    """Append the texts to their still-streaming messages, joined per message in queue
+    order; returns the (message id, session id) pairs updated."""
+    texts: dict[tuple[int, uuid.UUID], list[str]] = {}
+    for delta in deltas:
+        texts.setdefault((delta.message_id, delta.session_id), []).append(delta.text)
+    source, params = _source(
+        {
+            "mid": ("bigint", [message_id for message_id, _ in texts]),
+            "sid": ("uuid", [_db_id(session_id) for _, session_id in texts]),
+            "txt": ("text", ["".join(parts) for parts in texts.values()]),
+        }
+    )
     table = connection.ops.quote_name(Message._meta.db_table)
-    uuid_cast = "CAST(%s AS uuid)" if connection.vendor == "postgresql" else "%s"
-    rows = ", ".join(f"(CAST(%s AS BIGINT), {uuid_cast}, CAST(%s AS TEXT))" for _ in round_)
-    params: list[object] = []
-    for delta in round_:
-        params += [delta.message_id, _db_id(delta.session_id), delta.text]
     with connection.cursor() as cursor:
+        # Rows are found by primary key. `state || ''` keeps the planner off the
+        # (session, state) index: streaming rows are few, so it would expect one row and
+        # compare every row of the batch with every streaming message.
         cursor.execute(
-            f"WITH v(mid, sid, txt) AS (VALUES {rows}) "
-            f"UPDATE {table} SET content = content || "
-            f"(SELECT txt FROM v WHERE v.mid = {table}.id) "
-            f"WHERE id IN (SELECT mid FROM v WHERE v.sid = {table}.session_id) "
-            "AND state = %s RETURNING id",
+            f"UPDATE {table} SET content = {table}.content || v.txt FROM {source} "
+            f"WHERE {table}.id = v.mid AND {table}.session_id = v.sid "
+            f"AND {table}.state || '' = %s "
+            f"RETURNING {table}.id, {table}.session_id",
             [*params, MessageState.STREAMING],
         )
-        return {row[0] for row in cursor.fetchall()}
+        return {(mid, _as_uuid(sid)) for mid, sid in cursor.fetchall()}
 
 
-def _write_round(round_: list[_Delta]) -> tuple[list[Event], list[int | ServiceError]]:
-    seqs = _reserve(round_)
-    outcomes: dict[int, int | ServiceError] = {}
-    accepted = []
-    for index, delta in enumerate(round_):
-        if delta.session_id in seqs:
-            accepted.append((index, delta))
-        else:
-            outcomes[index] = _refusal(delta.session_id)
-    written = _concatenate([d for _, d in accepted]) if accepted else set()
-    rows: list[Event] = []
-    unreserve = []
-    now = timezone.now()
-    for index, delta in accepted:
-        if delta.message_id not in written:
-            outcomes[index] = MessageFinished(f"message {delta.message_id} is no longer streaming")
-            unreserve.append(delta.session_id)
-            continue
-        seq = seqs[delta.session_id]
-        payload = {"message_id": delta.message_id, "text": delta.text}
-        rows.append(
-            Event(
-                session_id=delta.session_id,
-                seq=seq,
-                type=ev.MESSAGE_DELTA,
-                payload=payload,
-                created_at=now,
-            )
+def _insert(rows: list[Event]) -> None:
+    """Insert the staged events: on PostgreSQL in one statement of three arrays."""
+    if connection.vendor != "postgresql":
+        Event.objects.bulk_create(rows)
+        return
+    table = connection.ops.quote_name(Event._meta.db_table)
+    source, params = _source(
+        {
+            "sid": ("uuid", [row.session_id for row in rows]),
+            "seq": ("bigint", [row.seq for row in rows]),
+            "payload": ("text", [json.dumps(row.payload) for row in rows]),
+        }
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (session_id, seq, type, payload, created_at) "
+            f"SELECT v.sid, v.seq, %s, CAST(v.payload AS jsonb), %s FROM {source}",
+            [ev.MESSAGE_DELTA, rows[0].created_at, *params],
         )
-        outcomes[index] = seq
-    if unreserve:
-        # Give the reserved seqs back; the transaction goes on for the other deltas.
-        DurableSession.objects.filter(pk__in=unreserve).update(last_seq=F("last_seq") - 1)
-    return rows, [outcomes[i] for i in range(len(round_))]
 
 
 def write_batch(batch: list[_Delta]) -> list[int | ServiceError]:
-    """Write the deltas in one transaction; per delta its seq or the refusal."""
+    """Write the deltas in one transaction; per delta its seq or the refusal.
+
+    Three statements whatever the batch holds: reserve the seqs of every session, append
+    the texts to every message, insert every event.
+    """
     outcome_of: dict[int, int | ServiceError] = {}
     with transaction.atomic():
+        grouped = _by_session(batch)
+        reserved = _reserve(grouped)
+        for session_id, deltas in grouped.items():
+            if session_id not in reserved:
+                refusal = _refusal(session_id)
+                for delta in deltas:
+                    outcome_of[id(delta)] = refusal
+        accepted = [d for sid, deltas in grouped.items() if sid in reserved for d in deltas]
+        written = _concatenate(accepted) if accepted else set()
         rows: list[Event] = []
-        for round_ in _rounds(batch):
-            staged, outcomes = _write_round(round_)
-            rows += staged
-            for delta, outcome in zip(round_, outcomes, strict=True):
-                outcome_of[id(delta)] = outcome
-        save_and_publish(rows)
+        unused: dict[uuid.UUID, int] = {}
+        now = timezone.now()
+        for session_id, last_seq in reserved.items():
+            deltas = grouped[session_id]
+            seq = last_seq - len(deltas)
+            for delta in deltas:
+                if (delta.message_id, session_id) not in written:
+                    outcome_of[id(delta)] = MessageFinished(
+                        f"message {delta.message_id} is no longer streaming"
+                    )
+                    continue
+                seq += 1
+                payload = {"message_id": delta.message_id, "text": delta.text}
+                rows.append(
+                    Event(
+                        session_id=session_id,
+                        seq=seq,
+                        type=ev.MESSAGE_DELTA,
+                        payload=payload,
+                        created_at=now,
+                    )
+                )
+                outcome_of[id(delta)] = seq
+            if seq != last_seq:
+                unused[session_id] = last_seq - seq
+        for session_id, count in unused.items():
+            # Give the seqs of refused deltas back; the others keep theirs, gapless.
+            DurableSession.objects.filter(pk=session_id).update(last_seq=F("last_seq") - count)
+        if rows:
+            _insert(rows)
+            publish_events(rows)
     return [outcome_of[id(delta)] for delta in batch]
 
 
 class DeltaWriter:
-    """Queues deltas and writes them in group commits, one transaction at a time."""
+    """Queues deltas and writes them in group commits, one transaction at a time.
+
+    A publisher task sends each batch's wake-ups and then resolves its futures, while the
+    next batch is already being written: publishing never holds up the database, and a
+    writer that gets its seq back knows the delta was committed and announced in order.
+    """
 
     def __init__(self) -> None:
         self._queue: list[_Delta] = []
         self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._outbox: asyncio.Queue[_Written] | None = None
+        self._tasks: tuple[asyncio.Task[None], ...] = ()
 
     async def append(self, session_id: uuid.UUID, message_id: int, text: str) -> int:
         """Append ``text`` to a streaming reply; returns its seq once committed.
@@ -190,16 +246,25 @@ class DeltaWriter:
         if not isinstance(text, str) or not text:
             raise InvalidInput("text", "must be a non-empty string")
         loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+        if not self._running(loop):
+            for task in self._tasks:
+                task.cancel()
             self._wake = asyncio.Event()
-            self._task = background_task(self._run())
+            self._outbox = asyncio.Queue()
+            self._tasks = (background_task(self._write()), background_task(self._publish()))
+        assert self._wake is not None
         future: asyncio.Future[int] = loop.create_future()
         self._queue.append(_Delta(session_id, message_id, text, future))
         self._wake.set()
         return await future
 
-    async def _run(self) -> None:
-        assert self._wake is not None
+    def _running(self, loop: asyncio.AbstractEventLoop) -> bool:
+        return bool(self._tasks) and all(
+            not task.done() and task.get_loop() is loop for task in self._tasks
+        )
+
+    async def _write(self) -> None:
+        assert self._wake is not None and self._outbox is not None
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -212,19 +277,32 @@ class DeltaWriter:
                 try:
                     outcomes, wakeups = await database_sync_to_async(collecting)(write_batch, batch)
                 except Exception as exc:  # the whole transaction failed
-                    for delta in batch:
-                        if not delta.future.done():
-                            delta.future.set_exception(exc)
+                    self._outbox.put_nowait(_Written(batch, [exc] * len(batch), []))
                     continue
-                for wakeup in wakeups:
-                    await asend(wakeup)
-                for delta, outcome in zip(batch, outcomes, strict=True):
-                    if delta.future.done():
-                        continue  # its run was cancelled meanwhile
-                    if isinstance(outcome, ServiceError):
-                        delta.future.set_exception(outcome)
-                    else:
-                        delta.future.set_result(outcome)
+                self._outbox.put_nowait(_Written(batch, outcomes, wakeups))
+
+    async def _publish(self) -> None:
+        assert self._outbox is not None
+        while True:
+            written = await self._outbox.get()
+            for wakeup in written.wakeups:
+                await asend(wakeup)
+            for delta, outcome in zip(written.batch, written.outcomes, strict=True):
+                if delta.future.done():
+                    continue  # its run was cancelled meanwhile
+                if isinstance(outcome, BaseException):
+                    delta.future.set_exception(outcome)
+                else:
+                    delta.future.set_result(outcome)
+
+
+@dataclass
+class _Written:
+    """A committed (or failed) batch, waiting for its wake-ups to be sent."""
+
+    batch: list[_Delta]
+    outcomes: list[int | BaseException]
+    wakeups: list[Wakeup]
 
 
 delta_writer = DeltaWriter()

@@ -97,6 +97,11 @@ def save_and_publish(rows: list[Event]) -> None:
     if not rows:
         return
     Event.objects.bulk_create(rows)
+    publish_events(rows)
+
+
+def publish_events(rows: list[Event]) -> None:
+    """Publish saved events, one wake-up per session, once the transaction commits."""
     by_session: dict[uuid.UUID, list[dict[str, Any]]] = {}
     for e in rows:
         by_session.setdefault(e.session_id, []).append(

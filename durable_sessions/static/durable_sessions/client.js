@@ -99,7 +99,8 @@ function defaultStorage() {
 
 function defaultUrl(sessionId, afterSeq) {
   const scheme = globalThis.location.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${globalThis.location.host}/ws/sessions/${sessionId}/?after_seq=${afterSeq}`;
+  // batch=1: the replay comes in `events` frames of many events each.
+  return `${scheme}://${globalThis.location.host}/ws/sessions/${sessionId}/?after_seq=${afterSeq}&batch=1`;
 }
 
 class RequestError extends Error {
@@ -313,7 +314,7 @@ export class DurableSessionClient {
     if (typeof url === "function") return url(this.sessionId, this.lastSeq);
     if (typeof url === "string" && url) {
       const base = url.endsWith("/") ? url : `${url}/`;
-      return `${base}${this.sessionId}/?after_seq=${this.lastSeq}`;
+      return `${base}${this.sessionId}/?after_seq=${this.lastSeq}&batch=1`;
     }
     return defaultUrl(this.sessionId, this.lastSeq);
   }
@@ -533,13 +534,14 @@ export class DurableSessionClient {
     else this._emit("frame", frame);
   }
 
+  /** Apply one log event; false when it showed a gap and the connection was dropped. */
   _applyEvent(frame) {
-    if (frame.seq <= this.lastSeq) return; // already applied (an earlier connection)
+    if (frame.seq <= this.lastSeq) return true; // already applied (an earlier connection)
     if (frame.seq !== this.lastSeq + 1) {
       // Cannot happen on one connection; if it does, ask again from what we have.
       this._dropSocket("gap in seq");
       this._scheduleReconnect();
-      return;
+      return false;
     }
     this.lastSeq = frame.seq;
     try {
@@ -549,6 +551,7 @@ export class DurableSessionClient {
     }
     this._emit("event", frame);
     this._saveSoon();
+    return true;
   }
 
   _onSnapshot(frame) {
@@ -822,6 +825,12 @@ const FRAME_HANDLERS = {
   },
   live() {
     this._onLive();
+  },
+  events(frame) {
+    // A page of the replay (or of a gap re-read): log events in seq order.
+    for (const event of Array.isArray(frame.events) ? frame.events : []) {
+      if (!this._applyEvent(event)) return;
+    }
   },
   "agent.status"(frame) {
     this.agentStatus = frame.status;
