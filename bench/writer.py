@@ -27,6 +27,10 @@ from bench.streams import FILLER, Send, paced, spread, stamped_text
 REPLY_EVENTS = 100
 # Characters after which an open reply is completed rather than taken over.
 LONGEST_REPLY = 20_000
+# A reply that has grown past this many characters is completed, and a new one started,
+# before the next stream: answers end, and each delta rewrites its reply's whole text,
+# so a reply that grew through every step would make later steps slower than earlier ones.
+ROLL_OVER_CHARS = 4_000
 
 
 class DurableWriter:
@@ -34,6 +38,7 @@ class DurableWriter:
 
     def __init__(self) -> None:
         self.messages: dict[str, int] = {}
+        self.written: dict[str, int] = {}  # characters sent to each open reply
 
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         kind = command["cmd"]
@@ -76,6 +81,15 @@ class DurableWriter:
             started = await asyncio.gather(*(service.astart_assistant_message(s) for s in part))
             for session_id, message in zip(part, started, strict=True):
                 self.messages[session_id] = message.pk
+                self.written[session_id] = 0
+
+    async def roll_over(self, sessions: list[str]) -> None:
+        """Complete the replies that grew past :data:`ROLL_OVER_CHARS` and start new ones."""
+        long = [s for s in sessions if self.written.get(s, 0) > ROLL_OVER_CHARS]
+        if long:
+            for session_id in long:
+                del self.messages[session_id]  # so that prepare completes it
+            await self.prepare(long, fresh=True)
 
     async def finish(self, sessions: list[str]) -> int:
         """Complete the streaming replies of ``sessions`` (left over ones too)."""
@@ -92,13 +106,16 @@ class DurableWriter:
         messages = [self.messages[s] for s in sessions]
 
         async def send(index: int) -> int:
-            return await service.delta_writer.append(ids[index], messages[index], stamped_text())
+            text = stamped_text()
+            self.written[sessions[index]] = self.written.get(sessions[index], 0) + len(text)
+            return await service.delta_writer.append(ids[index], messages[index], text)
 
         return send
 
     async def stream(self, command: dict[str, Any]) -> dict[str, Any]:
         sessions: list[str] = command["sessions"]
         await self.prepare(sessions, fresh=bool(command.get("fresh", False)))
+        await self.roll_over(sessions)
         result = await paced(
             len(sessions),
             self._sender(sessions),

@@ -92,7 +92,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return
         ensure_embedded_worker()
         self.access = opened.access
-        self.participant = opened.participant
+        # The id only: an idle connection need not hold a model instance.
+        self.participant_id = opened.participant.pk if opened.participant else None
         self.limiter = RateLimiter()
         self._lock = asyncio.Lock()
         self.group = session_group(self.session_id)
@@ -143,7 +144,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
         access = get_adapter().access(session, user, visitor_id(self.scope.get("session")))
         if access is None:
             return None
-        participants = list(session.participants.all())
+        # Not through session.participants: each would keep the session row (its
+        # related-object cache) alive for as long as the connection holds its participant.
+        participants = list(Participant.objects.filter(session_id=session.pk))
         kind = ParticipantKind.CUSTOMER if access is Access.OWNER else ParticipantKind.OPERATOR
         mine = next(
             (
@@ -208,7 +211,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             self._last_presence = frame  # the session's connections share one copy
 
     async def session_presence(self, message: dict[str, Any]) -> None:
-        entries = [presence.Entry(**e) for e in message["entries"]]
+        entries = presence.load_entries(message["entries"])
         await self.presence_changed(presence.Frames(entries, time.time()))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -324,6 +327,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
             out["field"] = field
         return out
 
+    async def _participant(self) -> Participant | None:
+        if self.participant_id is None:
+            return None
+        return await Participant.objects.aget(pk=self.participant_id)
+
     def _require_owner(self, frame: Frame) -> None:
         if self.access is not Access.OWNER:
             raise FrameError(
@@ -337,7 +345,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
         content, client_id = frame.fields["content"], frame.fields["client_id"]
         if self.access is Access.OWNER:
             result = await service.apost_message(
-                self.session_id, author=self.participant, content=content, client_id=client_id
+                self.session_id,
+                author=await self._participant(),
+                content=content,
+                client_id=client_id,
             )
         else:
             result = await service.aoperator_reply(
@@ -368,7 +379,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def on_handoff_request(self, frame: Frame) -> dict[str, Any]:
         self._require_owner(frame)
         changed = await service.arequest_handoff(
-            self.session_id, by=self.participant, reason=frame.fields.get("reason", "")
+            self.session_id, by=await self._participant(), reason=frame.fields.get("reason", "")
         )
         return {"type": "ack", "for": frame.type, "changed": changed}
 

@@ -33,7 +33,7 @@ PRESENCE_MESSAGE_TYPE = "session.presence"
 CUSTOMER, OPERATOR = "customer", "operator"
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One connection's presence."""
 
@@ -51,6 +51,14 @@ class Entry:
     @classmethod
     def loads(cls, raw: str | bytes) -> Entry:
         return cls(**json.loads(raw))
+
+
+def dump_entries(entries: list[Entry]) -> str:
+    return json.dumps([asdict(e) for e in entries], separators=(",", ":"))
+
+
+def load_entries(raw: str) -> list[Entry]:
+    return [Entry(**fields) for fields in json.loads(raw)]
 
 
 def render(entries: list[Entry], *, for_operator: bool, now: float) -> dict[str, Any]:
@@ -305,10 +313,9 @@ class PresenceKeeper:
         entries = (await self.store.read([session_key]))[session_key]
         layer = get_channel_layer()
         if layer is not None:
-            message = {
-                "type": PRESENCE_MESSAGE_TYPE,
-                "entries": [asdict(e) for e in entries],
-            }
+            # One JSON string rather than a list of dicts: every receiving connection
+            # keeps its last message alive until the next one, and most are idle.
+            message = {"type": PRESENCE_MESSAGE_TYPE, "entries": dump_entries(entries)}
             try:
                 await layer.group_send(session_group(session_key), message)
             except Exception:

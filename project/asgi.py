@@ -8,12 +8,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # Set up Django before importing anything that touches models.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from durable_sessions.middleware import SessionAuthMiddleware  # noqa: E402
 from durable_sessions.routing import websocket_urlpatterns as session_routes  # noqa: E402
 from handoff_console.routing import websocket_urlpatterns as console_routes  # noqa: E402
 
@@ -23,7 +23,7 @@ application = ProtocolTypeRouter(
     {
         "http": http_app,
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(session_routes + console_routes))
+            SessionAuthMiddleware(URLRouter(session_routes + console_routes))
         ),
     }
 )
