@@ -31,7 +31,7 @@ from durable_sessions.errors import (
     SessionNotFound,
 )
 from durable_sessions.models import Control, DurableSession, Event, Message, MessageState, Status
-from durable_sessions.publish import Wakeup, asend, collecting
+from durable_sessions.publish import Wakeup, asend_all, collecting
 from durable_sessions.service.log import publish_events
 from durable_sessions.tasks import background_task
 
@@ -285,8 +285,7 @@ class DeltaWriter:
         assert self._outbox is not None
         while True:
             written = await self._outbox.get()
-            for wakeup in written.wakeups:
-                await asend(wakeup)
+            await asend_all(written.wakeups)
             for delta, outcome in zip(written.batch, written.outcomes, strict=True):
                 if delta.future.done():
                     continue  # its run was cancelled meanwhile
