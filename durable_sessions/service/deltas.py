@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,8 @@ from durable_sessions.models import Control, DurableSession, Event, Message, Mes
 from durable_sessions.publish import Wakeup, asend_all, collecting
 from durable_sessions.service.log import publish_events
 from durable_sessions.tasks import background_task
+
+logger = logging.getLogger(__name__)
 
 # Deltas written per transaction at most.
 MAX_BATCH = 500
@@ -174,8 +177,8 @@ def _insert(rows: list[Event]) -> None:
 def write_batch(batch: list[_Delta]) -> list[int | ServiceError]:
     """Write the deltas in one transaction; per delta its seq or the refusal.
 
-    Three statements whatever the batch holds: reserve the seqs of every session, append
-    the texts to every message, insert every event.
+    Three statements however many deltas the batch holds: reserve the seqs of every
+    session, append the texts to every message, insert every event (refusals add a few).
     """
     outcome_of: dict[int, int | ServiceError] = {}
     with transaction.atomic():
@@ -285,7 +288,10 @@ class DeltaWriter:
         assert self._outbox is not None
         while True:
             written = await self._outbox.get()
-            await asend_all(written.wakeups)
+            try:
+                await asend_all(written.wakeups)
+            except Exception:  # never leave writers waiting: receivers catch up anyway
+                logger.exception("wake-ups of %d deltas failed", len(written.batch))
             for delta, outcome in zip(written.batch, written.outcomes, strict=True):
                 if delta.future.done():
                     continue  # its run was cancelled meanwhile
