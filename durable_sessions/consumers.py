@@ -94,7 +94,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self.access = opened.access
         # The id only: an idle connection need not hold a model instance.
         self.participant_id = opened.participant.pk if opened.participant else None
-        self.limiter = RateLimiter()
+        self.limiter: RateLimiter | None = None  # made by the first frame: most never send
         self._lock = asyncio.Lock()
         self.group = session_group(self.session_id)
         # Subscribe first, then replay: whatever is committed after this point reaches
@@ -297,6 +297,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
+            if self.limiter is None:
+                self.limiter = RateLimiter()
             if not self.limiter.allow():
                 raise FrameError(
                     "rate_limited",

@@ -54,11 +54,18 @@ class Entry:
 
 
 def dump_entries(entries: list[Entry]) -> str:
-    return json.dumps([asdict(e) for e in entries], separators=(",", ":"))
+    """What a presence push carries: the fields :func:`render` reads, as compact JSON."""
+    return json.dumps(
+        [[e.kind, e.user_id, e.name, e.typing_until, e.private] for e in entries],
+        separators=(",", ":"),
+    )
 
 
 def load_entries(raw: str) -> list[Entry]:
-    return [Entry(**fields) for fields in json.loads(raw)]
+    return [
+        Entry("", kind, user_id, name, typing_until, private)
+        for kind, user_id, name, typing_until, private in json.loads(raw)
+    ]
 
 
 def render(entries: list[Entry], *, for_operator: bool, now: float) -> dict[str, Any]:

@@ -206,3 +206,18 @@ def test_frames_render_once_per_kind_of_viewer():
     assert operator["operators"][0]["writing_note"] is True
     assert "writing_note" not in customer["operators"][0]
     assert customer == presence.render(entries, for_operator=False, now=now)
+
+
+def test_a_presence_push_carries_what_rendering_needs():
+    now = time.time()
+    entries = [
+        presence.Entry("conn-a", presence.CUSTOMER, None, "Visitor", typing_until=now + 5),
+        presence.Entry("conn-b", presence.OPERATOR, 7, "Olga ✓", now + 5, True, now + 40),
+        presence.Entry("conn-c", presence.OPERATOR, 7, "Olga ✓", expires=now + 40),
+    ]
+    pushed = presence.load_entries(presence.dump_entries(entries))
+    for operator in (True, False):
+        assert presence.render(pushed, for_operator=operator, now=now) == presence.render(
+            entries, for_operator=operator, now=now
+        )
+    assert "conn-a" not in presence.dump_entries(entries)  # connection names stay home
