@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from channels.layers import InMemoryChannelLayer
+from channels.layers import InMemoryChannelLayer, channel_layers
 
 
 class LossyChannelLayer(InMemoryChannelLayer):
@@ -21,3 +21,11 @@ class LossyChannelLayer(InMemoryChannelLayer):
             self.dropped += 1
             return
         await super().group_send(group, message)
+
+
+def use_lossy_layer(settings, drop: float) -> None:
+    """Make the test's default channel layer a :class:`LossyChannelLayer`."""
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "tests.lossy_layer.LossyChannelLayer", "CONFIG": {"drop": drop}}
+    }
+    channel_layers.backends.clear()

@@ -8,12 +8,13 @@ import threading
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import channel_layers, get_channel_layer
+from channels.layers import get_channel_layer
 from django.db import close_old_connections
 
 from durable_sessions import service
 from durable_sessions.models import Event, Message, ParticipantKind
 from tests.factories import anonymous_session, nothing_more, open_ws, recv
+from tests.lossy_layer import use_lossy_layer
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -114,10 +115,7 @@ async def test_a_client_that_drops_anywhere_resumes_exactly(seed):
 
 
 async def test_every_client_gets_every_event_when_the_layer_drops_messages(settings):
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "tests.lossy_layer.LossyChannelLayer", "CONFIG": {"drop": 0.5}}
-    }
-    channel_layers.backends.clear()
+    use_lossy_layer(settings, drop=0.5)
     session, store = await db(anonymous_session)()
     clients = [(await open_ws(session.id, store=store))[0] for _ in range(3)]
     chunks = [f"w{i} " for i in range(40)]
@@ -133,10 +131,7 @@ async def test_every_client_gets_every_event_when_the_layer_drops_messages(setti
 
 
 async def test_a_dropped_last_event_arrives_through_the_periodic_resync(settings):
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "tests.lossy_layer.LossyChannelLayer", "CONFIG": {"drop": 1.0}}
-    }
-    channel_layers.backends.clear()
+    use_lossy_layer(settings, drop=1.0)
     session, store = await db(anonymous_session)()
     comm, _ = await open_ws(session.id, store=store)
     customer = await db(service.participant_for)(session.id, ParticipantKind.CUSTOMER)

@@ -7,12 +7,12 @@ import json
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import channel_layers
 
 from durable_sessions import consumers, service
 from durable_sessions.models import Event
 from durable_sessions.replay import read_events, read_wire
 from tests.factories import anonymous_session, communicator, nothing_more, open_ws, recv
+from tests.lossy_layer import use_lossy_layer
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -70,10 +70,7 @@ async def test_live_events_stay_single_frames_after_a_batched_replay():
 
 
 async def test_a_gap_left_by_the_layer_is_reread_as_an_events_frame(settings):
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "tests.lossy_layer.LossyChannelLayer", "CONFIG": {"drop": 0.5}}
-    }
-    channel_layers.backends.clear()
+    use_lossy_layer(settings, drop=0.5)
     session, store = await db(anonymous_session)()
     comm, _ = await open_ws(session.id, store=store, batch=True)
     reply = await service.astart_assistant_message(session.id)

@@ -33,7 +33,7 @@ from durable_sessions.errors import (
 )
 from durable_sessions.models import Control, DurableSession, Event, Message, MessageState, Status
 from durable_sessions.publish import Wakeup, asend_all, collecting
-from durable_sessions.service.log import publish_events
+from durable_sessions.service.log import as_uuid, db_id, publish_events
 from durable_sessions.tasks import background_task
 
 logger = logging.getLogger(__name__)
@@ -59,10 +59,6 @@ def _by_session(batch: list[_Delta]) -> dict[uuid.UUID, list[_Delta]]:
     return {sid: grouped[sid] for sid in sorted(grouped, key=lambda s: s.hex)}
 
 
-def _db_id(session_id: uuid.UUID) -> object:
-    return DurableSession._meta.pk.get_db_prep_value(session_id, connection)
-
-
 def _source(columns: dict[str, tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
     """A FROM item ``v`` whose rows hold the given columns (name: (SQL type, values)).
 
@@ -84,7 +80,7 @@ def _reserve(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[uuid.UUID, int]:
     """Lock the open, AI-controlled sessions and reserve one seq per queued delta;
     returns each session's ``last_seq`` after the reservation."""
     table = connection.ops.quote_name(DurableSession._meta.db_table)
-    ids = [_db_id(session_id) for session_id in grouped]
+    ids = [db_id(session_id) for session_id in grouped]
     source, params = _source(
         {"id": ("uuid", ids), "n": ("integer", [len(d) for d in grouped.values()])}
     )
@@ -109,11 +105,7 @@ def _reserve(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[uuid.UUID, int]:
                 [now, *params, Status.OPEN, Control.AI],
             )
         rows = cursor.fetchall()
-    return {_as_uuid(sid): seq for sid, seq in rows}
-
-
-def _as_uuid(value: object) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    return {as_uuid(sid): seq for sid, seq in rows}
 
 
 def _refusal(session_id: uuid.UUID) -> ServiceError:
@@ -134,7 +126,7 @@ def _concatenate(deltas: list[_Delta]) -> set[tuple[int, uuid.UUID]]:
     source, params = _source(
         {
             "mid": ("bigint", [message_id for message_id, _ in texts]),
-            "sid": ("uuid", [_db_id(session_id) for _, session_id in texts]),
+            "sid": ("uuid", [db_id(session_id) for _, session_id in texts]),
             "txt": ("text", ["".join(parts) for parts in texts.values()]),
         }
     )
@@ -150,7 +142,7 @@ def _concatenate(deltas: list[_Delta]) -> set[tuple[int, uuid.UUID]]:
             f"RETURNING {table}.id, {table}.session_id",
             [*params, MessageState.STREAMING],
         )
-        return {(mid, _as_uuid(sid)) for mid, sid in cursor.fetchall()}
+        return {(mid, as_uuid(sid)) for mid, sid in cursor.fetchall()}
 
 
 def _insert(rows: list[Event]) -> None:

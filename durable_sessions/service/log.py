@@ -50,7 +50,7 @@ class Locked:
 
 def lock(session_id: uuid.UUID | str, reserve: int) -> Locked:
     table = connection.ops.quote_name(DurableSession._meta.db_table)
-    pk = DurableSession._meta.pk.get_db_prep_value(as_uuid(session_id), connection)
+    pk = db_id(session_id)
     # One statement takes the row lock, reserves the seqs and reads the state to check.
     # A writer that only locks (reserve 0) leaves updated_at alone.
     touch, params = (
@@ -125,6 +125,11 @@ def as_uuid(value: uuid.UUID | str) -> uuid.UUID:
         return uuid.UUID(str(value))
     except ValueError:
         raise SessionNotFound(f"session {value} does not exist") from None
+
+
+def db_id(session_id: uuid.UUID | str) -> object:
+    """A session id as raw SQL takes it (a UUID on PostgreSQL, hex text on SQLite)."""
+    return DurableSession._meta.pk.get_db_prep_value(as_uuid(session_id), connection)
 
 
 def require_open(locked: Locked) -> None:
