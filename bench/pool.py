@@ -88,7 +88,7 @@ def finish_open_replies() -> int:
 
 def last_seqs(ids: list[str]) -> dict[str, int]:
     """``last_seq`` of each session: clients connect with it as ``after_seq``."""
-    from durable_sessions.replay import latest_seqs
+    from durable_sessions.delivery.replay import latest_seqs
 
     found: dict[str, int] = {}
     for start in range(0, len(ids), 500):

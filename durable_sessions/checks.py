@@ -12,7 +12,7 @@ from durable_sessions.app_settings import SETTING_NAME, ds_settings
 
 IN_MEMORY_LAYERS = (
     "channels.layers.InMemoryChannelLayer",
-    "durable_sessions.layers.LocalChannelLayer",
+    "durable_sessions.delivery.layers.LocalChannelLayer",
 )
 REDIS_CORE_LAYER = "channels_redis.core.RedisChannelLayer"
 

@@ -20,18 +20,19 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from durable_sessions import events as ev
-from durable_sessions import presence, runs, service
+from durable_sessions import service, wire
 from durable_sessions.adapter import Access, get_adapter, visitor_id
 from durable_sessions.app_settings import ds_settings
+from durable_sessions.delivery import presence
+from durable_sessions.delivery.groups import session_group
+from durable_sessions.delivery.publish import EPHEMERAL_MESSAGE_TYPE, LIVE_MESSAGE_TYPE
+from durable_sessions.delivery.replay import read_wire
+from durable_sessions.delivery.resync import registry
 from durable_sessions.errors import ServiceError
 from durable_sessions.frames import Frame, FrameError, RateLimiter, parse
-from durable_sessions.groups import session_group
-from durable_sessions.live import registry
 from durable_sessions.models import DurableSession, Participant, ParticipantKind
-from durable_sessions.publish import EPHEMERAL_MESSAGE_TYPE, LIVE_MESSAGE_TYPE
-from durable_sessions.replay import read_wire
-from durable_sessions.runtime import ensure_embedded_worker
+from durable_sessions.runtime.worker import ensure_embedded_worker
+from durable_sessions.service import runs
 
 logger = logging.getLogger(__name__)
 
@@ -161,8 +162,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
     def _snapshot(self, opened: _Opened, after: int) -> dict[str, Any]:
         return {
             "type": "snapshot",
-            "session": ev.session_data(opened.session),
-            "participants": [ev.participant_data(p) for p in opened.participants],
+            "session": wire.session_data(opened.session),
+            "participants": [wire.participant_data(p) for p in opened.participants],
             "agent": {"status": opened.agent_status},
             "you": {
                 "access": opened.access.value,
@@ -231,7 +232,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     # --- delivery -------------------------------------------------------------------------
 
     async def _send(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=ev.dumps(frame))
+        await self.send(text_data=wire.dumps(frame))
 
     async def _catch_up(self, until: int | None) -> None:
         """Send the committed events after ``last_sent`` (up to ``until``) from the database.
@@ -363,7 +364,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             "client_id": client_id,
             "seq": result.seq,
             "duplicate": result.duplicate,
-            "message": ev.message_data(result.message),
+            "message": wire.message_data(result.message),
         }
 
     async def on_typing(self, frame: Frame) -> None:

@@ -70,7 +70,7 @@ class DurableSession(models.Model):
 
     @property
     def group_name(self) -> str:
-        from durable_sessions.groups import session_group
+        from durable_sessions.delivery.groups import session_group
 
         return session_group(self.id)
 
@@ -198,7 +198,7 @@ class AgentRun(models.Model):
     """One agent turn: claimed by exactly one worker, kept alive by a lease.
 
     A run whose lease expires while ``running`` belongs to a dead process: its reply
-    is marked failed and the session is escalated (see ``durable_sessions.runs``).
+    is marked failed and the session is escalated (see ``durable_sessions.service.runs``).
     """
 
     session = models.ForeignKey(DurableSession, on_delete=models.CASCADE, related_name="runs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from durable_sessions import events as ev
+from durable_sessions import wire
 from durable_sessions.models import Control, Event, Message, Role
 
 
@@ -13,7 +13,7 @@ def latest_handoff(session_id: uuid.UUID | str) -> dict[str, Any] | None:
     """The latest time the session was queued for a human: reason, summary, who and when."""
     event = (
         Event.objects.filter(
-            session_id=session_id, type=ev.CONTROL_CHANGED, payload__control=Control.QUEUED
+            session_id=session_id, type=wire.CONTROL_CHANGED, payload__control=Control.QUEUED
         )
         .order_by("-seq")
         .first()
@@ -25,7 +25,7 @@ def latest_handoff(session_id: uuid.UUID | str) -> dict[str, Any] | None:
         "reason": event.payload.get("reason", ""),
         "summary": event.payload.get("summary", ""),
         "by": by.get("display_name") or "",
-        "at": ev.iso(event.created_at),
+        "at": wire.iso(event.created_at),
         "seq": event.seq,
     }
 
@@ -45,7 +45,7 @@ def ai_said_last(session_id: uuid.UUID | str) -> dict[str, Any] | None:
         "id": message.pk,
         "content": message.content,
         "state": message.state,
-        "at": ev.iso(message.created_at),
+        "at": wire.iso(message.created_at),
     }
 
 

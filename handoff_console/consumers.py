@@ -29,8 +29,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 
-from durable_sessions.events import dumps
-from durable_sessions.groups import activity_group
+from durable_sessions.delivery.groups import activity_group
+from durable_sessions.wire import dumps
 from handoff_console import queue
 from handoff_console.conf import console_setting
 from handoff_console.permissions import is_operator

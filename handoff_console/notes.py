@@ -14,11 +14,11 @@ from typing import Any
 
 from django.db import transaction
 
-from durable_sessions import events as ev
+from durable_sessions import wire
 from durable_sessions.adapter import AnyUser, get_adapter
+from durable_sessions.delivery.publish import publish_ephemeral
 from durable_sessions.errors import InvalidInput, SessionNotFound
 from durable_sessions.models import DurableSession
-from durable_sessions.publish import publish_ephemeral
 from handoff_console.conf import console_setting
 from handoff_console.models import OperatorNote
 from handoff_console.permissions import can_view, is_operator
@@ -38,7 +38,7 @@ def note_data(note: OperatorNote) -> dict[str, Any]:
             else {"id": None, "name": "(deleted user)"}
         ),
         "text": note.text,
-        "created_at": ev.iso(note.created_at),
+        "created_at": wire.iso(note.created_at),
     }
 
 

@@ -18,7 +18,7 @@ from django.db.models.functions import Substr
 from django.urls import reverse
 from django.utils import timezone
 
-from durable_sessions import events as ev
+from durable_sessions import wire
 from durable_sessions.adapter import AnyUser, get_adapter
 from durable_sessions.models import (
     AgentRun,
@@ -42,7 +42,9 @@ MAX_WAITING = 500
 
 def _annotated(sessions: QuerySet[DurableSession]) -> QuerySet[DurableSession]:
     """Add what a row shows beyond the session itself, one subquery per column."""
-    control = Event.objects.filter(session=OuterRef("pk"), type=ev.CONTROL_CHANGED).order_by("-seq")
+    control = Event.objects.filter(session=OuterRef("pk"), type=wire.CONTROL_CHANGED).order_by(
+        "-seq"
+    )
     last_message = Message.objects.filter(session=OuterRef("pk")).order_by("-seq")
     last_run = AgentRun.objects.filter(session=OuterRef("pk")).order_by("-id")
     customer = Participant.objects.filter(session=OuterRef("pk"), kind=ParticipantKind.CUSTOMER)
@@ -61,7 +63,7 @@ def _annotated(sessions: QuerySet[DurableSession]) -> QuerySet[DurableSession]:
 
 
 def _agent_status(run_status: str | None, run_message_id: int | None) -> str:
-    """The agent's status from its latest run (the rule of ``durable_sessions.runs``)."""
+    """The agent's status from its latest run (the rule of ``durable_sessions.service.runs``)."""
     if run_status == RunStatus.PENDING:
         return "thinking"
     if run_status == RunStatus.RUNNING:
@@ -101,22 +103,22 @@ def row(session: DurableSession, user: AnyUser) -> dict[str, Any]:
             else None
         ),
         # When the session joined the queue: the latest control change put it there.
-        "waiting_since": ev.iso(session.control_at) if queued else None,
+        "waiting_since": wire.iso(session.control_at) if queued else None,
         "reason": payload.get("reason", ""),
         "summary": payload.get("summary", ""),
         "last_message": (
             {
                 "role": session.last_role,
                 "preview": session.last_preview or "",
-                "at": ev.iso(session.last_at),
+                "at": wire.iso(session.last_at),
             }
             if session.last_role
             else None
         ),
         "agent": _agent_status(session.run_status, session.run_message_id),
-        "created_at": ev.iso(session.created_at),
-        "updated_at": ev.iso(session.updated_at),
-        "closed_at": ev.iso(session.closed_at),
+        "created_at": wire.iso(session.created_at),
+        "updated_at": wire.iso(session.updated_at),
+        "closed_at": wire.iso(session.closed_at),
         "last_seq": session.last_seq,
     }
 
@@ -143,7 +145,7 @@ def snapshot(user: AnyUser) -> dict[str, Any]:
     }
     return {
         "type": "snapshot",
-        "now": ev.iso(timezone.now()),
+        "now": wire.iso(timezone.now()),
         "limits": {"ai": limit, "others": limit, "closed": int(console_setting("CLOSED_LIMIT"))},
         "sections": {name: _visible_rows(qs, user) for name, qs in querysets.items()},
     }
@@ -156,7 +158,7 @@ def rows_for(session_ids: Iterable[str], user: AnyUser) -> dict[str, Any]:
     rows = _visible_rows(found, user)
     return {
         "type": "rows",
-        "now": ev.iso(timezone.now()),
+        "now": wire.iso(timezone.now()),
         "rows": rows,
         "removed": sorted(wanted - {r["id"] for r in rows}),
     }

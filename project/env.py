@@ -72,7 +72,7 @@ def database_from_url(url: str | None, sqlite_path: Path) -> dict[str, Any]:
 def channel_layers_from_url(url: str | None) -> dict[str, Any]:
     """The one-process in-memory layer without REDIS_URL; channels-redis with it."""
     if not url:
-        return {"default": {"BACKEND": "durable_sessions.layers.LocalChannelLayer"}}
+        return {"default": {"BACKEND": "durable_sessions.delivery.layers.LocalChannelLayer"}}
     # redis-py 8 caps a pool at 100 connections and raises past it, and its default
     # socket timeout equals channels-redis' 5 s blocking read: set both explicitly.
     host = {

@@ -5,7 +5,7 @@ from channels.layers import channel_layers
 
 from tests import services
 
-IN_MEMORY = {"default": {"BACKEND": "durable_sessions.layers.LocalChannelLayer"}}
+IN_MEMORY = {"default": {"BACKEND": "durable_sessions.delivery.layers.LocalChannelLayer"}}
 
 
 @pytest.fixture(autouse=True)

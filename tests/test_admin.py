@@ -20,8 +20,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from durable_sessions import service
-from durable_sessions.admin_actions import FROM_DETAIL_PARAM
-from durable_sessions.admin_detail import TRANSCRIPT_PAGE_SIZE
+from durable_sessions.admin.actions import FROM_DETAIL_PARAM
+from durable_sessions.admin.detail import TRANSCRIPT_PAGE_SIZE
 from durable_sessions.models import (
     AgentRun,
     Control,

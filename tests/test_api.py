@@ -20,10 +20,10 @@ from django.urls import reverse
 from openapi_spec_validator import validate
 from rest_framework.authtoken.models import Token
 
-from durable_sessions import events as ev
-from durable_sessions import service
+from durable_sessions import service, wire
 from durable_sessions.adapter import VISITOR_KEY
-from durable_sessions.groups import session_group
+from durable_sessions.delivery.groups import session_group
+from durable_sessions.delivery.replay import read_events
 from durable_sessions.models import (
     Control,
     DurableSession,
@@ -32,7 +32,6 @@ from durable_sessions.models import (
     ParticipantKind,
     Status,
 )
-from durable_sessions.replay import read_events
 from tests.factories import make_user, open_ws, recv, visitor_session
 
 db = database_sync_to_async
@@ -189,7 +188,7 @@ def test_anyone_may_create_a_session_and_owns_it(world, who):
     response = client.post(url("session-create"), {"title": "new"}, content_type=JSON)
     assert response.status_code == 201
     created = DurableSession.objects.get(pk=response.json()["id"])
-    assert response.json() == ev.session_data(created)
+    assert response.json() == wire.session_data(created)
     username, visitor, _ = IDENTITIES[who]
     if username:
         assert created.owner == getattr(world, username)
@@ -299,7 +298,7 @@ def test_messages_are_listed_with_a_cursor_on_seq(world):
     page = client.get(url("session-messages", session, after_seq=seqs[3], limit=2)).json()
     assert [m["content"] for m in page["messages"]] == ["m4"]
     assert page["next_after_seq"] is None
-    assert page["messages"][0] == ev.message_data(Message.objects.get(seq=seqs[4]))
+    assert page["messages"][0] == wire.message_data(Message.objects.get(seq=seqs[4]))
 
 
 def test_an_operator_message_takes_over_and_is_sent_as_the_operator(world):
@@ -636,8 +635,8 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
     components = schema["components"]["schemas"]
     sample = service.create_session(visitor="v")
     message = service.post_message(sample.pk, author=customer_of(sample), content="x").message
-    assert set(components["Session"]["properties"]) == set(ev.session_data(sample))
-    assert set(components["Message"]["properties"]) == set(ev.message_data(message))
+    assert set(components["Session"]["properties"]) == set(wire.session_data(sample))
+    assert set(components["Message"]["properties"]) == set(wire.message_data(message))
     assert set(components["Event"]["properties"]) == set(read_events(sample.pk, 0)[0])
     yaml = Client().get(url("api-schema"), {"format": "yaml"})
     assert yaml.status_code == 200 and b"openapi: 3" in yaml.content

@@ -236,7 +236,7 @@ async def test_operators_cannot_ask_for_a_handoff():
 
 
 async def test_operator_only_frames_never_reach_the_customer():
-    from durable_sessions.publish import apublish_ephemeral
+    from durable_sessions.delivery.publish import apublish_ephemeral
 
     session, store = await db(anonymous_session)()
     operator = await db(make_user)("olga", operator=True)
@@ -253,7 +253,7 @@ async def test_operator_only_frames_never_reach_the_customer():
 async def test_the_activity_group_hears_what_changes_a_queue_but_not_deltas():
     from channels.layers import get_channel_layer
 
-    from durable_sessions.groups import activity_group
+    from durable_sessions.delivery.groups import activity_group
 
     layer = get_channel_layer()
     channel = await layer.new_channel()

@@ -34,7 +34,7 @@ from channels.db import database_sync_to_async
 from django.contrib.sessions.backends.db import SessionStore
 from websockets.asyncio.client import ClientConnection
 
-from durable_sessions import events as ev
+from durable_sessions import wire
 from durable_sessions.models import DurableSession
 from tests.factories import anonymous_session
 from tests.live import ROOT, DaphneServer, server_env
@@ -58,7 +58,7 @@ Frame = dict[str, Any]
 
 def is_event(frame: Frame) -> bool:
     """A log event (``{type, seq, at, data}``), as opposed to ack, live, snapshot, error..."""
-    return frame.get("type") in ev.ALL_TYPES and isinstance(frame.get("seq"), int)
+    return frame.get("type") in wire.ALL_TYPES and isinstance(frame.get("seq"), int)
 
 
 def seqs(events: list[Frame]) -> list[int]:
@@ -66,14 +66,14 @@ def seqs(events: list[Frame]) -> list[int]:
 
 
 def delta_text(events: list[Frame]) -> str:
-    return "".join(e["data"]["text"] for e in events if e["type"] == ev.MESSAGE_DELTA)
+    return "".join(e["data"]["text"] for e in events if e["type"] == wire.MESSAGE_DELTA)
 
 
 def contents(events: list[Frame], role: str) -> list[str]:
     return [
         e["data"]["message"]["content"]
         for e in events
-        if e["type"] == ev.MESSAGE_CREATED and e["data"]["message"]["role"] == role
+        if e["type"] == wire.MESSAGE_CREATED and e["data"]["message"]["role"] == role
     ]
 
 
@@ -320,7 +320,7 @@ async def test_a_client_on_one_process_sees_live_everything_written_through_the_
     ]
     assert contents(live, "user") == [f"from the phone {i}" for i in range(sent)]
     assert delta_text(live) == "".join(chunks(count))
-    assert live[-1]["type"] == ev.MESSAGE_COMPLETED
+    assert live[-1]["type"] == wire.MESSAGE_COMPLETED
     for client in (laptop, phone):
         await client.close()
 
@@ -397,7 +397,7 @@ async def _resume_across_a_restart(
     events = client.events + again.events
     assert seqs(events) == list(range(1, final + 1))
     assert delta_text(events) == "".join(chunks(count))
-    assert events[-1]["type"] == ev.MESSAGE_COMPLETED
+    assert events[-1]["type"] == wire.MESSAGE_COMPLETED
     await again.close()
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from durable_sessions import layers
-from durable_sessions.layers import LocalChannelLayer
+from durable_sessions.delivery import layers
+from durable_sessions.delivery.layers import LocalChannelLayer
 
 
 async def test_a_group_message_reaches_every_member_as_its_own_copy():

@@ -8,7 +8,7 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 
-from durable_sessions import presence
+from durable_sessions.delivery import presence
 from tests.factories import anonymous_session, make_user, open_ws
 
 pytestmark = [pytest.mark.django_db(transaction=True)]

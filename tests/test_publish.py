@@ -7,8 +7,8 @@ import uuid
 
 from channels.layers import channel_layers, get_channel_layer
 
-from durable_sessions import publish
-from durable_sessions.publish import asend_all, events_wakeup
+from durable_sessions.delivery import publish
+from durable_sessions.delivery.publish import asend_all, events_wakeup
 
 
 def frames(*seqs: int) -> list[dict]:

@@ -9,8 +9,8 @@ import pytest
 from channels.db import database_sync_to_async
 
 from durable_sessions import consumers, service
+from durable_sessions.delivery.replay import read_events, read_wire
 from durable_sessions.models import Event
-from durable_sessions.replay import read_events, read_wire
 from tests.factories import anonymous_session, communicator, nothing_more, open_ws, recv
 from tests.lossy_layer import use_lossy_layer
 

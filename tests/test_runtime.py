@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 from django.db import close_old_connections
 from django.utils import timezone
 
-from durable_sessions import runs, service
+from durable_sessions import service
 from durable_sessions.agents import AgentError, Handoff
 from durable_sessions.models import (
     AgentRun,
@@ -25,7 +25,8 @@ from durable_sessions.models import (
     ParticipantKind,
     RunStatus,
 )
-from durable_sessions.runtime import Worker
+from durable_sessions.runtime.worker import Worker
+from durable_sessions.service import runs
 from tests.factories import anonymous_session, make_user, nothing_more, open_ws
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -405,7 +406,7 @@ async def test_an_oversized_handoff_brief_is_clipped_not_lost(settings):
 
 def test_handed_back_marks_only_the_first_turn_after_a_hand_back(settings):
     runtime_settings(settings)
-    from durable_sessions.runtime import build_turn
+    from durable_sessions.runtime.worker import build_turn
 
     session, _ = anonymous_session()
     olga = make_user("olga", operator=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from durable_sessions import publish, service
+from durable_sessions import service
+from durable_sessions.delivery import publish
 from durable_sessions.errors import (
     ClientIdConflict,
     Conflict,

@@ -12,8 +12,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from durable_sessions import events as ev
-from durable_sessions import service
+from durable_sessions import service, wire
 from durable_sessions.adapter import Access
 from durable_sessions.api.base import SessionView, validated
 from durable_sessions.api.errors import ApiError
@@ -53,7 +52,7 @@ class ActionView(SessionView):
 
     def result(self, changed: bool) -> Response:
         session = DurableSession.objects.get(pk=self.session.pk)
-        return Response({"changed": changed, "session": ev.session_data(session)})
+        return Response({"changed": changed, "session": wire.session_data(session)})
 
 
 class HandoffRequestView(ActionView):

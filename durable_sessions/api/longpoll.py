@@ -27,8 +27,8 @@ from django.http import HttpRequest, HttpResponse
 
 from durable_sessions.api.permissions import parse_session_id
 from durable_sessions.api.serializers import MAX_WAIT_SECONDS
-from durable_sessions.groups import session_group
-from durable_sessions.publish import LIVE_MESSAGE_TYPE
+from durable_sessions.delivery.groups import session_group
+from durable_sessions.delivery.publish import LIVE_MESSAGE_TYPE
 
 logger = logging.getLogger(__name__)
 

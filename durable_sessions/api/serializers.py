@@ -3,7 +3,7 @@
 Request serializers only validate types and ranges; the session service checks the rest
 (lengths, empty text, closed sessions) with the same errors as on the websocket. Response
 serializers only describe, for the OpenAPI schema, the shapes the views build with
-:mod:`durable_sessions.events`: a session, a message or an event has one JSON shape
+:mod:`durable_sessions.wire`: a session, a message or an event has one JSON shape
 everywhere (HTTP, websocket, event payloads).
 """
 

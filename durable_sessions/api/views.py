@@ -12,8 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
-from durable_sessions import events as ev
-from durable_sessions import service
+from durable_sessions import service, wire
 from durable_sessions.adapter import Access, get_adapter, visitor_id
 from durable_sessions.api.authentication import is_token_request, request_visitor
 from durable_sessions.api.base import ApiView, SessionView, validated
@@ -32,8 +31,8 @@ from durable_sessions.api.serializers import (
     SessionPageSerializer,
     SessionSerializer,
 )
+from durable_sessions.delivery.replay import read_events
 from durable_sessions.models import DurableSession, Message, ParticipantKind
-from durable_sessions.replay import read_events
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -92,7 +91,7 @@ class SessionListView(ApiView):
                 "previous": self._page_url(request, max(offset - limit, 0), limit)
                 if offset
                 else None,
-                "results": [ev.session_data(s) for s in page],
+                "results": [wire.session_data(s) for s in page],
             }
         )
 
@@ -117,7 +116,7 @@ class SessionListView(ApiView):
         user = request.user if request.user.is_authenticated else None
         visitor = "" if user else visitor_id(request._request.session, create=True)
         session = service.create_session(owner=user, visitor=visitor or "", title=body["title"])
-        return Response(ev.session_data(session), status=status.HTTP_201_CREATED)
+        return Response(wire.session_data(session), status=status.HTTP_201_CREATED)
 
 
 class SessionDetailView(SessionView):
@@ -130,7 +129,7 @@ class SessionDetailView(SessionView):
         responses={200: SessionSerializer, **error_responses(404)},
     )
     def get(self, request: Request, session_id: str) -> Response:
-        return Response(ev.session_data(self.session))
+        return Response(wire.session_data(self.session))
 
 
 class MessageListView(SessionView):
@@ -157,7 +156,7 @@ class MessageListView(SessionView):
         rows = rows[:limit]
         return Response(
             {
-                "messages": [ev.message_data(m) for m in rows],
+                "messages": [wire.message_data(m) for m in rows],
                 "next_after_seq": rows[-1].seq if more else None,
             }
         )
@@ -201,7 +200,7 @@ class MessageListView(SessionView):
             {
                 "seq": result.seq,
                 "duplicate": result.duplicate,
-                "message": ev.message_data(result.message),
+                "message": wire.message_data(result.message),
             },
             status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED,
         )
@@ -249,7 +248,7 @@ class EventListView(SessionView):
         more = len(frames) > limit
         frames = frames[:limit]
         response = Response(
-            {"session": ev.session_data(self.session), "events": frames, "more": more}
+            {"session": wire.session_data(self.session), "events": frames, "more": more}
         )
         if not frames and query["wait"] > 0:
             # Tells long_poll to wait for an event after this seq, then to ask again.

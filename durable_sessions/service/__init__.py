@@ -9,7 +9,7 @@ an ``a`` prefix, which runs it on the database thread and sends the wake-ups fro
 event loop.
 """
 
-from durable_sessions.publish import make_async
+from durable_sessions.delivery.publish import make_async
 from durable_sessions.service.control import (
     change_control,
     close_by_operator,

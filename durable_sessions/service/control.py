@@ -8,10 +8,12 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from durable_sessions import events as ev
-from durable_sessions import runs
+from durable_sessions import wire
 from durable_sessions.adapter import AnyUser, get_adapter
 from durable_sessions.app_settings import ds_settings
+from durable_sessions.delivery.publish import (
+    ephemeral_on_commit,
+)
 from durable_sessions.errors import (
     Conflict,
     InvalidInput,
@@ -30,9 +32,7 @@ from durable_sessions.models import (
     RunStatus,
     Status,
 )
-from durable_sessions.publish import (
-    ephemeral_on_commit,
-)
+from durable_sessions.service import runs
 from durable_sessions.service.log import Locked, clean_text, emit, lock, require_open
 from durable_sessions.service.messages import (
     PostResult,
@@ -49,12 +49,12 @@ def control_event(
     previous: str, control: str, reason: str, by: Participant | None, **extra: Any
 ) -> tuple[str, dict[str, Any]]:
     return (
-        ev.CONTROL_CHANGED,
+        wire.CONTROL_CHANGED,
         {
             "control": control,
             "previous": previous,
             "reason": reason,
-            "by": ev.participant_data(by) if by else None,
+            "by": wire.participant_data(by) if by else None,
             **extra,
         },
     )
@@ -72,7 +72,7 @@ def _record(
     reason: str = "",
 ) -> None:
     """The audit row of a transition, pointing at the event that announced it."""
-    seq = next(e.seq for e in written if e.type in (ev.CONTROL_CHANGED, ev.SESSION_CLOSED))
+    seq = next(e.seq for e in written if e.type in (wire.CONTROL_CHANGED, wire.SESSION_CLOSED))
     HandoffRecord.objects.create(
         session_id=locked.session_id,
         action=action,
@@ -313,8 +313,8 @@ def close_session(
     items = stop_ai(locked, "closed")
     items.append(
         (
-            ev.SESSION_CLOSED,
-            {"by": ev.participant_data(by) if by else None, "reason": reason},
+            wire.SESSION_CLOSED,
+            {"by": wire.participant_data(by) if by else None, "reason": reason},
         )
     )
     written = emit(locked, items)

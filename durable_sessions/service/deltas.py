@@ -22,7 +22,8 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from durable_sessions import events as ev
+from durable_sessions import wire
+from durable_sessions.delivery.publish import Wakeup, asend_all, collecting
 from durable_sessions.errors import (
     InvalidInput,
     MessageFinished,
@@ -32,7 +33,6 @@ from durable_sessions.errors import (
     SessionNotFound,
 )
 from durable_sessions.models import Control, DurableSession, Event, Message, MessageState, Status
-from durable_sessions.publish import Wakeup, asend_all, collecting
 from durable_sessions.service.log import as_uuid, db_id, publish_events
 from durable_sessions.tasks import background_task
 
@@ -162,7 +162,7 @@ def _insert(rows: list[Event]) -> None:
         cursor.execute(
             f"INSERT INTO {table} (session_id, seq, type, payload, created_at) "
             f"SELECT v.sid, v.seq, %s, CAST(v.payload AS jsonb), %s FROM {source}",
-            [ev.MESSAGE_DELTA, rows[0].created_at, *params],
+            [wire.MESSAGE_DELTA, rows[0].created_at, *params],
         )
 
 
@@ -201,7 +201,7 @@ def write_batch(batch: list[_Delta]) -> list[int | ServiceError]:
                     Event(
                         session_id=session_id,
                         seq=seq,
-                        type=ev.MESSAGE_DELTA,
+                        type=wire.MESSAGE_DELTA,
                         payload=payload,
                         created_at=now,
                     )

@@ -14,7 +14,10 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from durable_sessions import events as ev
+from durable_sessions import wire
+from durable_sessions.delivery.publish import (
+    publish_on_commit,
+)
 from durable_sessions.errors import (
     InvalidInput,
     SessionClosed,
@@ -24,9 +27,6 @@ from durable_sessions.models import (
     DurableSession,
     Event,
     Status,
-)
-from durable_sessions.publish import (
-    publish_on_commit,
 )
 
 MAX_CLIENT_ID = 64
@@ -105,7 +105,7 @@ def publish_events(rows: list[Event]) -> None:
     by_session: dict[uuid.UUID, list[dict[str, Any]]] = {}
     for e in rows:
         by_session.setdefault(e.session_id, []).append(
-            ev.wire(e.seq, e.type, e.payload, e.created_at)
+            wire.frame(e.seq, e.type, e.payload, e.created_at)
         )
     for session_id, frames in by_session.items():
         publish_on_commit(session_id, frames)

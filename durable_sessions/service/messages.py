@@ -11,9 +11,12 @@ from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from durable_sessions import events as ev
-from durable_sessions import runs
+from durable_sessions import wire
 from durable_sessions.app_settings import ds_settings
+from durable_sessions.delivery.publish import (
+    announce_run_on_commit,
+    ephemeral_on_commit,
+)
 from durable_sessions.errors import (
     ClientIdConflict,
     InvalidInput,
@@ -29,10 +32,7 @@ from durable_sessions.models import (
     ParticipantKind,
     Role,
 )
-from durable_sessions.publish import (
-    announce_run_on_commit,
-    ephemeral_on_commit,
-)
+from durable_sessions.service import runs
 from durable_sessions.service.log import (
     Locked,
     clean_client_id,
@@ -107,7 +107,7 @@ def post_message(
         created_at=now,
         completed_at=now,
     )
-    emit(locked, [(ev.MESSAGE_CREATED, {"message": ev.message_data(message)})])
+    emit(locked, [(wire.MESSAGE_CREATED, {"message": wire.message_data(message)})])
     if author.kind == ParticipantKind.CUSTOMER and locked.control == Control.AI:
         # Committed with the message: a crash between the two cannot lose the run.
         run = runs.create_pending(locked.session_id, message)
@@ -132,7 +132,7 @@ def post_system_message(session_id: uuid.UUID | str, content: str) -> Message:
         created_at=now,
         completed_at=now,
     )
-    emit(locked, [(ev.MESSAGE_CREATED, {"message": ev.message_data(message)})])
+    emit(locked, [(wire.MESSAGE_CREATED, {"message": wire.message_data(message)})])
     return message
 
 
@@ -155,7 +155,7 @@ def start_assistant_message(session_id: uuid.UUID | str) -> Message:
         state=MessageState.STREAMING,
         seq=locked.first_seq,
     )
-    emit(locked, [(ev.MESSAGE_CREATED, {"message": ev.message_data(message)})])
+    emit(locked, [(wire.MESSAGE_CREATED, {"message": wire.message_data(message)})])
     return message
 
 
@@ -191,7 +191,7 @@ def append_assistant_text(message: Message | int, text: str) -> int:
     require_ai(locked)
     # Concatenate in the database: a long reply is never re-sent whole per delta.
     Message.objects.filter(pk=current.pk).update(content=Concat(F("content"), Value(text)))
-    (event,) = emit(locked, [(ev.MESSAGE_DELTA, {"message_id": current.pk, "text": text})])
+    (event,) = emit(locked, [(wire.MESSAGE_DELTA, {"message_id": current.pk, "text": text})])
     return event.seq
 
 
@@ -211,9 +211,9 @@ def fail_assistant_message(message: Message | int, error: str) -> int:
 
 
 END_EVENT = {
-    MessageState.COMPLETE: ev.MESSAGE_COMPLETED,
-    MessageState.CANCELLED: ev.MESSAGE_CANCELLED,
-    MessageState.FAILED: ev.MESSAGE_FAILED,
+    MessageState.COMPLETE: wire.MESSAGE_COMPLETED,
+    MessageState.CANCELLED: wire.MESSAGE_CANCELLED,
+    MessageState.FAILED: wire.MESSAGE_FAILED,
 }
 
 

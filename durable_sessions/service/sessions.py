@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
-from durable_sessions import events as ev
+from durable_sessions import wire
 from durable_sessions.adapter import AnyUser, get_adapter
 from durable_sessions.errors import (
     InvalidInput,
@@ -58,10 +58,10 @@ def create_session(
     ]
     Participant.objects.bulk_create(people)
     locked = lock(session.id, 1)
-    payload = ev.session_data(session)
+    payload = wire.session_data(session)
     payload["last_seq"] = 1
-    payload["participants"] = [ev.participant_data(p) for p in people]
-    emit(locked, [(ev.SESSION_CREATED, payload)])
+    payload["participants"] = [wire.participant_data(p) for p in people]
+    emit(locked, [(wire.SESSION_CREATED, payload)])
     session.last_seq = 1
     return session
 
@@ -78,7 +78,9 @@ def join_operator(session_id: uuid.UUID | str, user: AnyUser) -> Participant:
         defaults={"display_name": get_adapter().display_name(user)},
     )
     if created:
-        emit(locked, [(ev.PARTICIPANT_JOINED, {"participant": ev.participant_data(participant)})])
+        emit(
+            locked, [(wire.PARTICIPANT_JOINED, {"participant": wire.participant_data(participant)})]
+        )
     return participant
 
 

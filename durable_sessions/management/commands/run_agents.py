@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from durable_sessions.app_settings import ds_settings
-from durable_sessions.runtime import Worker
+from durable_sessions.runtime.worker import Worker
 
 
 class Command(BaseCommand):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from durable_sessions import live
-from durable_sessions.live import LiveRegistry
+from durable_sessions.delivery import resync
+from durable_sessions.delivery.resync import LiveRegistry
 
 
 class Follower:
@@ -22,7 +22,7 @@ class Follower:
 async def test_only_events_missing_for_a_whole_interval_are_read_again(monkeypatch):
     session = uuid.uuid4()
     committed = {session: 10}
-    monkeypatch.setattr(live, "latest_seqs", lambda ids: {s: committed[s] for s in ids})
+    monkeypatch.setattr(resync, "latest_seqs", lambda ids: {s: committed[s] for s in ids})
     registry = LiveRegistry()
     on_time, stuck = Follower(8), Follower(8)  # two events on their way to both
     registry._by_session[session] = {on_time, stuck}
@@ -36,7 +36,7 @@ async def test_only_events_missing_for_a_whole_interval_are_read_again(monkeypat
 
 async def test_a_session_new_to_the_registry_waits_for_the_next_check(monkeypatch):
     first, second = uuid.uuid4(), uuid.uuid4()
-    monkeypatch.setattr(live, "latest_seqs", lambda ids: dict.fromkeys(ids, 5))
+    monkeypatch.setattr(resync, "latest_seqs", lambda ids: dict.fromkeys(ids, 5))
     registry = LiveRegistry()
     registry._by_session[first] = {Follower(5)}
     await registry.check_once()

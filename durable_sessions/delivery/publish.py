@@ -20,7 +20,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from durable_sessions.app_settings import ds_settings
-from durable_sessions.groups import activity_group, session_group
+from durable_sessions.delivery.groups import activity_group, session_group
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ async def asend(wakeup: Wakeup) -> None:
     ):
         # A run announced inside the server's own loop (e.g. from an HTTP request): make
         # sure this process's embedded worker is there to hear it.
-        from durable_sessions.runtime import ensure_embedded_worker
+        from durable_sessions.runtime.worker import ensure_embedded_worker
 
         ensure_embedded_worker()
     try:

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from durable_sessions import events as ev
+from durable_sessions import wire
 from durable_sessions.models import DurableSession, Event
 
 SESSION_PARAM = "session__exact"
@@ -40,7 +40,7 @@ class EventTypeFilter(admin.SimpleListFilter):
     parameter_name = "type"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [(t, t) for t in sorted(ev.ALL_TYPES)]
+        return [(t, t) for t in sorted(wire.ALL_TYPES)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Event]) -> QuerySet[Event]:
         return queryset.filter(type=self.value()) if self.value() else queryset

@@ -21,12 +21,17 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from durable_sessions import events as ev
-from durable_sessions import runs, service
+from durable_sessions import service, wire
 from durable_sessions.agents import AgentError, Handoff, HistoryMessage, Turn, get_agent
 from durable_sessions.app_settings import ds_settings
+from durable_sessions.delivery.groups import session_group
+from durable_sessions.delivery.publish import (
+    EPHEMERAL_MESSAGE_TYPE,
+    LIVE_MESSAGE_TYPE,
+    RUN_MESSAGE_TYPE,
+    apublish_ephemeral,
+)
 from durable_sessions.errors import MessageFinished, NotInControl, ServiceError, SessionClosed
-from durable_sessions.groups import session_group
 from durable_sessions.models import (
     AgentRun,
     Control,
@@ -36,18 +41,18 @@ from durable_sessions.models import (
     ParticipantKind,
     RunStatus,
 )
-from durable_sessions.publish import (
-    EPHEMERAL_MESSAGE_TYPE,
-    LIVE_MESSAGE_TYPE,
-    RUN_MESSAGE_TYPE,
-    apublish_ephemeral,
-)
+from durable_sessions.service import runs
 from durable_sessions.tasks import background_task
 
 logger = logging.getLogger(__name__)
 
 # Log events after which a run must check whether it may go on.
-_STOP_EVENTS = {ev.MESSAGE_CANCELLED, ev.CONTROL_CHANGED, ev.SESSION_CLOSED, ev.MESSAGE_FAILED}
+_STOP_EVENTS = {
+    wire.MESSAGE_CANCELLED,
+    wire.CONTROL_CHANGED,
+    wire.SESSION_CLOSED,
+    wire.MESSAGE_FAILED,
+}
 _DONE = object()
 
 
@@ -69,7 +74,7 @@ def build_turn(session_id: uuid.UUID) -> Turn:
         HistoryMessage(m.role, m.content, m.author.display_name, m.state) for m in reversed(recent)
     ]
     last_control = (
-        Event.objects.filter(session_id=session_id, type=ev.CONTROL_CHANGED)
+        Event.objects.filter(session_id=session_id, type=wire.CONTROL_CHANGED)
         .order_by("-seq")
         .values_list("seq", "payload")
         .first()

@@ -1,7 +1,7 @@
 """The Django admin of durable sessions: read-only pages, changes only through actions.
 
 Sessions are inspected here and changed only by the actions of
-:mod:`durable_sessions.admin_actions`, which call the session service. Messages,
+:mod:`durable_sessions.admin.actions`, which call the session service. Messages,
 participants and events are never added, edited or deleted here: the log is
 append-only. Message text is untrusted and is always rendered escaped.
 """
@@ -35,10 +35,10 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.timesince import timesince
 
-from durable_sessions import admin_actions
-from durable_sessions import events as ev
-from durable_sessions.admin_detail import detail_context
-from durable_sessions.admin_events import event_log_url
+from durable_sessions import wire
+from durable_sessions.admin import actions as admin_actions
+from durable_sessions.admin.detail import detail_context
+from durable_sessions.admin.events import event_log_url
 from durable_sessions.models import Control, DurableSession, Event, Message, Status
 
 PREVIEW_CHARS = 80
@@ -53,7 +53,7 @@ def annotate_activity(queryset: QuerySet[DurableSession]) -> QuerySet[DurableSes
     messages = Message.objects.filter(session=OuterRef("pk")).order_by()
     session_events = Event.objects.filter(session=OuterRef("pk"))
     # The newest control.changed of a queued session is the one that queued it.
-    queued_at = session_events.filter(type=ev.CONTROL_CHANGED).order_by("-seq")
+    queued_at = session_events.filter(type=wire.CONTROL_CHANGED).order_by("-seq")
     return queryset.annotate(
         message_count=Coalesce(
             Subquery(messages.values("session").annotate(n=Count("pk")).values("n")),
@@ -274,5 +274,5 @@ class DurableSessionAdmin(admin.ModelAdmin):
             ),
             "ds_from_detail_param": admin_actions.FROM_DETAIL_PARAM,
             "ds_event_log_url": event_log_url(name, obj.pk),
-            "ds_handoff_log_url": event_log_url(name, obj.pk, type_=ev.CONTROL_CHANGED),
+            "ds_handoff_log_url": event_log_url(name, obj.pk, type_=wire.CONTROL_CHANGED),
         }

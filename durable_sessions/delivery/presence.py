@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 
 from durable_sessions.app_settings import ds_settings
-from durable_sessions.groups import session_group
+from durable_sessions.delivery.groups import session_group
 from durable_sessions.tasks import background_task
 
 logger = logging.getLogger(__name__)

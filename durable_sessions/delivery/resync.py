@@ -20,7 +20,7 @@ from typing import Protocol
 from channels.db import database_sync_to_async
 
 from durable_sessions.app_settings import ds_settings
-from durable_sessions.replay import latest_seqs
+from durable_sessions.delivery.replay import latest_seqs
 from durable_sessions.tasks import background_task
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.paginator import Page, Paginator
 from django.http import HttpRequest
 
-from durable_sessions import events as ev
+from durable_sessions import wire
 from durable_sessions.models import (
     Control,
     DurableSession,
@@ -74,7 +74,7 @@ def _endings(session: DurableSession, message_ids: list[int]) -> dict[int, dict[
         return {}
     rows = Event.objects.filter(
         session=session,
-        type__in=[ev.MESSAGE_CANCELLED, ev.MESSAGE_FAILED],
+        type__in=[wire.MESSAGE_CANCELLED, wire.MESSAGE_FAILED],
         payload__message_id__in=message_ids,
     ).values_list("payload", flat=True)
     return {row["message_id"]: row for row in rows if isinstance(row, dict)}
@@ -138,7 +138,7 @@ def participants(session: DurableSession) -> list[Participant]:
 def handoff_timeline(session: DurableSession) -> tuple[list[HandoffEntry], bool]:
     """The latest control changes, oldest first, and whether older ones were left out."""
     rows = list(
-        Event.objects.filter(session=session, type=ev.CONTROL_CHANGED)
+        Event.objects.filter(session=session, type=wire.CONTROL_CHANGED)
         .order_by("-seq")
         .values_list("seq", "created_at", "payload")[: TIMELINE_LIMIT + 1]
     )

@@ -88,10 +88,10 @@ def session_data(session: DurableSession) -> dict[str, Any]:
     }
 
 
-def wire(seq: int, type_: str, payload: dict[str, Any], created_at: datetime) -> dict[str, Any]:
+def frame(seq: int, type_: str, payload: dict[str, Any], created_at: datetime) -> dict[str, Any]:
     """The frame a client receives for one log event."""
     return {"type": type_, "seq": seq, "at": iso(created_at), "data": payload}
 
 
 def event_wire(event: Event) -> dict[str, Any]:
-    return wire(event.seq, event.type, event.payload, event.created_at)
+    return frame(event.seq, event.type, event.payload, event.created_at)

@@ -18,8 +18,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 
-from durable_sessions import events as ev
-from durable_sessions import service
+from durable_sessions import service, wire
 from durable_sessions.errors import Conflict, ServiceError
 from durable_sessions.models import Control, DurableSession, Event, Message, Participant
 
@@ -139,9 +138,9 @@ def escalate_to_human(
 
 def _participant_export(participant: Participant) -> dict[str, Any]:
     return {
-        **ev.participant_data(participant),
-        "joined_at": ev.iso(participant.joined_at),
-        "left_at": ev.iso(participant.left_at),
+        **wire.participant_data(participant),
+        "joined_at": wire.iso(participant.joined_at),
+        "left_at": wire.iso(participant.left_at),
     }
 
 
@@ -154,16 +153,16 @@ def session_export(session: DurableSession) -> dict[str, Any]:
 
     Messages and events have the shapes clients receive (docs/protocol.md).
     """
-    data = ev.session_data(session)
-    data["updated_at"] = ev.iso(session.updated_at)
+    data = wire.session_data(session)
+    data["updated_at"] = wire.iso(session.updated_at)
     data["owner"] = _user_export(session.owner)
     data["anonymous"] = session.owner_id is None
     data["assigned_operator"] = _user_export(session.assigned_operator)
     return {
         "session": data,
         "participants": [_participant_export(p) for p in session.participants.all()],
-        "messages": [ev.message_data(m) for m in session.messages.all()],
-        "events": [ev.event_wire(e) for e in session.events.all()],
+        "messages": [wire.message_data(m) for m in session.messages.all()],
+        "events": [wire.event_wire(e) for e in session.events.all()],
     }
 
 
@@ -182,7 +181,7 @@ def export_document(queryset: QuerySet[DurableSession]) -> dict[str, Any]:
     return {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
-        "exported_at": ev.iso(timezone.now()),
+        "exported_at": wire.iso(timezone.now()),
         "sessions": [session_export(s) for s in sessions],
     }
 

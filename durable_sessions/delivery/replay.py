@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import connection
 
-from durable_sessions import events as ev
+from durable_sessions import wire
 from durable_sessions.models import DurableSession, Event
 
 
@@ -19,7 +19,7 @@ def read_events(
     if until is not None:
         query = query.filter(seq__lte=until)
     rows = query.order_by("seq").values_list("seq", "type", "payload", "created_at")[:limit]
-    return [ev.wire(seq, type_, payload, at) for seq, type_, payload, at in rows]
+    return [wire.frame(seq, type_, payload, at) for seq, type_, payload, at in rows]
 
 
 def read_wire(
@@ -32,7 +32,7 @@ def read_wire(
     """
     if connection.vendor != "postgresql":
         return [
-            (f["seq"], ev.dumps(f))
+            (f["seq"], wire.dumps(f))
             for f in read_events(session_id, after, until=until, limit=limit)
         ]
     table = connection.ops.quote_name(Event._meta.db_table)
