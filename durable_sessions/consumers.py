@@ -31,7 +31,6 @@ from durable_sessions.delivery.resync import registry
 from durable_sessions.errors import ServiceError
 from durable_sessions.frames import Frame, FrameError, RateLimiter, parse
 from durable_sessions.models import DurableSession, Participant, ParticipantKind
-from durable_sessions.runtime.worker import ensure_embedded_worker
 from durable_sessions.service import runs
 
 logger = logging.getLogger(__name__)
@@ -91,7 +90,6 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if opened is None:
             await self._refuse(CLOSE_FORBIDDEN)
             return
-        ensure_embedded_worker()
         self.access = opened.access
         # The id only: an idle connection need not hold a model instance.
         self.participant_id = opened.participant.pk if opened.participant else None
@@ -269,7 +267,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 self.last_sent = seq
 
     async def session_events(self, message: dict[str, Any]) -> None:
-        """Live events from the group: forward in seq order, exactly once."""
+        """Live events from the group: forward in seq order, exactly once; then the state
+        frames that came with them."""
         async with self._lock:
             for frame in message["events"]:
                 seq = frame["seq"]
@@ -280,6 +279,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 if seq == self.last_sent + 1:
                     await self._send(frame)
                     self.last_sent = seq
+        for ephemeral in message.get("ephemeral", ()):
+            await self.session_ephemeral(ephemeral)
 
     async def session_ephemeral(self, message: dict[str, Any]) -> None:
         """State that is not in the log (agent status): forwarded as it comes, no seq.

@@ -16,7 +16,7 @@ from django.db import transaction
 
 from durable_sessions import wire
 from durable_sessions.adapter import AnyUser, get_adapter
-from durable_sessions.delivery.publish import publish_ephemeral
+from durable_sessions.delivery.publish import ephemeral_wakeup, publish_on_commit
 from durable_sessions.errors import InvalidInput, SessionNotFound
 from durable_sessions.models import DurableSession
 from handoff_console.conf import console_setting
@@ -68,9 +68,8 @@ def add_note(session_id: uuid.UUID | str, *, author: AnyUser, text: Any) -> Oper
     with transaction.atomic():
         note = OperatorNote.objects.create(session=session, author=author, text=text)
         # Sent after commit, to the operators of this session only.
-        publish_ephemeral(
-            session.id, {"type": NOTE_CREATED, "note": note_data(note)}, operators_only=True
-        )
+        frame = {"type": NOTE_CREATED, "note": note_data(note)}
+        publish_on_commit([ephemeral_wakeup(session.id, frame, operators_only=True)])
     return note
 
 

@@ -15,15 +15,19 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from durable_sessions.middleware import SessionAuthMiddleware  # noqa: E402
 from durable_sessions.routing import websocket_urlpatterns as session_routes  # noqa: E402
+from durable_sessions.runtime.embedded import EmbeddedRunner  # noqa: E402
 from handoff_console.routing import websocket_urlpatterns as console_routes  # noqa: E402
 
 http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
 
-application = ProtocolTypeRouter(
-    {
-        "http": http_app,
-        "websocket": AllowedHostsOriginValidator(
-            SessionAuthMiddleware(URLRouter(session_routes + console_routes))
-        ),
-    }
+# With RUNNER "embedded" (the default), agent runs execute in this process.
+application = EmbeddedRunner(
+    ProtocolTypeRouter(
+        {
+            "http": http_app,
+            "websocket": AllowedHostsOriginValidator(
+                SessionAuthMiddleware(URLRouter(session_routes + console_routes))
+            ),
+        }
+    )
 )

@@ -88,7 +88,7 @@ def channel_layers_from_url(url: str | None) -> dict[str, Any]:
         # its capacity); the app does not rely on either for delivery.
         return {
             "default": {
-                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "BACKEND": "durable_sessions.delivery.layers.RedisPubSubLayer",
                 "CONFIG": {"hosts": [host]},
             }
         }

@@ -13,7 +13,8 @@ from django.contrib.sessions.backends.db import SessionStore
 
 from durable_sessions import service
 from durable_sessions.adapter import VISITOR_KEY
-from durable_sessions.models import DurableSession, Event
+from durable_sessions.delivery.publish import make_async
+from durable_sessions.models import DurableSession, Event, Message
 from durable_sessions.routing import websocket_urlpatterns
 
 ws_app = URLRouter(websocket_urlpatterns)
@@ -101,3 +102,13 @@ async def nothing_more(comm: WebsocketCommunicator, wait: float = 0.3) -> bool:
             return True
         if (await comm.receive_json_from()).get("type") not in EPHEMERAL:
             return False
+
+
+async def stream_text(reply: Message, text: str) -> int:
+    """Append ``text`` to a streaming reply through the runtime's group commit."""
+    return await service.delta_writer.append(reply.session_id, reply.pk, text)
+
+
+async def close(session: DurableSession) -> bool:
+    """Close ``session`` from async code, with its wake-ups sent from the event loop."""
+    return await make_async(service.close_session)(session.id)

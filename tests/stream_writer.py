@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     _emit({"started": reply.seq, "message_id": reply.pk})
     last = reply.seq
     for number, chunk in enumerate(chunks(args.chunks), start=1):
-        last = service.append_assistant_text(reply, chunk)
+        last = service.append_delta(reply, chunk)
         if number == args.pause_after:
             _emit({"paused": last})
             sys.stdin.readline()  # EOF (the test went away) resumes as well

@@ -202,16 +202,16 @@ def test_search_finds_sessions_by_user_and_by_message_text_once_each(admin_clien
 def test_detail_shows_transcript_states_participants_and_handoff_timeline(admin_client):
     session = new_session("states", messages=1)
     failed = service.start_assistant_message(session.id)
-    service.append_assistant_text(failed, "Let me ch")
+    service.append_delta(failed, "Let me ch")
     service.fail_assistant_message(failed, "model timeout")
     cancelled = service.start_assistant_message(session.id)
-    service.append_assistant_text(cancelled, "I think the answer")
+    service.append_delta(cancelled, "I think the answer")
     service.request_handoff(session.id, by=customer(session), reason="want a human")
     olga = make_user("olga", operator=True)
     service.operator_reply(session.id, operator=olga, content="Olga here")
     service.change_control(session.id, Control.AI, reason="resolved")
     streaming = service.start_assistant_message(session.id)
-    service.append_assistant_text(streaming, "Still typ")
+    service.append_delta(streaming, "Still typ")
 
     response = admin_client.get(change_url(session))
 
@@ -339,7 +339,7 @@ def test_messages_and_events_cannot_be_added_edited_or_deleted(admin_client):
 def test_close_goes_through_the_service_and_stops_the_reply(admin_client, writes_outside_service):
     session = new_session("to close")
     reply = service.start_assistant_message(session.id)
-    service.append_assistant_text(reply, "partial")
+    service.append_delta(reply, "partial")
     before = refreshed(session).last_seq
 
     response = run_action(admin_client, "close_sessions", session)
@@ -405,7 +405,7 @@ def test_return_to_ai_changes_control_with_a_reason(admin_client, writes_outside
 def test_escalate_queues_the_session_and_stops_the_ai(admin_client, writes_outside_service):
     session = new_session("escalate")
     reply = service.start_assistant_message(session.id)
-    service.append_assistant_text(reply, "Hmm")
+    service.append_delta(reply, "Hmm")
     before = refreshed(session).last_seq
 
     run_action(admin_client, "escalate_to_human", session)
@@ -541,7 +541,7 @@ def test_detail_queries_do_not_grow_with_the_transcript(
     long = new_session("long", messages=200)
     for session in (short, long):
         reply = service.start_assistant_message(session.id)
-        service.append_assistant_text(reply, "partial")
+        service.append_delta(reply, "partial")
         service.request_handoff(session.id, by=None, reason="stuck")
 
     with django_assert_max_num_queries(DETAIL_MAX_QUERIES):

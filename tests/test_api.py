@@ -277,7 +277,7 @@ def test_handoff_actions_go_through_the_service(world):
 def test_cancel_reply_stops_the_ai_and_keeps_its_text(world):
     session = world.user_session
     reply = service.start_assistant_message(session.pk)
-    service.append_assistant_text(reply, "Half an ans")
+    service.append_delta(reply, "Half an ans")
     client, _ = client_as(world, "owner_user")
     response = client.post(url("session-cancel-reply", session))
     assert response.json() == {"cancelled": 1}

@@ -413,7 +413,7 @@ def _session_full_of_markup() -> tuple[str, int]:
     customer = service.participant_for(session.id, "customer")
     service.post_message(session.id, author=customer, content=f"hi {IMG} {SCRIPT}")
     reply = service.start_assistant_message(session.id)
-    service.append_assistant_text(reply, f"agent says {IMG}")
+    service.append_delta(reply, f"agent says {IMG}")
     service.finish_assistant_message(reply)
     service.request_handoff(session.id, by=customer, reason=f"why {IMG}", summary=SCRIPT)
     olga = get_user_model().objects.get(username="olga")

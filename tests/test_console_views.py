@@ -19,7 +19,7 @@ from django.test import Client
 from django.urls import reverse
 
 from durable_sessions import service
-from durable_sessions.errors import Conflict, MessageFinished, NotInControl
+from durable_sessions.errors import Conflict, NotInControl
 from durable_sessions.models import (
     Control,
     DurableSession,
@@ -190,7 +190,7 @@ def test_take_over_cancels_the_ai_reply_at_once_and_the_ai_stays_silent():
     session, _ = anonymous_session()
     olga = make_user("olga", operator=True)
     reply = service.start_assistant_message(session.id)
-    service.append_assistant_text(reply, "Let me check")
+    service.append_delta(reply, "Let me check")
     response = post(client_for(olga), action_url("take_over", session))
     assert response.status_code == 200
     row = response.json()["session"]
@@ -198,8 +198,8 @@ def test_take_over_cancels_the_ai_reply_at_once_and_the_ai_stays_silent():
     assert row["assigned_operator"] == {"id": olga.pk, "name": "olga"}
     reply.refresh_from_db()
     assert (reply.content, reply.state) == ("Let me check", MessageState.CANCELLED)
-    with pytest.raises(MessageFinished):
-        service.append_assistant_text(reply, " your order")
+    with pytest.raises(NotInControl):
+        service.append_delta(reply, " your order")
     with pytest.raises(NotInControl):
         service.start_assistant_message(session.id)
     notice = Message.objects.filter(session=session).last()
@@ -303,7 +303,7 @@ def test_markup_in_messages_notes_and_briefs_is_escaped_in_the_pages():
     session, _ = anonymous_session()
     service.post_message(session.id, author=customer(session), content=MARKUP)
     reply = service.start_assistant_message(session.id)
-    service.append_assistant_text(reply, MARKUP)
+    service.append_delta(reply, MARKUP)
     service.request_handoff(session.id, by=customer(session), reason=MARKUP, summary=MARKUP)
     olga = make_user("olga", operator=True)
     add_note(session.id, author=olga, text=MARKUP)

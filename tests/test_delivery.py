@@ -13,7 +13,7 @@ from django.db import close_old_connections
 
 from durable_sessions import service
 from durable_sessions.models import Event, Message, ParticipantKind
-from tests.factories import anonymous_session, nothing_more, open_ws, recv
+from tests.factories import anonymous_session, nothing_more, open_ws, recv, stream_text
 from tests.lossy_layer import use_lossy_layer
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -69,7 +69,7 @@ def test_concurrent_writers_get_gapless_seqs_on_the_configured_database():
 async def _stream(session, chunks: list[str]) -> None:
     reply = await service.astart_assistant_message(session.id)
     for chunk in chunks:
-        await service.aappend_assistant_text(reply, chunk)
+        await stream_text(reply, chunk)
     await service.afinish_assistant_message(reply)
 
 

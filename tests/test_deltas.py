@@ -11,7 +11,7 @@ from durable_sessions import service
 from durable_sessions.errors import MessageFinished, NotInControl, SessionClosed
 from durable_sessions.models import DurableSession, Event, Message
 from durable_sessions.service.deltas import DeltaWriter
-from tests.factories import anonymous_session, make_user
+from tests.factories import anonymous_session, close, make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -48,7 +48,7 @@ async def test_refused_deltas_change_nothing_and_do_not_stop_the_others():
     olga = await db(make_user)("olga", operator=True)
     await service.atake_over(sessions[1].id, olga)  # a human took over
     await service.acancel_reply(sessions[2].id)  # the customer pressed stop
-    await service.aclose_session(sessions[3].id)
+    await close(sessions[3])
     before = {s.pk: (await DurableSession.objects.aget(pk=s.pk)).last_seq for s in sessions}
     writer = DeltaWriter()
     outcomes = await asyncio.gather(

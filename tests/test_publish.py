@@ -1,14 +1,15 @@
-"""Sending wake-ups: in order, pipelined on channels-redis' pub/sub layer."""
+"""Sending wake-ups: in order, pipelined on the Redis pub/sub layer, after commit only."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 
+import pytest
 from channels.layers import channel_layers, get_channel_layer
 
-from durable_sessions.delivery import publish
-from durable_sessions.delivery.publish import asend_all, events_wakeup
+from durable_sessions.delivery.layers import GROUP_SEND_MANY, RedisPubSubLayer
+from durable_sessions.delivery.publish import Wakeup, publish_now, session_wakeup
 
 
 def frames(*seqs: int) -> list[dict]:
@@ -29,25 +30,45 @@ async def send_and_check(layer) -> None:
     wakeups = []
     for seq in range(1, 6):
         for session in (a, b):
-            target, is_group, message = events_wakeup(session, frames(seq))
-            wakeups.append((target, is_group, {**message, "session": session.hex}))
-    for target, _, _ in wakeups[:2]:  # the groups of sessions a and b
-        await layer.group_add(target, channel)
-    await asend_all(wakeups)
+            wakeup = session_wakeup(session, frames(seq))
+            wakeups.append(Wakeup(wakeup.target, {**wakeup.message, "session": session.hex}))
+    for wakeup in wakeups[:2]:  # the groups of sessions a and b
+        await layer.group_add(wakeup.target, channel)
+    await publish_now(wakeups)
     got = await receive_seqs(layer, channel, 10)
     for session in (a, b):
         assert [seq for s, seq in got if s == session.hex] == [1, 2, 3, 4, 5]
 
 
-async def test_wakeups_arrive_in_order_through_redis_pubsub(settings, redis_url, monkeypatch):
-    pipelined = []
-    original = publish._publish_pipelined
+async def test_wakeups_arrive_in_order_through_redis_pubsub_in_one_pipeline(
+    settings, redis_url, monkeypatch
+):
+    batches = []
+    original = RedisPubSubLayer.group_send_many
 
-    async def counting(shards):
-        pipelined.append(sum(len(items) for items in shards.values()))
-        await original(shards)
+    async def counting(self, messages):
+        batches.append(len(messages))
+        await original(self, messages)
 
-    monkeypatch.setattr(publish, "_publish_pipelined", counting)
+    monkeypatch.setattr(RedisPubSubLayer, "group_send_many", counting)
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "durable_sessions.delivery.layers.RedisPubSubLayer",
+            "CONFIG": {"hosts": [redis_url]},
+        }
+    }
+    channel_layers.backends.clear()
+    layer = get_channel_layer()
+    try:
+        assert GROUP_SEND_MANY in layer.extensions
+        await send_and_check(layer)
+        assert batches == [10]  # one call (one pipeline) for the ten wake-ups
+    finally:
+        await layer.flush()
+        channel_layers.backends.clear()
+
+
+async def test_a_plain_layer_gets_one_send_per_wakeup(settings, redis_url):
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
@@ -57,12 +78,28 @@ async def test_wakeups_arrive_in_order_through_redis_pubsub(settings, redis_url,
     channel_layers.backends.clear()
     layer = get_channel_layer()
     try:
+        assert GROUP_SEND_MANY not in getattr(layer, "extensions", ())
         await send_and_check(layer)
-        assert pipelined == [10]  # one pipeline for the ten wake-ups
     finally:
         await layer.flush()
         channel_layers.backends.clear()
 
 
 async def test_wakeups_arrive_in_order_through_the_in_memory_layer():
-    await send_and_check(get_channel_layer())
+    layer = get_channel_layer()
+    assert GROUP_SEND_MANY in layer.extensions
+    await send_and_check(layer)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wakeup_waits_for_the_commit(monkeypatch):
+    from django.db import transaction
+
+    from durable_sessions.delivery import publish
+
+    sent = []
+    monkeypatch.setattr(publish, "_send_committed", lambda wakeups: sent.append(wakeups))
+    with transaction.atomic():
+        publish.publish_on_commit([session_wakeup(uuid.uuid4(), frames(1))])
+        assert sent == []
+    assert len(sent) == 1

@@ -11,7 +11,15 @@ from channels.db import database_sync_to_async
 from durable_sessions import consumers, service
 from durable_sessions.delivery.replay import read_events, read_wire
 from durable_sessions.models import Event
-from tests.factories import anonymous_session, communicator, nothing_more, open_ws, recv
+from tests.factories import (
+    anonymous_session,
+    close,
+    communicator,
+    nothing_more,
+    open_ws,
+    recv,
+    stream_text,
+)
 from tests.lossy_layer import use_lossy_layer
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -23,7 +31,7 @@ async def streamed(chunks: list[str]):
     session, store = await db(anonymous_session)()
     reply = await service.astart_assistant_message(session.id)
     for chunk in chunks:
-        await service.aappend_assistant_text(reply, chunk)
+        await stream_text(reply, chunk)
     await service.afinish_assistant_message(reply)
     return session, store
 
@@ -63,7 +71,7 @@ async def test_live_events_stay_single_frames_after_a_batched_replay():
     session, store = await streamed(["a", "b"])
     comm, frames = await open_ws(session.id, store=store, batch=True)
     assert [e["seq"] for e in frames[1]["events"]] == [1, 2, 3, 4, 5]
-    await service.aclose_session(session.id)
+    await close(session)
     frame = await recv(comm)
     assert (frame["type"], frame["seq"]) == ("session.closed", 6)
     await comm.disconnect()
@@ -75,7 +83,7 @@ async def test_a_gap_left_by_the_layer_is_reread_as_an_events_frame(settings):
     comm, _ = await open_ws(session.id, store=store, batch=True)
     reply = await service.astart_assistant_message(session.id)
     for i in range(30):
-        await service.aappend_assistant_text(reply, f"w{i} ")
+        await stream_text(reply, f"w{i} ")
     seen: list[int] = []
     kinds = set()
     while len(seen) < 31:

@@ -242,7 +242,7 @@ def _dead_run(session) -> AgentRun:
     run = AgentRun.objects.get(trigger=trigger)
     claimed = runs.claim(run.pk, "dead-worker")
     reply = service.start_assistant_message(session.id)
-    service.append_assistant_text(reply, "half a rep")
+    service.append_delta(reply, "half a rep")
     runs.attach_message(run.pk, reply.pk)
     AgentRun.objects.filter(pk=claimed.pk).update(
         lease_expires_at=timezone.now() - timedelta(seconds=1)
@@ -259,10 +259,12 @@ async def test_a_dead_run_is_failed_escalated_and_shown_to_everyone(settings):
     assert first[0]["agent"]["status"] == "streaming"
     worker = Worker("reaper")
     await worker.sweep_once()
-    frames = await frames_until(comm, lambda f: f.get("type") == "control.changed")
+    # The state frame comes with the events of the same write, after them.
+    frames = await frames_until(comm, lambda f: f.get("status") == "unresponsive")
     failed = next(f for f in frames if f.get("type") == "message.failed")
     assert failed["data"]["error"] == "the agent stopped responding"
-    assert frames[-1]["data"]["control"] == "queued"
+    control = next(f for f in frames if f.get("type") == "control.changed")
+    assert control["data"]["control"] == "queued"
     assert {"type": "agent.status", "status": "unresponsive", "run_id": run.pk} in frames
     reply = await Message.objects.aget(pk=run.message_id)
     assert (reply.state, reply.content) == (MessageState.FAILED, "half a rep")
@@ -406,7 +408,7 @@ async def test_an_oversized_handoff_brief_is_clipped_not_lost(settings):
 
 def test_handed_back_marks_only_the_first_turn_after_a_hand_back(settings):
     runtime_settings(settings)
-    from durable_sessions.runtime.worker import build_turn
+    from durable_sessions.runtime.turns import build_turn
 
     session, _ = anonymous_session()
     olga = make_user("olga", operator=True)
@@ -415,7 +417,7 @@ def test_handed_back_marks_only_the_first_turn_after_a_hand_back(settings):
     service.hand_back(session.id, olga)
     assert build_turn(session.id).handed_back
     reply = service.start_assistant_message(session.id)
-    service.append_assistant_text(reply, "Hello again")
+    service.append_delta(reply, "Hello again")
     service.finish_assistant_message(reply)
     assert not build_turn(session.id).handed_back
 

@@ -109,7 +109,7 @@ def test_assistant_reply_streams_and_completes():
     session, _ = anonymous_session()
     reply = service.start_assistant_message(session.id)
     for chunk in ["Hel", "lo ", "there"]:
-        service.append_assistant_text(reply, chunk)
+        service.append_delta(reply, chunk)
     service.finish_assistant_message(reply)
     reply.refresh_from_db()
     assert reply.content == "Hello there" and reply.state == MessageState.COMPLETE
@@ -131,10 +131,10 @@ def test_only_one_assistant_reply_streams_at_a_time():
 def test_cancel_keeps_partial_text_and_the_ai_never_writes_again():
     session, _ = anonymous_session()
     reply = service.start_assistant_message(session.id)
-    service.append_assistant_text(reply, "partial")
+    service.append_delta(reply, "partial")
     assert len(service.cancel_reply(session.id)) == 1
     with pytest.raises(MessageFinished):
-        service.append_assistant_text(reply, " more")
+        service.append_delta(reply, " more")
     with pytest.raises(MessageFinished):
         service.finish_assistant_message(reply)
     reply.refresh_from_db()
@@ -147,10 +147,10 @@ def test_takeover_cancels_the_reply_and_silences_the_ai():
     session, _ = anonymous_session()
     operator = make_user("op", operator=True)
     reply = service.start_assistant_message(session.id)
-    service.append_assistant_text(reply, "I think")
+    service.append_delta(reply, "I think")
     service.change_control(session.id, Control.HUMAN, operator=operator, expect=(Control.AI,))
-    with pytest.raises(MessageFinished):
-        service.append_assistant_text(reply, " that")
+    with pytest.raises(NotInControl):
+        service.append_delta(reply, " that")
     with pytest.raises(NotInControl):
         service.start_assistant_message(session.id)
     reply.refresh_from_db()
@@ -209,7 +209,7 @@ def test_closed_session_refuses_messages():
 def test_failed_reply_keeps_text_and_is_marked_failed():
     session, _ = anonymous_session()
     reply = service.start_assistant_message(session.id)
-    service.append_assistant_text(reply, "half an ans")
+    service.append_delta(reply, "half an ans")
     service.fail_assistant_message(reply, "agent crashed")
     reply.refresh_from_db()
     assert (reply.content, reply.state) == ("half an ans", MessageState.FAILED)
@@ -220,16 +220,16 @@ def test_failed_reply_keeps_text_and_is_marked_failed():
 def test_events_are_published_only_after_commit(monkeypatch):
     published = []
 
-    def spy(wakeup):
-        _target, _is_group, message = wakeup
-        if message["type"] != "session.events":
-            return
-        # Called outside any transaction, and the events are already readable.
-        seqs = [f["seq"] for f in message["events"]]
-        stored = Event.objects.filter(seq__in=seqs).count()
-        published.append((connection.in_atomic_block, stored, seqs))
+    def spy(wakeups):
+        for wakeup in wakeups:
+            if wakeup.message["type"] != "session.events":
+                continue
+            # Called outside any transaction, and the events are already readable.
+            seqs = [f["seq"] for f in wakeup.message["events"]]
+            stored = Event.objects.filter(seq__in=seqs).count()
+            published.append((connection.in_atomic_block, stored, seqs))
 
-    monkeypatch.setattr(publish, "_send", spy)
+    monkeypatch.setattr(publish, "_send_committed", spy)
     session, _ = anonymous_session()
     service.post_message(session.id, author=customer(session), content="hi", client_id="a")
     assert published == [(False, 1, [1]), (False, 1, [2])]
@@ -240,7 +240,7 @@ def test_nothing_is_published_when_the_transaction_rolls_back(monkeypatch):
     from django.db import transaction
 
     published = []
-    monkeypatch.setattr(publish, "_send", published.append)
+    monkeypatch.setattr(publish, "_send_committed", published.append)
     session, _ = anonymous_session()
     published.clear()
     with pytest.raises(RuntimeError), transaction.atomic():

@@ -1,31 +1,26 @@
-"""Who controls a session (AI / queued / human), and its lifecycle."""
+"""Who controls a session (AI / queued / human), and its lifecycle.
+
+Each operation is one unit of work (:func:`session_write`): one lock, one update of the
+session row, its events in one insert and one wake-up, however many steps it takes
+(an operator who replies to a queued session joins, takes over and posts at once).
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from durable_sessions import wire
 from durable_sessions.adapter import AnyUser, get_adapter
 from durable_sessions.app_settings import ds_settings
-from durable_sessions.delivery.publish import (
-    ephemeral_on_commit,
-)
-from durable_sessions.errors import (
-    Conflict,
-    InvalidInput,
-)
+from durable_sessions.errors import Conflict, InvalidInput
 from durable_sessions.models import (
     AgentRun,
     Control,
-    DurableSession,
-    Event,
     HandoffAction,
     HandoffRecord,
-    Message,
     MessageState,
     Participant,
     ParticipantKind,
@@ -33,37 +28,73 @@ from durable_sessions.models import (
     Status,
 )
 from durable_sessions.service import runs
-from durable_sessions.service.log import Locked, clean_text, emit, lock, require_open
 from durable_sessions.service.messages import (
     PostResult,
-    agent_status_frame,
+    add_notice,
+    add_post,
     end_streaming,
-    post_message,
-    post_system_message,
+    find_retry,
     stop_ai,
 )
-from durable_sessions.service.sessions import join_operator
+from durable_sessions.service.runs import agent_status_frame
+from durable_sessions.service.sessions import operator_participant
+from durable_sessions.service.unit import SessionWrite, session_write
+from durable_sessions.service.validation import (
+    MAX_REASON_CHARS,
+    MAX_SUMMARY_CHARS,
+    clean_client_id,
+    clean_text,
+)
 
 
-def control_event(
-    previous: str, control: str, reason: str, by: Participant | None, **extra: Any
-) -> tuple[str, dict[str, Any]]:
-    return (
-        wire.CONTROL_CHANGED,
-        {
-            "control": control,
-            "previous": previous,
-            "reason": reason,
-            "by": wire.participant_data(by) if by else None,
-            **extra,
-        },
+def _reason(value: Any) -> str:
+    return clean_text("reason", value, limit=MAX_REASON_CHARS, allow_empty=True)
+
+
+def _announce(
+    w: SessionWrite,
+    control: str,
+    action: str,
+    *,
+    stop: str | None,
+    by: Participant | None = None,
+    actor: AnyUser | None = None,
+    operator_id: int | None = None,
+    reason: str = "",
+    **extra: Any,
+) -> None:
+    """Hand the session to ``control``: stop the AI (with the reason ``stop``) when it
+    loses control, announce the change, and leave the audit row that points at it."""
+    previous = w.control
+    if stop is not None and control != Control.AI:
+        stop_ai(w, stop)
+    w.set(control=control, assigned_operator_id=operator_id)
+    payload = {
+        "control": control,
+        "previous": previous,
+        "reason": reason,
+        "by": wire.participant_data(by) if by else None,
+        **extra,
+    }
+    seq = w.append(wire.CONTROL_CHANGED, payload)
+    _audit(
+        w,
+        seq,
+        action,
+        previous,
+        control,
+        by=by,
+        actor=actor,
+        operator_id=operator_id,
+        reason=reason,
     )
 
 
-def _record(
-    locked: Locked,
-    written: list[Event],
+def _audit(
+    w: SessionWrite,
+    seq: int,
     action: str,
+    from_control: str,
     to_control: str,
     *,
     by: Participant | None = None,
@@ -71,22 +102,20 @@ def _record(
     operator_id: int | None = None,
     reason: str = "",
 ) -> None:
-    """The audit row of a transition, pointing at the event that announced it."""
-    seq = next(e.seq for e in written if e.type in (wire.CONTROL_CHANGED, wire.SESSION_CLOSED))
-    HandoffRecord.objects.create(
-        session_id=locked.session_id,
-        action=action,
-        from_control=locked.control,
-        to_control=to_control,
-        actor=actor if actor is not None and actor.is_authenticated else None,
-        actor_kind=by.kind if by is not None else ("staff" if actor is not None else "system"),
-        operator_id=operator_id,
-        reason=reason,
-        seq=seq,
+    w.record(
+        HandoffRecord(
+            action=action,
+            from_control=from_control,
+            to_control=to_control,
+            actor=actor if actor is not None and actor.is_authenticated else None,
+            actor_kind=by.kind if by is not None else ("staff" if actor is not None else "system"),
+            operator_id=operator_id,
+            reason=reason,
+            seq=seq,
+        )
     )
 
 
-@transaction.atomic
 def request_handoff(
     session_id: uuid.UUID | str,
     *,
@@ -96,25 +125,26 @@ def request_handoff(
     actor: AnyUser | None = None,
 ) -> bool:
     """Queue the session for a human. Stops the AI's reply. False if already queued/human."""
-    reason = clean_text("reason", reason, limit=500, allow_empty=True)
-    summary = clean_text("summary", summary, limit=4000, allow_empty=True)
-    locked = lock(session_id, 2)
-    require_open(locked)
-    if locked.control != Control.AI:
-        emit(locked, [])
-        return False
-    DurableSession.objects.filter(pk=locked.session_id).update(control=Control.QUEUED)
-    items = stop_ai(locked, "handoff")
-    items.append(control_event(locked.control, Control.QUEUED, reason, by, summary=summary))
-    written = emit(locked, items)
-    _record(
-        locked, written, HandoffAction.REQUEST, Control.QUEUED, by=by, actor=actor, reason=reason
-    )
-    post_system_message(locked.session_id, "A member of our team will join you shortly.")
-    return True
+    reason = _reason(reason)
+    summary = clean_text("summary", summary, limit=MAX_SUMMARY_CHARS, allow_empty=True)
+    with session_write(session_id) as w:
+        w.require_open()
+        if w.control != Control.AI:
+            return False
+        _announce(
+            w,
+            Control.QUEUED,
+            HandoffAction.REQUEST,
+            stop="handoff",
+            by=by,
+            actor=actor,
+            reason=reason,
+            summary=summary,
+        )
+        add_notice(w, "A member of our team will join you shortly.")
+        return True
 
 
-@transaction.atomic
 def change_control(
     session_id: uuid.UUID | str,
     control: str,
@@ -136,111 +166,125 @@ def change_control(
         raise InvalidInput("control", f"must be one of {', '.join(Control.values)}")
     if control == Control.HUMAN and operator is None:
         raise InvalidInput("operator", "human control needs an operator")
-    reason = clean_text("reason", reason, limit=500, allow_empty=True)
-    locked = lock(session_id, 2)
-    require_open(locked)
-    if expect is not None and locked.control not in expect:
-        raise Conflict(
-            _conflict_message(locked, expect),
-            control=locked.control,
-            assigned_operator_id=locked.assigned_operator_id,
+    reason = _reason(reason)
+    with session_write(session_id) as w:
+        return _change(
+            w,
+            control,
+            by=by,
+            reason=reason,
+            operator=operator,
+            expect=expect,
+            actor=actor,
+            action=action,
         )
+
+
+def _change(
+    w: SessionWrite,
+    control: str,
+    *,
+    by: Participant | None,
+    reason: str,
+    operator: AnyUser | None,
+    expect: tuple[str, ...] | None,
+    actor: AnyUser | None,
+    action: str,
+) -> bool:
+    w.require_open()
+    if expect is not None and w.control not in expect:
+        raise _conflict(w, expect)
     operator_id = operator.pk if operator is not None and control == Control.HUMAN else None
-    if locked.control == control and locked.assigned_operator_id == operator_id:
-        emit(locked, [])
+    if w.control == control and w.assigned_operator_id == operator_id:
         return False
-    DurableSession.objects.filter(pk=locked.session_id).update(
-        control=control, assigned_operator=operator_id
-    )
-    items = stop_ai(locked, "takeover") if control != Control.AI else []
-    items.append(
-        control_event(locked.control, control, reason, by, assigned_operator_id=operator_id)
-    )
-    written = emit(locked, items)
-    _record(
-        locked,
-        written,
-        action,
+    _announce(
+        w,
         control,
+        action,
+        stop="takeover",
         by=by,
         actor=actor,
         operator_id=operator_id,
         reason=reason,
+        assigned_operator_id=operator_id,
     )
     return True
 
 
-def _conflict_message(locked: Locked, expect: tuple[str, ...]) -> str:
-    if locked.control == Control.HUMAN and locked.assigned_operator_id:
-        holder = (
-            Participant.objects.filter(
-                session_id=locked.session_id,
-                kind=ParticipantKind.OPERATOR,
-                user_id=locked.assigned_operator_id,
-            )
-            .values_list("display_name", flat=True)
-            .first()
-        )
-        return f"taken by {holder or 'another operator'}"
-    return f"session is {locked.control}, expected {' or '.join(expect)}"
+def _conflict(w: SessionWrite, expect: tuple[str, ...]) -> Conflict:
+    if w.control == Control.HUMAN and w.assigned_operator_id:
+        holder = w.participant(ParticipantKind.OPERATOR, w.assigned_operator_id)
+        message = f"taken by {holder.display_name if holder else 'another operator'}"
+    else:
+        message = f"session is {w.control}, expected {' or '.join(expect)}"
+    return Conflict(message, control=w.control, assigned_operator_id=w.assigned_operator_id)
 
 
-@transaction.atomic
 def take_over(session_id: uuid.UUID | str, operator: AnyUser, *, reason: str = "") -> Participant:
     """An operator claims the session from the AI or the queue: exactly one claim wins.
 
     The AI's run and reply are cancelled at once; the customer sees who joined.
     """
-    participant = join_operator(session_id, operator)
-    change_control(
-        session_id,
+    reason = _reason(reason)
+    with session_write(session_id) as w:
+        return _take_over(w, operator, reason or "taken over")
+
+
+def _take_over(w: SessionWrite, operator: AnyUser, reason: str) -> Participant:
+    w.require_open()
+    if w.control not in (Control.AI, Control.QUEUED):
+        raise _conflict(w, (Control.AI, Control.QUEUED))
+    participant = operator_participant(w, operator)
+    _change(
+        w,
         Control.HUMAN,
         by=participant,
-        reason=reason or "taken over",
+        reason=reason,
         operator=operator,
-        expect=(Control.AI, Control.QUEUED),
+        expect=None,
         actor=operator,
         action=HandoffAction.TAKE_OVER,
     )
-    post_system_message(session_id, f"{participant.display_name} joined the conversation.")
+    add_notice(w, f"{participant.display_name} joined the conversation.")
     return participant
 
 
-def _require_holder(session_id: uuid.UUID | str, operator: AnyUser) -> Participant:
-    locked = lock(session_id, 0)
-    require_open(locked)
-    if locked.control != Control.HUMAN or locked.assigned_operator_id != operator.pk:
+def _holder(w: SessionWrite, operator: AnyUser) -> Participant:
+    """The operator's participant, when they hold the session; :class:`Conflict` if not."""
+    w.require_open()
+    if w.control != Control.HUMAN or w.assigned_operator_id != operator.pk:
+        if w.control == Control.HUMAN:
+            raise _conflict(w, (Control.HUMAN,))
         raise Conflict(
-            _conflict_message(locked, (Control.HUMAN,))
-            if locked.control == Control.HUMAN
-            else f"session is {locked.control}: take it over first",
-            control=locked.control,
-            assigned_operator_id=locked.assigned_operator_id,
+            f"session is {w.control}: take it over first",
+            control=w.control,
+            assigned_operator_id=w.assigned_operator_id,
         )
-    return join_operator(session_id, operator)
+    return operator_participant(w, operator)
 
 
-@transaction.atomic
 def hand_back(session_id: uuid.UUID | str, operator: AnyUser, *, reason: str = "") -> None:
     """The operator holding the session returns it to the AI.
 
     The next run sees that it was handed back (``Turn.handed_back``) so that the
     agent does not hand off again at once.
     """
-    participant = _require_holder(session_id, operator)
-    change_control(
-        session_id,
-        Control.AI,
-        by=participant,
-        reason=reason or "handed back to the AI",
-        expect=(Control.HUMAN,),
-        actor=operator,
-        action=HandoffAction.HAND_BACK,
-    )
-    post_system_message(session_id, "You are back with our assistant.")
+    reason = _reason(reason)
+    with session_write(session_id) as w:
+        participant = _holder(w, operator)
+        _change(
+            w,
+            Control.AI,
+            by=participant,
+            reason=reason or "handed back to the AI",
+            operator=None,
+            expect=None,
+            actor=operator,
+            action=HandoffAction.HAND_BACK,
+        )
+        add_notice(w, "You are back with our assistant.")
 
 
-@transaction.atomic
 def transfer(
     session_id: uuid.UUID | str, operator: AnyUser, to: AnyUser, *, reason: str = ""
 ) -> Participant:
@@ -249,23 +293,24 @@ def transfer(
         raise InvalidInput("to", "must be an active operator")
     if to.pk == operator.pk:
         raise InvalidInput("to", "must be another operator")
-    participant = _require_holder(session_id, operator)
-    target = join_operator(session_id, to)
-    change_control(
-        session_id,
-        Control.HUMAN,
-        by=participant,
-        reason=reason or f"transferred to {target.display_name}",
-        operator=to,
-        expect=(Control.HUMAN,),
-        actor=operator,
-        action=HandoffAction.TRANSFER,
-    )
-    post_system_message(session_id, f"{target.display_name} has taken over the conversation.")
-    return target
+    reason = _reason(reason)
+    with session_write(session_id) as w:
+        participant = _holder(w, operator)
+        target = operator_participant(w, to)
+        _change(
+            w,
+            Control.HUMAN,
+            by=participant,
+            reason=reason or f"transferred to {target.display_name}",
+            operator=to,
+            expect=None,
+            actor=operator,
+            action=HandoffAction.TRANSFER,
+        )
+        add_notice(w, f"{target.display_name} has taken over the conversation.")
+        return target
 
 
-@transaction.atomic
 def operator_reply(
     session_id: uuid.UUID | str, *, operator: AnyUser, content: Any, client_id: Any = None
 ) -> PostResult:
@@ -273,27 +318,23 @@ def operator_reply(
     takes over first (in the same transaction); one held by another operator raises
     :class:`Conflict`."""
     content = clean_text("content", content, limit=ds_settings.MAX_MESSAGE_CHARS)
-    locked = lock(session_id, 0)
-    if (
-        client_id is not None
-        and Message.objects.filter(session_id=locked.session_id, client_id=client_id).exists()
-    ):
-        # A retry: answer it without taking the session over again.
-        participant = join_operator(session_id, operator)
-        return post_message(session_id, author=participant, content=content, client_id=client_id)
-    if locked.control != Control.HUMAN or locked.assigned_operator_id != operator.pk:
-        if locked.control == Control.HUMAN:
-            raise Conflict(
-                _conflict_message(locked, (Control.AI, Control.QUEUED)),
-                control=locked.control,
-                assigned_operator_id=locked.assigned_operator_id,
-            )
-        take_over(session_id, operator, reason="operator replied")
-    participant = join_operator(session_id, operator)
-    return post_message(session_id, author=participant, content=content, client_id=client_id)
+    client_id = clean_client_id(client_id)
+    with session_write(session_id) as w:
+        participant = w.participant(ParticipantKind.OPERATOR, operator.pk)
+        if participant is not None:
+            # A retry is answered without taking the session over again.
+            retry = find_retry(w, client_id, author=participant, content=content)
+            if retry is not None:
+                return retry
+        if w.control != Control.HUMAN or w.assigned_operator_id != operator.pk:
+            if w.control == Control.HUMAN:
+                raise _conflict(w, (Control.AI, Control.QUEUED))
+            participant = _take_over(w, operator, "operator replied")
+        elif participant is None:
+            participant = operator_participant(w, operator)
+        return add_post(w, participant, content, client_id)
 
 
-@transaction.atomic
 def close_session(
     session_id: uuid.UUID | str,
     *,
@@ -302,49 +343,40 @@ def close_session(
     reason: str = "",
 ) -> bool:
     """Close the session (stopping any AI reply). False if it was already closed."""
-    reason = clean_text("reason", reason, limit=500, allow_empty=True)
-    locked = lock(session_id, 2)
-    if locked.status == Status.CLOSED:
-        emit(locked, [])
+    reason = _reason(reason)
+    with session_write(session_id) as w:
+        return _close(w, by=by, actor=actor, reason=reason)
+
+
+def _close(w: SessionWrite, *, by: Participant | None, actor: AnyUser | None, reason: str) -> bool:
+    if w.status == Status.CLOSED:
         return False
-    DurableSession.objects.filter(pk=locked.session_id).update(
-        status=Status.CLOSED, closed_at=timezone.now()
+    stop_ai(w, "closed")
+    w.set(status=Status.CLOSED, closed_at=timezone.now())
+    seq = w.append(
+        wire.SESSION_CLOSED,
+        {"by": wire.participant_data(by) if by else None, "reason": reason},
     )
-    items = stop_ai(locked, "closed")
-    items.append(
-        (
-            wire.SESSION_CLOSED,
-            {"by": wire.participant_data(by) if by else None, "reason": reason},
-        )
-    )
-    written = emit(locked, items)
-    _record(locked, written, HandoffAction.CLOSE, locked.control, by=by, actor=actor, reason=reason)
-    post_system_message(locked.session_id, "This conversation was closed.")
+    _audit(w, seq, HandoffAction.CLOSE, w.control, w.control, by=by, actor=actor, reason=reason)
+    add_notice(w, "This conversation was closed.")
     return True
 
 
-@transaction.atomic
 def close_by_operator(session_id: uuid.UUID | str, operator: AnyUser, *, reason: str = "") -> bool:
     """An operator closes the session, unless another operator holds it (:class:`Conflict`,
     "taken by ..."). False if it was already closed. The console and the API share this rule.
     """
-    locked = lock(session_id, 0)
-    if locked.status == Status.CLOSED:
-        return False
-    if locked.control == Control.HUMAN and locked.assigned_operator_id != operator.pk:
-        raise Conflict(
-            _conflict_message(locked, (Control.HUMAN,)),
-            control=locked.control,
-            assigned_operator_id=locked.assigned_operator_id,
-        )
-    # The closing event names the operator when they took part in the session.
-    me = Participant.objects.filter(
-        session_id=locked.session_id, kind=ParticipantKind.OPERATOR, user_id=operator.pk
-    ).first()
-    return close_session(session_id, by=me, actor=operator, reason=reason)
+    reason = _reason(reason)
+    with session_write(session_id) as w:
+        if w.status == Status.CLOSED:
+            return False
+        if w.control == Control.HUMAN and w.assigned_operator_id != operator.pk:
+            raise _conflict(w, (Control.HUMAN,))
+        # The closing event names the operator when they took part in the session.
+        me = w.participant(ParticipantKind.OPERATOR, operator.pk)
+        return _close(w, by=me, actor=operator, reason=reason)
 
 
-@transaction.atomic
 def crash_run(run_id: int) -> bool:
     """Record that the process running ``run_id`` died (its lease expired).
 
@@ -352,38 +384,30 @@ def crash_run(run_id: int) -> bool:
     ``ESCALATE_ON_CRASH``, the session moves to the human queue. False when the run was
     not (or no longer) a running run with an expired lease.
     """
-    session_id = AgentRun.objects.filter(pk=run_id).values_list("session_id", flat=True).first()
+    session_id = runs.session_of(run_id)
     if session_id is None:
         return False
-    locked = lock(session_id, 0)
-    run = AgentRun.objects.filter(
-        pk=run_id, status=RunStatus.RUNNING, lease_expires_at__lt=timezone.now()
-    ).first()
-    if run is None:
-        return False
-    AgentRun.objects.filter(pk=run_id).update(
-        status=RunStatus.CRASHED, finished_at=timezone.now(), error="lease expired"
-    )
-    items = end_streaming(locked, MessageState.FAILED, error="the agent stopped responding")
-    ephemeral_on_commit(locked.session_id, agent_status_frame("unresponsive", run_id))
-    if (
-        ds_settings.ESCALATE_ON_CRASH
-        and locked.status == Status.OPEN
-        and locked.control == Control.AI
-    ):
-        DurableSession.objects.filter(pk=locked.session_id).update(control=Control.QUEUED)
-        runs.cancel_active(locked.session_id, "escalated after an agent crash")
-        items.append(
-            control_event(locked.control, Control.QUEUED, "agent unresponsive", None, summary="")
+    with session_write(session_id) as w:
+        expired = AgentRun.objects.filter(
+            pk=run_id, status=RunStatus.RUNNING, lease_expires_at__lt=timezone.now()
         )
-        written = emit(locked, items)
-        _record(
-            locked, written, HandoffAction.ESCALATE, Control.QUEUED, reason="agent unresponsive"
-        )
-        post_system_message(
-            locked.session_id,
-            "Our assistant stopped responding. A member of our team will take over.",
-        )
+        if not expired.update(
+            status=RunStatus.CRASHED, finished_at=timezone.now(), error="lease expired"
+        ):
+            return False
+        pending, streaming = runs.active_work(w.session_id)
+        end_streaming(w, streaming, MessageState.FAILED, error="the agent stopped responding")
+        w.ephemeral(agent_status_frame("unresponsive", run_id))
+        if ds_settings.ESCALATE_ON_CRASH and w.status == Status.OPEN and w.control == Control.AI:
+            if pending:
+                runs.cancel(pending, "escalated after an agent crash")
+            _announce(
+                w,
+                Control.QUEUED,
+                HandoffAction.ESCALATE,
+                stop=None,
+                reason="agent unresponsive",
+                summary="",
+            )
+            add_notice(w, "Our assistant stopped responding. A member of our team will take over.")
         return True
-    emit(locked, items)
-    return True

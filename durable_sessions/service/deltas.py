@@ -23,7 +23,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from durable_sessions import wire
-from durable_sessions.delivery.publish import Wakeup, asend_all, collecting
+from durable_sessions.delivery.publish import (
+    Wakeup,
+    collecting,
+    publish_now,
+    publish_on_commit,
+    session_wakeup,
+)
 from durable_sessions.errors import (
     InvalidInput,
     MessageFinished,
@@ -33,7 +39,7 @@ from durable_sessions.errors import (
     SessionNotFound,
 )
 from durable_sessions.models import Control, DurableSession, Event, Message, MessageState, Status
-from durable_sessions.service.log import as_uuid, db_id, publish_events
+from durable_sessions.service.unit import as_uuid, db_id
 from durable_sessions.tasks import background_task
 
 logger = logging.getLogger(__name__)
@@ -47,7 +53,8 @@ class _Delta:
     session_id: uuid.UUID
     message_id: int
     text: str
-    future: asyncio.Future[int] = field(repr=False)
+    # Resolved by the DeltaWriter; None for a synchronous append_delta.
+    future: asyncio.Future[int] | None = field(default=None, repr=False)
 
 
 def _by_session(batch: list[_Delta]) -> dict[uuid.UUID, list[_Delta]]:
@@ -166,6 +173,16 @@ def _insert(rows: list[Event]) -> None:
         )
 
 
+def _wakeups(rows: list[Event]) -> list[Wakeup]:
+    """One wake-up per session of the batch, with its deltas in seq order."""
+    frames: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for row in rows:
+        frames.setdefault(row.session_id, []).append(
+            wire.frame(row.seq, row.type, row.payload, row.created_at)
+        )
+    return [session_wakeup(session_id, f) for session_id, f in frames.items()]
+
+
 def write_batch(batch: list[_Delta]) -> list[int | ServiceError]:
     """Write the deltas in one transaction; per delta its seq or the refusal.
 
@@ -214,8 +231,27 @@ def write_batch(batch: list[_Delta]) -> list[int | ServiceError]:
             DurableSession.objects.filter(pk=session_id).update(last_seq=F("last_seq") - count)
         if rows:
             _insert(rows)
-            publish_events(rows)
+            publish_on_commit(_wakeups(rows))
     return [outcome_of[id(delta)] for delta in batch]
+
+
+def append_delta(message: Message | int, text: str) -> int:
+    """Append ``text`` to a streaming reply in a transaction of its own; returns its seq.
+
+    The same statements as the group commit, for synchronous callers (scripts, tests);
+    the runtime appends through :data:`delta_writer`. Raises like
+    :meth:`DeltaWriter.append`.
+    """
+    if not isinstance(text, str) or not text:
+        raise InvalidInput("text", "must be a non-empty string")
+    message_id = message.pk if isinstance(message, Message) else message
+    session_id = Message.objects.filter(pk=message_id).values_list("session_id", flat=True).first()
+    if session_id is None:
+        raise MessageFinished(f"message {message_id} does not exist")
+    (outcome,) = write_batch([_Delta(session_id, message_id, text)])
+    if isinstance(outcome, ServiceError):
+        raise outcome
+    return outcome
 
 
 class DeltaWriter:
@@ -235,8 +271,9 @@ class DeltaWriter:
     async def append(self, session_id: uuid.UUID, message_id: int, text: str) -> int:
         """Append ``text`` to a streaming reply; returns its seq once committed.
 
-        Raises :class:`NotInControl`, :class:`MessageFinished` or :class:`SessionClosed`
-        like :func:`durable_sessions.service.append_assistant_text`.
+        Raises :class:`NotInControl` once a human has taken over, :class:`MessageFinished`
+        once the reply was cancelled and :class:`SessionClosed` once the session closed:
+        the AI never writes again.
         """
         if not isinstance(text, str) or not text:
             raise InvalidInput("text", "must be a non-empty string")
@@ -266,7 +303,7 @@ class DeltaWriter:
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 # A delta whose writer gave up waiting (its run was stopped) is not written.
-                batch = [delta for delta in batch if not delta.future.done()]
+                batch = [delta for delta in batch if delta.future and not delta.future.done()]
                 if not batch:
                     continue
                 try:
@@ -281,11 +318,11 @@ class DeltaWriter:
         while True:
             written = await self._outbox.get()
             try:
-                await asend_all(written.wakeups)
+                await publish_now(written.wakeups)
             except Exception:  # never leave writers waiting: receivers catch up anyway
                 logger.exception("wake-ups of %d deltas failed", len(written.batch))
             for delta, outcome in zip(written.batch, written.outcomes, strict=True):
-                if delta.future.done():
+                if delta.future is None or delta.future.done():
                     continue  # its run was cancelled meanwhile
                 if isinstance(outcome, BaseException):
                     delta.future.set_exception(outcome)

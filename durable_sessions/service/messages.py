@@ -1,4 +1,4 @@
-"""Messages: customer and operator posts, and the AI's streaming replies."""
+"""Messages: customer and operator posts, notices, and the AI's streaming replies."""
 
 from __future__ import annotations
 
@@ -6,17 +6,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F, Value
-from django.db.models.functions import Concat
 from django.utils import timezone
 
 from durable_sessions import wire
 from durable_sessions.app_settings import ds_settings
-from durable_sessions.delivery.publish import (
-    announce_run_on_commit,
-    ephemeral_on_commit,
-)
 from durable_sessions.errors import (
     ClientIdConflict,
     InvalidInput,
@@ -33,21 +26,22 @@ from durable_sessions.models import (
     Role,
 )
 from durable_sessions.service import runs
-from durable_sessions.service.log import (
-    Locked,
-    clean_client_id,
-    clean_text,
-    emit,
-    lock,
-    require_open,
-)
-from durable_sessions.service.sessions import participant_for, system_participant
+from durable_sessions.service.runs import agent_status_frame
+from durable_sessions.service.sessions import system_participant
+from durable_sessions.service.unit import SessionWrite, session_write
+from durable_sessions.service.validation import clean_client_id, clean_text
 
 ROLE_BY_KIND = {
     ParticipantKind.CUSTOMER: Role.USER,
     ParticipantKind.AGENT: Role.ASSISTANT,
     ParticipantKind.OPERATOR: Role.OPERATOR,
     ParticipantKind.SYSTEM: Role.SYSTEM,
+}
+
+END_EVENT = {
+    MessageState.COMPLETE: wire.MESSAGE_COMPLETED,
+    MessageState.CANCELLED: wire.MESSAGE_CANCELLED,
+    MessageState.FAILED: wire.MESSAGE_FAILED,
 }
 
 
@@ -60,7 +54,6 @@ class PostResult:
     duplicate: bool
 
 
-@transaction.atomic
 def post_message(
     session_id: uuid.UUID | str,
     *,
@@ -71,199 +64,176 @@ def post_message(
     """Store a complete message by a customer or operator.
 
     A retry with the same ``client_id`` returns the original and stores nothing;
-    the same id with different content raises :class:`ClientIdConflict`.
+    the same id with different content raises :class:`ClientIdConflict`. A customer's
+    message to the AI starts a run, committed with it.
     """
     content = clean_text("content", content, limit=ds_settings.MAX_MESSAGE_CHARS)
     client_id = clean_client_id(client_id)
     if author.kind not in (ParticipantKind.CUSTOMER, ParticipantKind.OPERATOR):
         raise InvalidInput("author", "only customers and operators post complete messages")
-    locked = lock(session_id, 1)
-    if author.session_id != locked.session_id:
-        raise InvalidInput("author", "is not a participant of this session")
-    if client_id is not None:
-        # The row lock serialises writers of this session, so this check cannot race.
-        existing = (
-            Message.objects.select_related("author")
-            .filter(session_id=locked.session_id, client_id=client_id)
-            .first()
-        )
-        if existing is not None:
-            if existing.content != content or existing.author_id != author.pk:
-                raise ClientIdConflict(
-                    f"client_id {client_id!r} was already used for a different message"
-                )
-            emit(locked, [])
-            return PostResult(existing, existing.seq, True)
-    require_open(locked)
+    with session_write(session_id) as w:
+        if author.session_id != w.session_id:
+            raise InvalidInput("author", "is not a participant of this session")
+        retry = find_retry(w, client_id, author=author, content=content)
+        if retry is not None:
+            return retry
+        return add_post(w, author, content, client_id)
+
+
+def find_retry(
+    w: SessionWrite, client_id: str | None, *, author: Participant, content: str
+) -> PostResult | None:
+    """The message a retry with ``client_id`` already stored, if any.
+
+    The session lock serialises its writers, so this check cannot race."""
+    if client_id is None:
+        return None
+    existing = (
+        Message.objects.select_related("author")
+        .filter(session_id=w.session_id, client_id=client_id)
+        .first()
+    )
+    if existing is None:
+        return None
+    if existing.content != content or existing.author_id != author.pk:
+        raise ClientIdConflict(f"client_id {client_id!r} was already used for a different message")
+    return PostResult(existing, existing.seq, True)
+
+
+def add_post(
+    w: SessionWrite, author: Participant, content: str, client_id: str | None
+) -> PostResult:
+    w.require_open()
     now = timezone.now()
-    message = Message.objects.create(
-        session_id=locked.session_id,
+    message = Message(
         author=author,
         role=ROLE_BY_KIND[author.kind],
         content=content,
         state=MessageState.COMPLETE,
         client_id=client_id,
-        seq=locked.first_seq,
         created_at=now,
         completed_at=now,
     )
-    emit(locked, [(wire.MESSAGE_CREATED, {"message": wire.message_data(message)})])
-    if author.kind == ParticipantKind.CUSTOMER and locked.control == Control.AI:
-        # Committed with the message: a crash between the two cannot lose the run.
-        run = runs.create_pending(locked.session_id, message)
-        if run is not None:
-            announce_run_on_commit(run.pk)
-            ephemeral_on_commit(locked.session_id, agent_status_frame("thinking", run.pk))
-    return PostResult(message, message.seq, False)
+    seq = w.add_message(message)
+    if author.kind == ParticipantKind.CUSTOMER and w.control == Control.AI:
+        runs.start_pending(w, message)
+    return PostResult(message, seq, False)
 
 
-@transaction.atomic
 def post_system_message(session_id: uuid.UUID | str, content: str) -> Message:
     """A notice every participant sees (e.g. "An operator joined")."""
+    with session_write(session_id) as w:
+        return add_notice(w, content)
+
+
+def add_notice(w: SessionWrite, content: str) -> Message:
     content = clean_text("content", content, limit=ds_settings.MAX_MESSAGE_CHARS)
-    locked = lock(session_id, 1)
     now = timezone.now()
-    message = Message.objects.create(
-        session_id=locked.session_id,
-        author=system_participant(locked.session_id),
+    message = Message(
+        author=system_participant(w),
         role=Role.SYSTEM,
         content=content,
-        seq=locked.first_seq,
         created_at=now,
         completed_at=now,
     )
-    emit(locked, [(wire.MESSAGE_CREATED, {"message": wire.message_data(message)})])
+    w.add_message(message)
     return message
 
 
-@transaction.atomic
 def start_assistant_message(session_id: uuid.UUID | str) -> Message:
     """Open a streaming assistant reply; only while the AI has control of an open session."""
-    locked = lock(session_id, 1)
-    require_open(locked)
-    if locked.control != Control.AI:
-        raise NotInControl(f"the AI does not control session {locked.session_id}")
-    if Message.objects.filter(
-        session_id=locked.session_id, role=Role.ASSISTANT, state=MessageState.STREAMING
-    ).exists():
-        raise ReplyInProgress("an assistant reply is already streaming in this session")
-    message = Message.objects.create(
-        session_id=locked.session_id,
-        author=participant_for(locked.session_id, ParticipantKind.AGENT),
-        role=Role.ASSISTANT,
-        content="",
-        state=MessageState.STREAMING,
-        seq=locked.first_seq,
-    )
-    emit(locked, [(wire.MESSAGE_CREATED, {"message": wire.message_data(message)})])
+    with session_write(session_id) as w:
+        require_ai(w)
+        if Message.objects.filter(
+            session_id=w.session_id, role=Role.ASSISTANT, state=MessageState.STREAMING
+        ).exists():
+            raise ReplyInProgress("an assistant reply is already streaming in this session")
+        agent = w.participant(ParticipantKind.AGENT)
+        message = Message(
+            author=agent, role=Role.ASSISTANT, content="", state=MessageState.STREAMING
+        )
+        w.add_message(message)
     return message
 
 
-def lock_streaming(message: Message | int, reserve: int, *fields: str) -> tuple[Locked, Message]:
+def _streaming(message: Message | int) -> tuple[uuid.UUID, int]:
     message_id = message.pk if isinstance(message, Message) else message
     session_id = Message.objects.values_list("session_id", flat=True).filter(pk=message_id).first()
     if session_id is None:
         raise MessageFinished(f"message {message_id} does not exist")
-    locked = lock(session_id, reserve)
+    return session_id, message_id
+
+
+def _still_streaming(w: SessionWrite, message_id: int) -> Message:
     # Read under the session lock: every write to a message holds it too.
-    current = Message.objects.only("pk", "state", *fields).get(pk=message_id)
+    current = Message.objects.only("pk", "state", "content").get(pk=message_id)
     if current.state != MessageState.STREAMING:
         raise MessageFinished(f"message {message_id} is already {current.state}")
-    return locked, current
+    return current
 
 
-def require_ai(locked: Locked) -> None:
-    require_open(locked)
-    if locked.control != Control.AI:
-        raise NotInControl(f"the AI no longer controls session {locked.session_id}")
+def require_ai(w: SessionWrite) -> None:
+    w.require_open()
+    if w.control != Control.AI:
+        raise NotInControl(f"the AI no longer controls session {w.session_id}")
 
 
-@transaction.atomic
-def append_assistant_text(message: Message | int, text: str) -> int:
-    """Append a (coalesced) delta to a streaming reply; returns its seq.
-
-    Raises :class:`NotInControl` once a human has taken over and
-    :class:`MessageFinished` once the reply was cancelled: the AI never writes again.
-    """
-    if not isinstance(text, str) or not text:
-        raise InvalidInput("text", "must be a non-empty string")
-    locked, current = lock_streaming(message, 1)
-    require_ai(locked)
-    # Concatenate in the database: a long reply is never re-sent whole per delta.
-    Message.objects.filter(pk=current.pk).update(content=Concat(F("content"), Value(text)))
-    (event,) = emit(locked, [(wire.MESSAGE_DELTA, {"message_id": current.pk, "text": text})])
-    return event.seq
-
-
-@transaction.atomic
 def finish_assistant_message(message: Message | int) -> int:
     """Mark a streaming reply complete; returns the seq of ``message.completed``."""
-    locked, current = lock_streaming(message, 1, "content")
-    require_ai(locked)
-    return end_message(locked, current, MessageState.COMPLETE, {})
+    session_id, message_id = _streaming(message)
+    with session_write(session_id) as w:
+        current = _still_streaming(w, message_id)
+        require_ai(w)
+        return end_message(w, current, MessageState.COMPLETE, {})
 
 
-@transaction.atomic
 def fail_assistant_message(message: Message | int, error: str) -> int:
     """Mark a streaming reply failed (agent error or crash), keeping its partial text."""
-    locked, current = lock_streaming(message, 1, "content")
-    return end_message(locked, current, MessageState.FAILED, {"error": str(error)[:500]})
+    session_id, message_id = _streaming(message)
+    with session_write(session_id) as w:
+        current = _still_streaming(w, message_id)
+        return end_message(w, current, MessageState.FAILED, {"error": str(error)[:500]})
 
 
-END_EVENT = {
-    MessageState.COMPLETE: wire.MESSAGE_COMPLETED,
-    MessageState.CANCELLED: wire.MESSAGE_CANCELLED,
-    MessageState.FAILED: wire.MESSAGE_FAILED,
-}
-
-
-def end_message(locked: Locked, message: Message, state: str, extra: dict[str, Any]) -> int:
-    now = timezone.now()
-    Message.objects.filter(pk=message.pk).update(state=state, completed_at=now)
+def end_message(w: SessionWrite, message: Message, state: str, extra: dict[str, Any]) -> int:
+    Message.objects.filter(pk=message.pk).update(state=state, completed_at=timezone.now())
     payload = {"message_id": message.pk, "state": state, "length": len(message.content), **extra}
-    (event,) = emit(locked, [(END_EVENT[state], payload)])
-    return event.seq
+    return w.append(END_EVENT[state], payload)
 
 
-def agent_status_frame(status: str, run_id: int | None = None) -> dict[str, Any]:
-    """The ephemeral frame clients get when the agent's status changes."""
-    return {"type": "agent.status", "status": status, "run_id": run_id}
+def stop_ai(w: SessionWrite, reason: str) -> None:
+    """Cancel the AI's runs and streaming replies (keeping their text), as events.
+
+    Only an AI-controlled session has them: every move away from the AI comes here
+    first, and neither runs nor replies start without AI control."""
+    if w.control != Control.AI:
+        return
+    run_ids, streaming = runs.active_work(w.session_id)
+    if run_ids:
+        runs.cancel(run_ids, reason)
+        w.ephemeral(agent_status_frame("idle", run_ids[-1]))
+    end_streaming(w, streaming, MessageState.CANCELLED, reason=reason)
 
 
-def stop_ai(locked: Locked, reason: str) -> list[tuple[str, dict[str, Any]]]:
-    """Cancel the AI's runs and streaming replies (keeping their text); return the events."""
-    cancelled_runs = runs.cancel_active(locked.session_id, reason)
-    if cancelled_runs:
-        ephemeral_on_commit(locked.session_id, agent_status_frame("idle", cancelled_runs[-1]))
-    return end_streaming(locked, MessageState.CANCELLED, reason=reason)
-
-
-def end_streaming(locked: Locked, state: str, **extra: Any) -> list[tuple[str, dict[str, Any]]]:
-    """End every streaming assistant reply of the session as ``state`` (cancelled or
-    failed), keeping its text; return the events that say so."""
-    streaming = list(
-        Message.objects.filter(
-            session_id=locked.session_id, role=Role.ASSISTANT, state=MessageState.STREAMING
-        ).only("pk", "content")
-    )
+def end_streaming(
+    w: SessionWrite, streaming: list[tuple[int, int]], state: str, **extra: Any
+) -> None:
+    """End the given streaming replies (``(id, length)`` pairs) as ``state``, keeping
+    their text, with the events that say so."""
     if not streaming:
-        return []
-    Message.objects.filter(pk__in=[m.pk for m in streaming]).update(
+        return
+    Message.objects.filter(pk__in=[pk for pk, _ in streaming]).update(
         state=state, completed_at=timezone.now()
     )
-    return [
-        (
-            END_EVENT[state],
-            {"message_id": m.pk, "state": state, "length": len(m.content), **extra},
-        )
-        for m in streaming
-    ]
+    for pk, length in streaming:
+        w.append(END_EVENT[state], {"message_id": pk, "state": state, "length": length, **extra})
 
 
-@transaction.atomic
 def cancel_reply(session_id: uuid.UUID | str, *, reason: str = "user") -> list[int]:
     """Stop the AI's current reply (or the run still thinking), keeping its partial text.
 
     Returns the seqs written (none when the agent had not started writing)."""
-    locked = lock(session_id, 1)
-    return [e.seq for e in emit(locked, stop_ai(locked, reason))]
+    with session_write(session_id) as w:
+        first = w.last_seq + 1
+        stop_ai(w, reason)
+        return list(range(first, w.last_seq + 1))

@@ -1,46 +1,88 @@
-"""Agent-run bookkeeping: pending -> running (one worker, under a lease) -> finished.
+"""Agent runs: pending -> running (one worker, under a lease) -> finished.
 
-Called by the session service (inside its transactions) and by the runtime. Claims
-take the session row lock first, so that one session never has two running runs.
+These are service writes like any other: a run is created in the transaction of the
+message that triggers it, a claim takes the session's lock (one session never has two
+running runs), and the lease is renewed and the run finished only by its worker.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db.models import Value
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from durable_sessions.app_settings import ds_settings
-from durable_sessions.models import AgentRun, Control, Message, RunStatus, Status
+from durable_sessions.models import (
+    AgentRun,
+    Control,
+    Message,
+    MessageState,
+    Role,
+    RunStatus,
+    Status,
+)
+from durable_sessions.service.unit import SessionWrite, session_write
 
 ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING)
 
 
-def lease_until() -> timezone.datetime:
-    return timezone.now() + timedelta(seconds=float(ds_settings.LEASE_TIMEOUT))
+def lease_until() -> datetime:
+    return timezone.now() + timedelta(seconds=ds_settings.LEASE_TIMEOUT)
 
 
-def create_pending(session_id: uuid.UUID, trigger: Message) -> AgentRun | None:
-    """A new pending run, unless one is already pending (it will read the newer history)."""
-    if AgentRun.objects.filter(session_id=session_id, status=RunStatus.PENDING).exists():
-        return None
-    return AgentRun.objects.create(session_id=session_id, trigger=trigger)
+def start_pending(w: SessionWrite, trigger: Message) -> None:
+    """A new pending run for ``trigger``, announced with the unit, unless one is already
+    pending (it will read the newer history)."""
+
+    def create() -> None:
+        if AgentRun.objects.filter(session_id=w.session_id, status=RunStatus.PENDING).exists():
+            return
+        run = AgentRun.objects.create(session_id=w.session_id, trigger=trigger)
+        w.announce_run(run.pk)
+        w.ephemeral(agent_status_frame("thinking", run.pk))
+
+    w.after_rows(create)  # the run points to the message, saved with the unit
 
 
-def cancel_active(session_id: uuid.UUID, reason: str) -> list[int]:
-    """Mark the session's pending and running runs cancelled; returns their ids."""
-    ids = list(
-        AgentRun.objects.filter(session_id=session_id, status__in=ACTIVE).values_list(
-            "pk", flat=True
-        )
+def agent_status_frame(status: str, run_id: int | None = None) -> dict[str, object]:
+    """The ephemeral frame clients get when the agent's status changes."""
+    return {"type": "agent.status", "status": status, "run_id": run_id}
+
+
+def active_work(session_id: uuid.UUID) -> tuple[list[int], list[tuple[int, int]]]:
+    """In one query: the session's pending and running runs, and its streaming replies
+    as ``(id, length of text)``."""
+    run_rows = (
+        AgentRun.objects.filter(session_id=session_id, status__in=ACTIVE)
+        .annotate(kind=Value("run"), n=Value(0))
+        .order_by()  # a part of a UNION has no ORDER BY
+        .values_list("kind", "pk", "n")
     )
-    if ids:
-        AgentRun.objects.filter(pk__in=ids).update(
-            status=RunStatus.CANCELLED, finished_at=timezone.now(), error=reason
+    reply_rows = (
+        Message.objects.filter(
+            session_id=session_id, role=Role.ASSISTANT, state=MessageState.STREAMING
         )
-    return ids
+        .annotate(kind=Value("reply"), n=Length("content"))
+        .order_by()
+        .values_list("kind", "pk", "n")
+    )
+    run_ids: list[int] = []
+    replies: list[tuple[int, int]] = []
+    for kind, pk, n in run_rows.union(reply_rows, all=True):
+        if kind == "run":
+            run_ids.append(pk)
+        else:
+            replies.append((pk, n))
+    return sorted(run_ids), sorted(replies)
+
+
+def cancel(run_ids: list[int], reason: str) -> None:
+    AgentRun.objects.filter(pk__in=run_ids).update(
+        status=RunStatus.CANCELLED, finished_at=timezone.now(), error=reason
+    )
 
 
 def claim(run_id: int, worker: str) -> AgentRun | None:
@@ -49,19 +91,13 @@ def claim(run_id: int, worker: str) -> AgentRun | None:
     A run whose session left AI control (or closed) is cancelled; a run whose session
     already has a running run stays pending until that one ends.
     """
-    from durable_sessions.service import lock_session  # the service owns the session lock
-
-    with transaction.atomic():
-        session_id = (
-            AgentRun.objects.filter(pk=run_id, status=RunStatus.PENDING)
-            .values_list("session_id", flat=True)
-            .first()
-        )
-        if session_id is None:
-            return None
-        locked = lock_session(session_id)
-        if locked.status != Status.OPEN or locked.control != Control.AI:
-            AgentRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
+    session_id = session_of(run_id, status=RunStatus.PENDING)
+    if session_id is None:
+        return None
+    with session_write(session_id) as w:
+        pending = AgentRun.objects.filter(pk=run_id, status=RunStatus.PENDING)
+        if w.status != Status.OPEN or w.control != Control.AI:
+            pending.update(
                 status=RunStatus.CANCELLED,
                 finished_at=timezone.now(),
                 error="the AI no longer controls the session",
@@ -70,10 +106,9 @@ def claim(run_id: int, worker: str) -> AgentRun | None:
         if AgentRun.objects.filter(session_id=session_id, status=RunStatus.RUNNING).exists():
             return None
         now = timezone.now()
-        updated = AgentRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
+        if not pending.update(
             status=RunStatus.RUNNING, worker=worker, started_at=now, lease_expires_at=lease_until()
-        )
-        if not updated:
+        ):
             return None
         return AgentRun.objects.get(pk=run_id)
 
@@ -88,6 +123,7 @@ def renew_lease(run_id: int, worker: str) -> bool:
 
 
 def attach_message(run_id: int, message_id: int) -> None:
+    """Note the reply a run writes (the agent's status becomes "streaming")."""
     AgentRun.objects.filter(pk=run_id).update(message_id=message_id)
 
 
@@ -98,6 +134,22 @@ def finish(run_id: int, worker: str, status: str, error: str = "") -> bool:
             status=status, finished_at=timezone.now(), error=error[:2000]
         )
     )
+
+
+# --- reads of the runtime -------------------------------------------------------------------
+
+
+def session_of(run_id: int, *, status: str | None = None) -> uuid.UUID | None:
+    """The session of a run (with ``status``, if given)."""
+    runs = AgentRun.objects.filter(pk=run_id)
+    if status is not None:
+        runs = runs.filter(status=status)
+    return runs.values_list("session_id", flat=True).first()
+
+
+def is_running(run_id: int, worker: str) -> bool:
+    """Whether ``run_id`` is still ``worker``'s running run."""
+    return AgentRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=worker).exists()
 
 
 def pending_ids(limit: int) -> list[int]:
@@ -135,10 +187,15 @@ def agent_status(session_id: uuid.UUID) -> str:
     )
     if run is None:
         return "idle"
-    if run.status == RunStatus.PENDING:
+    return status_of_run(run.status, run.message_id)
+
+
+def status_of_run(status: str, message_id: int | None) -> str:
+    """The agent status a session's latest run means (queue views compute it in bulk)."""
+    if status == RunStatus.PENDING:
         return "thinking"
-    if run.status == RunStatus.RUNNING:
-        return "streaming" if run.message_id else "thinking"
-    if run.status == RunStatus.CRASHED:
+    if status == RunStatus.RUNNING:
+        return "streaming" if message_id else "thinking"
+    if status == RunStatus.CRASHED:
         return "unresponsive"
     return "idle"

@@ -9,18 +9,12 @@ from django.db import transaction
 
 from durable_sessions import wire
 from durable_sessions.adapter import AnyUser, get_adapter
-from durable_sessions.errors import (
-    InvalidInput,
-)
-from durable_sessions.models import (
-    DurableSession,
-    Participant,
-    ParticipantKind,
-)
-from durable_sessions.service.log import clean_text, emit, lock
+from durable_sessions.errors import InvalidInput
+from durable_sessions.models import DurableSession, Participant, ParticipantKind
+from durable_sessions.service.unit import SessionWrite, new_session_write, session_write
+from durable_sessions.service.validation import MAX_TITLE_CHARS, clean_text
 
 
-@transaction.atomic
 def create_session(
     *,
     owner: AnyUser | None = None,
@@ -33,63 +27,76 @@ def create_session(
         owner = None
     if owner is None and not visitor:
         raise InvalidInput("owner", "a session needs a user or an anonymous visitor id")
-    title = clean_text("title", title, limit=200, allow_empty=True)
+    title = clean_text("title", title, limit=MAX_TITLE_CHARS, allow_empty=True)
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidInput("metadata", "must be an object")
     adapter = get_adapter()
-    session = DurableSession.objects.create(
-        owner=owner,
-        owner_visitor="" if owner is not None else visitor,
-        title=title,
-        metadata=metadata or {},
-    )
-    people = [
-        Participant(
-            session=session,
-            kind=ParticipantKind.CUSTOMER,
-            user=owner,
-            display_name=adapter.display_name(owner),
-        ),
-        Participant(
-            session=session,
-            kind=ParticipantKind.AGENT,
-            display_name=adapter.agent_name(session),
-        ),
-    ]
-    Participant.objects.bulk_create(people)
-    locked = lock(session.id, 1)
-    payload = wire.session_data(session)
-    payload["last_seq"] = 1
-    payload["participants"] = [wire.participant_data(p) for p in people]
-    emit(locked, [(wire.SESSION_CREATED, payload)])
+    with transaction.atomic():
+        session = DurableSession.objects.create(
+            owner=owner,
+            owner_visitor="" if owner is not None else visitor,
+            title=title,
+            metadata=metadata or {},
+        )
+        people = Participant.objects.bulk_create(
+            [
+                Participant(
+                    session=session,
+                    kind=ParticipantKind.CUSTOMER,
+                    user=owner,
+                    display_name=adapter.display_name(owner),
+                ),
+                Participant(
+                    session=session,
+                    kind=ParticipantKind.AGENT,
+                    display_name=adapter.agent_name(session),
+                ),
+            ]
+        )
+        with new_session_write(session, people) as w:
+            payload = wire.session_data(session)
+            payload["last_seq"] = 1
+            payload["participants"] = [wire.participant_data(p) for p in people]
+            w.append(wire.SESSION_CREATED, payload)
     session.last_seq = 1
     return session
 
 
-@transaction.atomic
 def join_operator(session_id: uuid.UUID | str, user: AnyUser) -> Participant:
     """Add ``user`` as an operator participant of the session (idempotent)."""
-    # The row lock serialises joins: two at once cannot both create the participant.
-    locked = lock(session_id, 0)
-    participant, created = Participant.objects.get_or_create(
-        session_id=locked.session_id,
-        kind=ParticipantKind.OPERATOR,
-        user=user,
-        defaults={"display_name": get_adapter().display_name(user)},
-    )
-    if created:
-        emit(
-            locked, [(wire.PARTICIPANT_JOINED, {"participant": wire.participant_data(participant)})]
+    with session_write(session_id) as w:
+        return operator_participant(w, user)
+
+
+def operator_participant(w: SessionWrite, user: AnyUser) -> Participant:
+    """``user``'s operator participant in the unit's session, joining them if new.
+
+    The session lock serialises joins: two at once cannot both create the participant.
+    """
+    participant = w.participant(ParticipantKind.OPERATOR, user.pk)
+    if participant is None:
+        participant = Participant.objects.create(
+            session_id=w.session_id,
+            kind=ParticipantKind.OPERATOR,
+            user=user,
+            display_name=get_adapter().display_name(user),
         )
+        w.add_participant(participant)
+        w.append(wire.PARTICIPANT_JOINED, {"participant": wire.participant_data(participant)})
     return participant
 
 
 def participant_for(session_id: uuid.UUID | str, kind: str) -> Participant:
+    """The session's customer, agent or system participant."""
     return Participant.objects.get(session_id=session_id, kind=kind)
 
 
-def system_participant(session_id: uuid.UUID) -> Participant:
-    participant, _ = Participant.objects.get_or_create(
-        session_id=session_id, kind=ParticipantKind.SYSTEM, defaults={"display_name": "System"}
-    )
+def system_participant(w: SessionWrite) -> Participant:
+    """The author of notices, who joins with the session's first notice."""
+    participant = w.participant(ParticipantKind.SYSTEM)
+    if participant is None:
+        participant = Participant.objects.create(
+            session_id=w.session_id, kind=ParticipantKind.SYSTEM, display_name="System"
+        )
+        w.add_participant(participant)
     return participant

@@ -1,0 +1,87 @@
+"""The embedded runner: with ``RUNNER = "embedded"`` runs execute inside the server.
+
+Wrap the ASGI application once (``project/asgi.py`` in the demo)::
+
+    application = EmbeddedRunner(ProtocolTypeRouter({...}))
+
+The process's :class:`~durable_sessions.runtime.worker.Worker` then starts with the
+server: on the ASGI ``lifespan`` startup where the server sends one (Uvicorn,
+Hypercorn), as soon as Daphne's reactor runs (Daphne sends no lifespan events), and in
+any case with the first connection. Runs left pending by a restart are picked up by its
+sweep at once, without waiting for a client. With ``RUNNER = "worker"`` the wrapper does
+nothing: ``manage.py run_agents`` processes execute the runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from durable_sessions.app_settings import ds_settings
+from durable_sessions.runtime.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+_worker: Worker | None = None
+
+
+def start_embedded_worker() -> Worker | None:
+    """This process's worker, started in the running loop if it is not running there."""
+    global _worker
+    if ds_settings.RUNNER != "embedded":
+        return None
+    loop = asyncio.get_running_loop()
+    if _worker is None or not _worker.running or _worker.loop is not loop:
+        _worker = Worker()
+        _worker.start()
+        logger.info("embedded agent worker %s started", _worker.id)
+    return _worker
+
+
+def _start_with_server() -> None:
+    """Start the worker once the server's event loop runs."""
+    if ds_settings.RUNNER != "embedded":
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:  # imported by a server from inside its loop (Uvicorn)
+        loop.call_soon(start_embedded_worker)
+        return
+    reactor_module = sys.modules.get("twisted.internet.reactor")
+    if reactor_module is not None:  # Daphne installed Twisted's asyncio reactor
+        from twisted.internet import asyncioreactor
+
+        if isinstance(reactor_module, asyncioreactor.AsyncioSelectorReactor):
+            # callLater runs in the asyncio loop once the reactor is running.
+            reactor_module.callWhenRunning(reactor_module.callLater, 0, start_embedded_worker)
+
+
+class EmbeddedRunner:
+    """ASGI middleware that runs the embedded agent worker alongside ``app``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        _start_with_server()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        start_embedded_worker()
+        await self.app(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                start_embedded_worker()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if _worker is not None:
+                    await _worker.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,262 @@
+"""Executing one run: claim it, stream the agent's output into the log, finish it.
+
+A :class:`RunExecutor` listens to its session before claiming (a cancel committed after
+the claim cannot be missed), renews its lease, pumps the agent's chunks through a
+:class:`~durable_sessions.runtime.coalescer.Coalescer` into the group commit, and stops
+at once when the session says so (cancel, takeover, close). The service refuses, under
+the session lock, every AI write after a human took over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from durable_sessions import service, wire
+from durable_sessions.agents import AgentError, Handoff, Turn, get_agent
+from durable_sessions.app_settings import ds_settings
+from durable_sessions.delivery.groups import session_group
+from durable_sessions.delivery.publish import (
+    EPHEMERAL_MESSAGE_TYPE,
+    LIVE_MESSAGE_TYPE,
+    ephemeral_wakeup,
+    publish_now,
+)
+from durable_sessions.errors import MessageFinished, NotInControl, ServiceError, SessionClosed
+from durable_sessions.models import AgentRun, Message, ParticipantKind, RunStatus
+from durable_sessions.runtime.coalescer import Coalescer
+from durable_sessions.runtime.turns import build_turn
+from durable_sessions.service import runs
+from durable_sessions.service.validation import MAX_REASON_CHARS, MAX_SUMMARY_CHARS
+
+if TYPE_CHECKING:
+    from durable_sessions.runtime.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+# Log events after which a run must check whether it may go on.
+_STOP_EVENTS = {
+    wire.MESSAGE_CANCELLED,
+    wire.CONTROL_CHANGED,
+    wire.SESSION_CLOSED,
+    wire.MESSAGE_FAILED,
+}
+_DONE = object()
+
+db = database_sync_to_async
+
+
+class Interrupted(Exception):
+    """The session stopped the run (cancel, takeover, close or a lost lease)."""
+
+
+def _clip(text: object, limit: int) -> str:
+    """An agent's text made acceptable to the service: a string, no NUL, bounded."""
+    return str(text).replace("\x00", "")[:limit]
+
+
+def _is_stop(message: dict[str, Any]) -> bool:
+    """Whether a session wake-up may mean that the run must stop."""
+    if message.get("type") == LIVE_MESSAGE_TYPE:
+        if any(f["type"] in _STOP_EVENTS for f in message["events"]):
+            return True
+        frames = [e["frame"] for e in message.get("ephemeral", ())]
+    elif message.get("type") == EPHEMERAL_MESSAGE_TYPE:
+        frames = [message["frame"]]
+    else:
+        return False
+    return any(f.get("type") == "agent.status" and f.get("status") == "idle" for f in frames)
+
+
+class RunExecutor:
+    """Executes one run for a worker."""
+
+    def __init__(self, worker: Worker, run_id: int) -> None:
+        self.worker = worker
+        self.run_id = run_id
+        self.run: AgentRun | None = None
+        self.message: Message | None = None
+        self.stop_reason: str | None = None
+        self._main: asyncio.Task[Any] | None = None
+        self._finishing = False
+
+    async def execute(self) -> None:
+        session_id = await db(runs.session_of)(self.run_id)
+        if session_id is None:
+            return
+        self._main = asyncio.current_task()
+        layer = get_channel_layer()
+        # Listen before claiming: a cancel committed after the claim cannot be missed.
+        channel = await layer.new_channel() if layer else None
+        if layer and channel:
+            await layer.group_add(session_group(session_id), channel)
+        watcher = asyncio.create_task(self._watch(layer, channel)) if channel else None
+        try:
+            self.run = await db(runs.claim)(self.run_id, self.worker.id)
+            if self.run is None:
+                return
+            await self._execute_claimed(session_id)
+        finally:
+            if watcher:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            if layer and channel:
+                await layer.group_discard(session_group(session_id), channel)
+
+    async def _status(self, session_id: uuid.UUID, status: str) -> None:
+        frame = service.agent_status_frame(status, self.run_id)
+        await publish_now([ephemeral_wakeup(session_id, frame)])
+
+    async def _execute_claimed(self, session_id: uuid.UUID) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat())
+        outcome, error = RunStatus.COMPLETED, ""
+        handoff: Handoff | None = None
+        try:
+            await self._status(session_id, "thinking")
+            turn = await db(build_turn)(session_id)
+            handoff = await self._stream(session_id, turn)
+        except asyncio.CancelledError:
+            if self.stop_reason is None:
+                raise  # the worker is shutting down
+            asyncio.current_task().uncancel()
+            outcome, error = RunStatus.CANCELLED, self.stop_reason
+        except (Interrupted, NotInControl, MessageFinished, SessionClosed) as exc:
+            outcome, error = RunStatus.CANCELLED, str(exc)
+        except Exception as exc:  # the agent failed: keep the partial text, mark it failed
+            logger.warning("run %s failed: %s", self.run_id, exc, exc_info=True)
+            outcome, error = RunStatus.FAILED, str(exc) or type(exc).__name__
+            with contextlib.suppress(ServiceError):
+                if self.message is None:
+                    # Failed before its first word: the failure still shows in the log.
+                    self.message = await service.astart_assistant_message(session_id)
+                await service.afail_assistant_message(self.message, error)
+        finally:
+            self._finishing = True  # from here on, nothing may interrupt the bookkeeping
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        if await db(runs.finish)(self.run_id, self.worker.id, outcome, error):
+            await self._status(session_id, "idle")
+        if handoff is not None and outcome == RunStatus.COMPLETED:
+            await self._hand_off(session_id, handoff)
+        # A message that arrived meanwhile left a pending run behind this one.
+        following = await db(runs.next_pending_in_session)(session_id)
+        if following is not None:
+            self.worker.submit(following)
+
+    async def _hand_off(self, session_id: uuid.UUID, handoff: Handoff) -> None:
+        agent = await db(service.participant_for)(session_id, ParticipantKind.AGENT)
+        try:
+            await service.arequest_handoff(
+                session_id,
+                by=agent,
+                reason=_clip(handoff.reason, MAX_REASON_CHARS),
+                summary=_clip(handoff.summary, MAX_SUMMARY_CHARS),
+            )
+        except ServiceError as exc:  # e.g. closed meanwhile: nothing left to hand off
+            logger.info("handoff of run %s not made: %s", self.run_id, exc)
+
+    async def _stream(self, session_id: uuid.UUID, turn: Turn) -> Handoff | None:
+        """Pump the agent's output into coalesced deltas; returns a requested handoff."""
+        idle = ds_settings.AGENT_IDLE_TIMEOUT
+        buffer = Coalescer(ds_settings.FLUSH_INTERVAL_MS / 1000.0, ds_settings.FLUSH_MAX_CHARS)
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1024)
+        producer = asyncio.create_task(self._produce(turn, queue))
+        try:
+            idle_deadline = time.monotonic() + idle
+            while True:
+                deadline = min(idle_deadline, buffer.deadline or idle_deadline)
+                try:
+                    item = await asyncio.wait_for(queue.get(), max(deadline - time.monotonic(), 0))
+                except TimeoutError:
+                    if buffer.due():
+                        await self._flush(buffer)
+                        continue
+                    raise AgentError(f"the agent produced nothing for {idle:g} s") from None
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    await self._flush(buffer)  # keep what the agent said before it failed
+                    raise item
+                idle_deadline = time.monotonic() + idle
+                if isinstance(item, Handoff):
+                    await self._end_reply(buffer)
+                    return item
+                if not isinstance(item, str) or not item:
+                    continue
+                if self.message is None:
+                    await self._open_message(session_id)
+                if buffer.add(item):
+                    await self._flush(buffer)
+            await self._end_reply(buffer)
+            return None
+        finally:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await producer
+
+    async def _flush(self, buffer: Coalescer) -> None:
+        if buffer and self.message is not None:
+            # The service re-checks, under the session lock, that the AI still has control
+            # and the reply is still streaming: no text after a takeover.
+            await service.delta_writer.append(
+                self.message.session_id, self.message.pk, buffer.take()
+            )
+
+    async def _end_reply(self, buffer: Coalescer) -> None:
+        await self._flush(buffer)
+        if self.message is not None:
+            await service.afinish_assistant_message(self.message)
+            self.message = None
+
+    async def _open_message(self, session_id: uuid.UUID) -> None:
+        self.message = await service.astart_assistant_message(session_id)
+        await db(runs.attach_message)(self.run_id, self.message.pk)
+        await self._status(session_id, "streaming")
+
+    @staticmethod
+    async def _produce(turn: Turn, queue: asyncio.Queue[Any]) -> None:
+        try:
+            async for item in get_agent().stream(turn):
+                await queue.put(item)
+            await queue.put(_DONE)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            await queue.put(exc)
+
+    def _interrupt(self, reason: str) -> None:
+        if self._finishing or self.stop_reason is not None:
+            return
+        if self._main is not None and not self._main.done():
+            self.stop_reason = reason
+            self._main.cancel()
+
+    async def _watch(self, layer: Any, channel: str) -> None:
+        """Stop the run as soon as the session says so (a wake-up, then a database check)."""
+        while True:
+            message = await layer.receive(channel)
+            if self.run is None or self.run.status != RunStatus.RUNNING:
+                continue  # not claimed yet; the claim itself checks the state
+            if _is_stop(message) and not await db(runs.is_running)(self.run_id, self.worker.id):
+                self._interrupt("stopped by the session")
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(ds_settings.HEARTBEAT_INTERVAL)
+            try:
+                mine = await db(runs.renew_lease)(self.run_id, self.worker.id)
+            except Exception:
+                logger.exception("lease renewal of run %s failed", self.run_id)
+                continue
+            if not mine:
+                self._interrupt("the run was stopped or its lease was lost")
+                return

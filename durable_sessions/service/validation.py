@@ -1,0 +1,38 @@
+"""Validation of the text a writer gives the service: what is refused, and why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from durable_sessions.errors import InvalidInput
+
+# Length limits, in characters, of the short texts of the service (messages have the
+# MAX_MESSAGE_CHARS setting).
+MAX_CLIENT_ID = 64
+MAX_TITLE_CHARS = 200
+MAX_REASON_CHARS = 500
+MAX_SUMMARY_CHARS = 4000
+
+
+def clean_text(field: str, value: Any, *, limit: int, allow_empty: bool = False) -> str:
+    """``value`` if it is text the service stores; :class:`InvalidInput` naming ``field``."""
+    if not isinstance(value, str):
+        raise InvalidInput(field, "must be a string")
+    if not allow_empty and not value.strip():
+        raise InvalidInput(field, "must not be empty")
+    if len(value) > limit:
+        raise InvalidInput(field, f"is longer than {limit} characters")
+    if "\x00" in value:
+        raise InvalidInput(field, "must not contain NUL characters")
+    return value
+
+
+def clean_client_id(value: Any) -> str | None:
+    """A client's idempotency id, or None when it sent none."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_CLIENT_ID:
+        raise InvalidInput("client_id", f"must be a non-empty string of at most {MAX_CLIENT_ID}")
+    if not value.isprintable():
+        raise InvalidInput("client_id", "must contain printable characters only")
+    return value
