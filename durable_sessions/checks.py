@@ -108,3 +108,34 @@ def check_database(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     )
                 )
     return messages
+
+
+@register()
+def check_embedded_runner(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """With RUNNER "embedded", the ASGI application must run the embedded worker."""
+    path = getattr(settings, "ASGI_APPLICATION", None)
+    try:
+        runner = ds_settings.RUNNER
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+    if runner != "embedded" or not path:
+        return []
+    from django.utils.module_loading import import_string
+
+    from durable_sessions.runtime import embedded
+
+    try:
+        import_string(path)  # building the application constructs its EmbeddedRunner
+    except Exception:  # the host's own import error is reported where it happens
+        return []
+    if embedded.EmbeddedRunner.constructed:
+        return []
+    return [
+        Warning(
+            f"DURABLE_SESSIONS['RUNNER'] is 'embedded' but {path} is not wrapped in "
+            "durable_sessions.runtime.embedded.EmbeddedRunner: no agent run will execute.",
+            hint="Wrap the application (see docs/install.md), or run `manage.py run_agents` "
+            "processes with RUNNER 'worker'.",
+            id="durable_sessions.W008",
+        )
+    ]

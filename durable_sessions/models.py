@@ -68,12 +68,6 @@ class DurableSession(models.Model):
     def __str__(self) -> str:
         return self.title or f"Session {self.id}"
 
-    @property
-    def group_name(self) -> str:
-        from durable_sessions.delivery.groups import session_group
-
-        return session_group(self.id)
-
 
 class ParticipantKind(models.TextChoices):
     CUSTOMER = "customer", "Customer"

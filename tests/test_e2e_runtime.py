@@ -69,9 +69,10 @@ async def test_kill_9_of_the_worker_mid_stream_is_detected_and_escalated(
     run = await AgentRun.objects.aget()
     assert run.status == RunStatus.RUNNING and run.worker in workers
     workers[run.worker].kill()
-    frames += await read_until(ws, of_type("control.changed"))
+    # The reaper's one write: the failed reply, the escalation, the notice, then the status.
+    frames += await read_until(ws, lambda f: f.get("status") == "unresponsive")
     failed = next(f for f in frames if f.get("type") == "message.failed")
-    changed = frames[-1]
+    changed = next(f for f in frames if f.get("type") == "control.changed")
     assert changed["data"]["control"] == "queued"
     assert changed["data"]["reason"] == "agent unresponsive"
     assert not [f for f in frames if f.get("type") == "message.delta" and f["seq"] > failed["seq"]]
@@ -138,3 +139,34 @@ async def test_a_message_posted_over_http_is_answered_without_any_websocket(daph
             await asyncio.sleep(0.1)
         reply = await Message.objects.aget(role="assistant")
         assert reply.content == "Hi there" and str(reply.session_id) == session_id
+
+
+async def test_a_run_left_pending_by_a_restart_is_answered_when_the_server_starts(daphne):
+    """The embedded worker starts with the server, not with its first connection."""
+    from durable_sessions import service
+    from durable_sessions.models import Participant
+
+    session, _ = await database_sync_to_async(anonymous_session)()
+    customer = await Participant.objects.aget(session=session, kind="customer")
+    # Stored while no server runs: the run waits in the database.
+    await database_sync_to_async(service.post_message)(
+        session.id, author=customer, content="hello", client_id="before-restart"
+    )
+    run = await AgentRun.objects.aget(session=session)
+    assert run.status == RunStatus.PENDING
+    daphne(
+        server_env(
+            ds_settings={
+                "RUNNER": "embedded",
+                "AGENT_OPTIONS": {"thinking_seconds": 0, "tokens_per_second": 0, "reply": "Hi"},
+            }
+        )
+    )
+    for _ in range(150):  # nobody connects, nobody posts: only the server's own worker
+        run = await AgentRun.objects.aget(pk=run.pk)
+        if run.status == RunStatus.COMPLETED:
+            break
+        await asyncio.sleep(0.1)
+    assert run.status == RunStatus.COMPLETED
+    reply = await Message.objects.aget(session=session, role="assistant")
+    assert (reply.content, reply.state) == ("Hi", "complete")

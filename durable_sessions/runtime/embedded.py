@@ -63,8 +63,12 @@ def _start_with_server() -> None:
 class EmbeddedRunner:
     """ASGI middleware that runs the embedded agent worker alongside ``app``."""
 
+    # Whether this process built one (system check W008 looks).
+    constructed = False
+
     def __init__(self, app: Any) -> None:
         self.app = app
+        EmbeddedRunner.constructed = True
         _start_with_server()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

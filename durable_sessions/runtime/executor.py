@@ -14,7 +14,8 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -35,9 +36,6 @@ from durable_sessions.runtime.coalescer import Coalescer
 from durable_sessions.runtime.turns import build_turn
 from durable_sessions.service import runs
 from durable_sessions.service.validation import MAX_REASON_CHARS, MAX_SUMMARY_CHARS
-
-if TYPE_CHECKING:
-    from durable_sessions.runtime.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +74,12 @@ def _is_stop(message: dict[str, Any]) -> bool:
 
 
 class RunExecutor:
-    """Executes one run for a worker."""
+    """Executes one run for the worker ``worker_id``; ``submit`` hands it the session's
+    next pending run when this one ends."""
 
-    def __init__(self, worker: Worker, run_id: int) -> None:
-        self.worker = worker
+    def __init__(self, worker_id: str, run_id: int, submit: Callable[[int], object]) -> None:
+        self.worker_id = worker_id
+        self.submit = submit
         self.run_id = run_id
         self.run: AgentRun | None = None
         self.message: Message | None = None
@@ -99,7 +99,7 @@ class RunExecutor:
             await layer.group_add(session_group(session_id), channel)
         watcher = asyncio.create_task(self._watch(layer, channel)) if channel else None
         try:
-            self.run = await db(runs.claim)(self.run_id, self.worker.id)
+            self.run = await db(runs.claim)(self.run_id, self.worker_id)
             if self.run is None:
                 return
             await self._execute_claimed(session_id)
@@ -143,14 +143,14 @@ class RunExecutor:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        if await db(runs.finish)(self.run_id, self.worker.id, outcome, error):
+        if await db(runs.finish)(self.run_id, self.worker_id, outcome, error):
             await self._status(session_id, "idle")
         if handoff is not None and outcome == RunStatus.COMPLETED:
             await self._hand_off(session_id, handoff)
         # A message that arrived meanwhile left a pending run behind this one.
         following = await db(runs.next_pending_in_session)(session_id)
         if following is not None:
-            self.worker.submit(following)
+            self.submit(following)
 
     async def _hand_off(self, session_id: uuid.UUID, handoff: Handoff) -> None:
         agent = await db(service.participant_for)(session_id, ParticipantKind.AGENT)
@@ -246,14 +246,14 @@ class RunExecutor:
             message = await layer.receive(channel)
             if self.run is None or self.run.status != RunStatus.RUNNING:
                 continue  # not claimed yet; the claim itself checks the state
-            if _is_stop(message) and not await db(runs.is_running)(self.run_id, self.worker.id):
+            if _is_stop(message) and not await db(runs.is_running)(self.run_id, self.worker_id):
                 self._interrupt("stopped by the session")
 
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(ds_settings.HEARTBEAT_INTERVAL)
             try:
-                mine = await db(runs.renew_lease)(self.run_id, self.worker.id)
+                mine = await db(runs.renew_lease)(self.run_id, self.worker_id)
             except Exception:
                 logger.exception("lease renewal of run %s failed", self.run_id)
                 continue

@@ -41,7 +41,7 @@ class Worker:
         """Start executing ``run_id`` unless it already runs here or the worker is full."""
         if run_id in self.tasks or len(self.tasks) >= ds_settings.MAX_CONCURRENT_RUNS:
             return False
-        task = background_task(RunExecutor(self, run_id).execute())
+        task = background_task(RunExecutor(self.id, run_id, self.submit).execute())
         self.tasks[run_id] = task
         task.add_done_callback(lambda _t, rid=run_id: self._done(rid, _t))
         return True

@@ -234,7 +234,7 @@ def _take_over(w: SessionWrite, operator: AnyUser, reason: str) -> Participant:
     w.require_open()
     if w.control not in (Control.AI, Control.QUEUED):
         raise _conflict(w, (Control.AI, Control.QUEUED))
-    participant = operator_participant(w, operator)
+    participant = operator_participant(w, operator, with_system=True)
     _change(
         w,
         Control.HUMAN,
@@ -296,7 +296,7 @@ def transfer(
     reason = _reason(reason)
     with session_write(session_id) as w:
         participant = _holder(w, operator)
-        target = operator_participant(w, to)
+        target = operator_participant(w, to, with_system=True)
         _change(
             w,
             Control.HUMAN,

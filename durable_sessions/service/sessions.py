@@ -68,21 +68,34 @@ def join_operator(session_id: uuid.UUID | str, user: AnyUser) -> Participant:
         return operator_participant(w, user)
 
 
-def operator_participant(w: SessionWrite, user: AnyUser) -> Participant:
+def operator_participant(
+    w: SessionWrite, user: AnyUser, *, with_system: bool = False
+) -> Participant:
     """``user``'s operator participant in the unit's session, joining them if new.
 
-    The session lock serialises joins: two at once cannot both create the participant.
+    ``with_system`` also makes sure the author of notices exists, in the same INSERT
+    (an operator who joins is announced with a notice). The session lock serialises
+    joins: two at once cannot both create the participant.
     """
     participant = w.participant(ParticipantKind.OPERATOR, user.pk)
+    joined = participant is None
+    new: list[Participant] = []
     if participant is None:
-        participant = Participant.objects.create(
+        participant = Participant(
             session_id=w.session_id,
             kind=ParticipantKind.OPERATOR,
             user=user,
             display_name=get_adapter().display_name(user),
         )
-        w.add_participant(participant)
-        w.append(wire.PARTICIPANT_JOINED, {"participant": wire.participant_data(participant)})
+        new.append(participant)
+    if with_system and w.participant(ParticipantKind.SYSTEM) is None:
+        new.append(_system(w))
+    if new:
+        Participant.objects.bulk_create(new)
+        for p in new:
+            w.add_participant(p)
+        if joined:
+            w.append(wire.PARTICIPANT_JOINED, {"participant": wire.participant_data(participant)})
     return participant
 
 
@@ -95,8 +108,11 @@ def system_participant(w: SessionWrite) -> Participant:
     """The author of notices, who joins with the session's first notice."""
     participant = w.participant(ParticipantKind.SYSTEM)
     if participant is None:
-        participant = Participant.objects.create(
-            session_id=w.session_id, kind=ParticipantKind.SYSTEM, display_name="System"
-        )
+        participant = _system(w)
+        participant.save()
         w.add_participant(participant)
     return participant
+
+
+def _system(w: SessionWrite) -> Participant:
+    return Participant(session_id=w.session_id, kind=ParticipantKind.SYSTEM, display_name="System")

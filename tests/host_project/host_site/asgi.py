@@ -14,17 +14,23 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 import durable_sessions.routing  # noqa: E402
 import handoff_console.routing  # noqa: E402
+from durable_sessions.runtime.embedded import EmbeddedRunner  # noqa: E402
 
 websocket_routes = (
     durable_sessions.routing.websocket_urlpatterns + handoff_console.routing.websocket_urlpatterns
 )
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        # Browsers send cookies with cross-site websocket handshakes and CSRF middleware
-        # does not see them: the Origin check is what keeps other sites out. The auth
-        # stack turns the session cookie into scope["user"] and scope["session"].
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_routes))),
-    }
+# The agent's runs execute in this process (RUNNER "embedded"), started with the server.
+application = EmbeddedRunner(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            # Browsers send cookies with cross-site websocket handshakes and CSRF middleware
+            # does not see them: the Origin check is what keeps other sites out. The auth
+            # stack turns the session cookie into scope["user"] and scope["session"].
+            "websocket": AllowedHostsOriginValidator(
+                AuthMiddlewareStack(URLRouter(websocket_routes))
+            ),
+        }
+    )
 )
