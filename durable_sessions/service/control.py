@@ -12,7 +12,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from durable_sessions import wire
+from durable_sessions import signals, wire
 from durable_sessions.adapter import AnyUser, get_adapter
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.errors import Conflict, InvalidInput
@@ -142,6 +142,7 @@ def request_handoff(
             summary=summary,
         )
         add_notice(w, "A member of our team will join you shortly.")
+        w.signal(signals.handoff_requested, by=by, reason=reason, summary=summary)
         return True
 
 
@@ -246,6 +247,7 @@ def _take_over(w: SessionWrite, operator: AnyUser, reason: str) -> Participant:
         action=HandoffAction.TAKE_OVER,
     )
     add_notice(w, f"{participant.display_name} joined the conversation.")
+    w.signal(signals.taken_over, operator=operator, reason=reason)
     return participant
 
 
@@ -283,6 +285,7 @@ def hand_back(session_id: uuid.UUID | str, operator: AnyUser, *, reason: str = "
             action=HandoffAction.HAND_BACK,
         )
         add_notice(w, "You are back with our assistant.")
+        w.signal(signals.handed_back, operator=operator, reason=reason)
 
 
 def transfer(
@@ -308,6 +311,7 @@ def transfer(
             action=HandoffAction.TRANSFER,
         )
         add_notice(w, f"{target.display_name} has taken over the conversation.")
+        w.signal(signals.transferred, operator=operator, to=to)
         return target
 
 
@@ -359,6 +363,7 @@ def _close(w: SessionWrite, *, by: Participant | None, actor: AnyUser | None, re
     )
     _audit(w, seq, HandoffAction.CLOSE, w.control, w.control, by=by, actor=actor, reason=reason)
     add_notice(w, "This conversation was closed.")
+    w.signal(signals.session_closed, by=by, actor=actor, reason=reason)
     return True
 
 
@@ -398,7 +403,11 @@ def crash_run(run_id: int) -> bool:
         pending, streaming = runs.active_work(w.session_id)
         end_streaming(w, streaming, MessageState.FAILED, error="the agent stopped responding")
         w.ephemeral(agent_status_frame("unresponsive", run_id))
-        if ds_settings.ESCALATE_ON_CRASH and w.status == Status.OPEN and w.control == Control.AI:
+        escalate = (
+            ds_settings.ESCALATE_ON_CRASH and w.status == Status.OPEN and w.control == Control.AI
+        )
+        w.signal(signals.run_crashed, run_id=run_id, escalated=escalate)
+        if escalate:
             if pending:
                 runs.cancel(pending, "escalated after an agent crash")
             _announce(

@@ -80,6 +80,22 @@ def post_message(
         return add_post(w, author, content, client_id)
 
 
+def post_customer_message(
+    session_id: uuid.UUID | str, content: Any, *, client_id: Any = None
+) -> PostResult:
+    """Store a message from the session's customer (e.g. from a host project's own view,
+    after checking that the request may act for them); as :func:`post_message`."""
+    content = clean_text("content", content, limit=ds_settings.MAX_MESSAGE_CHARS)
+    client_id = clean_client_id(client_id)
+    with session_write(session_id) as w:
+        customer = w.participant(ParticipantKind.CUSTOMER)
+        assert customer is not None  # every session is made with its customer
+        retry = find_retry(w, client_id, author=customer, content=content)
+        if retry is not None:
+            return retry
+        return add_post(w, customer, content, client_id)
+
+
 def find_retry(
     w: SessionWrite, client_id: str | None, *, author: Participant, content: str
 ) -> PostResult | None:

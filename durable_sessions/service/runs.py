@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 
+from django.db import transaction
 from django.db.models import Value
 from django.db.models.functions import Length
 from django.utils import timezone
 
+from durable_sessions import signals
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.models import (
     AgentRun,
@@ -24,7 +27,7 @@ from durable_sessions.models import (
     RunStatus,
     Status,
 )
-from durable_sessions.service.unit import SessionWrite, session_write
+from durable_sessions.service.unit import SessionWrite, send_signal, session_write
 
 ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING)
 
@@ -129,11 +132,14 @@ def attach_message(run_id: int, message_id: int) -> None:
 
 def finish(run_id: int, worker: str, status: str, error: str = "") -> bool:
     """End a running run; False if it had already ended (cancelled or reaped)."""
-    return bool(
-        AgentRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=worker).update(
-            status=status, finished_at=timezone.now(), error=error[:2000]
-        )
+    ended = AgentRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=worker).update(
+        status=status, finished_at=timezone.now(), error=error[:2000]
     )
+    if ended and status == RunStatus.FAILED:
+        session_id = session_of(run_id)
+        kwargs = {"run_id": run_id, "error": error[:2000]}
+        transaction.on_commit(partial(send_signal, signals.run_failed, session_id, kwargs))
+    return bool(ended)
 
 
 # --- reads of the runtime -------------------------------------------------------------------

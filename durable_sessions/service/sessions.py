@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
-from durable_sessions import wire
+from durable_sessions import signals, wire
 from durable_sessions.adapter import AnyUser, get_adapter
 from durable_sessions.errors import InvalidInput
 from durable_sessions.models import DurableSession, Participant, ParticipantKind
@@ -58,6 +58,7 @@ def create_session(
             payload["last_seq"] = 1
             payload["participants"] = [wire.participant_data(p) for p in people]
             w.append(wire.SESSION_CREATED, payload)
+            w.signal(signals.session_created, session=session)
     session.last_seq = 1
     return session
 

@@ -19,14 +19,17 @@ same transaction is the same unit: service operations compose without locking tw
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from durable_sessions import wire
@@ -47,6 +50,8 @@ from durable_sessions.models import (
     ParticipantKind,
     Status,
 )
+
+logger = logging.getLogger(__name__)
 
 # A payload, or a function that makes it once the unit's rows are saved (a message's
 # ``message.created`` names the message's id, which exists only after its insert).
@@ -81,6 +86,7 @@ class SessionWrite:
         self._runs: list[int] = []
         self._participants: list[Participant] | None = None
         self._after_rows: list[Callable[[], None]] = []
+        self._signals: list[tuple[Signal, dict[str, Any]]] = []
 
     # --- the state read under the lock ---------------------------------------------------
 
@@ -144,6 +150,10 @@ class SessionWrite:
         them, and add ephemeral frames or runs to the unit's wake-ups)."""
         self._after_rows.append(fn)
 
+    def signal(self, signal: Signal, **kwargs: Any) -> None:
+        """Send ``signal`` (see :mod:`durable_sessions.signals`) once the unit commits."""
+        self._signals.append((signal, kwargs))
+
     def announce_run(self, run_id: int) -> None:
         """Tell the workers about a new run once the unit is committed."""
         self._runs.append(run_id)
@@ -170,9 +180,11 @@ class SessionWrite:
         if events:
             Event.objects.bulk_create(events)
         publish_on_commit(self._wakeups(events, now))
+        for signal, kwargs in self._signals:
+            transaction.on_commit(partial(send_signal, signal, self.session_id, kwargs))
         self._saved_seq = self.last_seq
         self._events, self._messages, self._records, self._changes = [], [], [], {}
-        self._ephemeral, self._runs, self._after_rows = [], [], []
+        self._ephemeral, self._runs, self._after_rows, self._signals = [], [], [], []
 
     def _wakeups(self, events: list[Event], now: datetime) -> list[Wakeup]:
         frames = [wire.frame(e.seq, e.type, e.payload, e.created_at or now) for e in events]
@@ -184,6 +196,13 @@ class SessionWrite:
             wakeups.append(activity)
         wakeups.extend(run_wakeup(run_id) for run_id in self._runs)
         return wakeups
+
+
+def send_signal(signal: Signal, session_id: uuid.UUID, kwargs: dict[str, Any]) -> None:
+    """Send a committed change's signal; a failing receiver is logged, never raised."""
+    for receiver, result in signal.send_robust(DurableSession, session_id=session_id, **kwargs):
+        if isinstance(result, Exception):
+            logger.error("signal receiver %r failed", receiver, exc_info=result)
 
 
 def _resolve(payload: Payload) -> dict[str, Any]:
