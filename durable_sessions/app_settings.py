@@ -31,7 +31,7 @@ class DurableSessionsSettings(AppSettings):
         "the adapter that decides who may open a session and how people are named",
     )
     OPERATOR_PERMISSION = Str(
-        "handoff_console.use_console",
+        "durable_sessions.operate_sessions",
         "the permission (app_label.codename) that makes a user an operator",
     )
     STAFF_ARE_OPERATORS = Bool(True, "staff users count as operators without the permission")
