@@ -21,6 +21,7 @@ back typed, so callers never cast them; class paths come back imported.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar, Generic, NoReturn, Self, TypeVar, overload
 
 from django.conf import settings
@@ -49,10 +50,6 @@ class Setting(Generic[T]):
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
-        try:
-            self.clean(self.default)
-        except ValueError as exc:  # a mistake in the table itself, not in a host's settings
-            raise TypeError(f"{owner.__name__}.{name}: the default {exc}") from None
 
     @overload
     def __get__(self, obj: None, owner: type | None = None) -> Self: ...
@@ -151,8 +148,8 @@ class Str(Setting[str]):
         return value
 
 
-class Dict(Setting[dict[str, Any]]):
-    """A dict with string keys (e.g. keyword arguments); read back as a copy."""
+class Dict(Setting[Mapping[str, Any]]):
+    """A dict with string keys (e.g. keyword arguments); read back as a read-only copy."""
 
     type_label = "dict"
 
@@ -161,8 +158,9 @@ class Dict(Setting[dict[str, Any]]):
             self._refuse("a dict with str keys", value)
         return dict(value)
 
-    def load(self, cleaned: dict[str, Any]) -> dict[str, Any]:
-        return dict(cleaned)
+    def load(self, cleaned: dict[str, Any]) -> Mapping[str, Any]:
+        # Shared by every caller until the next reload: nobody may change it for the rest.
+        return MappingProxyType(cleaned)
 
 
 class ClassPath(Setting[T]):
@@ -196,6 +194,11 @@ class AppSettings:
         found: dict[str, Setting[Any]] = {}
         for klass in reversed(cls.__mro__):
             found.update({k: v for k, v in vars(klass).items() if isinstance(v, Setting)})
+        for name, definition in found.items():
+            try:
+                definition.clean(definition.default)
+            except ValueError as exc:  # a mistake in the table itself, not in a host's settings
+                raise TypeError(f"{cls.__name__}.{name}: the default {exc}") from None
         cls._definitions = found
 
     def __init__(self) -> None:
