@@ -73,7 +73,7 @@ class Setting(Generic[T]):
 
     def load(self, cleaned: Any) -> T:
         """The value callers get from the stored one (class paths import here)."""
-        return cleaned  # type: ignore[no-any-return]
+        return cleaned
 
     @property
     def default_label(self) -> str:
@@ -174,7 +174,7 @@ class ClassPath(Setting[T]):
         return value
 
     def load(self, cleaned: str) -> T:
-        return import_string(cleaned)  # type: ignore[no-any-return]
+        return import_string(cleaned)
 
 
 class AppSettings:
