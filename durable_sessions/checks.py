@@ -19,14 +19,8 @@ REDIS_CORE_LAYER = "channels_redis.core.RedisChannelLayer"
 
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    errors: list[Any] = []
-    try:
-        ds_settings.reload()
-        ds_settings.merged  # noqa: B018 (validates)
-        ds_settings.ADAPTER  # noqa: B018 (imports the class path)
-        ds_settings.AGENT  # noqa: B018 (imports the class path)
-    except ImproperlyConfigured as exc:
-        errors.append(Error(str(exc), id="durable_sessions.E001", obj=SETTING_NAME))
+    # Validated afresh (class paths imported), so that a check never trusts the cache.
+    errors: list[Any] = ds_settings.check()
     required = ["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions"]
     for app in required:
         if app not in settings.INSTALLED_APPS:

@@ -110,8 +110,8 @@ class RateLimiter:
     __slots__ = ("_capacity", "_rate", "_stamp", "_tokens")
 
     def __init__(self) -> None:
-        self._capacity = float(ds_settings.RATE_LIMIT_FRAMES)
-        self._rate = self._capacity / float(ds_settings.RATE_LIMIT_WINDOW)
+        self._capacity: float = ds_settings.RATE_LIMIT_FRAMES
+        self._rate = self._capacity / ds_settings.RATE_LIMIT_WINDOW
         self._tokens = self._capacity
         self._stamp = time.monotonic()
 

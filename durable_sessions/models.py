@@ -64,6 +64,8 @@ class DurableSession(models.Model):
         indexes = [
             models.Index(fields=["status", "control", "updated_at"], name="ds_session_queue_idx"),
         ]
+        # Declared here, not by the console: the core decides who is an operator.
+        permissions = [("operate_sessions", "Can read and operate any session")]
 
     def __str__(self) -> str:
         return self.title or f"Session {self.id}"

@@ -7,3 +7,6 @@ class HandoffConsoleConfig(AppConfig):
     name = "handoff_console"
     verbose_name = "Handoff console"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from handoff_console import checks  # noqa: F401 (registers the checks)

@@ -32,7 +32,7 @@ from django.contrib.auth import get_user_model
 from durable_sessions.delivery.groups import activity_group
 from durable_sessions.wire import dumps
 from handoff_console import queue
-from handoff_console.conf import console_setting
+from handoff_console.app_settings import console_settings
 from handoff_console.permissions import is_operator
 
 logger = logging.getLogger(__name__)
@@ -98,10 +98,10 @@ class ConsoleFeedConsumer(AsyncWebsocketConsumer):
         # Loops until nothing is pending, so an id added while rows were being sent is
         # never left behind.
         while self._pending:
-            await asyncio.sleep(float(console_setting("DEBOUNCE_SECONDS")))
+            await asyncio.sleep(console_settings.DEBOUNCE_SECONDS)
             ids, self._pending = self._pending, set()
             try:
-                if len(ids) > int(console_setting("SNAPSHOT_AFTER")):
+                if len(ids) > console_settings.SNAPSHOT_AFTER:
                     await self._send_snapshot(force=True)
                 else:
                     await self._send_rows(ids)
@@ -110,7 +110,7 @@ class ConsoleFeedConsumer(AsyncWebsocketConsumer):
 
     async def _refresh_forever(self) -> None:
         while True:
-            await asyncio.sleep(float(console_setting("REFRESH_SECONDS")))
+            await asyncio.sleep(console_settings.REFRESH_SECONDS)
             try:
                 if not await database_sync_to_async(self._still_operator)():
                     # Access was revoked (or the account deactivated) while connected.

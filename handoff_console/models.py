@@ -1,4 +1,7 @@
-"""The console's own data: the access permission and operators' private notes.
+"""The console's own data: operators' private notes.
+
+Who may use the console is the core's operator permission
+(``DURABLE_SESSIONS["OPERATOR_PERMISSION"]``, by default ``durable_sessions.operate_sessions``).
 
 Notes belong to the console, not to the session log: they never become events, so no
 customer connection can ever replay them.
@@ -10,18 +13,6 @@ from django.conf import settings
 from django.db import models
 
 from durable_sessions.models import DurableSession
-
-
-class ConsoleAccess(models.Model):
-    """Carries the ``handoff_console.use_console`` permission; has no rows."""
-
-    class Meta:
-        managed = False
-        default_permissions = ()
-        permissions = [("use_console", "Can use the handoff console")]
-
-    def __str__(self) -> str:
-        return "console access"
 
 
 class OperatorNote(models.Model):

@@ -19,7 +19,7 @@ from durable_sessions.adapter import AnyUser, get_adapter
 from durable_sessions.delivery.publish import ephemeral_wakeup, publish_on_commit
 from durable_sessions.errors import InvalidInput, SessionNotFound
 from durable_sessions.models import DurableSession
-from handoff_console.conf import console_setting
+from handoff_console.app_settings import console_settings
 from handoff_console.models import OperatorNote
 from handoff_console.permissions import can_view, is_operator
 
@@ -43,7 +43,7 @@ def note_data(note: OperatorNote) -> dict[str, Any]:
 
 
 def _clean(text: Any) -> str:
-    limit = int(console_setting("MAX_NOTE_CHARS"))
+    limit = console_settings.MAX_NOTE_CHARS
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput("text", "must be a non-empty string")
     if len(text) > limit:

@@ -31,7 +31,7 @@ from durable_sessions.models import (
     RunStatus,
     Status,
 )
-from handoff_console.conf import console_setting
+from handoff_console.app_settings import console_settings
 from handoff_console.permissions import can_view
 
 SECTIONS = ("waiting", "mine", "others", "ai", "closed")
@@ -130,7 +130,8 @@ def _visible_rows(sessions: Iterable[DurableSession], user: AnyUser) -> list[dic
 def snapshot(user: AnyUser) -> dict[str, Any]:
     """Every section of the queue for ``user``, with the server's clock."""
     open_ = _annotated(DurableSession.objects.filter(status=Status.OPEN))
-    limit = int(console_setting("SECTION_LIMIT"))
+    limit = console_settings.SECTION_LIMIT
+    closed_limit = console_settings.CLOSED_LIMIT
     human = open_.filter(control=Control.HUMAN)
     querysets = {
         "waiting": open_.filter(control=Control.QUEUED).order_by("control_at", "created_at")[
@@ -141,12 +142,12 @@ def snapshot(user: AnyUser) -> dict[str, Any]:
         "ai": open_.filter(control=Control.AI).order_by("-updated_at")[:limit],
         "closed": _annotated(DurableSession.objects.filter(status=Status.CLOSED)).order_by(
             "-closed_at"
-        )[: int(console_setting("CLOSED_LIMIT"))],
+        )[:closed_limit],
     }
     return {
         "type": "snapshot",
         "now": wire.iso(timezone.now()),
-        "limits": {"ai": limit, "others": limit, "closed": int(console_setting("CLOSED_LIMIT"))},
+        "limits": {"ai": limit, "others": limit, "closed": closed_limit},
         "sections": {name: _visible_rows(qs, user) for name, qs in querysets.items()},
     }
 

@@ -1,22 +1,51 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from channels.layers import channel_layers
 
 from tests import services
 
 IN_MEMORY = {"default": {"BACKEND": "durable_sessions.delivery.layers.LocalChannelLayer"}}
+# Every test starts from these; agents run only in the tests that start a worker (see
+# tests/test_runtime.py).
+BASE_DURABLE_SESSIONS = {"RESYNC_INTERVAL": 0.2, "RUNNER": "worker"}
+
+SettingsMerger = Callable[..., None]
 
 
 @pytest.fixture(autouse=True)
 def _in_process_layer(settings):
     """In-process tests use a fresh in-memory layer (Redis is for multi-process tests)."""
     settings.CHANNEL_LAYERS = IN_MEMORY
-    # Agents run only in the tests that start a worker (see tests/test_runtime.py).
-    settings.DURABLE_SESSIONS = {"RESYNC_INTERVAL": 0.2, "RUNNER": "worker"}
+    settings.DURABLE_SESSIONS = dict(BASE_DURABLE_SESSIONS)
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()
+
+
+def merge_setting(settings: Any, name: str, keys: dict[str, Any]) -> None:
+    """Set ``keys`` in the dict setting ``name`` for this test, keeping its other keys.
+
+    A new dict is assigned, so Django's ``setting_changed`` fires and the cached values
+    reload; the ``settings`` fixture restores the original after the test.
+    """
+    current = getattr(settings, name, None) or {}
+    setattr(settings, name, {**current, **keys})
+
+
+@pytest.fixture
+def ds_config(settings) -> SettingsMerger:
+    """``ds_config(KEY=value, ...)``: merge keys into this test's ``DURABLE_SESSIONS``."""
+    return lambda **keys: merge_setting(settings, "DURABLE_SESSIONS", keys)
+
+
+@pytest.fixture
+def console_config(settings) -> SettingsMerger:
+    """``console_config(KEY=value, ...)``: merge keys into this test's ``HANDOFF_CONSOLE``."""
+    return lambda **keys: merge_setting(settings, "HANDOFF_CONSOLE", keys)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ def make_user(username: str, *, operator: bool = False, staff: bool = False):
     if operator:
         user.user_permissions.add(
             Permission.objects.get(
-                content_type__app_label="handoff_console", codename="use_console"
+                content_type__app_label="durable_sessions", codename="operate_sessions"
             )
         )
         user = get_user_model().objects.get(pk=user.pk)  # drop the permission cache

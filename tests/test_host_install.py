@@ -63,7 +63,9 @@ from django.contrib.auth.models import Permission
 
 user = get_user_model().objects.create_user({OPERATOR[0]!r}, password={OPERATOR[1]!r})
 user.user_permissions.add(
-    Permission.objects.get(content_type__app_label="handoff_console", codename="use_console")
+    Permission.objects.get(
+        content_type__app_label="durable_sessions", codename="operate_sessions"
+    )
 )
 print(durable_sessions.__file__)
 print(handoff_console.__file__)

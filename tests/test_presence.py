@@ -17,15 +17,8 @@ db = database_sync_to_async
 
 
 @pytest.fixture(autouse=True)
-def quick_presence(settings):
-    settings.DURABLE_SESSIONS = {
-        "RESYNC_INTERVAL": 0.2,
-        "RUNNER": "worker",
-        "PRESENCE_SWEEP": 0.1,
-        "PRESENCE_HEARTBEAT": 0.3,
-        "PRESENCE_TTL": 1.0,
-        "TYPING_TIMEOUT": 0.6,
-    }
+def quick_presence(ds_config):
+    ds_config(PRESENCE_SWEEP=0.1, PRESENCE_HEARTBEAT=0.3, PRESENCE_TTL=1.0, TYPING_TIMEOUT=0.6)
 
 
 async def next_presence(comm, predicate=lambda frame: True, limit: int = 50) -> dict:
@@ -191,6 +184,24 @@ async def test_the_redis_store_writes_and_reads_many_sessions_in_chunks(redis_ur
         [f"{k}-{n}"] for n, k in enumerate(keys)
     ]
     assert found["empty-session"] == []
+
+
+def test_the_store_is_chosen_again_when_the_presence_keys_or_the_layer_change(ds_config, settings):
+    ds_config(PRESENCE_BACKEND="memory")
+    memory = presence.keeper.store
+    assert isinstance(memory, presence.MemoryStore)
+    assert presence.keeper.store is memory  # kept while nothing changes
+    ds_config(PRESENCE_BACKEND="auto")
+    assert isinstance(presence.keeper.store, presence.MemoryStore)  # in-memory layer
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:6399/3"]},
+        }
+    }
+    store = presence.keeper.store  # never connects until used
+    assert isinstance(store, presence.RedisStore)
+    assert store.url == "redis://127.0.0.1:6399/3"
 
 
 def test_frames_render_once_per_kind_of_viewer():

@@ -21,7 +21,6 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.core.signals import setting_changed
 
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.delivery.groups import session_group
@@ -195,7 +194,7 @@ class RedisStore:
 
     async def put_many(self, entries: dict[str, list[Entry]]) -> None:
         """Write the entries of many sessions, a few round trips in all."""
-        ttl = int(float(ds_settings.PRESENCE_TTL) * 3) + 1
+        ttl = int(ds_settings.PRESENCE_TTL * 3) + 1  # whole seconds for EXPIRE
         items = [(session, found) for session, found in entries.items() if found]
         for start in range(0, len(items), PIPELINE_CHUNK):
             async with self._redis().pipeline(transaction=False) as pipe:
@@ -287,7 +286,7 @@ class PresenceKeeper:
         self._store = None
 
     def _expiry(self) -> float:
-        return time.time() + float(ds_settings.PRESENCE_TTL)
+        return time.time() + ds_settings.PRESENCE_TTL
 
     async def join(self, member: Present) -> list[Entry]:
         member.presence_entry.expires = self._expiry()
@@ -307,7 +306,7 @@ class PresenceKeeper:
 
     async def typing(self, member: Present, active: bool, private: bool = False) -> None:
         entry = member.presence_entry
-        until = time.time() + float(ds_settings.TYPING_TIMEOUT) if active else 0.0
+        until = time.time() + ds_settings.TYPING_TIMEOUT if active else 0.0
         if not active and entry.typing_until == 0.0:
             return  # nothing to stop
         entry.typing_until, entry.private = until, private and active
@@ -340,7 +339,7 @@ class PresenceKeeper:
         if not sessions:
             return
         now = time.time()
-        if now - self._last_heartbeat >= float(ds_settings.PRESENCE_HEARTBEAT):
+        if now - self._last_heartbeat >= ds_settings.PRESENCE_HEARTBEAT:
             self._last_heartbeat = now
             expires = self._expiry()
             beats: dict[str, list[Entry]] = {}
@@ -363,7 +362,7 @@ class PresenceKeeper:
 
     async def _run(self) -> None:
         while self._local:
-            await asyncio.sleep(float(ds_settings.PRESENCE_SWEEP))
+            await asyncio.sleep(ds_settings.PRESENCE_SWEEP)
             try:
                 await self.sweep_once()
             except Exception:
@@ -371,11 +370,5 @@ class PresenceKeeper:
 
 
 keeper = PresenceKeeper()
-
-
-def _settings_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("DURABLE_SESSIONS", "CHANNEL_LAYERS"):
-        keeper.reset()
-
-
-setting_changed.connect(_settings_changed)
+# The store depends on the presence keys and, with "auto", on the channel layer's hosts.
+ds_settings.on_reload(keeper.reset, also=("CHANNEL_LAYERS",))

@@ -82,7 +82,7 @@ class LiveRegistry:
 
     async def _run(self) -> None:
         while self._by_session:
-            interval = float(ds_settings.RESYNC_INTERVAL)
+            interval = ds_settings.RESYNC_INTERVAL
             # Jitter keeps many processes from querying in lockstep.
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
             try:

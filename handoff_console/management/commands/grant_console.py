@@ -12,7 +12,8 @@ from handoff_console.permissions import is_operator, operator_permission
 
 
 class Command(BaseCommand):
-    """Grants (or revokes) the operator permission, by default ``handoff_console.use_console``."""
+    """Grants (or revokes) the operator permission (``DURABLE_SESSIONS["OPERATOR_PERMISSION"]``,
+    by default ``durable_sessions.operate_sessions``)."""
 
     help = (
         "Give a user access to the handoff console (the permission named by "

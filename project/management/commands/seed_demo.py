@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+
+from handoff_console.permissions import operator_permission
 
 DEMO_ACCOUNTS = [
     # username, password, role
@@ -26,9 +27,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         users = get_user_model()
-        permission = Permission.objects.get(
-            content_type__app_label="handoff_console", codename="use_console"
-        )
+        permission = operator_permission()  # DURABLE_SESSIONS["OPERATOR_PERMISSION"]
+        if permission is None:
+            raise CommandError("the operator permission does not exist; run migrate first")
         for username, password, role in DEMO_ACCOUNTS:
             user, _ = users.objects.get_or_create(username=username)
             user.set_password(password)

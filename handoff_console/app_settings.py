@@ -1,0 +1,40 @@
+"""The ``HANDOFF_CONSOLE`` setting: the console's own keys, in one table.
+
+Read it as ``from handoff_console.app_settings import console_settings`` and
+``console_settings.REFRESH_SECONDS`` (a float). Same mechanism as ``DURABLE_SESSIONS``:
+validated on first read, typed, cached, reloaded on ``setting_changed``.
+"""
+
+from __future__ import annotations
+
+from durable_sessions.conf import AppSettings, Float, Int
+
+SETTING_NAME = "HANDOFF_CONSOLE"
+
+
+class ConsoleSettings(AppSettings):
+    """The keys of ``HANDOFF_CONSOLE``."""
+
+    setting_name = SETTING_NAME
+    check_id = "handoff_console.E001"
+
+    # A lost wake-up only delays: the feed re-sends the queue this often.
+    REFRESH_SECONDS = Float(
+        5.0, "seconds between the live feed's re-reads of the queue", positive=True
+    )
+    DEBOUNCE_SECONDS = Float(
+        0.1, "wake-ups arriving within this many seconds make one update", positive=True
+    )
+    SNAPSHOT_AFTER = Int(
+        20,
+        "more changed sessions than this in one update: a fresh snapshot instead of rows",
+        positive=True,
+    )
+    SECTION_LIMIT = Int(
+        100, "rows in the sections of sessions with the AI and with other operators", positive=True
+    )
+    CLOSED_LIMIT = Int(20, "recently closed sessions shown", positive=True)
+    MAX_NOTE_CHARS = Int(4000, "longest private note accepted, in characters", positive=True)
+
+
+console_settings = ConsoleSettings()
