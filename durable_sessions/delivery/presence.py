@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.delivery.groups import session_group
@@ -234,9 +235,23 @@ class RedisStore:
         return found
 
 
+def _is_redis_layer(path: str) -> bool:
+    """Whether the layer class at ``path`` is (a subclass of) one of channels-redis'."""
+    from channels_redis.core import RedisChannelLayer
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    try:
+        layer = import_string(path)
+    except ImportError:
+        return False
+    return isinstance(layer, type) and issubclass(
+        layer, (RedisChannelLayer, RedisPubSubChannelLayer)
+    )
+
+
 def _layer_redis_url() -> str | None:
     config = settings.CHANNEL_LAYERS.get("default", {})
-    if "channels_redis" not in config.get("BACKEND", ""):
+    if not _is_redis_layer(config.get("BACKEND", "")):
         return None
     hosts = config.get("CONFIG", {}).get("hosts") or ["redis://127.0.0.1:6379"]
     host = hosts[0]
