@@ -22,8 +22,11 @@ from rest_framework.authtoken.models import Token
 
 from durable_sessions import service, wire
 from durable_sessions.adapter import VISITOR_KEY
+from durable_sessions.api.errors import exception_handler
 from durable_sessions.delivery.groups import session_group
 from durable_sessions.delivery.replay import read_events
+from durable_sessions.errors import InvalidInput, ServiceError
+from durable_sessions.frames import FrameError
 from durable_sessions.models import (
     Control,
     DurableSession,
@@ -598,6 +601,22 @@ def test_a_closed_session_takes_no_message(world):
     client, session = client_as(world, "owner_user")
     response = client.post(url("session-messages", session), {"content": "hi"}, content_type=JSON)
     assert (response.status_code, error(response)["code"]) == (409, "session_closed")
+
+
+@pytest.mark.parametrize("error_class", ServiceError.__subclasses__())
+def test_a_service_error_answers_its_own_status_with_the_shared_payload(error_class):
+    """The status is the error class's; the body is the payload websocket frames carry."""
+    raised = (
+        error_class("content", "is blank")
+        if error_class is InvalidInput
+        else error_class("not now")
+    )
+    response = exception_handler(raised, {})
+    assert response is not None and response.status_code == error_class.status_code
+    assert 400 <= response.status_code < 500
+    assert response.data == {"error": raised.payload()}
+    frame = FrameError(raised.code, raised.message, field=raised.field, ref="r1").as_frame()
+    assert frame == {"type": "error", **raised.payload(ref="r1")}
 
 
 # --- OpenAPI --------------------------------------------------------------------------------
