@@ -9,7 +9,7 @@ import time
 import uuid
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import pytest
 from channels.db import database_sync_to_async
@@ -630,6 +630,8 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
     assert schema["openapi"].startswith("3.")
     prefix = url("session-create")
     session_path = prefix + "{session_id}/"
+    # The console's notes endpoint is built on the same base class, so it is listed too.
+    notes_path = unquote(reverse("handoff_console:api-notes", args=["{session_id}"]))
     assert set(schema["paths"]) == {
         prefix,
         session_path,
@@ -646,9 +648,13 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
                 "cancel-reply",
             )
         ),
+        notes_path,
     }
     operations = {op["operationId"] for item in schema["paths"].values() for op in item.values()}
     assert {"sessions_list", "sessions_create", "messages_create", "events_list"} <= operations
+    assert {"notes_list", "notes_create"} <= operations
+    # A cookie write needs the CSRF header there too.
+    assert {"cookieAuth": [], "csrfToken": []} in schema["paths"][notes_path]["post"]["security"]
     assert {"cookieAuth", "csrfToken", "tokenAuth"} <= set(schema["components"]["securitySchemes"])
     # The documented shapes are the ones the API returns.
     components = schema["components"]["schemas"]
