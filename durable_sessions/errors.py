@@ -1,58 +1,94 @@
-"""Errors of the session service, each with a stable code that transports pass on."""
+"""Errors of the session service, each with a stable code that transports pass on.
+
+Each class carries its HTTP status as ``status_code`` (as DRF's ``APIException`` does), so
+the REST API needs no table of its own; the websocket sends the same ``code``.
+:func:`error_payload` is the one shape every transport gives an error.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+
+def error_payload(
+    code: str, message: str, *, field: str | None = None, ref: Any = None
+) -> dict[str, Any]:
+    """``{code, message, field?, ref?}``: an error as HTTP bodies and websocket frames carry it.
+
+    ``field`` names the one input at fault; ``ref`` echoes the websocket frame refused.
+    """
+    payload: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        payload["field"] = field
+    if ref is not None:
+        payload["ref"] = ref
+    return payload
 
 
 class ServiceError(Exception):
     """Base class: ``code`` is stable and documented; ``message`` says what was wrong."""
 
     code = "error"
+    status_code = 400
 
     def __init__(self, message: str, **details: object) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        field = details.get("field")
+        self.field: str | None = field if isinstance(field, str) else None
+
+    def payload(self, *, ref: Any = None) -> dict[str, Any]:
+        """This error in the shape of :func:`error_payload`."""
+        return error_payload(self.code, self.message, field=self.field, ref=ref)
 
 
 class InvalidInput(ServiceError):
     code = "invalid_field"
+    status_code = 400
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}", field=field)
-        self.field = field
 
 
 class SessionNotFound(ServiceError):
     code = "not_found"
+    status_code = 404
 
 
 class SessionClosed(ServiceError):
     code = "session_closed"
+    status_code = 409
 
 
 class NotInControl(ServiceError):
     """The writer does not (or no longer) control the session."""
 
     code = "not_in_control"
+    status_code = 409
 
 
 class MessageFinished(ServiceError):
     """The message is no longer streaming (completed, cancelled or failed)."""
 
     code = "message_finished"
+    status_code = 409
 
 
 class ReplyInProgress(ServiceError):
     code = "reply_in_progress"
+    status_code = 409
 
 
 class ClientIdConflict(ServiceError):
     """A client id was reused for different content."""
 
     code = "client_id_conflict"
+    status_code = 409
 
 
 class Conflict(ServiceError):
     """The session is not in the state the request expected (e.g. already claimed)."""
 
     code = "conflict"
+    status_code = 409

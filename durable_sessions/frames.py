@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from durable_sessions.app_settings import ds_settings
+from durable_sessions.errors import error_payload
 
 # Frame type -> {field: (required, allowed types)}; "ref" is allowed on every frame.
 CLIENT_FRAMES: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
@@ -33,12 +34,10 @@ class FrameError(Exception):
         self.field = field
 
     def as_frame(self) -> dict[str, Any]:
-        frame: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
-        if self.ref is not None:
-            frame["ref"] = self.ref
-        if self.field is not None:
-            frame["field"] = self.field
-        return frame
+        return {
+            "type": "error",
+            **error_payload(self.code, self.message, field=self.field, ref=self.ref),
+        }
 
 
 @dataclass(frozen=True)

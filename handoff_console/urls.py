@@ -1,17 +1,18 @@
-"""HTTP routes of the console; a host project includes them under a prefix of its choice."""
+"""HTTP routes of the console; a host project includes them under a prefix of its choice.
+
+The pages are here; their actions are the REST API's (``durable_sessions.urls``), except
+private notes, the console's own data, served by :mod:`handoff_console.api`. As there,
+the session id of an API path is any segment, so that a malformed id gets a JSON 404.
+"""
 
 from django.urls import path
 
-from handoff_console import actions, views
+from handoff_console import api, views
 
 app_name = "handoff_console"
 
 urlpatterns = [
     path("", views.QueueView.as_view(), name="queue"),
     path("sessions/<uuid:session_id>/", views.SessionView.as_view(), name="session"),
-    path("sessions/<uuid:session_id>/take-over/", actions.take_over, name="take_over"),
-    path("sessions/<uuid:session_id>/hand-back/", actions.hand_back, name="hand_back"),
-    path("sessions/<uuid:session_id>/transfer/", actions.transfer, name="transfer"),
-    path("sessions/<uuid:session_id>/close/", actions.close, name="close"),
-    path("sessions/<uuid:session_id>/notes/", actions.notes, name="notes"),
+    path("api/sessions/<str:session_id>/notes/", api.NotesView.as_view(), name="api-notes"),
 ]

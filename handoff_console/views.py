@@ -18,6 +18,14 @@ from handoff_console.permissions import OperatorRequiredMixin, can_view, operato
 
 FEED_PATH = "/ws/console/"
 SESSION_WS_PATH = "/ws/sessions/"
+# The session page's actions -> their route names in ``durable_sessions.urls``.
+API_ROUTES = {
+    "take_over": "take-over",
+    "hand_back": "hand-back",
+    "transfer": "transfer",
+    "close": "close",
+    "messages": "messages",
+}
 
 
 class QueueView(OperatorRequiredMixin, TemplateView):
@@ -69,9 +77,13 @@ class SessionView(OperatorRequiredMixin, TemplateView):
                 "feed": FEED_PATH,
                 "session_ws": SESSION_WS_PATH,
                 "queue_url": reverse("handoff_console:queue"),
-                "actions": {
-                    name: reverse(f"handoff_console:{name}", args=args)
-                    for name in ("take_over", "hand_back", "transfer", "close", "notes")
+                # Every action is a call to the REST API; notes are the console's own.
+                "api": {
+                    **{
+                        name: reverse(f"durable_sessions:session-{route}", args=args)
+                        for name, route in API_ROUTES.items()
+                    },
+                    "notes": reverse("handoff_console:api-notes", args=args),
                 },
             },
         )

@@ -9,7 +9,7 @@ import time
 import uuid
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import pytest
 from channels.db import database_sync_to_async
@@ -22,8 +22,11 @@ from rest_framework.authtoken.models import Token
 
 from durable_sessions import service, wire
 from durable_sessions.adapter import VISITOR_KEY
+from durable_sessions.api.errors import exception_handler
 from durable_sessions.delivery.groups import session_group
 from durable_sessions.delivery.replay import read_events
+from durable_sessions.errors import InvalidInput, ServiceError
+from durable_sessions.frames import FrameError
 from durable_sessions.models import (
     Control,
     DurableSession,
@@ -600,6 +603,22 @@ def test_a_closed_session_takes_no_message(world):
     assert (response.status_code, error(response)["code"]) == (409, "session_closed")
 
 
+@pytest.mark.parametrize("error_class", ServiceError.__subclasses__())
+def test_a_service_error_answers_its_own_status_with_the_shared_payload(error_class):
+    """The status is the error class's; the body is the payload websocket frames carry."""
+    raised = (
+        error_class("content", "is blank")
+        if error_class is InvalidInput
+        else error_class("not now")
+    )
+    response = exception_handler(raised, {})
+    assert response is not None and response.status_code == error_class.status_code
+    assert 400 <= response.status_code < 500
+    assert response.data == {"error": raised.payload()}
+    frame = FrameError(raised.code, raised.message, field=raised.field, ref="r1").as_frame()
+    assert frame == {"type": "error", **raised.payload(ref="r1")}
+
+
 # --- OpenAPI --------------------------------------------------------------------------------
 
 
@@ -611,6 +630,8 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
     assert schema["openapi"].startswith("3.")
     prefix = url("session-create")
     session_path = prefix + "{session_id}/"
+    # The console's notes endpoint is built on the same base class, so it is listed too.
+    notes_path = unquote(reverse("handoff_console:api-notes", args=["{session_id}"]))
     assert set(schema["paths"]) == {
         prefix,
         session_path,
@@ -627,9 +648,13 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
                 "cancel-reply",
             )
         ),
+        notes_path,
     }
     operations = {op["operationId"] for item in schema["paths"].values() for op in item.values()}
     assert {"sessions_list", "sessions_create", "messages_create", "events_list"} <= operations
+    assert {"notes_list", "notes_create"} <= operations
+    # A cookie write needs the CSRF header there too.
+    assert {"cookieAuth": [], "csrfToken": []} in schema["paths"][notes_path]["post"]["security"]
     assert {"cookieAuth", "csrfToken", "tokenAuth"} <= set(schema["components"]["securitySchemes"])
     # The documented shapes are the ones the API returns.
     components = schema["components"]["schemas"]

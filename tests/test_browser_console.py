@@ -5,8 +5,9 @@ the demo's chat page; the operator logs in through the login page and works in t
 The tests prove the whole story (the AI streams, an operator takes over mid-answer, the
 customer sees the operator's reply, the operator hands back, the AI answers again), the
 live queue and its alerts, the claim race as two operators see it (with private notes and
-their typing, live), that a reply refused as "taken by ..." is shown and never resent, and
-that markup in messages, names, briefs and notes shows as text and runs nothing.
+their typing, live), a transfer to a colleague who then closes, that a reply refused as
+"taken by ..." is shown and never resent, and that markup in messages, names, briefs and
+notes shows as text and runs nothing. Every action the pages send goes to the REST API.
 Screenshots go to ``test-artifacts/screenshots/``.
 """
 
@@ -16,6 +17,7 @@ import asyncio
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from channels.db import database_sync_to_async
@@ -82,16 +84,42 @@ def agent_server(daphne: Callable[..., DaphneServer]) -> DaphneServer:
 
 
 class Watched:
-    """A page, with the dialogs it opened, the errors it raised and its websockets."""
+    """A page, with the dialogs it opened, the errors it raised, its websockets and the
+    paths it POSTed to."""
 
     def __init__(self, page: Page) -> None:
         self.page = page
         self.dialogs: list[str] = []
         self.errors: list[str] = []
         self.sockets: list[str] = []
+        self.posts: list[str] = []
         page.on("dialog", self._dialog)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
         page.on("websocket", lambda ws: self.sockets.append(ws.url))
+        page.on(
+            "request",
+            lambda request: (
+                self.posts.append(urlsplit(request.url).path) if request.method == "POST" else None
+            ),
+        )
+
+    def api_posts(self, session_id: str) -> list[str]:
+        """The actions this page sent for the session, as the tails of their API paths.
+
+        Asserts that nothing else was POSTed but the login form: the console's pages act
+        only through the REST API (and the console's notes endpoint).
+        """
+        api = f"/ds/sessions/{session_id}/"
+        notes = f"/console/api/sessions/{session_id}/notes/"
+        sent = []
+        for path in self.posts:
+            if path == notes:
+                sent.append("notes")
+            elif path.startswith(api):
+                sent.append(path.removeprefix(api))
+            else:
+                assert path == "/accounts/login/", path
+        return sent
 
     def session_sockets(self) -> int:
         """How many websockets the page opened to a session (reconnects included)."""
@@ -249,6 +277,7 @@ async def test_an_operator_takes_over_mid_stream_replies_and_hands_back(browser,
     session = await DurableSession.objects.aget(pk=session_id)
     assert (session.control, session.assigned_operator_id) == (Control.AI, None)
     await screenshot(console.page, "console-session-handed-back")
+    assert console.api_posts(session_id) == ["take-over/", "messages/", "hand-back/"]
     no_trouble(customer, console)
 
 
@@ -354,6 +383,8 @@ async def test_two_operators_claim_at_once_and_the_loser_sees_who_took_it(browse
         timeout=WAIT_MS,
     )
     assert loser.session_sockets() == 1
+    assert winner.api_posts(session_id) == ["take-over/", "notes"]
+    assert loser.api_posts(session_id) == ["take-over/"]
     assert "checking the order system" not in (await customer.page.text_content("#log") or "")
     no_trouble(customer, *consoles)
 
@@ -399,6 +430,53 @@ async def test_a_reply_refused_as_taken_is_shown_and_never_resent(browser, daphn
     assert await page.locator("#transcript li.role-operator").count() == 0
     assert await customer.page.locator("#log li[data-role=operator]").count() == 0
     no_trouble(customer, console)
+
+
+async def test_an_operator_transfers_to_a_colleague_who_closes(browser, daphne):
+    server = agent_server(daphne)
+    await operator("olga")
+    omar = await operator("omar")
+    customer = await open_page(browser, server)
+    session_id = await start_chat(customer)
+    await customer.page.click("#human")
+    await customer.page.wait_for_selector("#banner[data-kind=queued]", timeout=WAIT_MS)
+    olga_page, omar_page = [await open_page(browser, server, **DESKTOP) for _ in range(2)]
+    for watched, name in ((olga_page, "olga"), (omar_page, "omar")):
+        await log_in(watched, name)
+        await open_session(watched, session_id)
+    await olga_page.page.click("#take-over")
+    await olga_page.page.wait_for_selector("#control-badge:text('You are answering')")
+    await omar_page.page.wait_for_selector("#control-badge:text('Olga is answering')")
+
+    # A transfer without a colleague chosen is explained, not sent.
+    await olga_page.page.click("#transfer")
+    await olga_page.page.wait_for_selector(
+        "#action-error:text-is('Choose a colleague to transfer to.')"
+    )
+    await olga_page.page.select_option("#transfer-to", str(omar.pk))
+    await olga_page.page.click("#transfer")
+    await olga_page.page.wait_for_selector("#control-badge:text('Omar is answering')")
+    assert await olga_page.page.text_content("#action-error") == ""
+    await omar_page.page.wait_for_selector(
+        "#control-badge:text('You are answering')", timeout=WAIT_MS
+    )
+    await customer.page.wait_for_function(
+        "() => [...document.querySelectorAll('#log li[data-role=system] .text')]"
+        ".some(e => e.textContent === 'Omar has taken over the conversation.')",
+        timeout=WAIT_MS,
+    )
+    # Olga no longer holds it: she may not close it.
+    assert await olga_page.page.is_disabled("#close")
+
+    await omar_page.page.click("#close")
+    for watched in (omar_page, olga_page):
+        await watched.page.wait_for_selector("#control-badge:text('Closed')", timeout=WAIT_MS)
+        await watched.page.wait_for_selector("#reply-hint:text-is('The conversation is closed.')")
+    session = await DurableSession.objects.aget(pk=session_id)
+    assert (session.status, session.assigned_operator_id) == ("closed", omar.pk)
+    assert olga_page.api_posts(session_id) == ["take-over/", "transfer/"]
+    assert omar_page.api_posts(session_id) == ["close/"]
+    no_trouble(customer, olga_page, omar_page)
 
 
 # --- untrusted text -------------------------------------------------------------------------

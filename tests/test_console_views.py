@@ -1,4 +1,9 @@
-"""The handoff console: pages, permissions, actions, private notes, the claim race, the feed."""
+"""The handoff console: pages, permissions, actions, private notes, the claim race, the feed.
+
+The console's actions are the REST API's endpoints (``durable_sessions.urls``), and its
+private notes an endpoint of its own on the same base class; both are tested here as the
+console's script calls them.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.management import CommandError, call_command
 from django.db import close_old_connections, transaction
 from django.test import Client
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 
 from durable_sessions import service
 from durable_sessions.errors import Conflict, NotInControl
@@ -64,8 +69,21 @@ def queued_session(reason: str = "wants a refund", summary: str = "Customer wrot
     return session, store
 
 
-def action_url(name: str, session: DurableSession) -> str:
-    return reverse(f"handoff_console:{name}", args=[session.id])
+# The console's actions -> their URL names (the page's config.api carries the same URLs).
+ACTION_ROUTES = {
+    "take_over": "durable_sessions:session-take-over",
+    "hand_back": "durable_sessions:session-hand-back",
+    "transfer": "durable_sessions:session-transfer",
+    "close": "durable_sessions:session-close",
+    "messages": "durable_sessions:session-messages",
+    "notes": "handoff_console:api-notes",
+}
+OPERATOR_ACTIONS = ("take_over", "hand_back", "transfer", "close", "notes")
+
+
+def action_url(name: str, session: DurableSession | str) -> str:
+    session_id = session.id if isinstance(session, DurableSession) else session
+    return reverse(ACTION_ROUTES[name], args=[session_id])
 
 
 def post(client: Client, url: str, body: dict[str, Any] | None = None, **extra: Any):
@@ -75,7 +93,7 @@ def post(client: Client, url: str, body: dict[str, Any] | None = None, **extra: 
 def error_of(response) -> dict[str, Any]:
     data = response.json()
     assert set(data) == {"error"}, data
-    assert {"code", "message"} <= set(data["error"]), data
+    assert {"code", "message"} <= set(data["error"]) <= {"code", "message", "field"}, data
     return data["error"]
 
 
@@ -93,23 +111,29 @@ def test_anonymous_users_are_sent_to_the_login_page():
         assert response["Location"].startswith("/accounts/login/?next=")
 
 
-def test_customers_and_other_users_get_403_on_pages_and_actions():
+def test_customers_and_other_users_get_403_on_pages_and_no_operator_action():
     session, store = queued_session()
     owner = make_user("alice")
     owned = service.create_session(owner=owner, title="mine")
-    for client, target in ((client_for(owner), owned), (client_for(make_user("mallory")), session)):
+    # The owner sees their session but may not act as an operator (403); anyone else is
+    # told the session does not exist (404), as everywhere in the API.
+    for client, target, refused in (
+        (client_for(owner), owned, (403, "permission_denied")),
+        (client_for(make_user("mallory")), session, (404, "not_found")),
+    ):
         assert client.get(reverse("handoff_console:queue")).status_code == 403
         assert client.get(reverse("handoff_console:session", args=[target.id])).status_code == 403
-        for name in ("take_over", "hand_back", "transfer", "close", "notes"):
-            response = post(client, action_url(name, target), {"text": "x"})
-            assert response.status_code == 403
-            assert error_of(response)["code"] == "forbidden"
+        for name in OPERATOR_ACTIONS:
+            response = post(client, action_url(name, target), {})
+            assert (response.status_code, error_of(response)["code"]) == refused, name
+        assert client.get(action_url("notes", target)).status_code == refused[0]
     # The anonymous owner of a session has no console either.
     anonymous = Client()
     anonymous.cookies["sessionid"] = store.session_key
     response = post(anonymous, action_url("take_over", session))
-    assert response.status_code == 403 and error_of(response)["code"] == "not_authenticated"
+    assert response.status_code == 403 and error_of(response)["code"] == "permission_denied"
     assert DurableSession.objects.get(pk=session.pk).control == Control.QUEUED
+    assert not OperatorNote.objects.exists()
 
 
 @pytest.mark.parametrize("kind", ["permission", "staff"])
@@ -132,8 +156,25 @@ def test_an_unknown_session_is_404_for_pages_and_actions():
     client = client_for(make_user("olga", operator=True))
     missing = "00000000-0000-4000-8000-000000000000"
     assert client.get(reverse("handoff_console:session", args=[missing])).status_code == 404
-    response = post(client, reverse("handoff_console:take_over", args=[missing]))
-    assert response.status_code == 404 and error_of(response)["code"] == "not_found"
+    for session_id in (missing, "not-a-uuid"):
+        for name in OPERATOR_ACTIONS:
+            response = post(client, action_url(name, session_id), {"text": "x"})
+            assert response.status_code == 404 and error_of(response)["code"] == "not_found"
+    assert not OperatorNote.objects.exists()
+
+
+def test_the_session_page_acts_through_the_api_only():
+    session, _ = anonymous_session()
+    page = client_for(make_user("olga", operator=True)).get(
+        reverse("handoff_console:session", args=[session.id])
+    )
+    api = page.context["config"]["api"]
+    assert api == {name: action_url(name, session) for name in ACTION_ROUTES}
+    assert api["take_over"].startswith(reverse("durable_sessions:session-create"))
+    # The console has no action endpoints of its own any more.
+    for name in ("take_over", "hand_back", "transfer", "close", "notes"):
+        with pytest.raises(NoReverseMatch):
+            reverse(f"handoff_console:{name}", args=[session.id])
 
 
 def test_actions_answer_405_to_get():
@@ -141,18 +182,20 @@ def test_actions_answer_405_to_get():
     client = client_for(make_user("olga", operator=True))
     for name in ("take_over", "hand_back", "transfer", "close"):
         response = client.get(action_url(name, session))
-        assert response.status_code == 405 and response["Allow"] == "POST"
+        assert response.status_code == 405 and "POST" in response["Allow"]
         assert error_of(response)["code"] == "method_not_allowed"
     assert DurableSession.objects.get(pk=session.pk).control == Control.AI
 
 
-def test_actions_need_a_csrf_token():
+def test_actions_and_notes_need_a_csrf_token():
     session, _ = anonymous_session()
     olga = make_user("olga", operator=True)
     client = client_for(olga, csrf=True)
-    refused = post(client, action_url("take_over", session))
-    assert refused.status_code == 403
+    for name, body in (("take_over", {}), ("notes", {"text": "x"})):
+        refused = post(client, action_url(name, session), body)
+        assert refused.status_code == 403 and error_of(refused)["code"] == "csrf_failed"
     assert DurableSession.objects.get(pk=session.pk).control == Control.AI
+    assert not OperatorNote.objects.exists()
     # The console page carries the token; the page's script sends it as X-CSRFToken.
     page = client.get(reverse("handoff_console:session", args=[session.id]))
     token = str(page.context["csrf_token"])
@@ -160,6 +203,8 @@ def test_actions_need_a_csrf_token():
     accepted = post(client, action_url("take_over", session), HTTP_X_CSRFTOKEN=token)
     assert accepted.status_code == 200, accepted.content
     assert DurableSession.objects.get(pk=session.pk).control == Control.HUMAN
+    noted = post(client, action_url("notes", session), {"text": "x"}, HTTP_X_CSRFTOKEN=token)
+    assert noted.status_code == 201, noted.content
 
 
 def test_grant_console_command_grants_and_revokes():
@@ -193,9 +238,12 @@ def test_take_over_cancels_the_ai_reply_at_once_and_the_ai_stays_silent():
     service.append_delta(reply, "Let me check")
     response = post(client_for(olga), action_url("take_over", session))
     assert response.status_code == 200
-    row = response.json()["session"]
-    assert (row["control"], row["section"]) == ("human", "mine")
-    assert row["assigned_operator"] == {"id": olga.pk, "name": "olga"}
+    answer = response.json()
+    assert answer["changed"] is True
+    assert (answer["session"]["control"], answer["session"]["assigned_operator_id"]) == (
+        "human",
+        olga.pk,
+    )
     reply.refresh_from_db()
     assert (reply.content, reply.state) == ("Let me check", MessageState.CANCELLED)
     with pytest.raises(NotInControl):
@@ -216,7 +264,6 @@ def test_a_second_claim_is_told_who_took_it():
     assert response.status_code == 409
     error = error_of(response)
     assert (error["code"], error["message"]) == ("conflict", "taken by olga")
-    assert error["assigned_operator_id"] == olga.pk
 
 
 def test_hand_back_transfer_and_close_follow_the_holder_rules():
@@ -234,14 +281,19 @@ def test_hand_back_transfer_and_close_follow_the_holder_rules():
     assert bad.status_code == 400 and error_of(bad)["field"] == "to"
     nobody = post(as_olga, action_url("transfer", session), {"to": "x"})
     assert nobody.status_code == 400 and error_of(nobody)["field"] == "to"
+    # The page sends the id of the chosen colleague as a number; a string is refused.
+    as_text = post(as_olga, action_url("transfer", session), {"to": str(omar.pk)})
+    assert as_text.status_code == 400 and error_of(as_text)["field"] == "to"
     moved = post(as_olga, action_url("transfer", session), {"to": omar.pk})
-    assert moved.status_code == 200 and moved.json()["session"]["section"] == "others"
+    assert moved.status_code == 200
+    assert moved.json()["session"]["assigned_operator_id"] == omar.pk
     back = post(as_omar, action_url("hand_back", session), {"reason": "solved the login"})
     assert back.status_code == 200 and back.json()["session"]["control"] == "ai"
     closed = post(as_omar, action_url("close", session), {"reason": "done"})
-    assert closed.status_code == 200 and closed.json()["session"]["section"] == "closed"
+    assert closed.status_code == 200 and closed.json()["session"]["status"] == "closed"
+    # Closing again changes nothing; the page then says the session is already closed.
     again = post(as_omar, action_url("close", session))
-    assert again.status_code == 409 and error_of(again)["code"] == "session_closed"
+    assert again.status_code == 200 and again.json()["changed"] is False
     actions = list(HandoffRecord.objects.filter(session=session).values_list("action", "actor"))
     assert actions == [
         ("request", None),
@@ -323,19 +375,60 @@ def test_markup_in_messages_notes_and_briefs_is_escaped_in_the_pages():
 
 
 def test_notes_are_stored_listed_and_refused_to_non_operators():
-    session, _ = anonymous_session()
+    session, store = anonymous_session()
     olga = make_user("olga", operator=True)
     client = client_for(olga)
     response = post(client, action_url("notes", session), {"text": "VIP, be nice"})
-    assert response.status_code == 200
-    note = response.json()["note"]
+    assert response.status_code == 201
+    note = response.json()
     assert (note["text"], note["author"]["name"]) == ("VIP, be nice", "olga")
+    assert note["session_id"] == str(session.id)
     listed = client.get(action_url("notes", session)).json()["notes"]
     assert [n["id"] for n in listed] == [note["id"]]
-    blank = post(client, action_url("notes", session), {"text": "  "})
-    assert blank.status_code == 400 and error_of(blank)["field"] == "text"
-    assert post(client_for(make_user("carl")), action_url("notes", session)).status_code == 403
+    # The customer sees their session, but never its notes.
+    customer_client = Client()
+    customer_client.cookies["sessionid"] = store.session_key
+    for response in (
+        customer_client.get(action_url("notes", session)),
+        post(customer_client, action_url("notes", session), {"text": "x"}),
+    ):
+        assert (response.status_code, error_of(response)["code"]) == (403, "permission_denied")
+        assert "VIP" not in response.content.decode()
+    carl = post(client_for(make_user("carl")), action_url("notes", session), {"text": "x"})
+    assert (carl.status_code, error_of(carl)["code"]) == (404, "not_found")
     assert OperatorNote.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        (b'{"text": "  "}', "invalid_field", "text"),
+        (b'{"text": ""}', "invalid_field", "text"),
+        (b"{}", "invalid_field", "text"),
+        (b'{"text": 5}', "invalid_field", "text"),
+        (b'{"text": "x", "pinned": true}', "invalid_field", "pinned"),
+        (b'{"text": "a\\u0000b"}', "invalid_field", "text"),
+        (b'["x"]', "bad_request", None),
+        (b'{"text": ', "bad_json", None),
+    ],
+)
+def test_a_bad_note_gets_a_clear_400(body, code, field):
+    session, _ = anonymous_session()
+    client = client_for(make_user("olga", operator=True))
+    response = client.post(action_url("notes", session), body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    error = error_of(response)
+    assert (error["code"], error.get("field")) == (code, field)
+    assert not OperatorNote.objects.exists()
+
+
+def test_a_note_longer_than_the_setting_is_refused(settings):
+    settings.HANDOFF_CONSOLE = {"MAX_NOTE_CHARS": 10}
+    session, _ = anonymous_session()
+    client = client_for(make_user("olga", operator=True))
+    response = post(client, action_url("notes", session), {"text": "x" * 11})
+    assert response.status_code == 400 and error_of(response)["field"] == "text"
+    assert post(client, action_url("notes", session), {"text": "x" * 10}).status_code == 201
 
 
 async def test_a_note_reaches_operators_viewing_and_never_the_customer():
@@ -347,7 +440,7 @@ async def test_a_note_reaches_operators_viewing_and_never_the_customer():
     secret = "customer is a known fraud risk"
     as_olga = await db(client_for)(olga)
     response = await db(post)(as_olga, action_url("notes", session), {"text": secret})
-    assert response.status_code == 200
+    assert response.status_code == 201
     while True:  # the operator gets it (after presence and other state frames)
         frame = await operator_ws.receive_json_from(timeout=5)
         if frame["type"] == "note.created":

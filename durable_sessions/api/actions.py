@@ -15,7 +15,6 @@ from rest_framework.response import Response
 from durable_sessions import service, wire
 from durable_sessions.adapter import Access
 from durable_sessions.api.base import SessionView, validated
-from durable_sessions.api.errors import ApiError
 from durable_sessions.api.permissions import OperatorOnly, OwnerOnly, SessionAccess
 from durable_sessions.api.schema import document, error_responses
 from durable_sessions.api.serializers import (
@@ -24,10 +23,8 @@ from durable_sessions.api.serializers import (
     ReasonSerializer,
     TransferSerializer,
 )
-from durable_sessions.models import (
-    DurableSession,
-    ParticipantKind,
-)
+from durable_sessions.errors import InvalidInput
+from durable_sessions.models import DurableSession, ParticipantKind
 
 ACTION_ERRORS = error_responses(400, 403, 404, 409, 415)
 
@@ -122,7 +119,7 @@ class TransferView(ActionView):
         body = validated(TransferSerializer, request.data)
         target = get_user_model().objects.filter(pk=body["to"], is_active=True).first()
         if target is None:
-            raise ApiError("invalid_field", "to: must be an active operator", field="to")
+            raise InvalidInput("to", "must be an active operator")
         service.transfer(self.session.pk, request.user, target, reason=body["reason"])
         return self.result(True)
 

@@ -8,16 +8,23 @@ from typing import Any
 
 from rest_framework import serializers
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import NotFound
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from durable_sessions.adapter import Access
 from durable_sessions.api.authentication import api_authenticators
 from durable_sessions.api.errors import exception_handler
-from durable_sessions.api.permissions import SessionAccess
+from durable_sessions.api.permissions import (
+    NOT_FOUND,
+    SessionAccess,
+    caller_access,
+    parse_session_id,
+)
 from durable_sessions.api.schema import ApiSchema
 from durable_sessions.models import DurableSession
 
@@ -51,9 +58,29 @@ class ApiView(APIView):
 class SessionView(ApiView):
     """An endpoint of one session (``<session_id>`` in the URL), for its owner or operators.
 
-    :class:`SessionAccess` sets :attr:`session` and :attr:`access` before the handler runs.
+    The session is loaded and its object permissions checked before the handler runs (in
+    :meth:`initial`, so no handler can skip them); handlers read :attr:`session` and
+    :attr:`access`.
     """
 
     permission_classes = [SessionAccess]
     session: DurableSession
-    access: Access
+    access: Access | None = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self.session = self.get_object()
+
+    def get_object(self) -> DurableSession:
+        """The session of the URL, once the caller's access to it passed the permissions.
+
+        An unknown or malformed id is a 404, like a session that is not the caller's.
+        """
+        session_id = parse_session_id(self.kwargs.get("session_id"))
+        session = DurableSession.objects.filter(pk=session_id).first() if session_id else None
+        if session is None:
+            raise NotFound(NOT_FOUND)
+        # Asked once: the permissions and the handler read the same answer.
+        self.access = caller_access(self.request, session)
+        self.check_object_permissions(self.request, session)
+        return session

@@ -1,7 +1,8 @@
 """One JSON shape for every error of the API: ``{"error": {"code", "message", "field"?}}``.
 
-The codes are stable and documented in docs/api.md; service errors keep the code they
-have on the websocket (:mod:`durable_sessions.errors`).
+The codes are stable and documented in docs/api.md. Service errors keep the code they
+have on the websocket and bring their own HTTP status (:mod:`durable_sessions.errors`);
+DRF's exceptions bring theirs too, and get a stable code from :data:`DRF_CODES`.
 """
 
 from __future__ import annotations
@@ -11,23 +12,11 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from durable_sessions.errors import ServiceError
-
-# HTTP status of each service error code; any other code is a 400.
-SERVICE_STATUS: dict[str, int] = {
-    "invalid_field": status.HTTP_400_BAD_REQUEST,
-    "not_found": status.HTTP_404_NOT_FOUND,
-    "session_closed": status.HTTP_409_CONFLICT,
-    "not_in_control": status.HTTP_409_CONFLICT,
-    "message_finished": status.HTTP_409_CONFLICT,
-    "reply_in_progress": status.HTTP_409_CONFLICT,
-    "client_id_conflict": status.HTTP_409_CONFLICT,
-    "conflict": status.HTTP_409_CONFLICT,
-}
+from durable_sessions.errors import ServiceError, error_payload
 
 # Code of each DRF exception class; checked in order, so subclasses come first.
 DRF_CODES: tuple[tuple[type[exceptions.APIException], str], ...] = (
@@ -43,30 +32,10 @@ DRF_CODES: tuple[tuple[type[exceptions.APIException], str], ...] = (
 )
 
 
-class ApiError(exceptions.APIException):
-    """An error found by the API itself (not the service), with a stable ``code``."""
-
-    def __init__(
-        self, code: str, message: str, *, status_code: int = 400, field: str | None = None
-    ) -> None:
-        super().__init__(message, code)
-        self.code = code
-        self.status_code = status_code
-        self.field = field
-
-
 class CsrfFailed(exceptions.PermissionDenied):
     """A cookie-authenticated unsafe request without a valid CSRF token."""
 
     default_code = "csrf_failed"
-
-
-def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
-    """The body of an error response."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if field:
-        error["field"] = field
-    return {"error": error}
 
 
 def _first_error(detail: Any, path: str = "") -> tuple[str, str]:
@@ -92,16 +61,13 @@ def validation_error(exc: exceptions.ValidationError) -> tuple[str, str, str | N
 def describe(exc: Exception) -> tuple[int, str, str, str | None] | None:
     """Status, code, message and field of a handled exception; None for a server error."""
     if isinstance(exc, ServiceError):
-        field = exc.details.get("field")
-        return SERVICE_STATUS.get(exc.code, 400), exc.code, exc.message, field  # type: ignore[return-value]
+        return exc.status_code, exc.code, exc.message, exc.field
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     if not isinstance(exc, exceptions.APIException):
         return None
-    if isinstance(exc, ApiError):
-        return exc.status_code, exc.code, str(exc.detail), exc.field
     if isinstance(exc, exceptions.ValidationError):
         code, message, field = validation_error(exc)
         return exc.status_code, code, message, field
@@ -128,4 +94,5 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         headers["Retry-After"] = str(int(wait))
     # Like DRF's own handler: a request running in ATOMIC_REQUESTS is rolled back.
     set_rollback()
-    return Response(error_body(code, message, field), status=status_code, headers=headers)
+    body = {"error": error_payload(code, message, field=field)}
+    return Response(body, status=status_code, headers=headers)

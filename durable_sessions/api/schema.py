@@ -28,7 +28,8 @@ SESSION_ID = OpenApiParameter(
 SCHEMA_SETTINGS: dict[str, Any] = {
     "TITLE": "Durable sessions API",
     "DESCRIPTION": (
-        "Sessions, messages, the event log and handoff of django-durable-sessions. "
+        "Sessions, messages, the event log and handoff of django-durable-sessions "
+        "(and, where `handoff_console` is installed, operators' private notes). "
         'Every error is `{"error": {"code", "message", "field"?}}`; see docs/api.md.'
     ),
     "VERSION": durable_sessions.__version__,

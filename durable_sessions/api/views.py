@@ -16,7 +16,6 @@ from durable_sessions import service, wire
 from durable_sessions.adapter import Access, get_adapter, visitor_id
 from durable_sessions.api.authentication import is_token_request, request_visitor
 from durable_sessions.api.base import ApiView, SessionView, validated
-from durable_sessions.api.errors import ApiError
 from durable_sessions.api.longpoll import long_poll
 from durable_sessions.api.schema import document, error_responses
 from durable_sessions.api.serializers import (
@@ -32,6 +31,7 @@ from durable_sessions.api.serializers import (
     SessionSerializer,
 )
 from durable_sessions.delivery.replay import read_events
+from durable_sessions.errors import InvalidInput
 from durable_sessions.models import DurableSession, Message, ParticipantKind
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -211,11 +211,7 @@ class MessageListView(SessionView):
         if header is None:
             return in_body
         if in_body is not None and in_body != header:
-            raise ApiError(
-                "invalid_field",
-                f"client_id: differs from the {IDEMPOTENCY_HEADER} header",
-                field="client_id",
-            )
+            raise InvalidInput("client_id", f"differs from the {IDEMPOTENCY_HEADER} header")
         return header
 
 

@@ -27,8 +27,9 @@ export function csrfToken() {
 }
 
 /**
- * POST a JSON body to a console action. Resolves with the parsed answer; rejects with an
- * Error carrying `code` and `message` from the server's `{"error": {...}}`.
+ * POST a JSON body to the API (docs/api.md). Resolves with the parsed answer; rejects with
+ * an Error carrying `code`, `message` and `field` from the server's `{"error": {...}}`
+ * and the HTTP `status` (0 when the server could not be reached).
  */
 export async function postJSON(url, body = {}) {
   let response;
@@ -40,40 +41,44 @@ export async function postJSON(url, body = {}) {
       body: JSON.stringify(body),
     });
   } catch {
-    throw actionError("network", "the server could not be reached; try again");
+    throw actionError("network", "the server could not be reached; try again", 0);
   }
   return readAnswer(response);
 }
 
-/** GET a console endpoint's JSON. */
+/** GET an API endpoint's JSON. */
 export async function getJSON(url) {
   let response;
   try {
     response = await fetch(url, { credentials: "same-origin" });
   } catch {
-    throw actionError("network", "the server could not be reached; try again");
+    throw actionError("network", "the server could not be reached; try again", 0);
   }
   return readAnswer(response);
 }
+
+const RELOAD = "refused: reload the page (your login or its token expired)";
 
 async function readAnswer(response) {
   let data = null;
   try {
     data = await response.json();
   } catch {
-    // Not JSON: e.g. Django's CSRF failure page.
+    // Not JSON: e.g. a proxy's error page.
   }
+  const status = response.status;
   if (response.ok && data) return data;
-  if (data?.error) throw actionError(data.error.code, data.error.message, data.error);
-  if (response.status === 403) {
-    throw actionError("forbidden", "refused: reload the page (your login or its token expired)");
-  }
-  throw actionError(`http_${response.status}`, `the server answered ${response.status}`);
+  if (data?.error?.code === "csrf_failed") throw actionError("csrf_failed", RELOAD, status);
+  if (data?.error) throw actionError(data.error.code, data.error.message, status, data.error);
+  if (status === 403) throw actionError("forbidden", RELOAD, status);
+  throw actionError(`http_${status}`, `the server answered ${status}`, status);
 }
 
-function actionError(code, message, details = {}) {
+function actionError(code, message, status, details = {}) {
   const error = new Error(message);
   error.code = code;
+  error.status = status;
+  error.field = details.field ?? null;
   error.details = details;
   return error;
 }

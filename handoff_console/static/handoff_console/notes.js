@@ -1,9 +1,9 @@
 /**
  * The private notes panel of a session page: only operators ever see these notes.
  *
- * Notes are stored by the console (`POST notes/`); operators viewing the session get a
- * `note.created` frame at once, and the panel re-reads the list after every reconnect so a
- * lost frame only delays a note. Writing a note shows "writing a note" to the other
+ * Notes are stored through the console's API (`POST …/api/sessions/<id>/notes/`, its URL
+ * in the page's config); operators viewing the session get a `note.created` frame at once,
+ * and the panel re-reads the list after every reconnect so a lost frame only delays a note. Writing a note shows "writing a note" to the other
  * operators through the client's private typing (`typing(active, {private: true})`),
  * which customers never see.
  */
@@ -73,10 +73,10 @@ export class NotesPanel {
     if (!text.trim()) return;
     this.button.disabled = true;
     try {
-      const answer = await postJSON(this.url, { text });
+      const note = await postJSON(this.url, { text });
       this.box.value = "";
       this.typing(false);
-      this.add(answer.note);
+      this.add(note);
     } catch (error) {
       this.onError(error.message);
     } finally {

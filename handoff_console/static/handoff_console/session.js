@@ -3,12 +3,17 @@
  * `durable_sessions/static/durable_sessions/client.js`), presence, the handoff brief,
  * private notes and the actions (take over, reply, hand back, transfer, close).
  *
+ * The websocket reads (and carries presence and typing); every action, replies included,
+ * is a call to the REST API (docs/api.md), and notes go to the console's own endpoint. The
+ * URLs come in the page's config (`config.api`).
+ *
  * Message text is untrusted: it only ever reaches the page through `textContent`.
  */
 
 import { clock, el, postJSON } from "./dom.js";
 import { watchQueue } from "./feed.js";
 import { NotesPanel } from "./notes.js";
+import { ReplyOutbox } from "./replies.js";
 
 const ROLE_NAMES = { user: "Customer", assistant: "AI", operator: "Operator", system: "System" };
 const AGENT_TEXT = {
@@ -43,8 +48,15 @@ class SessionPage {
     // The freshest known control state when an action's answer is newer than the log.
     this.actionState = null;
     this.client = null;
+    this.replies = new ReplyOutbox({
+      url: config.api.messages,
+      onChange: () => this._renderState(),
+      // A reply refused for good (e.g. "taken by Olga": a colleague claimed the session
+      // first) has left the outbox, so it is never resent; the operator reads why here.
+      onRefused: (error) => this._showError(error.message),
+    });
     this.notes = new NotesPanel({
-      url: config.actions.notes,
+      url: config.api.notes,
       sessionId: config.session_id,
       notes,
       // "Writing a note" for the other operators; the customer never sees it.
@@ -79,12 +91,14 @@ class SessionPage {
     client.on("participant", () => this._renderState());
     client.on("agent", (status) => this._renderAgent(status));
     client.on("presence", (presence) => this._renderPresence(presence));
-    client.on("pending", (pending) => this._renderPending(pending));
-    // A reply refused for good (e.g. "taken by Olga": a colleague claimed the session
-    // first) has left the outbox, so it is never resent; the operator reads why here.
     client.on("error", (error) => this._showError(error.message));
     client.on("frame", (frame) => this._sideFrame(frame));
-    client.on("live", () => this.notes.reload());
+    client.on("live", () => {
+      // Back after a gap: notes written meanwhile are in the database, and replies
+      // written offline can go now.
+      this.notes.reload();
+      this.replies.flush();
+    });
     client.connect();
   }
 
@@ -180,8 +194,10 @@ class SessionPage {
     $("take-over").disabled = closed || state.control === "human";
     for (const id of ["hand-back", "transfer", "transfer-to"]) $(id).disabled = closed || !mine;
     for (const id of ["close", "reply", "send"]) $(id).disabled = closed || other;
+    const sending = this.replies.pending.length;
     let hint = "";
-    if (closed) hint = "The conversation is closed.";
+    if (sending) hint = `Sending ${sending} message${sending > 1 ? "s" : ""}…`;
+    else if (closed) hint = "The conversation is closed.";
     else if (other) hint = `Taken by ${holder}.`;
     else if (!mine) hint = "Sending a reply takes the conversation over from the AI.";
     $("reply-hint").textContent = hint;
@@ -191,21 +207,26 @@ class SessionPage {
     this._showError("");
     button.disabled = true;
     try {
-      const row = (await postJSON(this.config.actions[name], body)).session;
-      if (row) {
-        this.actionState = {
-          control: row.control,
-          status: row.status,
-          assigned_operator_id: row.assigned_operator?.id ?? null,
-          holder: row.assigned_operator?.name ?? null,
-          seq: row.last_seq,
-        };
-      }
+      const { changed, session } = await postJSON(this.config.api[name], body);
+      this.actionState = {
+        control: session.control,
+        status: session.status,
+        assigned_operator_id: session.assigned_operator_id,
+        holder: this._operatorName(session.assigned_operator_id),
+        seq: session.last_seq,
+      };
+      if (name === "close" && !changed) this._showError("the session is already closed");
     } catch (error) {
       this._showError(error.message); // e.g. "taken by Olga", at once
     } finally {
       this._renderState();
     }
+  }
+
+  /** A colleague's name as the transfer list shows it (the log names them later). */
+  _operatorName(id) {
+    const option = [...$("transfer-to").options].find((o) => o.value && Number(o.value) === id);
+    return option?.textContent ?? null;
   }
 
   _showError(text) {
@@ -224,7 +245,7 @@ class SessionPage {
     act("transfer", "transfer", () => {
       const to = $("transfer-to").value;
       if (!to) this._showError("Choose a colleague to transfer to.");
-      return to ? { to } : null;
+      return to ? { to: Number(to) } : null;
     });
   }
 
@@ -256,23 +277,11 @@ class SessionPage {
       return;
     }
     this._showError("");
-    try {
-      // Kept in the client's outbox until the server confirms it; in a session the AI or
-      // the queue holds, the server takes it over for us first.
-      this.client.send(text);
-      reply.value = "";
-    } catch (error) {
-      this._showError(error.message);
-    }
-  }
-
-  _renderPending(pending) {
-    if (!pending.length) {
-      this._renderState();
-      return;
-    }
-    const plural = pending.length > 1 ? "s" : "";
-    $("reply-hint").textContent = `Sending ${pending.length} message${plural}…`;
+    // Kept in the outbox until the server stores it; in a session the AI or the queue
+    // holds, the server takes it over for us first.
+    this.replies.send(text);
+    reply.value = "";
+    this.client.typing(false); // on the websocket, a sent message ended it by itself
   }
 
   // --- presence -------------------------------------------------------------------------

@@ -1,0 +1,76 @@
+"""The console's own API endpoint: operators' private notes about a session.
+
+Everything else the console does (take over, reply, hand back, transfer, close) is an
+endpoint of :mod:`durable_sessions.api`. Notes are the console's data, so this view lives
+here, on the same base class: the same authentication (CSRF on every cookie-authenticated
+write), object permissions, error shape and OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from durable_sessions.api.base import SessionView, validated
+from durable_sessions.api.permissions import OperatorOnly, SessionAccess
+from durable_sessions.api.schema import document, error_responses
+from durable_sessions.api.serializers import BodySerializer, StrictCharField
+from handoff_console.notes import add_note, note_data, notes_for
+
+
+class NoteCreateSerializer(BodySerializer):
+    text = StrictCharField(
+        allow_blank=True,  # refused by add_note, with the same error as whitespace
+        help_text="Plain text, not blank, at most `HANDOFF_CONSOLE['MAX_NOTE_CHARS']`.",
+    )
+
+
+class NoteAuthorSerializer(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True, help_text="Null once the user is deleted.")
+    name = serializers.CharField()
+
+
+class NoteSerializer(serializers.Serializer):
+    """A private note: only operators ever see it."""
+
+    id = serializers.IntegerField()
+    session_id = serializers.UUIDField()
+    author = NoteAuthorSerializer()
+    text = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class NoteListSerializer(serializers.Serializer):
+    notes = NoteSerializer(many=True)
+
+
+class NotesView(SessionView):
+    """A session's private notes, for operators."""
+
+    permission_classes = [SessionAccess, OperatorOnly]
+
+    @document(
+        operation_id="notes_list",
+        tags=["notes"],
+        summary="List private notes",
+        description="For operators (the console's `handoff_console` app). Oldest first.",
+        responses={200: NoteListSerializer, **error_responses(403, 404)},
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        return Response({"notes": notes_for(self.session.pk)})
+
+    @document(
+        operation_id="notes_create",
+        tags=["notes"],
+        summary="Add a private note",
+        description="For operators. Stored by the console, never an event of the session: "
+        "the customer never sees it. Operators viewing the session get a `note.created` "
+        "frame on their websocket.",
+        request=NoteCreateSerializer,
+        responses={201: NoteSerializer, **error_responses(400, 403, 404, 415)},
+    )
+    def post(self, request: Request, session_id: str) -> Response:
+        body = validated(NoteCreateSerializer, request.data)
+        note = add_note(self.session.pk, author=request.user, text=body["text"])
+        return Response(note_data(note), status=status.HTTP_201_CREATED)
