@@ -9,12 +9,9 @@ Read it as ``from durable_sessions.app_settings import ds_settings`` and
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from durable_sessions.conf import AppSettings, Bool, ClassPath, Dict, Float, Int, Str
-
-if TYPE_CHECKING:
-    from durable_sessions.adapter import SessionAdapter
 
 SETTING_NAME = "DURABLE_SESSIONS"
 
@@ -26,7 +23,9 @@ class DurableSessionsSettings(AppSettings):
     check_id = "durable_sessions.E001"
 
     # --- access and naming ---
-    ADAPTER: ClassPath[type[SessionAdapter]] = ClassPath(
+    # A durable_sessions.adapter.SessionAdapter subclass (not imported here: the adapter
+    # module reads these settings).
+    ADAPTER: ClassPath[type[Any]] = ClassPath(
         "durable_sessions.adapter.SessionAdapter",
         "the adapter that decides who may open a session and how people are named",
     )

@@ -314,22 +314,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self._send(error.as_frame())
             return
         except ServiceError as error:
-            await self._send(self._service_error(error, frame))
+            await self._send({"type": "error", **error.payload(ref=frame.ref)})
             return
         if reply is not None:
             if frame.ref is not None:
                 reply["ref"] = frame.ref
             await self._send(reply)
-
-    @staticmethod
-    def _service_error(error: ServiceError, frame: Frame) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "error", "code": error.code, "message": error.message}
-        if frame.ref is not None:
-            out["ref"] = frame.ref
-        field = error.details.get("field")
-        if field:
-            out["field"] = field
-        return out
 
     async def _participant(self) -> Participant | None:
         if self.participant_id is None:

@@ -6,9 +6,12 @@ Only ``durable_sessions.service`` writes these models; everything else reads the
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import JSONField, OuterRef, Q, Subquery
+from django.db.models.functions import Substr
 from django.utils import timezone
 
 
@@ -23,6 +26,52 @@ class Control(models.TextChoices):
 class Status(models.TextChoices):
     OPEN = "open", "Open"
     CLOSED = "closed", "Closed"
+
+
+class DurableSessionQuerySet(models.QuerySet):
+    """The questions asked of many sessions at once: whose, and what happened last."""
+
+    def owned_by(self, user: Any, visitor: str | None) -> DurableSessionQuerySet:
+        """Sessions whose customer is ``user`` (when logged in) or the anonymous browser
+        ``visitor``; none for somebody who is neither."""
+        mine = Q()
+        if user is not None and user.is_authenticated:
+            mine |= Q(owner=user)
+        if visitor:
+            mine |= Q(owner__isnull=True, owner_visitor=visitor)
+        return self.filter(mine) if mine else self.none()
+
+    def with_last_message(self, preview_chars: int) -> DurableSessionQuerySet:
+        """Annotate ``last_role``, ``last_preview`` (its first ``preview_chars`` characters)
+        and ``last_at`` of each session's newest message, one subquery each."""
+        last = Message.objects.filter(session=OuterRef("pk")).order_by("-seq")
+        return self.annotate(
+            last_role=Subquery(last.values("role")[:1]),
+            last_preview=Subquery(
+                last.annotate(head=Substr("content", 1, preview_chars)).values("head")[:1]
+            ),
+            last_at=Subquery(last.values("created_at")[:1]),
+        )
+
+    def with_last_control(self) -> DurableSessionQuerySet:
+        """Annotate ``control_payload`` and ``control_at`` of each session's newest
+        ``control.changed`` event (for a queued session: the one that queued it)."""
+        control = Event.objects.filter(session=OuterRef("pk"), type="control.changed").order_by(
+            "-seq"
+        )
+        return self.annotate(
+            control_payload=Subquery(control.values("payload")[:1], output_field=JSONField()),
+            control_at=Subquery(control.values("created_at")[:1]),
+        )
+
+    def with_latest_run(self) -> DurableSessionQuerySet:
+        """Annotate ``run_status`` and ``run_message_id`` of each session's newest run
+        (what the agent's status is computed from)."""
+        run = AgentRun.objects.filter(session=OuterRef("pk")).order_by("-id")
+        return self.annotate(
+            run_status=Subquery(run.values("status")[:1]),
+            run_message_id=Subquery(run.values("message_id")[:1]),
+        )
 
 
 class DurableSession(models.Model):
@@ -58,6 +107,8 @@ class DurableSession(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     last_seq = models.BigIntegerField(default=0)
+
+    objects = DurableSessionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-updated_at"]

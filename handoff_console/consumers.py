@@ -30,6 +30,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 
 from durable_sessions.delivery.groups import activity_group
+from durable_sessions.errors import error_payload
 from durable_sessions.wire import dumps
 from handoff_console import queue
 from handoff_console.app_settings import console_settings
@@ -83,8 +84,8 @@ class ConsoleFeedConsumer(AsyncWebsocketConsumer):
         elif kind == "refresh":
             await self._send_snapshot(force=True)
         else:
-            error = {"type": "error", "code": "unknown_type", "message": "send ping or refresh"}
-            await self.send(text_data=dumps(error))
+            error = error_payload("unknown_type", "send ping or refresh", field="type")
+            await self.send(text_data=dumps({"type": "error", **error}))
 
     # --- wake-ups -------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from durable_sessions.adapter import AnyUser, get_adapter
 from durable_sessions.delivery.publish import ephemeral_wakeup, publish_on_commit
 from durable_sessions.errors import InvalidInput, SessionNotFound
 from durable_sessions.models import DurableSession
+from durable_sessions.service.validation import clean_text
 from handoff_console.app_settings import console_settings
 from handoff_console.models import OperatorNote
 from handoff_console.permissions import can_view, is_operator
@@ -43,14 +44,7 @@ def note_data(note: OperatorNote) -> dict[str, Any]:
 
 
 def _clean(text: Any) -> str:
-    limit = console_settings.MAX_NOTE_CHARS
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidInput("text", "must be a non-empty string")
-    if len(text) > limit:
-        raise InvalidInput("text", f"is longer than {limit} characters")
-    if "\x00" in text:
-        raise InvalidInput("text", "must not contain NUL characters")
-    return text
+    return clean_text("text", text, limit=console_settings.MAX_NOTE_CHARS)
 
 
 def add_note(session_id: uuid.UUID | str, *, author: AnyUser, text: Any) -> OperatorNote:

@@ -13,24 +13,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import JSONField, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Substr
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
 from durable_sessions import wire
 from durable_sessions.adapter import AnyUser, get_adapter
 from durable_sessions.models import (
-    AgentRun,
     Control,
     DurableSession,
-    Event,
-    Message,
     Participant,
     ParticipantKind,
-    RunStatus,
     Status,
 )
+from durable_sessions.service.runs import status_of_run
 from handoff_console.app_settings import console_settings
 from handoff_console.permissions import can_view
 
@@ -42,35 +38,14 @@ MAX_WAITING = 500
 
 def _annotated(sessions: QuerySet[DurableSession]) -> QuerySet[DurableSession]:
     """Add what a row shows beyond the session itself, one subquery per column."""
-    control = Event.objects.filter(session=OuterRef("pk"), type=wire.CONTROL_CHANGED).order_by(
-        "-seq"
-    )
-    last_message = Message.objects.filter(session=OuterRef("pk")).order_by("-seq")
-    last_run = AgentRun.objects.filter(session=OuterRef("pk")).order_by("-id")
     customer = Participant.objects.filter(session=OuterRef("pk"), kind=ParticipantKind.CUSTOMER)
-    return sessions.select_related("assigned_operator").annotate(
-        control_payload=Subquery(control.values("payload")[:1], output_field=JSONField()),
-        control_at=Subquery(control.values("created_at")[:1]),
-        customer_name=Subquery(customer.values("display_name")[:1]),
-        last_role=Subquery(last_message.values("role")[:1]),
-        last_preview=Subquery(
-            last_message.annotate(head=Substr("content", 1, PREVIEW_CHARS)).values("head")[:1]
-        ),
-        last_at=Subquery(last_message.values("created_at")[:1]),
-        run_status=Subquery(last_run.values("status")[:1]),
-        run_message_id=Subquery(last_run.values("message_id")[:1]),
+    return (
+        sessions.select_related("assigned_operator")
+        .with_last_control()
+        .with_last_message(PREVIEW_CHARS)
+        .with_latest_run()
+        .annotate(customer_name=Subquery(customer.values("display_name")[:1]))
     )
-
-
-def _agent_status(run_status: str | None, run_message_id: int | None) -> str:
-    """The agent's status from its latest run (the rule of ``durable_sessions.service.runs``)."""
-    if run_status == RunStatus.PENDING:
-        return "thinking"
-    if run_status == RunStatus.RUNNING:
-        return "streaming" if run_message_id else "thinking"
-    if run_status == RunStatus.CRASHED:
-        return "unresponsive"
-    return "idle"
 
 
 def section_of(session: DurableSession, user: AnyUser) -> str:
@@ -115,7 +90,7 @@ def row(session: DurableSession, user: AnyUser) -> dict[str, Any]:
             if session.last_role
             else None
         ),
-        "agent": _agent_status(session.run_status, session.run_message_id),
+        "agent": status_of_run(session.run_status, session.run_message_id),
         "created_at": wire.iso(session.created_at),
         "updated_at": wire.iso(session.updated_at),
         "closed_at": wire.iso(session.closed_at),

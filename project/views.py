@@ -22,12 +22,7 @@ HANDOVER_MAX_AGE = 10 * 60
 
 
 def _my_sessions(request: HttpRequest) -> QuerySet[DurableSession]:
-    if request.user.is_authenticated:
-        return DurableSession.objects.filter(owner=request.user)[:20]
-    visitor = visitor_id(request.session)
-    if visitor:
-        return DurableSession.objects.filter(owner__isnull=True, owner_visitor=visitor)[:20]
-    return DurableSession.objects.none()
+    return DurableSession.objects.owned_by(request.user, visitor_id(request.session))[:20]
 
 
 def _owned_session(request: HttpRequest, session_id: uuid.UUID) -> DurableSession:

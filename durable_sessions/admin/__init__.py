@@ -19,6 +19,7 @@ from django.db.models import (
     Case,
     Count,
     DateTimeField,
+    F,
     OuterRef,
     Q,
     QuerySet,
@@ -26,7 +27,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, Substr
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -52,27 +53,22 @@ def annotate_activity(queryset: QuerySet[DurableSession]) -> QuerySet[DurableSes
     """
     messages = Message.objects.filter(session=OuterRef("pk")).order_by()
     session_events = Event.objects.filter(session=OuterRef("pk"))
-    # The newest control.changed of a queued session is the one that queued it.
-    queued_at = session_events.filter(type=wire.CONTROL_CHANGED).order_by("-seq")
-    return queryset.annotate(
-        message_count=Coalesce(
-            Subquery(messages.values("session").annotate(n=Count("pk")).values("n")),
-            Value(0),
-        ),
-        last_activity=Subquery(session_events.order_by("-seq").values("created_at")[:1]),
-        last_message=Subquery(
-            messages.order_by("-seq")
-            .annotate(preview=Substr("content", 1, PREVIEW_CHARS + 1))
-            .values("preview")[:1]
-        ),
-        queued_since=Case(
-            When(
-                Q(control=Control.QUEUED, status=Status.OPEN),
-                then=Subquery(queued_at.values("created_at")[:1]),
+    return (
+        queryset.with_last_message(PREVIEW_CHARS + 1)
+        .with_last_control()
+        .annotate(
+            message_count=Coalesce(
+                Subquery(messages.values("session").annotate(n=Count("pk")).values("n")),
+                Value(0),
             ),
-            default=None,
-            output_field=DateTimeField(),
-        ),
+            last_activity=Subquery(session_events.order_by("-seq").values("created_at")[:1]),
+            # The newest control change of a queued session is the one that queued it.
+            queued_since=Case(
+                When(Q(control=Control.QUEUED, status=Status.OPEN), then=F("control_at")),
+                default=None,
+                output_field=DateTimeField(),
+            ),
+        )
     )
 
 
@@ -231,7 +227,7 @@ class DurableSessionAdmin(admin.ModelAdmin):
     @admin.display(description="last message")
     def last_message_preview(self, obj: DurableSession) -> str:
         # Returned as plain text: the admin escapes it like any other value.
-        return Truncator(obj.last_message or "").chars(PREVIEW_CHARS)
+        return Truncator(obj.last_preview or "").chars(PREVIEW_CHARS)
 
     @admin.display(description="event log")
     def event_log(self, obj: DurableSession) -> str:

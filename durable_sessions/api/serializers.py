@@ -16,6 +16,7 @@ from rest_framework import serializers
 from rest_framework.settings import api_settings
 
 from durable_sessions.models import Control, MessageState, Role, Status
+from durable_sessions.service.validation import MAX_REASON_CHARS, MAX_TITLE_CHARS
 
 MAX_PAGE = 1000
 MAX_SESSION_PAGE = 200
@@ -63,7 +64,9 @@ class BodySerializer(serializers.Serializer):
 
 
 class SessionCreateSerializer(BodySerializer):
-    title = StrictCharField(max_length=200, allow_blank=True, required=False, default="")
+    title = StrictCharField(
+        max_length=MAX_TITLE_CHARS, allow_blank=True, required=False, default=""
+    )
 
 
 class MessageCreateSerializer(BodySerializer):
@@ -78,7 +81,9 @@ class MessageCreateSerializer(BodySerializer):
 
 
 class ReasonSerializer(BodySerializer):
-    reason = StrictCharField(max_length=500, allow_blank=True, required=False, default="")
+    reason = StrictCharField(
+        max_length=MAX_REASON_CHARS, allow_blank=True, required=False, default=""
+    )
 
 
 class TransferSerializer(ReasonSerializer):

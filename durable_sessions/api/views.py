@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.middleware.csrf import get_token
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import status
@@ -42,15 +42,7 @@ def visible_sessions(request: Request) -> QuerySet[DurableSession]:
     user = request.user
     if get_adapter().is_operator(user):
         return DurableSession.objects.all()
-    mine = Q()
-    if user.is_authenticated:
-        mine |= Q(owner=user)
-    visitor = request_visitor(request)
-    if visitor:
-        mine |= Q(owner__isnull=True, owner_visitor=visitor)
-    if not mine:
-        return DurableSession.objects.none()
-    return DurableSession.objects.filter(mine)
+    return DurableSession.objects.owned_by(user, request_visitor(request))
 
 
 class SessionListView(ApiView):

@@ -29,7 +29,7 @@ from durable_sessions.service import runs
 from durable_sessions.service.runs import agent_status_frame
 from durable_sessions.service.sessions import system_participant
 from durable_sessions.service.unit import SessionWrite, session_write
-from durable_sessions.service.validation import clean_client_id, clean_text
+from durable_sessions.service.validation import MAX_REASON_CHARS, clean_client_id, clean_text
 
 ROLE_BY_KIND = {
     ParticipantKind.CUSTOMER: Role.USER,
@@ -208,7 +208,9 @@ def fail_assistant_message(message: Message | int, error: str) -> int:
     session_id, message_id = _streaming(message)
     with session_write(session_id) as w:
         current = _still_streaming(w, message_id)
-        return end_message(w, current, MessageState.FAILED, {"error": str(error)[:500]})
+        return end_message(
+            w, current, MessageState.FAILED, {"error": str(error)[:MAX_REASON_CHARS]}
+        )
 
 
 def end_message(w: SessionWrite, message: Message, state: str, extra: dict[str, Any]) -> int:
