@@ -182,7 +182,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     def _setup_presence(self, opened: _Opened) -> None:
         user = self.scope.get("user")
         is_operator = opened.access is Access.OPERATOR
-        self.session_key = str(self.session_id)
+        self.presence_room = str(self.session_id)
         self.presence_entry = presence.Entry(
             conn=self.channel_name,
             kind=presence.OPERATOR if is_operator else presence.CUSTOMER,

@@ -136,8 +136,8 @@ async def test_binary_frames_are_refused():
     await comm.disconnect()
 
 
-async def test_sending_too_fast_is_rate_limited(settings):
-    settings.DURABLE_SESSIONS = {"RATE_LIMIT_FRAMES": 3, "RATE_LIMIT_WINDOW": 60}
+async def test_sending_too_fast_is_rate_limited(ds_config):
+    ds_config(RATE_LIMIT_FRAMES=3, RATE_LIMIT_WINDOW=60)
     session, store = await db(anonymous_session)()
     comm, _ = await open_ws(session.id, store=store)
     for i in range(3):

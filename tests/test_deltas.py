@@ -8,6 +8,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from durable_sessions import service
+from durable_sessions.delivery.publish import make_async
 from durable_sessions.errors import MessageFinished, NotInControl, SessionClosed
 from durable_sessions.models import DurableSession, Event, Message
 from durable_sessions.service.deltas import DeltaWriter
@@ -46,7 +47,7 @@ async def test_deltas_of_many_sessions_are_written_gapless_and_in_order():
 async def test_refused_deltas_change_nothing_and_do_not_stop_the_others():
     sessions, replies = await streaming_sessions(4)
     olga = await db(make_user)("olga", operator=True)
-    await service.atake_over(sessions[1].id, olga)  # a human took over
+    await make_async(service.take_over)(sessions[1].id, olga)  # a human took over
     await service.acancel_reply(sessions[2].id)  # the customer pressed stop
     await close(sessions[3])
     before = {s.pk: (await DurableSession.objects.aget(pk=s.pk)).last_seq for s in sessions}

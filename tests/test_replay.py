@@ -51,8 +51,8 @@ async def test_the_wire_text_parses_to_the_frames_read_events_builds():
     assert await db(read_wire)(session.id, 0, limit=3) == wire[:3]
 
 
-async def test_a_batched_replay_comes_in_events_frames_of_consecutive_seqs(settings, monkeypatch):
-    settings.DURABLE_SESSIONS = {"REPLAY_PAGE_SIZE": 4}
+async def test_a_batched_replay_comes_in_events_frames_of_consecutive_seqs(ds_config, monkeypatch):
+    ds_config(REPLAY_PAGE_SIZE=4)
     monkeypatch.setattr(consumers, "BATCH_MAX_CHARS", 300)  # a page splits into frames too
     session, store = await streamed([f"chunk {i} " + "x" * 60 for i in range(12)])
     comm, frames = await open_ws(session.id, store=store, after_seq=1, batch=True)

@@ -275,7 +275,7 @@ def make_store() -> PresenceStore:
 class Present(Protocol):
     """A connection that takes part in presence (the websocket consumer)."""
 
-    session_key: str
+    presence_room: str  # the conversation's id: one room per session
     presence_entry: Entry
 
     async def presence_changed(self, frames: Frames) -> None: ...
@@ -305,19 +305,19 @@ class PresenceKeeper:
 
     async def join(self, member: Present) -> list[Entry]:
         member.presence_entry.expires = self._expiry()
-        self._local.setdefault(member.session_key, set()).add(member)
-        await self.store.put(member.session_key, [member.presence_entry])
+        self._local.setdefault(member.presence_room, set()).add(member)
+        await self.store.put(member.presence_room, [member.presence_entry])
         self._ensure_task()
-        return await self.changed(member.session_key)
+        return await self.changed(member.presence_room)
 
     async def leave(self, member: Present) -> None:
-        members = self._local.get(member.session_key)
+        members = self._local.get(member.presence_room)
         if members is not None:
             members.discard(member)
             if not members:
-                del self._local[member.session_key]
-        await self.store.remove(member.session_key, member.presence_entry.conn)
-        await self.changed(member.session_key)
+                del self._local[member.presence_room]
+        await self.store.remove(member.presence_room, member.presence_entry.conn)
+        await self.changed(member.presence_room)
 
     async def typing(self, member: Present, active: bool, private: bool = False) -> None:
         entry = member.presence_entry
@@ -326,19 +326,19 @@ class PresenceKeeper:
             return  # nothing to stop
         entry.typing_until, entry.private = until, private and active
         entry.expires = self._expiry()
-        await self.store.put(member.session_key, [entry])
-        await self.changed(member.session_key)
+        await self.store.put(member.presence_room, [entry])
+        await self.changed(member.presence_room)
 
-    async def changed(self, session_key: str) -> list[Entry]:
+    async def changed(self, presence_room: str) -> list[Entry]:
         """Push the session's current presence to every process's connections."""
-        entries = (await self.store.read([session_key]))[session_key]
+        entries = (await self.store.read([presence_room]))[presence_room]
         layer = get_channel_layer()
         if layer is not None:
             # One JSON string rather than a list of dicts: every receiving connection
             # keeps its last message alive until the next one, and most are idle.
             message = {"type": PRESENCE_MESSAGE_TYPE, "entries": dump_entries(entries)}
             try:
-                await layer.group_send(session_group(session_key), message)
+                await layer.group_send(session_group(presence_room), message)
             except Exception:
                 logger.exception("presence push failed; the next sweep corrects it")
         return entries

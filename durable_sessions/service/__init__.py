@@ -42,20 +42,16 @@ __all__ = [
     "PostResult",
     "SessionWrite",
     "acancel_reply",
-    "aclose_by_operator",
     "acrash_run",
     "acreate_session",
     "afail_assistant_message",
     "afinish_assistant_message",
     "agent_status_frame",
-    "ahand_back",
     "aoperator_reply",
     "apost_message",
     "append_delta",
     "arequest_handoff",
     "astart_assistant_message",
-    "atake_over",
-    "atransfer",
     "cancel_reply",
     "change_control",
     "close_by_operator",
@@ -79,7 +75,7 @@ __all__ = [
     "transfer",
 ]
 
-# The async twins that transports and the runtime call.
+# The async twins that transports, the runtime and async host code call.
 acreate_session = make_async(create_session)
 apost_message = make_async(post_message)
 aoperator_reply = make_async(operator_reply)
@@ -88,8 +84,4 @@ afinish_assistant_message = make_async(finish_assistant_message)
 afail_assistant_message = make_async(fail_assistant_message)
 acancel_reply = make_async(cancel_reply)
 arequest_handoff = make_async(request_handoff)
-atake_over = make_async(take_over)
-ahand_back = make_async(hand_back)
-atransfer = make_async(transfer)
-aclose_by_operator = make_async(close_by_operator)
 acrash_run = make_async(crash_run)

@@ -172,25 +172,25 @@ def change_control(
         return _change(
             w,
             control,
+            action,
             by=by,
             reason=reason,
             operator=operator,
             expect=expect,
             actor=actor,
-            action=action,
         )
 
 
 def _change(
     w: SessionWrite,
     control: str,
+    action: str,
     *,
     by: Participant | None,
     reason: str,
-    operator: AnyUser | None,
-    expect: tuple[str, ...] | None,
     actor: AnyUser | None,
-    action: str,
+    operator: AnyUser | None = None,
+    expect: tuple[str, ...] | None = None,
 ) -> bool:
     w.require_open()
     if expect is not None and w.control not in expect:
@@ -239,12 +239,11 @@ def _take_over(w: SessionWrite, operator: AnyUser, reason: str) -> Participant:
     _change(
         w,
         Control.HUMAN,
+        HandoffAction.TAKE_OVER,
         by=participant,
         reason=reason,
         operator=operator,
-        expect=None,
         actor=operator,
-        action=HandoffAction.TAKE_OVER,
     )
     add_notice(w, f"{participant.display_name} joined the conversation.")
     w.signal(signals.taken_over, operator=operator, reason=reason)
@@ -277,12 +276,10 @@ def hand_back(session_id: uuid.UUID | str, operator: AnyUser, *, reason: str = "
         _change(
             w,
             Control.AI,
+            HandoffAction.HAND_BACK,
             by=participant,
             reason=reason or "handed back to the AI",
-            operator=None,
-            expect=None,
             actor=operator,
-            action=HandoffAction.HAND_BACK,
         )
         add_notice(w, "You are back with our assistant.")
         w.signal(signals.handed_back, operator=operator, reason=reason)
@@ -303,12 +300,11 @@ def transfer(
         _change(
             w,
             Control.HUMAN,
+            HandoffAction.TRANSFER,
             by=participant,
             reason=reason or f"transferred to {target.display_name}",
             operator=to,
-            expect=None,
             actor=operator,
-            action=HandoffAction.TRANSFER,
         )
         add_notice(w, f"{target.display_name} has taken over the conversation.")
         w.signal(signals.transferred, operator=operator, to=to)
