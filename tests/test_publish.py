@@ -103,3 +103,40 @@ def test_a_wakeup_waits_for_the_commit(monkeypatch):
         publish.publish_on_commit([session_wakeup(uuid.uuid4(), frames(1))])
         assert sent == []
     assert len(sent) == 1
+
+
+class BrokenLayer:
+    """A channel layer whose Redis is down."""
+
+    extensions = ["groups"]
+
+    def __init__(self) -> None:
+        self.broken = True
+        self.sent = 0
+
+    async def group_send(self, group, message):
+        if self.broken:
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        self.sent += 1
+
+    async def send(self, channel, message):
+        await self.group_send(channel, message)
+
+
+async def test_an_outage_is_logged_once_not_once_per_wakeup(monkeypatch, caplog):
+    from durable_sessions.delivery import publish
+
+    layer = BrokenLayer()
+    monkeypatch.setattr(publish, "get_channel_layer", lambda: layer)
+    monkeypatch.setattr(publish, "health", publish.LayerHealth())
+    for seq in range(100):
+        await publish_now([session_wakeup(uuid.uuid4(), frames(seq)) for _ in range(3)])
+    layer.broken = False
+    await publish_now([session_wakeup(uuid.uuid4(), frames(1))])
+    records = [r for r in caplog.records if r.name == "durable_sessions.delivery.publish"]
+    assert [r.getMessage().split(" (")[0] for r in records] == [
+        "channel layer unavailable",
+        "channel layer available again",
+    ]
+    assert "300 wake-ups were lost" in records[1].getMessage()
+    assert all(r.exc_info is None for r in records) and layer.sent == 1

@@ -98,6 +98,35 @@ def run_wakeup(run_id: int) -> Wakeup:
     return Wakeup(ds_settings.RUN_CHANNEL, {"type": RUN_MESSAGE_TYPE, "run_id": run_id}, False)
 
 
+class LayerHealth:
+    """Reports a failing channel layer once per outage, not once per wake-up: during a
+    Redis outage every write of every process fails to wake its receivers (who catch up
+    from the database), and a traceback each would flood the log."""
+
+    def __init__(self) -> None:
+        self.failing = False
+        self.lost = 0
+
+    def failed(self, exc: Exception, count: int) -> None:
+        self.lost += count
+        if not self.failing:
+            self.failing = True
+            logger.warning(
+                "channel layer unavailable (%s: %s): wake-ups are not sent until it returns; "
+                "receivers catch up from the database",
+                type(exc).__name__,
+                exc,
+            )
+
+    def succeeded(self) -> None:
+        if self.failing:
+            logger.warning("channel layer available again (%d wake-ups were lost)", self.lost)
+            self.failing, self.lost = False, 0
+
+
+health = LayerHealth()
+
+
 async def publish_now(wakeups: list[Wakeup]) -> None:
     """Send ``wakeups`` in order. A layer with the ``group_send_many`` extension gets the
     group messages of the batch in one call (one Redis round trip per host)."""
@@ -108,17 +137,22 @@ async def publish_now(wakeups: list[Wakeup]) -> None:
         if all(w.is_group for w in wakeups):
             try:
                 await layer.group_send_many([(w.target, w.message) for w in wakeups])
-            except Exception:
-                logger.exception("%d wake-ups failed; receivers will catch up", len(wakeups))
+            except Exception as exc:
+                health.failed(exc, len(wakeups))
+            else:
+                health.succeeded()
             return
-    for wakeup in wakeups:
+    for index, wakeup in enumerate(wakeups):
         try:
             if wakeup.is_group:
                 await layer.group_send(wakeup.target, wakeup.message)
             else:
                 await layer.send(wakeup.target, wakeup.message)
-        except Exception:
-            logger.exception("wake-up to %s failed; receivers will catch up", wakeup.target)
+        except Exception as exc:
+            # The rest would fail the same way (and each wait for a timeout).
+            health.failed(exc, len(wakeups) - index)
+            return
+    health.succeeded()
 
 
 # Wake-ups of a service call made from the event loop (see :func:`make_async`): the loop

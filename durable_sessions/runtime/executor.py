@@ -14,8 +14,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -30,11 +30,18 @@ from durable_sessions.delivery.publish import (
     ephemeral_wakeup,
     publish_now,
 )
-from durable_sessions.errors import MessageFinished, NotInControl, ServiceError, SessionClosed
+from durable_sessions.errors import (
+    MessageFinished,
+    NotInControl,
+    ReplyInProgress,
+    ServiceError,
+    SessionClosed,
+)
 from durable_sessions.models import AgentRun, Message, ParticipantKind, RunStatus
 from durable_sessions.runtime.coalescer import Coalescer
 from durable_sessions.runtime.turns import build_turn
 from durable_sessions.service import runs
+from durable_sessions.service.transient import is_transient, retrying
 from durable_sessions.service.validation import MAX_REASON_CHARS, MAX_SUMMARY_CHARS
 
 logger = logging.getLogger(__name__)
@@ -49,6 +56,7 @@ _STOP_EVENTS = {
 _DONE = object()
 
 db = database_sync_to_async
+T = TypeVar("T")
 
 
 class Interrupted(Exception):
@@ -58,6 +66,16 @@ class Interrupted(Exception):
 def _clip(text: object, limit: int) -> str:
     """An agent's text made acceptable to the service: a string, no NUL, bounded."""
     return str(text).replace("\x00", "")[:limit]
+
+
+def public_error(exc: BaseException) -> str:
+    """What customers read when a reply fails: the agent's own words for its errors,
+    never a database driver's or a library's text (those go to the log)."""
+    if isinstance(exc, AgentError):
+        return str(exc) or "the agent failed"
+    if is_transient(exc):
+        return "the reply was interrupted by a storage failure"
+    return "the agent failed"
 
 
 def _is_stop(message: dict[str, Any]) -> bool:
@@ -84,11 +102,16 @@ class RunExecutor:
         self.run: AgentRun | None = None
         self.message: Message | None = None
         self.stop_reason: str | None = None
+        self.written = 0  # characters of the reply committed so far
         self._main: asyncio.Task[Any] | None = None
         self._finishing = False
 
+    async def _db(self, fn: Callable[..., T], *args: Any, what: str) -> T:
+        """``fn(*args)`` on the database thread, retried while the database is away."""
+        return await retrying(lambda: db(fn)(*args), f"run {self.run_id}: {what}")
+
     async def execute(self) -> None:
-        session_id = await db(runs.session_of)(self.run_id)
+        session_id = await self._db(runs.session_of, self.run_id, what="find its session")
         if session_id is None:
             return
         self._main = asyncio.current_task()
@@ -99,7 +122,7 @@ class RunExecutor:
             await layer.group_add(session_group(session_id), channel)
         watcher = asyncio.create_task(self._watch(layer, channel)) if channel else None
         try:
-            self.run = await db(runs.claim)(self.run_id, self.worker_id)
+            self.run = await self._db(runs.claim, self.run_id, self.worker_id, what="claim")
             if self.run is None:
                 return
             await self._execute_claimed(session_id)
@@ -121,7 +144,7 @@ class RunExecutor:
         handoff: Handoff | None = None
         try:
             await self._status(session_id, "thinking")
-            turn = await db(build_turn)(session_id)
+            turn = await self._db(build_turn, session_id, what="read the history")
             handoff = await self._stream(session_id, turn)
         except asyncio.CancelledError:
             if self.stop_reason is None:
@@ -136,30 +159,35 @@ class RunExecutor:
             with contextlib.suppress(ServiceError):
                 if self.message is None:
                     # Failed before its first word: the failure still shows in the log.
-                    self.message = await service.astart_assistant_message(session_id)
-                await service.afail_assistant_message(self.message, error)
+                    await self._open_message(session_id, announce=False)
+                await self._end(service.afail_assistant_message, public_error(exc), what="fail")
         finally:
             self._finishing = True  # from here on, nothing may interrupt the bookkeeping
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        if await db(runs.finish)(self.run_id, self.worker_id, outcome, error):
+        if await self._db(runs.finish, self.run_id, self.worker_id, outcome, error, what="finish"):
             await self._status(session_id, "idle")
         if handoff is not None and outcome == RunStatus.COMPLETED:
             await self._hand_off(session_id, handoff)
         # A message that arrived meanwhile left a pending run behind this one.
-        following = await db(runs.next_pending_in_session)(session_id)
+        following = await self._db(runs.next_pending_in_session, session_id, what="find the next")
         if following is not None:
             self.submit(following)
 
     async def _hand_off(self, session_id: uuid.UUID, handoff: Handoff) -> None:
-        agent = await db(service.participant_for)(session_id, ParticipantKind.AGENT)
+        agent = await self._db(
+            service.participant_for, session_id, ParticipantKind.AGENT, what="hand off"
+        )
         try:
-            await service.arequest_handoff(
-                session_id,
-                by=agent,
-                reason=_clip(handoff.reason, MAX_REASON_CHARS),
-                summary=_clip(handoff.summary, MAX_SUMMARY_CHARS),
+            await retrying(
+                lambda: service.arequest_handoff(
+                    session_id,
+                    by=agent,
+                    reason=_clip(handoff.reason, MAX_REASON_CHARS),
+                    summary=_clip(handoff.summary, MAX_SUMMARY_CHARS),
+                ),
+                f"run {self.run_id}: hand off",
             )
         except ServiceError as exc:  # e.g. closed meanwhile: nothing left to hand off
             logger.info("handoff of run %s not made: %s", self.run_id, exc)
@@ -204,23 +232,68 @@ class RunExecutor:
                 await producer
 
     async def _flush(self, buffer: Coalescer) -> None:
-        if buffer and self.message is not None:
+        if not buffer or self.message is None:
+            return
+        message, text, before = self.message, buffer.take(), self.written
+        attempts = 0
+
+        async def append() -> None:
+            nonlocal attempts
+            attempts += 1
+            # A retry first looks whether the failed attempt was committed after all (its
+            # connection broke during the commit): the reply's length says so.
+            if attempts > 1 and await db(runs.reply_length)(message.pk) == before + len(text):
+                return
             # The service re-checks, under the session lock, that the AI still has control
             # and the reply is still streaming: no text after a takeover.
-            await service.delta_writer.append(
-                self.message.session_id, self.message.pk, buffer.take()
-            )
+            await service.delta_writer.append(message.session_id, message.pk, text)
+
+        await retrying(append, f"run {self.run_id}: append")
+        self.written = before + len(text)
+
+    async def _end(self, end: Callable[..., Awaitable[int]], *args: Any, what: str) -> None:
+        """End the reply with ``end`` (finish or fail), once, despite retries."""
+        assert self.message is not None
+        message, attempts = self.message, 0
+
+        async def call() -> None:
+            nonlocal attempts
+            attempts += 1
+            try:
+                await end(message, *args)
+            except MessageFinished:
+                if attempts == 1:
+                    raise
+                # The failed attempt was committed before its connection broke.
+
+        await retrying(call, f"run {self.run_id}: {what} the reply")
+        self.message = None
 
     async def _end_reply(self, buffer: Coalescer) -> None:
         await self._flush(buffer)
         if self.message is not None:
-            await service.afinish_assistant_message(self.message)
-            self.message = None
+            await self._end(service.afinish_assistant_message, what="finish")
 
-    async def _open_message(self, session_id: uuid.UUID) -> None:
-        self.message = await service.astart_assistant_message(session_id)
-        await db(runs.attach_message)(self.run_id, self.message.pk)
-        await self._status(session_id, "streaming")
+    async def _open_message(self, session_id: uuid.UUID, *, announce: bool = True) -> None:
+        attempts = 0
+
+        async def start() -> Message:
+            nonlocal attempts
+            attempts += 1
+            try:
+                return await service.astart_assistant_message(session_id)
+            except ReplyInProgress:
+                # A retry finds the reply of the attempt whose commit was not confirmed.
+                adopted = await db(runs.streaming_reply)(session_id) if attempts > 1 else None
+                if adopted is None:
+                    raise
+                return adopted
+
+        self.message = await retrying(start, f"run {self.run_id}: start the reply")
+        self.written = 0
+        await self._db(runs.attach_message, self.run_id, self.message.pk, what="attach")
+        if announce:
+            await self._status(session_id, "streaming")
 
     @staticmethod
     async def _produce(turn: Turn, queue: asyncio.Queue[Any]) -> None:
@@ -254,8 +327,11 @@ class RunExecutor:
             await asyncio.sleep(ds_settings.HEARTBEAT_INTERVAL)
             try:
                 mine = await db(runs.renew_lease)(self.run_id, self.worker_id)
-            except Exception:
-                logger.exception("lease renewal of run %s failed", self.run_id)
+            except Exception as exc:
+                if not is_transient(exc):
+                    logger.exception("lease renewal of run %s failed", self.run_id)
+                else:  # the next beat tries again, well within the lease
+                    logger.warning("lease renewal of run %s failed: %s", self.run_id, exc)
                 continue
             if not mine:
                 self._interrupt("the run was stopped or its lease was lost")

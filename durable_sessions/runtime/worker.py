@@ -74,15 +74,22 @@ class Worker:
         layer = get_channel_layer()
         if layer is None:
             return
+        failing = False
         while True:
             try:
                 message = await layer.receive(ds_settings.RUN_CHANNEL)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("receiving run announcements failed")
+            except Exception as exc:
+                # Once per outage: the sweep still finds pending runs in the database.
+                if not failing:
+                    logger.warning("run announcements unavailable (%s); sweeping only", exc)
+                failing = True
                 await asyncio.sleep(1)
                 continue
+            if failing:
+                logger.warning("run announcements available again")
+                failing = False
             if message.get("type") == RUN_MESSAGE_TYPE:
                 self.submit(int(message["run_id"]))
 

@@ -158,6 +158,23 @@ def is_running(run_id: int, worker: str) -> bool:
     return AgentRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=worker).exists()
 
 
+def reply_length(message_id: int) -> int | None:
+    """How many characters a reply holds (a retry's check that its append was committed)."""
+    return (
+        Message.objects.filter(pk=message_id)
+        .annotate(n=Length("content"))
+        .values_list("n", flat=True)
+        .first()
+    )
+
+
+def streaming_reply(session_id: uuid.UUID) -> Message | None:
+    """The session's streaming assistant reply, if one is open."""
+    return Message.objects.filter(
+        session_id=session_id, role=Role.ASSISTANT, state=MessageState.STREAMING
+    ).first()
+
+
 def pending_ids(limit: int) -> list[int]:
     return list(
         AgentRun.objects.filter(status=RunStatus.PENDING)
