@@ -24,6 +24,7 @@ from durable_sessions.app_settings import ds_settings
 from durable_sessions.delivery.publish import RUN_MESSAGE_TYPE
 from durable_sessions.runtime.executor import RunExecutor
 from durable_sessions.service import runs
+from durable_sessions.service.transient import is_transient
 from durable_sessions.tasks import background_task
 
 logger = logging.getLogger(__name__)
@@ -112,5 +113,8 @@ class Worker:
                 await self.sweep_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("run sweep failed")
+            except Exception as exc:
+                if is_transient(exc):  # the next sweep tries again
+                    logger.warning("run sweep: database unavailable (%s)", exc)
+                else:
+                    logger.exception("run sweep failed")
