@@ -55,6 +55,9 @@ def database_from_url(url: str | None, sqlite_path: Path) -> dict[str, Any]:
         }
     return {
         "ENGINE": "django.db.backends.postgresql",
+        # Checks a pooled connection before it is lent (psycopg's check_connection): after
+        # a PostgreSQL restart the pool would otherwise hand out dead ones.
+        "CONN_HEALTH_CHECKS": True,
         "NAME": unquote(parts.path.lstrip("/")) or "postgres",
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
