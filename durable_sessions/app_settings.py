@@ -87,6 +87,45 @@ class DurableSessionsSettings(AppSettings):
         2.0, "seconds between checks for expired presence and typing", positive=True
     )
     TYPING_TIMEOUT = Float(15.0, "seconds after which 'typing' ends unless renewed", positive=True)
+    # --- limits per visitor, user and IP (0 turns a limit off; operators are exempt) ---
+    LIMIT_CONNECTIONS_PER_VISITOR = Int(
+        20, "websocket connections one user or visitor keeps open", positive=True, zero_is_off=True
+    )
+    LIMIT_CONNECTIONS_PER_SESSION = Int(
+        10,
+        "websocket connections one user or visitor keeps open to one session",
+        positive=True,
+        zero_is_off=True,
+    )
+    LIMIT_CONNECTIONS_PER_IP = Int(
+        200, "websocket connections open from one IP address", positive=True, zero_is_off=True
+    )
+    LIMIT_LONG_POLLS_PER_VISITOR = Int(
+        20, "long polls one user or visitor keeps waiting at once", positive=True, zero_is_off=True
+    )
+    LIMIT_MESSAGES_PER_MINUTE = Int(
+        30,
+        "messages one user or visitor posts per minute, websocket and HTTP together",
+        positive=True,
+        zero_is_off=True,
+    )
+    LIMIT_MESSAGES_PER_MINUTE_PER_IP = Int(
+        60, "messages posted per minute from one IP address", positive=True, zero_is_off=True
+    )
+    LIMIT_SESSIONS_PER_HOUR = Int(
+        20, "sessions one user or visitor creates per hour", positive=True, zero_is_off=True
+    )
+    LIMIT_SESSIONS_PER_HOUR_PER_IP = Int(
+        60, "sessions created per hour from one IP address", positive=True, zero_is_off=True
+    )
+    # Presence pushes of one session go to all its connections: N changes at once would
+    # cost N x N frames without this.
+    PRESENCE_COALESCE_MS = Float(
+        250.0,
+        "milliseconds over which a session's presence changes are pushed as one",
+        positive=True,
+        zero_is_off=True,
+    )
 
     def rules(self, values: Mapping[str, Any]) -> Iterator[str]:
         if values["HEARTBEAT_INTERVAL"] * 2 > values["LEASE_TIMEOUT"]:

@@ -98,13 +98,22 @@ class Bool(Setting[bool]):
 
 
 class _Number(Setting[T]):
-    def __init__(self, default: Any, doc: str, *, positive: bool = False) -> None:
+    """A number; ``positive`` refuses ``<= 0``, except 0 itself where ``zero_is_off``
+    (0 turns the feature off, e.g. a limit)."""
+
+    def __init__(
+        self, default: Any, doc: str, *, positive: bool = False, zero_is_off: bool = False
+    ) -> None:
         self.positive = positive
+        self.zero_is_off = zero_is_off
         super().__init__(default, doc)
 
     def _check_sign(self, value: float) -> None:
+        if self.zero_is_off and value == 0:
+            return
         if self.positive and not value > 0:  # also refuses NaN
-            raise ValueError(f"must be > 0, not {value!r}.")
+            expected = ">= 0 (0: off)" if self.zero_is_off else "> 0"
+            raise ValueError(f"must be {expected}, not {value!r}.")
 
 
 class Int(_Number[int]):

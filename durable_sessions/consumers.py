@@ -23,12 +23,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from durable_sessions import service, wire
 from durable_sessions.adapter import Access, get_adapter, visitor_id
 from durable_sessions.app_settings import ds_settings
-from durable_sessions.delivery import presence
+from durable_sessions.delivery import limits, presence
 from durable_sessions.delivery.groups import session_group
 from durable_sessions.delivery.publish import EPHEMERAL_MESSAGE_TYPE, LIVE_MESSAGE_TYPE
 from durable_sessions.delivery.replay import read_wire
 from durable_sessions.delivery.resync import registry
-from durable_sessions.errors import ServiceError
+from durable_sessions.errors import RateLimited, ServiceError
 from durable_sessions.frames import Frame, FrameError, RateLimiter, parse
 from durable_sessions.models import DurableSession, Participant, ParticipantKind
 from durable_sessions.service import runs
@@ -91,6 +91,14 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self._refuse(CLOSE_FORBIDDEN)
             return
         self.access = opened.access
+        try:  # limits per visitor, user and IP (delivery/limits.py)
+            who = limits.scope_who(self.scope, exempt=opened.access is Access.OPERATOR)
+            self.limit_slot = await limits.aacquire("connection", who, str(self.session_id))
+        except RateLimited as refused:
+            await self.accept()
+            await self._send({"type": "error", **refused.payload()})
+            await self.close(code=limits.CLOSE_CODE)
+            return
         # The id only: an idle connection need not hold a model instance.
         self.participant_id = opened.participant.pk if opened.participant else None
         self.limiter: RateLimiter | None = None  # made by the first frame: most never send
@@ -171,6 +179,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         }
 
     async def disconnect(self, code: int) -> None:
+        await limits.arelease(getattr(self, "limit_slot", None))
         if hasattr(self, "group"):
             registry.remove(self.session_id, self)
             await self.channel_layer.group_discard(self.group, self.channel_name)
@@ -336,6 +345,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         return {"type": "pong"}
 
     async def on_message_send(self, frame: Frame) -> dict[str, Any]:
+        await limits.acheck("message", self.limit_slot.who)  # refused: nothing stored
         content, client_id = frame.fields["content"], frame.fields["client_id"]
         if self.access is Access.OWNER:
             result = await service.apost_message(

@@ -7,21 +7,31 @@ the REST API needs no table of its own; the websocket sends the same ``code``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
 def error_payload(
-    code: str, message: str, *, field: str | None = None, ref: Any = None
+    code: str,
+    message: str,
+    *,
+    field: str | None = None,
+    ref: Any = None,
+    retry_after: int | None = None,
 ) -> dict[str, Any]:
-    """``{code, message, field?, ref?}``: an error as HTTP bodies and websocket frames carry it.
+    """``{code, message, field?, ref?, retry_after?}``: an error as HTTP bodies and
+    websocket frames carry it.
 
-    ``field`` names the one input at fault; ``ref`` echoes the websocket frame refused.
+    ``field`` names the one input at fault; ``ref`` echoes the websocket frame refused;
+    ``retry_after`` is the whole seconds to wait before trying again.
     """
     payload: dict[str, Any] = {"code": code, "message": message}
     if field:
         payload["field"] = field
     if ref is not None:
         payload["ref"] = ref
+    if retry_after is not None:
+        payload["retry_after"] = retry_after
     return payload
 
 
@@ -30,6 +40,7 @@ class ServiceError(Exception):
 
     code = "error"
     status_code = 400
+    retry_after: int | None = None  # seconds to wait before trying again, if it helps
 
     def __init__(self, message: str, **details: object) -> None:
         super().__init__(message)
@@ -40,7 +51,13 @@ class ServiceError(Exception):
 
     def payload(self, *, ref: Any = None) -> dict[str, Any]:
         """This error in the shape of :func:`error_payload`."""
-        return error_payload(self.code, self.message, field=self.field, ref=ref)
+        return error_payload(
+            self.code,
+            self.message,
+            field=self.field,
+            ref=ref,
+            retry_after=self.retry_after,
+        )
 
 
 class InvalidInput(ServiceError):
@@ -92,3 +109,15 @@ class Conflict(ServiceError):
 
     code = "conflict"
     status_code = 409
+
+
+class RateLimited(ServiceError):
+    """A limit per visitor, user or IP address was reached; try again in ``retry_after``
+    whole seconds (at least 1). Nothing was done."""
+
+    code = "rate_limited"
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))

@@ -7,16 +7,17 @@ DRF's exceptions bring theirs too, and get a stable code from :data:`DRF_CODES`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from durable_sessions.errors import ServiceError, error_payload
+from durable_sessions.errors import RateLimited, ServiceError, error_payload
 
 # Code of each DRF exception class; checked in order, so subclasses come first.
 DRF_CODES: tuple[tuple[type[exceptions.APIException], str], ...] = (
@@ -79,6 +80,23 @@ def describe(exc: Exception) -> tuple[int, str, str, str | None] | None:
     return exc.status_code, str(code), message, None
 
 
+def retry_after_of(exc: Exception) -> int | None:
+    """Whole seconds to wait before trying again (a limit reached), or None."""
+    if isinstance(exc, ServiceError):
+        return exc.retry_after
+    wait = getattr(exc, "wait", None)  # DRF's Throttled
+    return None if wait is None else max(1, math.ceil(wait))
+
+
+def rate_limited_response(error: RateLimited) -> JsonResponse:
+    """A refusal outside a DRF view (the long poll's wrapper): same body and header."""
+    return JsonResponse(
+        {"error": error.payload()},
+        status=error.status_code,
+        headers={"Retry-After": str(error.retry_after)},
+    )
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler of the API views: the error shape above, or None (a 500)."""
     described = describe(exc)
@@ -89,10 +107,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     authenticate = getattr(exc, "auth_header", None)
     if authenticate:
         headers["WWW-Authenticate"] = authenticate
-    wait = getattr(exc, "wait", None)
-    if wait is not None:
-        headers["Retry-After"] = str(int(wait))
+    retry_after = retry_after_of(exc)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     # Like DRF's own handler: a request running in ATOMIC_REQUESTS is rolled back.
     set_rollback()
-    body = {"error": error_payload(code, message, field=field)}
+    body = {"error": error_payload(code, message, field=field, retry_after=retry_after)}
     return Response(body, status=status_code, headers=headers)

@@ -25,8 +25,10 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from django.db import connections
 from django.http import HttpRequest, HttpResponse
 
+from durable_sessions.api.errors import rate_limited_response
 from durable_sessions.api.permissions import parse_session_id
 from durable_sessions.api.serializers import MAX_WAIT_SECONDS
+from durable_sessions.delivery import limits
 from durable_sessions.delivery.groups import session_group
 from durable_sessions.delivery.publish import LIVE_MESSAGE_TYPE
 
@@ -159,9 +161,11 @@ def long_poll(sync_view: SyncView) -> AsyncView:
             return await run(request, *args, **kwargs)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        async with Wakeups(session_id) as wakeups:
+        async with Wakeups(session_id) as wakeups, limits.Held("long_poll") as slot:
             response = await run(request, *args, **kwargs)
             after = getattr(response, "poll_after", None)
+            if after is not None and (refused := await slot.take(request)):
+                return rate_limited_response(refused)  # it would wait: one of a few per visitor
             while after is not None and (remaining := deadline - loop.time()) > 0:
                 woken = await wakeups.wait(after, remaining)
                 # Read again either way: at the end of the wait this catches an event

@@ -30,6 +30,7 @@ from durable_sessions.api.serializers import (
     SessionPageSerializer,
     SessionSerializer,
 )
+from durable_sessions.delivery import limits
 from durable_sessions.delivery.replay import read_events
 from durable_sessions.errors import InvalidInput
 from durable_sessions.models import DurableSession, Message, ParticipantKind
@@ -105,6 +106,7 @@ class SessionListView(ApiView):
     )
     def post(self, request: Request) -> Response:
         body = validated(SessionCreateSerializer, request.data)
+        limits.check("session", limits.request_who(request))  # per visitor, user and IP
         user = request.user if request.user.is_authenticated else None
         visitor = "" if user else visitor_id(request._request.session, create=True)
         session = service.create_session(owner=user, visitor=visitor or "", title=body["title"])
@@ -179,6 +181,7 @@ class MessageListView(SessionView):
     def post(self, request: Request, session_id: str) -> Response:
         body = validated(MessageCreateSerializer, request.data)
         client_id = self._client_id(request, body["client_id"])
+        limits.check("message", limits.request_who(request))  # shared with the websocket
         if self.access is Access.OWNER:
             author = service.participant_for(self.session.pk, ParticipantKind.CUSTOMER)
             result = service.post_message(

@@ -4,10 +4,10 @@ Presence is ephemeral state, never part of the event log. Each connection holds 
 entry with an expiry that its process refreshes every ``PRESENCE_HEARTBEAT`` seconds;
 an entry whose process died (``kill -9``, a vanished phone) simply expires after
 ``PRESENCE_TTL``. Entries live in process memory (one process) or in Redis (several).
-Changes are pushed to the session's group at once; each process also re-reads the
-presence of its sessions every ``PRESENCE_SWEEP`` seconds, which is how expiries (and
-any lost push) reach the clients. Typing carries no text: unsent words never leave
-the customer's device.
+Changes are pushed to the session's group, coalesced per ``PRESENCE_COALESCE_MS``;
+each process also re-reads the presence of its sessions every ``PRESENCE_SWEEP``
+seconds, which is how expiries (and any lost push) reach the clients. Typing carries
+no text: unsent words never leave the customer's device.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -281,6 +282,29 @@ class Present(Protocol):
     async def presence_changed(self, frames: Frames) -> None: ...
 
 
+class CoalescedPushes:
+    """At most one pending push per session: changes while it waits ride along with it."""
+
+    def __init__(self) -> None:
+        self._due: dict[str, asyncio.Task[None]] = {}
+
+    def schedule(self, room: str, delay: float, push: Callable[[str], Awaitable[None]]) -> None:
+        task = self._due.get(room)
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            return  # the pending push reads the store when it goes: it carries this change
+        self._due[room] = background_task(self._later(room, delay, push))
+
+    async def _later(self, room: str, delay: float, push: Callable[[str], Awaitable[None]]) -> None:
+        await asyncio.sleep(delay)
+        # Before reading: a change from now on schedules the next push, so the last
+        # state always goes out.
+        self._due.pop(room, None)
+        try:
+            await push(room)
+        except Exception:
+            logger.exception("presence push failed; the next sweep corrects it")
+
+
 class PresenceKeeper:
     """This process's connections: joins, leaves, typing, heartbeats and expiry checks."""
 
@@ -289,6 +313,7 @@ class PresenceKeeper:
         self._local: dict[str, set[Present]] = {}
         self._task: asyncio.Task[None] | None = None
         self._last_heartbeat = 0.0
+        self._pushes = CoalescedPushes()
 
     @property
     def store(self) -> PresenceStore:
@@ -330,8 +355,26 @@ class PresenceKeeper:
         await self.changed(member.presence_room)
 
     async def changed(self, presence_room: str) -> list[Entry]:
-        """Push the session's current presence to every process's connections."""
+        """Push the session's current presence to every process's connections; return it.
+
+        A push reaches every connection of the session, so one per change would cost the
+        square of the connections when many join at once. Changes are coalesced: the
+        first schedules one push ``PRESENCE_COALESCE_MS`` later, which reads the store
+        then and so carries every change made meanwhile (0: push at once).
+        """
         entries = (await self.store.read([presence_room]))[presence_room]
+        delay = ds_settings.PRESENCE_COALESCE_MS / 1000
+        if delay > 0:
+            self._pushes.schedule(presence_room, delay, self._push)
+        else:
+            await self._send_push(presence_room, entries)
+        return entries
+
+    async def _push(self, presence_room: str) -> None:
+        entries = (await self.store.read([presence_room]))[presence_room]
+        await self._send_push(presence_room, entries)
+
+    async def _send_push(self, presence_room: str, entries: list[Entry]) -> None:
         layer = get_channel_layer()
         if layer is not None:
             # One JSON string rather than a list of dicts: every receiving connection
@@ -341,7 +384,6 @@ class PresenceKeeper:
                 await layer.group_send(session_group(presence_room), message)
             except Exception:
                 logger.exception("presence push failed; the next sweep corrects it")
-        return entries
 
     def _ensure_task(self) -> None:
         loop = asyncio.get_running_loop()

@@ -25,9 +25,11 @@ export const REFUSED_CLOSE_CODES = Object.freeze([4400, 4403]);
  * `not_allowed` and `unknown_type` from a server that does not take the frame at all.
  * `conflict` matters most: an operator's reply refused as "taken by ..." must not be
  * resent, or it would take the session over, unasked, once the colleague hands it back.
- * Not here: `rate_limited`, `too_large` and `bad_json` carry no `ref` (an unanswered send
- * is tried again), and `not_in_control`, `message_finished` and `reply_in_progress` are
- * errors of the agent runtime, never of a client's send.
+ * Not here: `rate_limited` (a limit per visitor: the message is sent again once its
+ * `retry_after` has passed; from the per-connection frame limit it has no `ref`, and an
+ * unanswered send is tried again), `too_large` and `bad_json` (no `ref`), and
+ * `not_in_control`, `message_finished` and `reply_in_progress`, errors of the agent
+ * runtime, never of a client's send.
  */
 const PERMANENT_SEND_ERRORS = new Set([
   "invalid_field",
@@ -148,6 +150,8 @@ export class DurableSessionClient {
     this._ws = null;
     this._attempt = 0;
     this._reconnectTimer = null;
+    this._holdUntil = 0; // a limit was reached: no message sent, no reconnect before this
+    this._holdTimer = null;
     this._heartbeatTimer = null;
     this._saveTimer = null;
     this._lastFrameAt = 0;
@@ -189,6 +193,7 @@ export class DurableSessionClient {
     this._sendTyping(false);
     this._saveNow();
     clearTimeout(this._reconnectTimer);
+    clearTimeout(this._holdTimer);
     this._dropSocket("closed by the page", 1000);
     for (const [type, handler] of this._windowHandlers) {
       globalThis.removeEventListener(type, handler);
@@ -379,7 +384,9 @@ export class DurableSessionClient {
     const { reconnectMinMs, reconnectMaxMs } = this.options;
     const ceiling = Math.min(reconnectMaxMs, reconnectMinMs * 2 ** this._attempt);
     // Jitter spreads the reconnects of many clients after a server restart.
-    const delay = immediately ? 0 : ceiling / 2 + (Math.random() * ceiling) / 2;
+    const jittered = immediately ? 0 : ceiling / 2 + (Math.random() * ceiling) / 2;
+    // Refused by a connection limit (close code 4429): not before its retry_after.
+    const delay = Math.max(jittered, this._holdUntil - Date.now());
     this._attempt = Math.min(this._attempt + 1, 16);
     this._setStatus("offline");
     this._reconnectTimer = setTimeout(() => {
@@ -583,8 +590,10 @@ export class DurableSessionClient {
   }
 
   _onError(frame) {
+    if (frame.code === "rate_limited" && frame.retry_after > 0) this._holdBack(frame.retry_after);
     if (frame.ref !== undefined && this._settle(frame.ref, true, frame)) return;
     const entry = this._outbox.find((e) => e.client_id === frame.ref);
+    if (entry && frame.code === "rate_limited") return; // not stored: sent again after the hold
     if (entry && PERMANENT_SEND_ERRORS.has(frame.code)) {
       this._removeFromOutbox(entry.client_id);
       this._emit("pending", this.pending);
@@ -672,7 +681,19 @@ export class DurableSessionClient {
 
   // --- outbox --------------------------------------------------------------------------
 
+  /** A limit was reached: send no message before `seconds` have passed, then resend all. */
+  _holdBack(seconds) {
+    this._holdUntil = Math.max(this._holdUntil, Date.now() + seconds * 1000);
+    for (const entry of this._outbox) delete entry._sentAt; // unanswered: resent after the hold
+    clearTimeout(this._holdTimer);
+    this._holdTimer = setTimeout(() => {
+      this._holdTimer = null;
+      if (this.status === "live") this._flushOutbox();
+    }, this._holdUntil - Date.now());
+  }
+
   _sendEntry(entry) {
+    if (Date.now() < this._holdUntil) return; // sent when the hold ends
     const frame = { type: "message.send", content: entry.content, client_id: entry.client_id };
     if (this._sendFrame({ ...frame, ref: entry.client_id })) entry._sentAt = Date.now();
   }
