@@ -97,6 +97,31 @@ function defaultStorage() {
   }
 }
 
+/**
+ * Remove every transcript and outbox stored under `prefix` (all sessions), e.g. when the
+ * user logs out, so that the next person at the same browser cannot read them. Returns how
+ * many entries were removed. `storage` defaults to localStorage.
+ */
+export function clearStoredTranscripts(
+  storage = defaultStorage(),
+  prefix = DEFAULTS.storagePrefix,
+) {
+  if (!storage) return 0;
+  const keys = [];
+  for (let i = 0; i < storage.length; i += 1) {
+    const key = storage.key(i);
+    if (key?.startsWith(prefix)) keys.push(key);
+  }
+  for (const key of keys) {
+    try {
+      storage.removeItem(key);
+    } catch {
+      // storage went away meanwhile: nothing left to clear there
+    }
+  }
+  return keys.length;
+}
+
 function defaultUrl(sessionId, afterSeq) {
   const scheme = globalThis.location.protocol === "https:" ? "wss" : "ws";
   // batch=1: the replay comes in `events` frames of many events each.
