@@ -12,11 +12,16 @@ import hashlib
 from typing import Any
 
 from django.conf import settings
+from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.forms.utils import ErrorDict
 from django.http import HttpRequest, HttpResponse
 
+THROTTLED = "Too many failed attempts: try again later."
 # An address may try this many times the per-username limit, over all usernames.
 PER_ADDRESS_FACTOR = 10
 
@@ -50,7 +55,10 @@ class ThrottledLoginView(LoginView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if self._blocked():
             form = self.get_form()
-            form.errors.clear()
+            # Errors set by hand: validating the form would check the password.
+            form.cleaned_data = {}
+            form._errors = ErrorDict()
+            form.add_error(None, ValidationError(THROTTLED, code="throttled"))
             context = self.get_context_data(form=form, throttled=True)
             return self.render_to_response(context, status=429)
         return super().post(request, *args, **kwargs)
@@ -69,3 +77,22 @@ class ThrottledLoginView(LoginView):
     def form_valid(self, form: AuthenticationForm) -> HttpResponse:
         cache.delete(self._keys()[0][0])
         return super().form_valid(form)
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's login page with the same limit (it counts the same failures)."""
+    if request.method == "GET" and request.user.is_active and request.user.is_staff:
+        return admin.site.login(request)  # already in: the admin redirects as usual
+    context = {
+        **admin.site.each_context(request),
+        "title": "Log in",
+        "site_header": admin.site.site_header,
+        "app_path": request.get_full_path(),
+        "username": request.user.get_username(),
+    }
+    view = ThrottledLoginView.as_view(
+        template_name="admin/login.html",
+        authentication_form=AdminAuthenticationForm,
+        extra_context=context,
+    )
+    return view(request)

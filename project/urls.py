@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from project import views
-from project.login import ThrottledLoginView
+from project.login import ThrottledLoginView, admin_login
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,5 +14,6 @@ urlpatterns = [
     # Before Django's own login URL, which it replaces.
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
 ]
