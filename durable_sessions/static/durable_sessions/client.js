@@ -97,15 +97,21 @@ function defaultStorage() {
   }
 }
 
+/** Set by `clearStoredTranscripts`: this page's clients store nothing more. */
+let storageCleared = false;
+
 /**
  * Remove every transcript and outbox stored under `prefix` (all sessions), e.g. when the
- * user logs out, so that the next person at the same browser cannot read them. Returns how
- * many entries were removed. `storage` defaults to localStorage.
+ * user logs out, so that the next person at the same browser cannot read them. From then
+ * on the clients of this page keep what they have in memory only (a page that is leaving
+ * would otherwise store its transcript again on `pagehide`). Returns how many entries were
+ * removed. `storage` defaults to localStorage.
  */
 export function clearStoredTranscripts(
   storage = defaultStorage(),
   prefix = DEFAULTS.storagePrefix,
 ) {
+  storageCleared = true;
   if (!storage) return 0;
   const keys = [];
   for (let i = 0; i < storage.length; i += 1) {
@@ -744,7 +750,7 @@ export class DurableSessionClient {
   }
 
   _storageSet(key, value) {
-    if (!this.storage) return false;
+    if (!this.storage || storageCleared) return false;
     try {
       this.storage.setItem(key, value);
       return true;
