@@ -42,7 +42,7 @@ async def log_in(page: Page, path: str, username: str) -> None:
     await page.fill("#id_username", username)
     await page.fill("#id_password", f"pw-{username}")
     await page.keyboard.press("Enter")
-    await page.wait_for_load_state("networkidle")
+    await page.wait_for_url(lambda url: "/login/" not in url, timeout=30_000)
 
 
 async def load(page: Page, path: str, ready: str, problems: list[str]) -> None:
