@@ -30,6 +30,9 @@ serve: $(VENV)/.installed
 	$(BIN)/daphne -b $(HOST) -p $(PORT) project.asgi:application
 
 ## Install, migrate, seed demo accounts and serve on http://127.0.0.1:8000 (SQLite + in-memory layer).
+# The demo runs with DEBUG on (plain http, on this machine only); nothing else does unless
+# DEBUG is set. Its SECRET_KEY is made once in .secret_key (ignored by git) unless set.
+demo: export DEBUG ?= 1
 demo: seed serve
 
 ## Install the dev tools, then lint, check formatting and run the whole test suite.
@@ -51,4 +54,4 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info db.sqlite3 test-artifacts
+	rm -rf $(VENV) build dist *.egg-info db.sqlite3 test-artifacts .secret_key

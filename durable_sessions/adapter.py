@@ -13,7 +13,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 
 from durable_sessions.app_settings import ds_settings
-from durable_sessions.models import DurableSession
+from durable_sessions.models import DeviceGrant, DurableSession, Status
 
 VISITOR_KEY = "durable_sessions.visitor"
 
@@ -29,7 +29,8 @@ AnyUser = AbstractBaseUser | AnonymousUser
 
 
 class SessionAdapter:
-    """Default policy: owners (user or anonymous browser) and operators; nobody else."""
+    """Default policy: owners (user or anonymous browser), operators, and browsers holding a
+    device grant of that one session; nobody else."""
 
     def is_operator(self, user: AnyUser | None) -> bool:
         if user is None or not user.is_authenticated or not user.is_active:
@@ -38,22 +39,42 @@ class SessionAdapter:
             return True
         return user.has_perm(ds_settings.OPERATOR_PERMISSION)
 
-    def access(
-        self, session: DurableSession, user: AnyUser | None, visitor: str | None
-    ) -> Access | None:
-        """Return how ``user`` / ``visitor`` may use ``session``, or None for no access."""
+    def owns(self, session: DurableSession, user: AnyUser | None, visitor: str | None) -> bool:
+        """Whether ``user`` / ``visitor`` is the session's own customer (not a device grant).
+
+        Only the owner makes and revokes device links.
+        """
         if user is not None and user.is_authenticated:
             if session.owner_id is not None and session.owner_id == user.pk:
-                return Access.OWNER
-        if (
+                return True
+        return bool(
             visitor
             and session.owner_id is None
             and session.owner_visitor
             and secrets.compare_digest(session.owner_visitor, visitor)
-        ):
+        )
+
+    def has_device_grant(self, session: DurableSession, visitor: str | None) -> bool:
+        """Whether the browser ``visitor`` opened a device link of this session that is
+        still valid: not revoked, and the session still open."""
+        if not visitor or session.status != Status.OPEN:
+            return False
+        return DeviceGrant.objects.filter(session=session).redeemed_by(visitor).exists()
+
+    def access(
+        self, session: DurableSession, user: AnyUser | None, visitor: str | None
+    ) -> Access | None:
+        """Return how ``user`` / ``visitor`` may use ``session``, or None for no access.
+
+        A browser holding a device grant acts as the customer (``OWNER``) in that one
+        session; its own visitor id and its own sessions are unchanged.
+        """
+        if self.owns(session, user, visitor):
             return Access.OWNER
         if self.is_operator(user):
             return Access.OPERATOR
+        if self.has_device_grant(session, visitor):
+            return Access.OWNER
         return None
 
     def display_name(self, user: AnyUser | None) -> str:

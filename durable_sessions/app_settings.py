@@ -33,7 +33,9 @@ class DurableSessionsSettings(AppSettings):
         "durable_sessions.operate_sessions",
         "the permission (app_label.codename) that makes a user an operator",
     )
-    STAFF_ARE_OPERATORS = Bool(True, "staff users count as operators without the permission")
+    STAFF_ARE_OPERATORS = Bool(
+        False, "staff users count as operators without the permission (reads every session)"
+    )
     # --- websocket transport ---
     MAX_FRAME_BYTES = Int(64 * 1024, "largest client frame accepted, in bytes", positive=True)
     MAX_MESSAGE_CHARS = Int(16_000, "longest message text accepted, in characters", positive=True)
@@ -126,6 +128,30 @@ class DurableSessionsSettings(AppSettings):
         positive=True,
         zero_is_off=True,
     )
+    # --- devices and browsers ---
+    DEVICE_LINK_TTL = Float(
+        600.0, "seconds a 'continue on another device' link can be opened", positive=True
+    )
+    DEVICE_GRANTS_PER_SESSION = Int(
+        3, "device links of one session in use or waiting to be opened, at most", positive=True
+    )
+    DEVICE_LINK_URL = Str(
+        "",
+        "path of the host's page that opens a device link, with {token}; empty: the API "
+        "returns the token only",
+    )
+    CLIENT_STORAGE = Bool(
+        True, "pages let client.js keep transcripts in the browser's localStorage"
+    )
+    CONTENT_SECURITY_POLICY = Str(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+        "frame-ancestors 'none'",
+        "the Content-Security-Policy header of ContentSecurityPolicyMiddleware",
+    )
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = Bool(
+        False, "send the policy as Content-Security-Policy-Report-Only (report, not block)"
+    )
 
     def rules(self, values: Mapping[str, Any]) -> Iterator[str]:
         if values["HEARTBEAT_INTERVAL"] * 2 > values["LEASE_TIMEOUT"]:
@@ -138,6 +164,8 @@ class DurableSessionsSettings(AppSettings):
                 "PRESENCE_HEARTBEAT must be at most half of PRESENCE_TTL, or people who "
                 "are here would blink offline."
             )
+        if values["DEVICE_LINK_URL"] and "{token}" not in values["DEVICE_LINK_URL"]:
+            yield "DEVICE_LINK_URL must contain {token}, where the link's token goes."
         app_label, _, codename = values["OPERATOR_PERMISSION"].partition(".")
         if not app_label or not codename:
             yield (

@@ -133,3 +133,88 @@ def check_embedded_runner(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             id="durable_sessions.W008",
         )
     ]
+
+
+@register()
+def check_staff_are_operators(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Staff status is for the Django admin; an operator reads every conversation."""
+    try:
+        staff_are_operators = ds_settings.STAFF_ARE_OPERATORS
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+    if not staff_are_operators:
+        return []
+    return [
+        Warning(
+            f"{SETTING_NAME}['STAFF_ARE_OPERATORS'] is True: every staff user is an operator "
+            "who reads every session and every private note.",
+            hint="Leave it False and grant OPERATOR_PERMISSION (manage.py grant_console) to "
+            "the people who answer customers.",
+            id="durable_sessions.W020",
+        )
+    ]
+
+
+CSP_MIDDLEWARES = (
+    "durable_sessions.csp.ContentSecurityPolicyMiddleware",
+    # Django 6.0's own.
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+)
+UNSAFE_SOURCES = ("'unsafe-inline'", "'unsafe-eval'", "*")
+
+
+@register(deploy=True)
+def check_content_security_policy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Message text is untrusted: a policy without inline scripts is the second line."""
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or ())
+    if not any(name in middleware for name in CSP_MIDDLEWARES):
+        return [
+            Warning(
+                "No Content-Security-Policy middleware is installed: pages that show "
+                "customer and agent text have no second line of defence against injected "
+                "script.",
+                hint="Add 'durable_sessions.csp.ContentSecurityPolicyMiddleware' to "
+                "MIDDLEWARE (see docs/security.md).",
+                id="durable_sessions.W021",
+            )
+        ]
+    if "durable_sessions.csp.ContentSecurityPolicyMiddleware" not in middleware:
+        return []  # Django's own: configured with its own settings
+    try:
+        policy = ds_settings.CONTENT_SECURITY_POLICY
+        report_only = ds_settings.CONTENT_SECURITY_POLICY_REPORT_ONLY
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+    sources = policy.split()
+    weak = [s for s in UNSAFE_SOURCES if s in sources]
+    if not policy.strip():
+        problem = "is empty: no policy is sent"
+    elif weak:
+        problem = f"allows {', '.join(weak)}"
+    elif report_only:
+        problem = "is only reported (CONTENT_SECURITY_POLICY_REPORT_ONLY), not enforced"
+    else:
+        return []
+    return [
+        Warning(
+            f"{SETTING_NAME}['CONTENT_SECURITY_POLICY'] {problem}.",
+            hint="Keep the default policy, or one without 'unsafe-inline'.",
+            id="durable_sessions.W022",
+        )
+    ]
+
+
+@register(deploy=True)
+def check_allowed_hosts(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Channels' AllowedHostsOriginValidator accepts the origins ALLOWED_HOSTS names."""
+    if "*" not in (getattr(settings, "ALLOWED_HOSTS", None) or ()):
+        return []
+    return [
+        Warning(
+            "ALLOWED_HOSTS contains '*': the websocket Origin check "
+            "(AllowedHostsOriginValidator) then accepts every origin, so any web site can "
+            "open a session's websocket with a visitor's cookies.",
+            hint="List the site's host names in ALLOWED_HOSTS.",
+            id="durable_sessions.W023",
+        )
+    ]

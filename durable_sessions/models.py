@@ -322,3 +322,68 @@ class HandoffRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} ({self.from_control} -> {self.to_control})"
+
+
+class DeviceGrantQuerySet(models.QuerySet):
+    """Which device grants still open their session."""
+
+    def redeemed_by(self, visitor: str) -> DeviceGrantQuerySet:
+        """Grants the browser ``visitor`` redeemed and nobody revoked."""
+        return self.filter(
+            redeemed_by_visitor=visitor, redeemed_at__isnull=False, revoked_at__isnull=True
+        )
+
+    def counting(self) -> DeviceGrantQuerySet:
+        """Grants that count against a session's limit: a device that holds one, or a link
+        that can still be opened."""
+        return self.filter(revoked_at__isnull=True).filter(
+            Q(redeemed_at__isnull=False) | Q(expires_at__gt=timezone.now())
+        )
+
+
+class DeviceGrant(models.Model):
+    """Access to one session for one more browser, from a "continue on another device" link.
+
+    The link carries a random token; only its SHA-256 is stored. Opening the link (once,
+    before ``expires_at``, while the session is open) binds the grant to the opening
+    browser's own visitor id: that browser gains this one session and nothing else, and
+    keeps its own identity. The customer sees their grants and may revoke any of them;
+    a grant stops working when the session closes. Written only by
+    ``durable_sessions.service.devices``.
+    """
+
+    session = models.ForeignKey(
+        DurableSession, on_delete=models.CASCADE, related_name="device_grants"
+    )
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    # The last moment the link can be opened; a device that opened it in time keeps access.
+    expires_at = models.DateTimeField()
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+    # The visitor id of the browser that opened the link (its own, never the owner's).
+    redeemed_by_visitor = models.CharField(max_length=64, blank=True, default="")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DeviceGrantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["session_id", "id"]
+        indexes = [
+            models.Index(
+                fields=["session", "redeemed_by_visitor"], name="ds_grant_session_visitor"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"device grant {self.pk} ({self.state})"
+
+    @property
+    def state(self) -> str:
+        """``revoked``, ``active`` (a device holds it), ``expired`` or ``pending``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.redeemed_at is not None:
+            return "active"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        return "pending"

@@ -6,7 +6,7 @@ id gets the API's JSON 404 like an unknown one.
 
 from django.urls import path
 
-from durable_sessions.api import actions, docs, views
+from durable_sessions.api import actions, devices, docs, views
 
 app_name = "durable_sessions"
 
@@ -23,6 +23,13 @@ urlpatterns = [
     path(f"{SESSION}transfer/", actions.TransferView.as_view(), name="session-transfer"),
     path(f"{SESSION}close/", actions.CloseView.as_view(), name="session-close"),
     path(f"{SESSION}cancel-reply/", actions.CancelReplyView.as_view(), name="session-cancel-reply"),
+    path(f"{SESSION}devices/", devices.DeviceGrantListView.as_view(), name="session-devices"),
+    path(
+        f"{SESSION}devices/<int:grant_id>/",
+        devices.DeviceGrantDetailView.as_view(),
+        name="session-device",
+    ),
+    path("devices/redeem/", devices.DeviceRedeemView.as_view(), name="device-redeem"),
     path("api/schema/", docs.SchemaView.as_view(), name="api-schema"),
     path("api/docs/", docs.DocsView.as_view(), name="api-docs"),
 ]

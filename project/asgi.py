@@ -18,7 +18,8 @@ from durable_sessions.routing import websocket_urlpatterns as session_routes  # 
 from durable_sessions.runtime.embedded import EmbeddedRunner  # noqa: E402
 from handoff_console.routing import websocket_urlpatterns as console_routes  # noqa: E402
 
-http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
+serve_static = settings.DEBUG or settings.SERVE_STATIC
+http_app = ASGIStaticFilesHandler(django_asgi_app) if serve_static else django_asgi_app
 
 # With RUNNER "embedded" (the default), agent runs execute in this process.
 application = EmbeddedRunner(

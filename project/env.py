@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.management.utils import get_random_secret_key
+
+logger = logging.getLogger(__name__)
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -13,6 +18,11 @@ def env_bool(name: str, default: bool) -> bool:
     if value is None or value == "":
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -108,3 +118,37 @@ def channel_layers_from_url(url: str | None) -> dict[str, Any]:
             }
         }
     raise ValueError(f"REDIS_LAYER must be 'pubsub' or 'core', not {kind!r}")
+
+
+def local_secret_key(path: Path) -> str:
+    """The secret key kept in ``path``, made (random, readable by its owner only) if new.
+
+    One key per checkout, never one published with the source. Processes of one checkout
+    share it; machines that share sessions need the same SECRET_KEY in the environment.
+    """
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    key = get_random_secret_key()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as file:
+        file.write(key + "\n")
+    logger.warning("SECRET_KEY is not set: made a random one in %s", path)
+    return key
+
+
+def cache_from_url(url: str | None) -> dict[str, Any]:
+    """Django's Redis cache with REDIS_URL (shared by processes); memory without it."""
+    if not url:
+        return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": "demo",
+        }
+    }

@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 
-from project.env import channel_layers_from_url, database_from_url, env_bool, env_list
+from project.env import (
+    cache_from_url,
+    channel_layers_from_url,
+    database_from_url,
+    env_bool,
+    env_int,
+    env_list,
+    local_secret_key,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-_DEV_SECRET = "django-insecure-dev-only-change-me"
-SECRET_KEY = os.environ.get("SECRET_KEY") or _DEV_SECRET
-DEBUG = env_bool("DEBUG", True)
-if SECRET_KEY == _DEV_SECRET:
-    warnings.warn(
-        "SECRET_KEY is not set: using the development key. Set SECRET_KEY in production.",
-        stacklevel=1,
-    )
+# Off unless DEBUG is set (``make demo`` sets it): a debug page shows settings and code.
+DEBUG = env_bool("DEBUG", False)
+# From the environment, or else a random key made once per checkout and kept in a file
+# that git ignores: never a key published with the source.
+SECRET_KEY = os.environ.get("SECRET_KEY") or local_secret_key(BASE_DIR / ".secret_key")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list(
@@ -48,6 +52,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "durable_sessions.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -81,10 +86,34 @@ DATABASES = {
     )
 }
 CHANNEL_LAYERS = channel_layers_from_url(os.environ.get("REDIS_URL"))
+# Shared by the processes when Redis is configured: the login throttle counts there.
+CACHES = cache_from_url(os.environ.get("REDIS_URL"))
+
+# Cookies travel over HTTPS only, unless DEBUG (``make demo`` on http://127.0.0.1).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Behind a TLS-terminating proxy: SECURE_PROXY_SSL_HEADER=1 trusts its X-Forwarded-Proto.
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+# The demo's static files are served by the application itself unless SERVE_STATIC=0
+# (a web server in front serves STATIC_ROOT after collectstatic).
+SERVE_STATIC = env_bool("SERVE_STATIC", True)
+
+# Failed logins allowed per username and client address in LOGIN_FAILURE_WINDOW seconds
+# (and ten times as many per address for all usernames), then refused until it passes.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 15 * 60)
 
 DURABLE_SESSIONS = {
     # Declared so that the system checks can tell a multi-process deployment.
     "PROCESSES": int(os.environ.get("DS_PROCESSES", "1")),
+    # The demo's page that opens a "continue on another device" link.
+    "DEVICE_LINK_URL": "/chat/continue/{token}/",
     # Any other key as JSON, e.g. DURABLE_SESSIONS_JSON='{"RESYNC_INTERVAL": 1}'.
     **json.loads(os.environ.get("DURABLE_SESSIONS_JSON") or "{}"),
 }

@@ -2,15 +2,18 @@ from django.contrib import admin
 from django.urls import include, path
 
 from project import views
+from project.login import ThrottledLoginView, admin_login
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("chat/new/", views.new_chat, name="chat-new"),
     path("chat/<uuid:session_id>/", views.chat, name="chat"),
-    path("chat/<uuid:session_id>/handover/", views.handover_link, name="chat-handover"),
     path("chat/continue/<str:token>/", views.continue_chat, name="chat-continue"),
     path("ds/", include("durable_sessions.urls")),
     path("console/", include("handoff_console.urls")),
+    # Before Django's own login URL, which it replaces.
+    path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
 ]

@@ -2,31 +2,42 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 
-from django.contrib.auth.views import redirect_to_login
-from django.core import signing
-from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from durable_sessions import service
-from durable_sessions.adapter import VISITOR_KEY, Access, get_adapter, visitor_id
-from durable_sessions.models import DurableSession
+from durable_sessions.adapter import Access, get_adapter, visitor_id
+from durable_sessions.app_settings import ds_settings
+from durable_sessions.models import DeviceGrant, DurableSession, Status
+from durable_sessions.service.devices import LinkUnavailable
 
-# A "continue on another device" link is a bearer credential: keep it short-lived.
-HANDOVER_SALT = "project.views.continue-on-another-device"
-HANDOVER_MAX_AGE = 10 * 60
-
-
-def _my_sessions(request: HttpRequest) -> QuerySet[DurableSession]:
-    return DurableSession.objects.owned_by(request.user, visitor_id(request.session))[:20]
+# What a refused link's page says, by the reason the service gives, and its status.
+LINK_PROBLEMS = {"invalid": 404, "used": 410, "expired": 410, "revoked": 410, "closed": 410}
 
 
-def _owned_session(request: HttpRequest, session_id: uuid.UUID) -> DurableSession:
-    """The session if the caller is its customer; a 404 for anybody else (operators too)."""
+def _my_sessions(request: HttpRequest) -> list[DurableSession]:
+    return list(DurableSession.objects.owned_by(request.user, visitor_id(request.session))[:20])
+
+
+def _linked_sessions(request: HttpRequest) -> list[DurableSession]:
+    """Open sessions this browser was given by a device link (not its own)."""
+    visitor = visitor_id(request.session)
+    if not visitor:
+        return []
+    grants = DeviceGrant.objects.redeemed_by(visitor).values("session_id")
+    return list(DurableSession.objects.filter(pk__in=grants, status=Status.OPEN)[:20])
+
+
+def _customer_session(request: HttpRequest, session_id: uuid.UUID) -> DurableSession:
+    """The session if the caller is its customer (or holds a device link to it); a 404 for
+    anybody else (operators too: they use the console)."""
     session = DurableSession.objects.filter(pk=session_id).first()
     if session is None or (
         get_adapter().access(session, request.user, visitor_id(request.session)) is not Access.OWNER
@@ -36,7 +47,8 @@ def _owned_session(request: HttpRequest, session_id: uuid.UUID) -> DurableSessio
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "home.html", {"sessions": _my_sessions(request)})
+    context = {"sessions": _my_sessions(request), "linked": _linked_sessions(request)}
+    return render(request, "home.html", context)
 
 
 @require_POST
@@ -47,25 +59,40 @@ def new_chat(request: HttpRequest) -> HttpResponse:
     return redirect("chat", session_id=session.id)
 
 
+def link_minutes() -> int:
+    return max(1, math.ceil(ds_settings.DEVICE_LINK_TTL / 60))
+
+
 def chat(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
     """The customer's chat page; operators use the console instead."""
-    session = _owned_session(request, session_id)
-    return render(request, "chat.html", {"session": session})
+    session = _customer_session(request, session_id)
+    owns = get_adapter().owns(session, request.user, visitor_id(request.session))
+    # Only the conversation's own customer makes and revokes device links.
+    manages_devices = owns and session.owner_id is None
+    page_config = {
+        "session_id": str(session.id),
+        "client_url": static("durable_sessions/client.js"),
+        "client_storage": ds_settings.CLIENT_STORAGE,
+        "csrf_token": get_token(request),
+        "devices_url": (
+            reverse("durable_sessions:session-devices", args=[session.id])
+            if manages_devices
+            else None
+        ),
+    }
+    context = {
+        "session": session,
+        "manages_devices": manages_devices,
+        "from_link": not owns,
+        "link_minutes": link_minutes(),
+        "page_config": page_config,
+    }
+    return render(request, "chat.html", context)
 
 
-@require_POST
-def handover_link(request: HttpRequest, session_id: uuid.UUID) -> JsonResponse:
-    """A signed, short-lived link that opens this conversation on another device."""
-    session = _owned_session(request, session_id)
-    token = signing.dumps(str(session.id), salt=HANDOVER_SALT)
-    url = request.build_absolute_uri(reverse("chat-continue", args=[token]))
-    return JsonResponse(
-        {"url": url, "expires_in": HANDOVER_MAX_AGE, "needs_login": session.owner_id is not None}
-    )
-
-
-def _handover_refused(request: HttpRequest, problem: str, status: int) -> HttpResponse:
-    return render(request, "continue.html", {"problem": problem}, status=status)
+def _link_refused(request: HttpRequest, problem: str) -> HttpResponse:
+    context = {"problem": problem, "link_minutes": link_minutes()}
+    return render(request, "continue.html", context, status=LINK_PROBLEMS.get(problem, 410))
 
 
 @require_http_methods(["GET", "POST"])
@@ -73,33 +100,32 @@ def continue_chat(request: HttpRequest, token: str) -> HttpResponse:
     """Open a conversation from a link made on another device.
 
     GET asks for confirmation; the POST (CSRF-protected, so that no other site can attach
-    a conversation to this browser) gives this browser the conversation's visitor id. A
-    conversation that belongs to an account is opened by logging in to that account.
+    a conversation to this browser) binds the link to this browser's own visitor id. The
+    browser gains that one conversation and keeps everything it had: its own
+    conversations stay its own, and the link's owner learns nothing of them.
     """
     try:
-        session_id = signing.loads(token, salt=HANDOVER_SALT, max_age=HANDOVER_MAX_AGE)
-    except signing.SignatureExpired:
-        return _handover_refused(request, "expired", 410)
-    except signing.BadSignature:
-        return _handover_refused(request, "invalid", 400)
-    session = DurableSession.objects.filter(pk=session_id).first()
-    if session is None:
-        return _handover_refused(request, "invalid", 404)
-    access = get_adapter().access(session, request.user, visitor_id(request.session))
-    if access is Access.OWNER:
+        grant = service.devices.find_device_grant(token)
+    except LinkUnavailable as refused:
+        return _link_refused(request, refused.reason)
+    session = grant.session
+    adapter = get_adapter()
+    visitor = visitor_id(request.session)
+    if adapter.owns(session, request.user, visitor):
+        # The customer opening their own link: nothing to grant, the link stays unused.
         return redirect("chat", session_id=session.id)
-    if session.owner_id is not None:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        return _handover_refused(request, "other-account", 403)
     if request.method == "POST":
-        request.session[VISITOR_KEY] = session.owner_visitor
-        # A new session key: whoever knew the old cookie gains nothing from this grant.
+        try:
+            service.devices.redeem_device_grant(token, visitor_id(request.session, create=True))
+        except LinkUnavailable as refused:
+            return _link_refused(request, refused.reason)
+        # A new session key: a cookie planted or seen before this grant gains nothing from it.
         request.session.cycle_key()
         return redirect("chat", session_id=session.id)
-    # A browser holds one visitor id: adopting another hides its own anonymous conversations.
-    current = visitor_id(request.session)
-    replaces = bool(current) and (
-        DurableSession.objects.filter(owner__isnull=True, owner_visitor=current).exists()
-    )
-    return render(request, "continue.html", {"session": session, "replaces": replaces})
+    if visitor and grant.redeemed_by_visitor == visitor and grant.state == "active":
+        return redirect("chat", session_id=session.id)
+    if session.status != Status.OPEN:
+        return _link_refused(request, "closed")
+    if grant.state != "pending":
+        return _link_refused(request, "used" if grant.state == "active" else grant.state)
+    return render(request, "continue.html", {"session": session, "grant": grant})

@@ -38,7 +38,8 @@ async def first_frame(comm) -> dict:
         ("no_session", 4403),
         ("other_user", 4403),
         ("operator", "operator"),
-        ("staff", "operator"),
+        # Staff status alone is not access (STAFF_ARE_OPERATORS is False by default).
+        ("staff", 4403),
         ("inactive_operator", 4403),
     ],
 )

@@ -27,6 +27,7 @@ from durable_sessions.models import (
     Control,
     DurableSession,
     Event,
+    HandoffRecord,
     Message,
     MessageState,
     Participant,
@@ -356,6 +357,9 @@ def test_close_goes_through_the_service_and_stops_the_reply(admin_client, writes
     assert (reply.state, reply.content) == (MessageState.CANCELLED, "partial")
     entry = LogEntry.objects.get(object_id=str(session.pk))
     assert entry.action_flag == CHANGE and "Closed" in entry.change_message
+    # The audit row names the admin who closed it (it had no actor before).
+    record = HandoffRecord.objects.get(session=session, action="close")
+    assert (record.actor.get_username(), record.actor_kind) == ("admin", "staff")
 
 
 def test_close_reports_an_already_closed_session_and_applies_the_others(admin_client):
@@ -393,7 +397,12 @@ def test_return_to_ai_changes_control_with_a_reason(admin_client, writes_outside
     event = Event.objects.filter(session=held).latest("seq")
     assert event.type == "control.changed"
     assert (event.payload["previous"], event.payload["control"]) == ("human", "ai")
-    assert event.payload["reason"] == "returned to the AI by admin" and event.payload["by"] is None
+    # The customer's copy names no staff member; the audit row names the admin.
+    assert (
+        event.payload["reason"] == "returned to the AI by Support" and event.payload["by"] is None
+    )
+    record = HandoffRecord.objects.get(session=held, seq=event.seq)
+    assert (record.actor.get_username(), record.actor_kind) == ("admin", "staff")
     after = refreshed(held)
     assert (after.control, after.assigned_operator_id) == (Control.AI, None)
     for untouched in (with_ai, closed):
@@ -419,7 +428,11 @@ def test_escalate_queues_the_session_and_stops_the_ai(admin_client, writes_outsi
         "message.created",
     ]
     event = Event.objects.filter(session=session, type="control.changed").latest("seq")
-    assert event.payload["control"] == "queued" and event.payload["reason"] == "escalated by admin"
+    assert (
+        event.payload["control"] == "queued" and event.payload["reason"] == "escalated by Support"
+    )
+    assert "admin" not in json.dumps(event.payload)
+    assert HandoffRecord.objects.get(session=session, seq=event.seq).actor.get_username() == "admin"
     assert event.payload["by"] is None
     assert refreshed(session).control == Control.QUEUED
     assert [lvl for lvl, _ in page_messages(again)] == ["warning"]

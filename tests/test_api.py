@@ -102,7 +102,8 @@ IDENTITIES: dict[str, tuple[str | None, str | None, str]] = {
     "anonymous": (None, None, "visitor_session"),
 }
 OWNERS = frozenset({"owner_user", "owner_visitor"})
-OPERATORS = frozenset({"operator", "staff"})
+# Staff status alone makes nobody an operator (STAFF_ARE_OPERATORS is False by default).
+OPERATORS = frozenset({"operator"})
 
 
 def client_as(world: SimpleNamespace, who: str, **kwargs: Any) -> tuple[Client, DurableSession]:
@@ -172,7 +173,7 @@ def test_permission_matrix_of_the_session_endpoints(world, endpoint, who):
         ("other_user", set()),
         ("other_visitor", set()),
         ("operator", {"by a user", "by a visitor"}),
-        ("staff", {"by a user", "by a visitor"}),
+        ("staff", set()),
         ("anonymous", set()),
     ],
 )
@@ -204,12 +205,14 @@ def test_anyone_may_create_a_session_and_owns_it(world, who):
     assert Client().get(url("session-detail", created)).status_code == 404
 
 
-def test_staff_are_not_operators_when_the_setting_says_so(world, settings):
-    settings.DURABLE_SESSIONS = {**settings.DURABLE_SESSIONS, "STAFF_ARE_OPERATORS": False}
+def test_staff_are_operators_only_when_the_setting_says_so(world, settings):
     client, session = client_as(world, "staff")
     response = client.get(url("session-detail", session))
     assert (response.status_code, error(response)["code"]) == (404, "not_found")
     assert client.get(url("session-create")).json()["results"] == []
+    settings.DURABLE_SESSIONS = {**settings.DURABLE_SESSIONS, "STAFF_ARE_OPERATORS": True}
+    assert client.get(url("session-detail", session)).status_code == 200
+    assert client.get(url("session-create")).json()["count"] == 2
 
 
 def test_operators_filter_the_list(world):
@@ -650,8 +653,11 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
                 "transfer",
                 "close",
                 "cancel-reply",
+                "devices",
             )
         ),
+        session_path + "devices/{grant_id}/",
+        url("device-redeem"),
         notes_path,
     }
     operations = {op["operationId"] for item in schema["paths"].values() for op in item.values()}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,14 +22,11 @@ import websockets
 from channels.db import database_sync_to_async
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
-from django.core import signing
-from django.test import Client
 from playwright.async_api import Browser, BrowserContext, Page, WebSocket
 
 from durable_sessions import service
 from durable_sessions.models import DurableSession, Message
-from project.views import HANDOVER_SALT
-from tests.factories import anonymous_session, make_user
+from tests.factories import make_user
 from tests.live import ROOT, DaphneServer, server_env
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -512,77 +508,3 @@ async def test_a_server_killed_mid_stream_shows_the_agent_not_responding(browser
     await screenshot(tab.page, "crash-not-responding")
     no_trouble(tab)
     await context.close()
-
-
-# --- the "continue on another device" views, without a browser --------------------------
-
-
-def owner_client() -> tuple[Client, DurableSession]:
-    """A CSRF-checking test client of the anonymous visitor who owns a new session."""
-    session, store = anonymous_session("visitor-handover")
-    client = Client(enforce_csrf_checks=True)
-    client.cookies["sessionid"] = store.session_key
-    client.get(f"/chat/{session.id}/")  # sets the csrftoken cookie
-    return client, session
-
-
-def handover_path(owner: Client, session: DurableSession) -> str:
-    answer = owner.post(
-        f"/chat/{session.id}/handover/", HTTP_X_CSRFTOKEN=owner.cookies["csrftoken"].value
-    )
-    assert answer.status_code == 200, answer.content
-    return urlsplit(answer.json()["url"]).path
-
-
-@pytest.mark.django_db
-def test_a_handover_link_is_made_by_a_csrf_checked_post_of_the_owner():
-    owner, session = owner_client()
-    url = f"/chat/{session.id}/handover/"
-    assert owner.get(url).status_code == 405
-    assert owner.post(url).status_code == 403  # no CSRF token
-    assert handover_path(owner, session).startswith("/chat/continue/")
-    assert Client().post(url).status_code == 404  # not the owner
-
-
-@pytest.mark.django_db
-def test_a_handover_link_grants_access_only_on_a_confirmed_post():
-    owner, session = owner_client()
-    path = handover_path(owner, session)
-    chat = f"/chat/{session.id}/"
-
-    phone = Client(enforce_csrf_checks=True)
-    assert phone.get(chat).status_code == 404
-    confirm = phone.get(path)
-    assert confirm.status_code == 200 and b"Continue here" in confirm.content
-    assert phone.get(chat).status_code == 404  # a GET grants nothing
-    assert phone.post(path).status_code == 403  # nor does a POST without the CSRF token
-    answer = phone.post(path, HTTP_X_CSRFTOKEN=phone.cookies["csrftoken"].value)
-    assert (answer.status_code, answer["Location"]) == (302, chat)
-    assert phone.get(chat).status_code == 200
-
-
-@pytest.mark.django_db
-def test_an_expired_or_forged_handover_link_is_refused(monkeypatch):
-    _, session = owner_client()
-    forged = signing.dumps(str(session.id), salt="another salt")
-    assert Client().get(f"/chat/continue/{forged}/").status_code == 400
-    eleven_minutes_ago = time.time() - 11 * 60
-    monkeypatch.setattr(signing.time, "time", lambda: eleven_minutes_ago)
-    expired = signing.dumps(str(session.id), salt=HANDOVER_SALT)
-    monkeypatch.undo()
-    assert Client().get(f"/chat/continue/{expired}/").status_code == 410
-
-
-@pytest.mark.django_db
-def test_a_handover_link_of_an_account_session_needs_that_account():
-    carla = make_user("carla")
-    session = service.create_session(owner=carla, title="mine")
-    path = f"/chat/continue/{signing.dumps(str(session.id), salt=HANDOVER_SALT)}/"
-    anonymous = Client().get(path)
-    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/accounts/login/")
-    other = Client()
-    other.force_login(make_user("mallory"))
-    assert other.get(path).status_code == 403
-    owner = Client()
-    owner.force_login(carla)
-    assert owner.get(path)["Location"] == f"/chat/{session.id}/"

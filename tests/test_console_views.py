@@ -137,7 +137,9 @@ def test_customers_and_other_users_get_403_on_pages_and_no_operator_action():
 
 
 @pytest.mark.parametrize("kind", ["permission", "staff"])
-def test_operators_and_staff_see_the_queue_and_a_session(kind):
+def test_operators_and_staff_see_the_queue_and_a_session(kind, ds_config):
+    # Staff status counts only with STAFF_ARE_OPERATORS (False by default).
+    ds_config(STAFF_ARE_OPERATORS=True)
     user = (
         make_user("olga", operator=True) if kind == "permission" else make_user("sam", staff=True)
     )
@@ -221,7 +223,8 @@ def test_grant_console_command_grants_and_revokes():
         call_command("grant_console", "nobody")
 
 
-def test_revoking_warns_when_staff_status_still_grants_access():
+def test_revoking_warns_when_staff_status_still_grants_access(ds_config):
+    ds_config(STAFF_ARE_OPERATORS=True)
     make_user("sam", staff=True, operator=True)
     err = StringIO()
     call_command("grant_console", "sam", "--revoke", stdout=StringIO(), stderr=err)
@@ -317,10 +320,10 @@ def test_the_transfer_choices_are_the_other_operators():
     session, _ = anonymous_session()
     olga = make_user("olga", operator=True)
     omar = make_user("omar", operator=True)
-    sam = make_user("sam", staff=True)
+    make_user("sam", staff=True)  # staff status alone is not an operator
     make_user("carl")
     page = client_for(olga).get(reverse("handoff_console:session", args=[session.id]))
-    assert [u.pk for u in page.context["operators"]] == [omar.pk, sam.pk]
+    assert [u.pk for u in page.context["operators"]] == [omar.pk]
 
 
 def test_the_queue_sorts_sessions_into_sections_for_each_operator():

@@ -236,7 +236,7 @@ async def test_operator_message_takes_over_and_reaches_the_customer():
 
 async def test_operators_cannot_ask_for_a_handoff():
     session, _ = await db(anonymous_session)()
-    operator = await db(make_user)("olga", staff=True)
+    operator = await db(make_user)("olga", operator=True)
     comm, _ = await open_ws(session.id, user=operator)
     await comm.send_json_to({"type": "handoff.request"})
     assert (await recv(comm))["code"] == "not_allowed"

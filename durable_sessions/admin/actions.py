@@ -41,8 +41,9 @@ def session_label(session: DurableSession) -> str:
     return f"“{session.title}” ({short})" if session.title else f"Session {short}"
 
 
-def _admin_name(request: HttpRequest) -> str:
-    return request.user.get_username() or f"user {request.user.pk}"
+# How the customer's page names an admin who acted: the admin's username is for staff only
+# (the audit row's ``actor`` and the admin log record who it was).
+SUPPORT_NAME = "Support"
 
 
 def _run(
@@ -98,7 +99,8 @@ def close_sessions(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[DurableSession]
 ) -> HttpResponseRedirect | None:
     def apply(session: DurableSession) -> str | None:
-        return None if service.close_session(session.pk) else "it was already closed"
+        closed = service.close_session(session.pk, actor=request.user)
+        return None if closed else "it was already closed"
 
     return _run(modeladmin, request, queryset, done_text="Closed", apply=apply)
 
@@ -107,14 +109,18 @@ def close_sessions(
 def return_to_ai(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[DurableSession]
 ) -> HttpResponseRedirect | None:
-    reason = f"returned to the AI by {_admin_name(request)}"
+    reason = f"returned to the AI by {SUPPORT_NAME}"
 
     def apply(session: DurableSession) -> str | None:
         try:
             # ``expect`` is checked under the row lock: a session the AI already has is
             # reported rather than silently left alone.
             service.change_control(
-                session.pk, Control.AI, reason=reason, expect=(Control.QUEUED, Control.HUMAN)
+                session.pk,
+                Control.AI,
+                reason=reason,
+                expect=(Control.QUEUED, Control.HUMAN),
+                actor=request.user,
             )
         except Conflict:
             return "the AI agent already has it"
@@ -127,10 +133,10 @@ def return_to_ai(
 def escalate_to_human(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[DurableSession]
 ) -> HttpResponseRedirect | None:
-    reason = f"escalated by {_admin_name(request)}"
+    reason = f"escalated by {SUPPORT_NAME}"
 
     def apply(session: DurableSession) -> str | None:
-        queued = service.request_handoff(session.pk, by=None, reason=reason)
+        queued = service.request_handoff(session.pk, by=None, reason=reason, actor=request.user)
         return None if queued else "it is already waiting for or with a human"
 
     return _run(modeladmin, request, queryset, done_text="Escalated to a human", apply=apply)

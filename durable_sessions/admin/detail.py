@@ -20,6 +20,7 @@ from durable_sessions.models import (
     Control,
     DurableSession,
     Event,
+    HandoffRecord,
     Message,
     MessageState,
     Participant,
@@ -150,6 +151,13 @@ def handoff_timeline(session: DurableSession) -> tuple[list[HandoffEntry], bool]
         if isinstance(p, dict) and p.get("assigned_operator_id") is not None
     }
     users = get_user_model()._default_manager.in_bulk(operator_ids) if operator_ids else {}
+    # Who acted from the admin: the customer's copy names nobody, the audit row the user.
+    actors = {
+        record.seq: record.actor.get_username()
+        for record in HandoffRecord.objects.filter(
+            session=session, seq__in=[seq for seq, _, _ in rows], actor__isnull=False
+        ).select_related("actor")
+    }
     entries = []
     for seq, at, payload in rows:
         payload = payload if isinstance(payload, dict) else {}
@@ -162,7 +170,9 @@ def handoff_timeline(session: DurableSession) -> tuple[list[HandoffEntry], bool]
                 previous=_control_label(payload.get("previous")),
                 control=_control_label(payload.get("control")),
                 reason=str(payload.get("reason") or ""),
-                by=f"{by.get('display_name')} ({by.get('kind')})" if isinstance(by, dict) else "",
+                by=f"{by.get('display_name')} ({by.get('kind')})"
+                if isinstance(by, dict)
+                else (f"{actors[seq]} (staff)" if seq in actors else ""),
                 operator=operator.get_username() if operator is not None else "",
             )
         )

@@ -11,6 +11,7 @@ loop.
 """
 
 from durable_sessions.delivery.publish import make_async
+from durable_sessions.service import devices as devices
 from durable_sessions.service.control import (
     change_control,
     close_by_operator,

@@ -99,6 +99,37 @@ function defaultStorage() {
   }
 }
 
+/** Set by `clearStoredTranscripts`: this page's clients store nothing more. */
+let storageCleared = false;
+
+/**
+ * Remove every transcript and outbox stored under `prefix` (all sessions), e.g. when the
+ * user logs out, so that the next person at the same browser cannot read them. From then
+ * on the clients of this page keep what they have in memory only (a page that is leaving
+ * would otherwise store its transcript again on `pagehide`). Returns how many entries were
+ * removed. `storage` defaults to localStorage.
+ */
+export function clearStoredTranscripts(
+  storage = defaultStorage(),
+  prefix = DEFAULTS.storagePrefix,
+) {
+  storageCleared = true;
+  if (!storage) return 0;
+  const keys = [];
+  for (let i = 0; i < storage.length; i += 1) {
+    const key = storage.key(i);
+    if (key?.startsWith(prefix)) keys.push(key);
+  }
+  for (const key of keys) {
+    try {
+      storage.removeItem(key);
+    } catch {
+      // storage went away meanwhile: nothing left to clear there
+    }
+  }
+  return keys.length;
+}
+
 function defaultUrl(sessionId, afterSeq) {
   const scheme = globalThis.location.protocol === "https:" ? "wss" : "ws";
   // batch=1: the replay comes in `events` frames of many events each.
@@ -740,7 +771,7 @@ export class DurableSessionClient {
   }
 
   _storageSet(key, value) {
-    if (!this.storage) return false;
+    if (!this.storage || storageCleared) return false;
     try {
       this.storage.setItem(key, value);
       return true;

@@ -36,7 +36,8 @@ class Command(BaseCommand):
             user.first_name = username.capitalize()
             user.is_staff = user.is_superuser = role == "admin"
             user.save()
-            if role == "operator":
+            if role in ("operator", "admin"):
+                # Staff status alone makes nobody an operator (STAFF_ARE_OPERATORS is off).
                 user.user_permissions.add(permission)
             label = ROLE_LABELS[role]
             self.stdout.write(f"  {label:30} username: {username:10} password: {password}")

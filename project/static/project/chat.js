@@ -1,0 +1,344 @@
+// The demo customer page, built on client.js. Every text (messages, names, errors)
+// goes into the page through textContent: it is shown as text, never parsed as HTML.
+// A static file, not an inline script: the page's Content-Security-Policy allows no
+// inline script. What it needs from the server is in the JSON of #chat-config.
+
+const $ = (id) => document.getElementById(id);
+const config = JSON.parse($("chat-config").textContent);
+const { DurableSessionClient } = await import(config.client_url);
+const client = new DurableSessionClient(config.session_id, {
+  // null keeps transcripts in memory only (DURABLE_SESSIONS["CLIENT_STORAGE"] False).
+  ...(config.client_storage ? {} : { storage: null }),
+});
+window.durableChat = client; // handy in the browser console (and used by the browser tests)
+
+const rows = new Map(); // message id -> its <li>
+const STATUS_TEXT = {
+  idle: "Connecting…",
+  connecting: "Connecting…",
+  syncing: "Catching up…",
+  live: "Connected",
+  offline: "Offline, reconnecting…",
+  refused: "No access",
+  closed: "Disconnected",
+};
+const CANCEL_NOTES = {
+  user: "Stopped",
+  operator: "Stopped by our team",
+  handoff: "Stopped: a colleague will take over",
+  takeover: "Stopped: a colleague took over",
+  closed: "Stopped: the conversation was closed",
+};
+
+// --- transcript --------------------------------------------------------------------
+
+function element(tag, className) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  return node;
+}
+
+function authorOf(message) {
+  if (message.role === "user") return "You";
+  if (message.role === "system") return "";
+  return message.author?.display_name ?? "";
+}
+
+function noteOf(message) {
+  if (message.state === "cancelled") return CANCEL_NOTES[message.reason] ?? "Stopped";
+  if (message.state === "failed") return "The assistant stopped before finishing this answer.";
+  return "";
+}
+
+/** The row of a message, created in seq order the first time. */
+function rowOf(message) {
+  let row = rows.get(message.id);
+  if (row) return row;
+  row = element("li");
+  row.dataset.id = message.id;
+  row.dataset.seq = message.seq;
+  row.append(element("span", "author"), element("div", "text"), element("span", "note"));
+  const later = [...$("log").children].find((other) => Number(other.dataset.seq) > message.seq);
+  $("log").insertBefore(row, later ?? null);
+  rows.set(message.id, row);
+  return row;
+}
+
+function showMessage(message) {
+  const row = rowOf(message);
+  row.className = `msg ${message.role}`;
+  row.dataset.role = message.role;
+  row.dataset.state = message.state;
+  if (message.client_id) row.dataset.clientId = message.client_id;
+  row.querySelector(".author").textContent = authorOf(message);
+  row.querySelector(".text").textContent = message.content;
+  row.querySelector(".note").textContent = noteOf(message);
+}
+
+function showPending() {
+  const items = client.pending.map((entry) => {
+    const row = element("li", "msg user pending");
+    row.dataset.clientId = entry.client_id;
+    row.dataset.state = "pending";
+    const text = element("div", "text");
+    text.textContent = entry.content;
+    const note = element("span", "note");
+    note.textContent =
+      client.status === "live" ? "Sending…" : "Not sent yet: waiting for the connection";
+    row.append(element("span", "author"), text, note);
+    return row;
+  });
+  $("outbox").replaceChildren(...items);
+}
+
+function showTranscript() {
+  rows.clear();
+  $("log").replaceChildren();
+  client.messages.forEach(showMessage);
+  showPending();
+}
+
+// --- state: connection, banner, agent, presence, buttons ---------------------------
+
+// An operator who joined while the AI still answers (until control goes back to the AI).
+let joinedName = null;
+
+function operatorJoined() {
+  if (joinedName) return joinedName;
+  return client.status === "live" ? client.presence?.operators?.[0]?.display_name : null;
+}
+
+function bannerText() {
+  const session = client.session ?? {};
+  if (client.status === "refused") {
+    return ["refused", "This conversation is not available here. Reload, or log in again."];
+  }
+  if (session.status === "closed") return ["closed", "This conversation is closed."];
+  if (session.control === "human") {
+    const name = client.operatorInCharge()?.display_name ?? "A colleague";
+    return ["human", `${name} from our team has taken over. You are now talking to a person.`];
+  }
+  if (session.control === "queued") {
+    return ["queued", "Waiting for a colleague to join. They will see the whole conversation."];
+  }
+  const joined = operatorJoined();
+  if (joined) return ["joined", `${joined} from our team joined the conversation.`];
+  return ["", ""];
+}
+
+function agentText() {
+  if (client.agentStatus === "unresponsive") {
+    return "The assistant is not responding. A colleague has been asked to help.";
+  }
+  if (client.agentStatus === "thinking" && client.session?.control === "ai") {
+    return "Assistant is thinking…";
+  }
+  return "";
+}
+
+function presenceText() {
+  if (client.status !== "live") return ""; // what we knew may be stale by now
+  const parts = [];
+  for (const person of client.presence?.operators ?? []) {
+    parts.push(`${person.display_name} ${person.typing ? "is typing…" : "is here"}`);
+  }
+  const devices = client.presence?.customer?.devices ?? 0;
+  if (devices > 1) parts.push(`Open on ${devices} of your devices`);
+  return parts.join(" · ");
+}
+
+function showState() {
+  $("chat").dataset.status = client.status;
+  $("connection").dataset.status = client.status;
+  $("connection").textContent = STATUS_TEXT[client.status] ?? client.status;
+
+  const [kind, text] = bannerText();
+  $("banner").hidden = !text;
+  $("banner").dataset.kind = kind;
+  $("banner").textContent = text;
+
+  const agent = agentText();
+  $("agent-state").hidden = !agent;
+  $("agent-state").dataset.agent = client.agentStatus;
+  $("agent-state").textContent = agent;
+
+  $("presence").textContent = presenceText();
+
+  const session = client.session ?? {};
+  const open = session.status !== "closed" && client.status !== "refused";
+  $("stop").hidden = !(open && client.replying);
+  $("send").disabled = !open;
+  $("text").disabled = !open;
+  $("human").disabled = !(open && session.control === "ai" && client.status === "live");
+}
+
+let noticeTimer;
+function notice(text) {
+  $("notice").textContent = text;
+  $("notice").hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => ($("notice").hidden = true), 6000);
+}
+
+/** Keep the newest message in view, unless the reader scrolled up to read. */
+function keepingScroll(update) {
+  const root = document.scrollingElement;
+  const atBottom = root.scrollHeight - root.scrollTop - root.clientHeight < 80;
+  update();
+  if (atBottom) root.scrollTop = root.scrollHeight;
+}
+
+// --- wiring --------------------------------------------------------------------------
+
+client.on("message", (message) => keepingScroll(() => { showMessage(message); showState(); }));
+client.on("pending", () => keepingScroll(showPending));
+client.on("reset", () => keepingScroll(showTranscript));
+client.on("status", () => { showPending(); showState(); });
+client.on("participant", (participant, change) => {
+  if (participant.kind === "operator" && change === "joined") {
+    joinedName = participant.display_name;
+  }
+});
+client.on("control", ({ control }) => {
+  if (control === "ai") joinedName = null;
+});
+for (const type of ["session", "agent", "presence", "participant", "control"]) {
+  client.on(type, showState);
+}
+client.on("error", (error) => {
+  if (error.entry) notice(`Your message could not be sent: ${error.message}`);
+  else if (error.code !== "integrity") notice(error.message);
+});
+
+$("composer").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = $("text").value;
+  if (!text.trim()) return;
+  client.send(text);
+  $("text").value = "";
+  $("text").focus();
+});
+$("text").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    $("composer").requestSubmit();
+  }
+});
+$("text").addEventListener("input", () => client.typing($("text").value.length > 0));
+$("text").addEventListener("blur", () => client.typing(false));
+
+$("stop").addEventListener("click", () => {
+  client.cancel().catch((error) => notice(`Could not stop the answer: ${error.message}`));
+});
+$("human").addEventListener("click", () => {
+  $("human").disabled = true;
+  client
+    .requestHuman("The customer asked for a person")
+    .catch((error) => notice(`Could not reach our team: ${error.message}`))
+    .finally(showState);
+});
+
+// --- device links (the REST API of docs/api.md, "Device links") -------------------------
+
+const DEVICE_STATES = {
+  pending: "waiting to be opened",
+  active: "open on a device",
+  expired: "expired unopened",
+  revoked: "revoked",
+};
+
+async function api(method, url) {
+  const response = await fetch(url, {
+    method,
+    headers: { "X-CSRFToken": config.csrf_token, Accept: "application/json" },
+    credentials: "same-origin",
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error?.message ?? `the server answered ${response.status}`);
+  return body;
+}
+
+function clock(iso) {
+  return iso ? new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+}
+
+function showDevices(devices) {
+  const shown = devices.filter((device) => device.state !== "expired");
+  $("devices").hidden = shown.length === 0;
+  $("device-list").replaceChildren(
+    ...shown.map((device) => {
+      const row = element("li");
+      row.dataset.id = device.id;
+      row.dataset.state = device.state;
+      const text = element("span");
+      text.textContent = `Link made at ${clock(device.created_at)}`;
+      const state = element("span", "state");
+      state.textContent = DEVICE_STATES[device.state] ?? device.state;
+      row.append(text, state);
+      if (device.state === "pending" || device.state === "active") {
+        const revoke = element("button");
+        revoke.type = "button";
+        revoke.className = "revoke";
+        revoke.textContent = "Revoke";
+        revoke.addEventListener("click", () => revokeDevice(device.id));
+        row.append(revoke);
+      }
+      return row;
+    }),
+  );
+}
+
+async function loadDevices() {
+  try {
+    showDevices((await api("GET", config.devices_url)).devices);
+  } catch (error) {
+    notice(`Could not list your devices: ${error.message}`);
+  }
+}
+
+async function revokeDevice(id) {
+  try {
+    await api("DELETE", `${config.devices_url}${id}/`);
+    $("handover-box").hidden = true;
+    notice("Revoked: that link and the device that opened it no longer open this conversation.");
+  } catch (error) {
+    notice(`Could not revoke: ${error.message}`);
+  }
+  await loadDevices();
+}
+
+if (config.devices_url) {
+  // A device that opens a link shows up in presence: list the links again then.
+  let devicesSeen = 0;
+  client.on("presence", () => {
+    const devices = client.presence?.customer?.devices ?? 0;
+    if (devices !== devicesSeen) loadDevices();
+    devicesSeen = devices;
+  });
+  $("handover").addEventListener("click", async () => {
+    try {
+      const made = await api("POST", config.devices_url);
+      $("handover-url").value = made.url ?? made.token;
+      $("handover-box").hidden = false;
+      $("handover-url").select();
+    } catch (error) {
+      notice(`Could not make a link: ${error.message}`);
+    }
+    await loadDevices();
+  });
+  loadDevices();
+}
+
+$("copy")?.addEventListener("click", async () => {
+  $("handover-url").select();
+  try {
+    await navigator.clipboard.writeText($("handover-url").value);
+    notice("Link copied.");
+  } catch {
+    notice("Select the link and copy it by hand.");
+  }
+});
+
+showTranscript();
+showState();
+client.connect();
