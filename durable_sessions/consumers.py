@@ -99,6 +99,9 @@ class _Opened:
 _AFTER_SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only: isdigit() accepts "²"
 
 
+# Events asked for by the first page of a replay; later pages are sized from it.
+FIRST_PAGE_EVENTS = 100
+
 # A replay frame (``events``) holds at most this many characters of events, and at
 # most one page (REPLAY_PAGE_SIZE) of them.
 BATCH_MAX_CHARS = 256 * 1024
@@ -425,19 +428,24 @@ class SessionConsumer(AsyncWebsocketConsumer):
         """Send the committed events after ``last_sent`` (up to ``until``) from the database.
 
         Pages hold at most ``REPLAY_PAGE_SIZE`` events and about ``REPLAY_PAGE_BYTES``;
-        the next page is read while this one is being sent."""
+        the next page is read while this one is being sent. Each page asks for about twice
+        the events that fit, judged by the previous page, so that the database does not
+        build a thousand large events to return a few of them."""
         page_size = ds_settings.REPLAY_PAGE_SIZE
         max_chars = ds_settings.REPLAY_PAGE_BYTES
 
-        def page(after: int) -> Awaitable[tuple[list[tuple[int, str]], bool]]:
+        def page(after: int, limit: int) -> Awaitable[tuple[list[tuple[int, str]], bool]]:
             return database_sync_to_async(read_wire_page)(
-                self.session_id, after, until=until, limit=page_size, max_chars=max_chars
+                self.session_id, after, until=until, limit=limit, max_chars=max_chars
             )
 
-        rows, more = await page(self.last_sent)
+        limit = min(page_size, FIRST_PAGE_EVENTS)
+        rows, more = await page(self.last_sent, limit)
         while rows:
             last = rows[-1][0]
-            ahead = asyncio.ensure_future(page(last)) if more else None
+            average = sum(len(text) for _, text in rows) / len(rows)
+            limit = max(1, min(page_size, int(2 * max_chars / average)))
+            ahead = asyncio.ensure_future(page(last, limit)) if more else None
             try:
                 await self._send_rows(rows)
             except BaseException:

@@ -117,11 +117,14 @@ def _wire_query(
     table = connection.ops.quote_name(Event._meta.db_table)
     bound = "AND seq <= %s " if until is not None else ""
     params: list[object] = [session_id, after, *([until] if until is not None else []), limit]
+    # The JSON is built over the page only: under a plan that sorts the session's rows
+    # (a bitmap scan), building it in the same SELECT would encode every later event.
     sql = (
         "SELECT seq, json_build_object('type', type, 'seq', seq, 'at', "
         "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
-        f"'data', payload)::text AS text FROM {table} "
-        f"WHERE session_id = %s AND seq > %s {bound}ORDER BY seq LIMIT %s"
+        "'data', payload)::text AS text FROM ("
+        f"SELECT seq, type, created_at, payload FROM {table} "
+        f"WHERE session_id = %s AND seq > %s {bound}ORDER BY seq LIMIT %s) AS e ORDER BY seq"
     )
     return sql, params
 
