@@ -162,8 +162,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 ref,
                 _describe(error),
             )
+            await self._refuse(CLOSE_SERVER_ERROR)  # before the release, which ends sending
             await self._release()
-            await self._refuse(CLOSE_SERVER_ERROR)
 
     async def _connect(self) -> None:
         after = self._parse_connect()
