@@ -152,6 +152,25 @@ class DurableSessionsSettings(AppSettings):
     CONTENT_SECURITY_POLICY_REPORT_ONLY = Bool(
         False, "send the policy as Content-Security-Policy-Report-Only (report, not block)"
     )
+    # --- connections: memory, access, exits ---
+    MAX_SEND_BUFFER_BYTES = Int(
+        256 * 1024,
+        "bytes a connection may have waiting to be sent before the server pauses it",
+        positive=True,
+    )
+    SLOW_CLIENT_TIMEOUT = Float(
+        30.0, "seconds a paused connection may take to drain before it is closed", positive=True
+    )
+    REPLAY_PAGE_BYTES = Int(
+        256 * 1024,
+        "bytes of events read from the database at once (at least one event)",
+        positive=True,
+    )
+    RECHECK_ACCESS_SECONDS = Float(
+        5.0,
+        "a connection re-reads its access before a state-changing frame at most this often",
+        positive=True,
+    )
 
     def rules(self, values: Mapping[str, Any]) -> Iterator[str]:
         if values["HEARTBEAT_INTERVAL"] * 2 > values["LEASE_TIMEOUT"]:

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class DurableSessionsConfig(AppConfig):
-    """Registers the system checks and the settings reload hook."""
+    """Registers the system checks, the settings reload hook and the access receivers."""
 
     name = "durable_sessions"
     verbose_name = "Durable sessions"
@@ -10,3 +10,6 @@ class DurableSessionsConfig(AppConfig):
 
     def ready(self) -> None:
         from durable_sessions import app_settings, checks  # noqa: F401
+        from durable_sessions.delivery.revocation import connect_receivers
+
+        connect_receivers()

@@ -3,6 +3,12 @@
 Connect: authorize, join the group, send a snapshot, replay the log after the client's
 ``after_seq``, then forward live events, dropping seqs already sent and re-reading any
 gap from the database. See docs/protocol.md.
+
+Every frame goes out through :meth:`SessionConsumer._write`, which waits while the client
+has more than ``MAX_SEND_BUFFER_BYTES`` unread (durable_sessions/backpressure.py) and
+closes it with 4408 past ``SLOW_CLIENT_TIMEOUT``; a send to a connection that is already
+closed is dropped. Whatever way the consumer ends, it leaves its group, the resync
+registry and presence (:meth:`SessionConsumer._release`).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable
@@ -18,16 +25,34 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import (
+    BACKEND_SESSION_KEY,
+    HASH_SESSION_KEY,
+    SESSION_KEY,
+    get_user_model,
+    load_backend,
+)
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
+from django.db import InterfaceError, OperationalError
+from django.utils.crypto import constant_time_compare
 
 from durable_sessions import service, wire
 from durable_sessions.adapter import Access, get_adapter, visitor_id
 from durable_sessions.app_settings import ds_settings
+from durable_sessions.backpressure import Flow, PacedFlow, flow_for
 from durable_sessions.delivery import limits, presence
 from durable_sessions.delivery.groups import session_group
 from durable_sessions.delivery.publish import EPHEMERAL_MESSAGE_TYPE, LIVE_MESSAGE_TYPE
-from durable_sessions.delivery.replay import read_wire
+from durable_sessions.delivery.replay import read_wire_page
 from durable_sessions.delivery.resync import registry
+from durable_sessions.delivery.revocation import (
+    session_key_digest,
+    user_group,
+)
 from durable_sessions.errors import RateLimited, ServiceError
 from durable_sessions.frames import Frame, FrameError, RateLimiter, parse
 from durable_sessions.models import DurableSession, Participant, ParticipantKind
@@ -35,9 +60,31 @@ from durable_sessions.service import runs
 
 logger = logging.getLogger(__name__)
 
-# Close codes, sent right after the handshake and before any other frame.
+# Close codes. 4400 and 4403 come right after the handshake when it is refused; 4403
+# also ends a connection whose access is gone. Only these two say "do not retry".
 CLOSE_BAD_REQUEST = 4400  # malformed session id or after_seq
+CLOSE_REAUTH = 4401  # the Django session the connection was opened with is gone: reconnect
 CLOSE_FORBIDDEN = 4403  # no such session, or not yours: deliberately indistinguishable
+CLOSE_TOO_SLOW = 4408  # the client did not read for SLOW_CLIENT_TIMEOUT: resume with after_seq
+CLOSE_SERVER_ERROR = 4500  # the server failed while opening the connection: retry later
+
+# Errors that mean "try again": the database or the channel layer is unreachable.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    OSError,
+    TimeoutError,
+)
+try:
+    from redis.exceptions import RedisError
+
+    _TRANSIENT += (RedisError,)
+except ImportError:  # pragma: no cover - channels-redis is optional
+    pass
+
+
+class _Gone(Exception):
+    """The connection is closed or closing: stop sending to it."""
 
 
 @dataclass
@@ -51,6 +98,9 @@ class _Opened:
 
 _AFTER_SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only: isdigit() accepts "²"
 
+
+# Events asked for by the first page of a replay; later pages are sized from it.
+FIRST_PAGE_EVENTS = 100
 
 # A replay frame (``events``) holds at most this many characters of events, and at
 # most one page (REPLAY_PAGE_SIZE) of them.
@@ -80,8 +130,42 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     session_id: uuid.UUID
     last_sent: int = 0
+    access: Access | None = None
+    _flow: Flow
+    _task: asyncio.Task[Any] | None = None
+    _accepted = False
+    _closing = False  # closed, or a close was sent: nothing more goes out
+    _released = False
+    _joined: tuple[str, ...] = ()  # the channel-layer groups joined
+    _access_checked = 0.0  # time.monotonic() of the last access check
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self._task = asyncio.current_task()
+        self._flow = flow_for(send)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Whatever ended the consumer (a disconnect, an error, Daphne cancelling it):
+            # no group, registry or presence entry outlives it.
+            await self._release()
 
     async def connect(self) -> None:
+        try:
+            await self._connect()
+        except _Gone:
+            pass  # the client left, or was too slow, during the replay: disconnect follows
+        except Exception as error:
+            ref = _incident()
+            logger.error(
+                "websocket connect to session %s failed (%s): %s",
+                getattr(self, "session_id", "?"),
+                ref,
+                _describe(error),
+            )
+            await self._refuse(CLOSE_SERVER_ERROR)  # before the release, which ends sending
+            await self._release()
+
+    async def _connect(self) -> None:
         after = self._parse_connect()
         if after is None:
             await self._refuse(CLOSE_BAD_REQUEST)
@@ -99,15 +183,22 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self._send({"type": "error", **refused.payload()})
             await self.close(code=limits.CLOSE_CODE)
             return
+        self._access_checked = time.monotonic()
         # The id only: an idle connection need not hold a model instance.
         self.participant_id = opened.participant.pk if opened.participant else None
         self.limiter: RateLimiter | None = None  # made by the first frame: most never send
         self._lock = asyncio.Lock()
         self.group = session_group(self.session_id)
+        user = self.scope.get("user")
+        groups = [self.group]
+        if user is not None and user.is_authenticated:
+            groups.append(user_group(user.pk))  # logout and revocations reach it there
         # Subscribe first, then replay: whatever is committed after this point reaches
         # us live, and whatever came before is in the database.
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self._joined += (group,)
+        await self._accept()
         session = opened.session
         if after > session.last_seq:
             # The client knows of events this session never had (e.g. a restored
@@ -138,10 +229,31 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self.batch = batch == "1"
         return int(raw)
 
+    async def _accept(self) -> None:
+        if not self._accepted:
+            self._accepted = True
+            try:
+                await self.accept()
+            except Exception as error:  # the client left during the handshake
+                self._closing = True
+                raise _Gone from error
+
     async def _refuse(self, code: int) -> None:
         # A close code reaches the client only after the handshake completes.
-        await self.accept()
-        await self.close(code=code)
+        try:
+            await self._accept()
+        except _Gone:
+            return
+        await self._close_quietly(code)
+
+    async def _close_quietly(self, code: int) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            await self.close(code=code)
+        except Exception:  # already closed by the client: nothing to tell it
+            logger.debug("close %s on a closed connection dropped", code)
 
     def _open(self) -> _Opened | None:
         session = DurableSession.objects.filter(pk=self.session_id).first()
@@ -179,12 +291,28 @@ class SessionConsumer(AsyncWebsocketConsumer):
         }
 
     async def disconnect(self, code: int) -> None:
-        await limits.arelease(getattr(self, "limit_slot", None))
+        await self._release()
+
+    async def _release(self) -> None:
+        """Leave the groups, the resync registry, presence and the connection limit; once,
+        on any exit path."""
+        if self._released:
+            return
+        self._released = True
+        self._closing = True
         if hasattr(self, "group"):
             registry.remove(self.session_id, self)
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        steps: list[Awaitable[Any]] = [
+            self.channel_layer.group_discard(group, self.channel_name) for group in self._joined
+        ]
         if hasattr(self, "presence_entry"):
-            await presence.keeper.leave(self)
+            steps.append(presence.keeper.leave(self))
+        steps.append(limits.arelease(getattr(self, "limit_slot", None)))
+        for step in steps:
+            try:
+                await step
+            except Exception as error:  # group and presence entries expire on their own
+                logger.warning("cleanup of a closed connection failed: %s", _describe(error))
 
     # --- presence -------------------------------------------------------------------------
 
@@ -202,6 +330,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
         )
         self._last_presence: dict[str, Any] | None = None
 
+    def presence_alive(self) -> bool:
+        """Whether this connection's presence entry may be renewed."""
+        return not self._released and self._task is not None and not self._task.done()
+
     def _presence_frame(self, entries: list[presence.Entry]) -> dict[str, Any]:
         frame = presence.Frames(entries, time.time()).for_viewer(
             operator=self.access is Access.OPERATOR
@@ -210,11 +342,14 @@ class SessionConsumer(AsyncWebsocketConsumer):
         return frame
 
     async def presence_changed(self, frames: presence.Frames) -> None:
-        """Send this viewer's presence if it differs from what it last got."""
+        """Send this viewer's presence if it differs from what it last got.
+
+        Never waits for a slow reader (the keeper's sweep calls every connection in
+        turn): a frame that does not fit is left to a later sweep."""
         frame = frames.for_viewer(operator=self.access is Access.OPERATOR)
         if frame != self._last_presence:
-            self._last_presence = frame
-            await self._send(frame)
+            if await self._write_now(wire.dumps(frame)):
+                self._last_presence = frame
         else:
             self._last_presence = frame  # the session's connections share one copy
 
@@ -227,52 +362,116 @@ class SessionConsumer(AsyncWebsocketConsumer):
         # which cleans connections itself): skip the per-message connection cleanup that
         # would otherwise put every delivery through the one database thread.
         kind = message.get("type")
-        if kind == LIVE_MESSAGE_TYPE:
-            await self.session_events(message)
-        elif kind == EPHEMERAL_MESSAGE_TYPE:
-            await self.session_ephemeral(message)
-        elif kind == presence.PRESENCE_MESSAGE_TYPE:
-            await self.session_presence(message)
-        else:
-            await super().dispatch(message)
+        try:
+            if kind == LIVE_MESSAGE_TYPE:
+                await self.session_events(message)
+            elif kind == EPHEMERAL_MESSAGE_TYPE:
+                await self.session_ephemeral(message)
+            elif kind == presence.PRESENCE_MESSAGE_TYPE:
+                await self.session_presence(message)
+            else:
+                await super().dispatch(message)
+        except StopConsumer:
+            raise
+        except _Gone:
+            pass  # a send to a closed connection was dropped: its disconnect follows
+        except Exception as error:
+            # A live delivery that failed (e.g. a gap re-read while the database is
+            # away) is made good by the resync check: log it, keep the connection.
+            logger.warning(
+                "handling %s on a connection to session %s failed: %s",
+                kind,
+                getattr(self, "session_id", "?"),
+                _describe(error),
+            )
 
     # --- delivery -------------------------------------------------------------------------
 
+    async def _write(self, text: str) -> None:
+        """Send one frame once the client has read enough of the previous ones."""
+        if self._closing:
+            raise _Gone
+        limit = ds_settings.MAX_SEND_BUFFER_BYTES
+        if not await self._flow.wait_writable(limit, ds_settings.SLOW_CLIENT_TIMEOUT):
+            logger.info(
+                "closing a connection to session %s that stopped reading (%s)",
+                self.session_id,
+                CLOSE_TOO_SLOW,
+            )
+            await self._close_quietly(CLOSE_TOO_SLOW)
+            raise _Gone
+        await self._send_now(text)
+
+    async def _write_now(self, text: str) -> bool:
+        """Send one frame only if the client keeps up; False when it was left out."""
+        if self._closing or not await self._flow_allows():
+            return False
+        try:
+            await self._send_now(text)
+        except _Gone:
+            return False
+        return True
+
+    async def _flow_allows(self) -> bool:
+        flow = self._flow
+        if isinstance(flow, PacedFlow):
+            return True  # pacing is for replays; an ephemeral frame is small
+        return await flow.wait_writable(ds_settings.MAX_SEND_BUFFER_BYTES, 0)
+
+    async def _send_now(self, text: str) -> None:
+        if self._closing or self._flow.closed():
+            self._closing = True
+            raise _Gone
+        try:
+            await self.send(text_data=text)
+        except Exception as error:
+            # Daphne raises when the client closed in the meantime ("Attempt to send on
+            # a closed protocol"): drop the frame; the disconnect follows.
+            self._closing = True
+            raise _Gone from error
+        self._flow.sent(len(text))
+
     async def _send(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=wire.dumps(frame))
+        await self._write(wire.dumps(frame))
 
     async def _catch_up(self, until: int | None) -> None:
         """Send the committed events after ``last_sent`` (up to ``until``) from the database.
 
-        The next page is read while this one is being sent."""
+        Pages hold at most ``REPLAY_PAGE_SIZE`` events and about ``REPLAY_PAGE_BYTES``;
+        the next page is read while this one is being sent. Each page asks for about twice
+        the events that fit, judged by the previous page, so that the database does not
+        build a thousand large events to return a few of them."""
         page_size = ds_settings.REPLAY_PAGE_SIZE
+        max_chars = ds_settings.REPLAY_PAGE_BYTES
 
-        def page(after: int) -> Awaitable[list[tuple[int, str]]]:
-            return database_sync_to_async(read_wire)(
-                self.session_id, after, until=until, limit=page_size
+        def page(after: int, limit: int) -> Awaitable[tuple[list[tuple[int, str]], bool]]:
+            return database_sync_to_async(read_wire_page)(
+                self.session_id, after, until=until, limit=limit, max_chars=max_chars
             )
 
-        rows = await page(self.last_sent)
+        limit = min(page_size, FIRST_PAGE_EVENTS)
+        rows, more = await page(self.last_sent, limit)
         while rows:
             last = rows[-1][0]
-            more = len(rows) == page_size and (until is None or last < until)
-            ahead = asyncio.ensure_future(page(last)) if more else None
+            average = sum(len(text) for _, text in rows) / len(rows)
+            limit = max(1, min(page_size, int(2 * max_chars / average)))
+            ahead = asyncio.ensure_future(page(last, limit)) if more else None
             try:
                 await self._send_rows(rows)
             except BaseException:
                 if ahead is not None:
                     ahead.cancel()
                 raise
-            rows = await ahead if ahead is not None else []
+            rows, more = await ahead if ahead is not None else ([], False)
 
     async def _send_rows(self, rows: list[tuple[int, str]]) -> None:
         if self.batch:
             for last, text in _batches(rows):
-                await self.send(text_data=text)
+                await self._write(text)
                 self.last_sent = last
         else:
             for seq, text in rows:
-                await self.send(text_data=text)
+                await self._write(text)
                 self.last_sent = seq
 
     async def session_events(self, message: dict[str, Any]) -> None:
@@ -300,13 +499,82 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def resync(self, last_seq: int) -> None:
         """Called by the per-process check when this connection is behind."""
-        async with self._lock:
-            if self.last_sent < last_seq:
-                await self._catch_up(last_seq)
+        if self._closing or self._lock.locked():
+            return  # gone, or already sending: whoever holds the lock catches up
+        try:
+            async with self._lock:
+                if self.last_sent < last_seq:
+                    await self._catch_up(last_seq)
+        except _Gone:
+            pass
+        except Exception as error:  # the next check tries again
+            logger.warning("resync of session %s failed: %s", self.session_id, _describe(error))
+
+    # --- access ---------------------------------------------------------------------------
+
+    async def session_logout(self, message: dict[str, Any]) -> None:
+        """The user logged out: close the connections opened with that Django session."""
+        key = getattr(self.scope.get("session"), "session_key", None)
+        if not key or secrets.compare_digest(session_key_digest(key), message["session"]):
+            logger.info("closing a connection to session %s: logged out", self.session_id)
+            await self._close_quietly(CLOSE_FORBIDDEN)
+
+    async def session_access(self, message: dict[str, Any]) -> None:
+        """The user's permissions or account changed: re-read access now."""
+        await self._check_access(force=True)
+
+    async def _check_access(self, *, force: bool = False) -> bool:
+        """Re-read access when the last check is older than ``RECHECK_ACCESS_SECONDS``;
+        close the connection (and return False) when it is gone."""
+        if self.access is None or self._closing:
+            return False
+        now = time.monotonic()
+        if not force and now - self._access_checked < ds_settings.RECHECK_ACCESS_SECONDS:
+            return True
+        code = await database_sync_to_async(self._access_lost)()
+        if code is None:
+            self._access_checked = now
+            return True
+        logger.info("closing a connection to session %s: access gone (%s)", self.session_id, code)
+        await self._close_quietly(code)
+        return False
+
+    def _access_lost(self) -> int | None:
+        """None while the connection's access holds; else the close code."""
+        session = DurableSession.objects.filter(pk=self.session_id).first()
+        if session is None:
+            return CLOSE_FORBIDDEN
+        user, visitor, vanished = self._current_identity()
+        if get_adapter().access(session, user, visitor) is self.access:
+            return None
+        return CLOSE_REAUTH if vanished else CLOSE_FORBIDDEN
+
+    def _current_identity(self) -> tuple[Any, str | None, bool]:
+        """The user and visitor as the connection's Django session says now, and whether
+        that Django session is gone (logged out elsewhere, expired, or renewed at login)."""
+        store = self.scope.get("session")
+        key = getattr(store, "session_key", None)
+        if store is not None and key:
+            fresh = store.__class__(session_key=key)
+            user_id = fresh.get(SESSION_KEY)  # loads it: a missing session clears the key
+            if not fresh.session_key:
+                return AnonymousUser(), None, True
+            return _session_user(fresh, user_id), visitor_id(fresh), False
+        scope_user = self.scope.get("user")
+        if scope_user is None or not scope_user.is_authenticated:
+            return scope_user, visitor_id(store), False
+        # A user put in the scope without a Django session (custom middleware, tests).
+        user = get_user_model()._default_manager.filter(pk=scope_user.pk).first()
+        if user is None or not user.is_active:
+            user = AnonymousUser()
+        return user, visitor_id(store), False
 
     # --- client frames --------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self._closing or self.access is None:
+            return  # refused, or closing: frames still in flight are ignored
+        frame: Frame | None = None
         try:
             if self.limiter is None:
                 self.limiter = RateLimiter()
@@ -317,18 +585,52 @@ class SessionConsumer(AsyncWebsocketConsumer):
                     f"{ds_settings.RATE_LIMIT_WINDOW} s; slow down",
                 )
             frame = parse(text_data, bytes_data)
+            if frame.type in _STATE_CHANGING and not await self._check_access():
+                return
             handler = getattr(self, "on_" + frame.type.replace(".", "_"))
             reply = await handler(frame)
         except FrameError as error:
             await self._send(error.as_frame())
             return
         except ServiceError as error:
-            await self._send({"type": "error", **error.payload(ref=frame.ref)})
+            await self._send(
+                {"type": "error", **error.payload(ref=frame.ref if frame is not None else None)}
+            )
+            return
+        except _Gone:
+            raise
+        except Exception as error:
+            await self._send(self._failure_frame(frame, error))
             return
         if reply is not None:
             if frame.ref is not None:
                 reply["ref"] = frame.ref
             await self._send(reply)
+
+    def _failure_frame(self, frame: Frame | None, error: Exception) -> dict[str, Any]:
+        """The ``error`` frame for a failure of the server itself; one log line."""
+        transient = isinstance(error, _TRANSIENT)
+        code = "unavailable" if transient else "internal_error"
+        incident = _incident()
+        logger.error(
+            "%s frame on session %s failed, %s %s: %s",
+            frame.type if frame is not None else "a",
+            self.session_id,
+            code,
+            incident,
+            _describe(error),
+        )
+        reply: dict[str, Any] = {
+            "type": "error",
+            "code": code,
+            "message": "the server could not do this now; send it again"
+            if transient
+            else "the server failed to handle this frame",
+            "incident": incident,
+        }
+        if frame is not None and frame.ref is not None:
+            reply["ref"] = frame.ref
+        return reply
 
     async def _participant(self) -> Participant | None:
         if self.participant_id is None:
@@ -392,3 +694,43 @@ class SessionConsumer(AsyncWebsocketConsumer):
             self.session_id, reason="user" if self.access is Access.OWNER else "operator"
         )
         return {"type": "ack", "for": frame.type, "cancelled": len(cancelled)}
+
+
+# Frames that change the session: access is re-read before them.
+_STATE_CHANGING = frozenset({"message.send", "handoff.request", "reply.cancel"})
+
+
+def _session_user(store: Any, user_id: Any) -> Any:
+    """The user a Django session names, verified as Django verifies it for a request
+    (backend, ``is_active`` through the backend, the password hash), without changing
+    the session: a websocket cannot send the browser a new cookie."""
+    backend_path = store.get(BACKEND_SESSION_KEY)
+    if user_id is None or backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return AnonymousUser()
+    user_model = get_user_model()
+    try:
+        user = load_backend(backend_path).get_user(user_model._meta.pk.to_python(user_id))
+    except ValidationError:
+        user = None
+    if user is None:
+        return AnonymousUser()
+    if hasattr(user, "get_session_auth_hash"):
+        stored = store.get(HASH_SESSION_KEY) or ""
+        hashes = [user.get_session_auth_hash()]
+        make = getattr(user, "_get_session_auth_hash", None)
+        if make is not None:
+            hashes += [make(secret=s) for s in settings.SECRET_KEY_FALLBACKS]
+        if not stored or not any(constant_time_compare(stored, h) for h in hashes):
+            return AnonymousUser()
+    return user
+
+
+def _incident() -> str:
+    """A short id that ties what the client was told to the server's log line."""
+    return secrets.token_hex(4)
+
+
+def _describe(error: BaseException) -> str:
+    """One line for the log: the class and the start of the message."""
+    text = " ".join(str(error).split())[:200]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -141,6 +141,55 @@ async def test_a_ghost_from_a_dead_process_expires():
     await laptop.disconnect()
 
 
+class Member:
+    """A connection as the keeper sees it; ``alive`` as its consumer reports it."""
+
+    def __init__(self, room: str, conn: str) -> None:
+        self.presence_room = room
+        self.presence_entry = presence.Entry(conn, presence.CUSTOMER, None, "Visitor")
+        self.alive = True
+        self.frames: list[dict] = []
+
+    async def presence_changed(self, frames: presence.Frames) -> None:
+        self.frames.append(frames.for_viewer(operator=False))
+
+    def presence_alive(self) -> bool:
+        return self.alive
+
+
+async def test_the_entry_of_a_connection_that_died_without_leaving_is_not_renewed():
+    session, store = await db(anonymous_session)()
+    room = str(session.id)
+    laptop, _ = await open_ws(session.id, store=store)
+    ghost = Member(room, "crashed-consumer")
+    await presence.keeper.join(ghost)
+    await next_presence(laptop, lambda f: f["customer"]["devices"] == 2)
+    ghost.alive = False  # its task ended without disconnect()
+    await next_presence(laptop, lambda f: f["customer"]["devices"] == 1)
+    assert ghost not in presence.keeper._local.get(room, set())
+    state = (await presence.keeper.store.read([room]))[room]
+    assert [e.conn for e in state] != ["crashed-consumer"] and len(state) == 1
+    await laptop.disconnect()
+
+
+async def test_one_failing_connection_does_not_stop_the_sweep():
+    session, _ = await db(anonymous_session)()
+    room = str(session.id)
+
+    class Broken(Member):
+        async def presence_changed(self, frames: presence.Frames) -> None:
+            raise RuntimeError("this connection is broken")
+
+    broken, fine = Broken(room, "broken"), Member(room, "fine")
+    for member in (broken, fine):
+        await presence.keeper.join(member)
+    fine.frames.clear()
+    await presence.keeper.sweep_once()
+    assert fine.frames  # reached despite the failure before it (set order aside)
+    for member in (broken, fine):
+        await presence.keeper.leave(member)
+
+
 async def test_live_connections_stay_present_past_the_ttl():
     session, store = await db(anonymous_session)()
     olga = await db(make_user)("olga", operator=True)

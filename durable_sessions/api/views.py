@@ -30,8 +30,9 @@ from durable_sessions.api.serializers import (
     SessionPageSerializer,
     SessionSerializer,
 )
+from durable_sessions.app_settings import ds_settings
 from durable_sessions.delivery import limits
-from durable_sessions.delivery.replay import read_events
+from durable_sessions.delivery.replay import read_events_page
 from durable_sessions.errors import InvalidInput
 from durable_sessions.models import DurableSession, Message, ParticipantKind
 
@@ -226,7 +227,9 @@ class EventListView(SessionView):
         tags=["events"],
         summary="Events after a seq (long poll)",
         description="The committed events with `seq > after_seq`, oldest first, in the "
-        "websocket's envelope. `more` is true when more follow: ask again with `after_seq` "
+        "websocket's envelope: at most `limit` events, and fewer when they would exceed "
+        "`REPLAY_PAGE_BYTES` characters (always at least one). `more` is true when more "
+        "follow: ask again with `after_seq` "
         "set to the last seq. With `wait`, an empty answer is delayed until an event is "
         "committed or `wait` seconds have passed.",
         parameters=[EventListQuery],
@@ -234,10 +237,14 @@ class EventListView(SessionView):
     )
     def get(self, request: Request, session_id: str) -> Response:
         query = validated(EventListQuery, request.query_params)
-        limit = query["limit"]
-        frames = read_events(self.session.pk, query["after_seq"], limit=limit + 1)
-        more = len(frames) > limit
-        frames = frames[:limit]
+        # At most ``limit`` events and about REPLAY_PAGE_BYTES of them: a long
+        # conversation comes in several answers (``more``), never in one huge one.
+        frames, more = read_events_page(
+            self.session.pk,
+            query["after_seq"],
+            limit=query["limit"],
+            max_chars=ds_settings.REPLAY_PAGE_BYTES,
+        )
         response = Response(
             {"session": wire.session_data(self.session), "events": frames, "more": more}
         )

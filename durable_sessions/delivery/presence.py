@@ -281,6 +281,10 @@ class Present(Protocol):
 
     async def presence_changed(self, frames: Frames) -> None: ...
 
+    def presence_alive(self) -> bool:
+        """False once the connection is gone: its entry is then no longer renewed."""
+        ...
+
 
 class CoalescedPushes:
     """At most one pending push per session: changes while it waits ride along with it."""
@@ -395,6 +399,8 @@ class PresenceKeeper:
         sessions = list(self._local)
         if not sessions:
             return
+        await self._drop_dead(sessions)
+        sessions = list(self._local)
         now = time.time()
         if now - self._last_heartbeat >= ds_settings.PRESENCE_HEARTBEAT:
             self._last_heartbeat = now
@@ -412,10 +418,25 @@ class PresenceKeeper:
         for session, entries in states.items():
             frames = Frames(entries, now)
             for member in list(self._local.get(session, ())):
-                await member.presence_changed(frames)
+                try:
+                    await member.presence_changed(frames)
+                except Exception as error:  # one connection must not stop the sweep
+                    logger.warning("presence update of a connection failed: %r", error)
                 shown += 1
                 if shown % SWEEP_SLICE == 0:
                     await asyncio.sleep(0)  # let deliveries through during a long sweep
+
+    async def _drop_dead(self, sessions: list[str]) -> None:
+        """Forget members whose connection is gone without leaving: never renew a ghost."""
+        for session in sessions:
+            for member in list(self._local.get(session, ())):
+                if _alive(member):
+                    continue
+                logger.warning("presence entry of a closed connection dropped")
+                try:
+                    await self.leave(member)
+                except Exception as error:  # the entry then expires: nobody renews it
+                    logger.warning("could not remove a presence entry: %r", error)
 
     async def _run(self) -> None:
         while self._local:
@@ -424,6 +445,11 @@ class PresenceKeeper:
                 await self.sweep_once()
             except Exception:
                 logger.exception("presence sweep failed")
+
+
+def _alive(member: Present) -> bool:
+    check = getattr(member, "presence_alive", None)
+    return True if check is None else bool(check())
 
 
 keeper = PresenceKeeper()

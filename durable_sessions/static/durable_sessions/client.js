@@ -16,7 +16,11 @@
  *     client.send("Where is my order?");
  */
 
-/** Close codes after which a retry would be refused again (see docs/protocol.md). */
+/**
+ * Close codes after which a retry would be refused again (see docs/protocol.md). Every other
+ * close is retried with backoff from the last seq: 4401 (login changed), 4408 (too slow to
+ * read), 4500 (server failed at connect), 1006 (also a failed handshake), and the rest.
+ */
 export const REFUSED_CLOSE_CODES = Object.freeze([4400, 4403]);
 
 /**
