@@ -25,12 +25,14 @@ export const REFUSED_CLOSE_CODES = Object.freeze([4400, 4403]);
  * `not_allowed` and `unknown_type` from a server that does not take the frame at all.
  * `conflict` matters most: an operator's reply refused as "taken by ..." must not be
  * resent, or it would take the session over, unasked, once the colleague hands it back.
- * Not here: `rate_limited`, `too_large` and `bad_json` carry no `ref` (an unanswered send
- * is tried again), and `not_in_control`, `message_finished` and `reply_in_progress` are
- * errors of the agent runtime, never of a client's send.
+ * `too_large` carries the `ref` when the frame names it early, as `_sendEntry` does.
+ * Not here: `rate_limited` and `bad_json` carry no `ref` (an unanswered send is tried
+ * again), and `not_in_control`, `message_finished` and `reply_in_progress` are errors of
+ * the agent runtime, never of a client's send.
  */
 const PERMANENT_SEND_ERRORS = new Set([
   "invalid_field",
+  "too_large",
   "client_id_conflict",
   "session_closed",
   "conflict",
@@ -673,8 +675,15 @@ export class DurableSessionClient {
   // --- outbox --------------------------------------------------------------------------
 
   _sendEntry(entry) {
-    const frame = { type: "message.send", content: entry.content, client_id: entry.client_id };
-    if (this._sendFrame({ ...frame, ref: entry.client_id })) entry._sentAt = Date.now();
+    // The ref before the content: a frame refused as too_large is answered with its ref
+    // only when the server finds it among the frame's first few hundred characters.
+    const frame = {
+      type: "message.send",
+      ref: entry.client_id,
+      client_id: entry.client_id,
+      content: entry.content,
+    };
+    if (this._sendFrame(frame)) entry._sentAt = Date.now();
   }
 
   /** After (re)connecting: send every unconfirmed message, ours and other tabs' alike. */
