@@ -341,3 +341,17 @@ async def test_the_router_still_reaches_every_route():
     assert connected
     assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
     await comm.disconnect()
+
+
+# --- names ------------------------------------------------------------------------------------
+
+
+def test_display_names_lose_their_bidi_controls():
+    from durable_sessions.adapter import SessionAdapter
+
+    user = make_user("olga")
+    user.first_name, user.last_name = "Olga\u202e", "\u2066Smith\u2069\u200f"
+    assert SessionAdapter().display_name(user) == "Olga Smith"
+    user.first_name = user.last_name = "\u202e"
+    user.username = "\u202eolga"
+    assert SessionAdapter().display_name(user) == "olga"

@@ -17,9 +17,6 @@ MAX_SUMMARY_CHARS = 4000
 # Lone UTF-16 surrogates: JSON's "\ud800" escape decodes to one, and no UTF-8 database
 # or websocket can carry it.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# Bidirectional embeddings, overrides, isolates and marks: in a name, U+202E reverses
-# the text shown after it (e.g. "Olga\u202e" makes the line around it read backwards).
-_BIDI_CONTROL = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069\u061c]")
 
 
 def has_surrogate(text: str) -> bool:
@@ -30,11 +27,6 @@ def has_surrogate(text: str) -> bool:
 def printable(text: str) -> str:
     """``text`` with lone surrogates escaped (``\\ud800``), to echo a client's key safely."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def without_bidi_controls(text: str) -> str:
-    """``text`` without bidirectional control characters: for names, shown amid other text."""
-    return _BIDI_CONTROL.sub("", text)
 
 
 def clean_text(field: str, value: Any, *, limit: int, allow_empty: bool = False) -> str:
