@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -111,6 +113,18 @@ async def test_explicit_origins_replace_the_setting(trusted):
     assert not await handshake("http://127.0.0.1:8000", host="x.example.org", app=app)
 
 
+@pytest.fixture
+def demo_application() -> Iterator[Any]:
+    # Imported for this test only: the embedded-runner check (W008) tells whether an
+    # import of the ASGI module builds an EmbeddedRunner, so leave none cached behind.
+    cached = "project.asgi" in sys.modules
+    from project.asgi import application
+
+    yield application
+    if not cached:
+        sys.modules.pop("project.asgi", None)
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("origin", "path", "connected", "code"),
@@ -121,12 +135,12 @@ async def test_explicit_origins_replace_the_setting(trusted):
         ("http://127.0.0.1:8000", "/ws/console/", True, 4403),
     ],
 )
-async def test_the_demo_checks_origins_and_unknown_paths(settings, origin, path, connected, code):
-    from project.asgi import application
-
+async def test_the_demo_checks_origins_and_unknown_paths(
+    settings, demo_application, origin, path, connected, code
+):
     settings.CSRF_TRUSTED_ORIGINS = ["http://127.0.0.1:8000"]
     comm = WebsocketCommunicator(
-        application, path, [(b"host", b"127.0.0.1:8000"), (b"origin", origin.encode())]
+        demo_application, path, [(b"host", b"127.0.0.1:8000"), (b"origin", origin.encode())]
     )
     opened, _ = await comm.connect()
     assert opened is connected
