@@ -5,6 +5,7 @@ Subclass :class:`SessionAdapter` and set ``DURABLE_SESSIONS["ADAPTER"]`` to its 
 
 from __future__ import annotations
 
+import re
 import secrets
 from enum import Enum
 from typing import Any
@@ -16,6 +17,9 @@ from durable_sessions.app_settings import ds_settings
 from durable_sessions.models import DeviceGrant, DurableSession, Status
 
 VISITOR_KEY = "durable_sessions.visitor"
+# Bidirectional embeddings, overrides, isolates and marks. Names are shown amid other
+# text: U+202E in "Olga\u202e" would reverse the rest of the line around it.
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 class Access(Enum):
@@ -81,7 +85,8 @@ class SessionAdapter:
         if user is None or not user.is_authenticated:
             return "Visitor"
         full = user.get_full_name() if hasattr(user, "get_full_name") else ""
-        return full or user.get_username()
+        name = BIDI_CONTROLS.sub("", full).strip() or BIDI_CONTROLS.sub("", user.get_username())
+        return name or "User"
 
     def agent_name(self, session: DurableSession) -> str:
         return "Assistant"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.errors import error_payload
+from durable_sessions.jsoninput import JsonInputError, loads
+from durable_sessions.service.validation import has_surrogate, printable
 
 # Frame type -> {field: (required, allowed types)}; "ref" is allowed on every frame.
 CLIENT_FRAMES: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
@@ -21,6 +24,12 @@ CLIENT_FRAMES: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
 # Allowed values of string fields.
 FIELD_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {("typing", "state"): ("start", "stop")}
 MAX_REF_CHARS = 64
+# A frame too large to decode may still name its ref near the start (clients put it
+# before the content): looked for in this many leading characters, so that the error
+# can carry it and the client stop resending.
+REF_SCAN_CHARS = 512
+_REF_STRING = rf'"(?:[^"\\]|\\.){{0,{6 * MAX_REF_CHARS}}}"'  # \uXXXX is 6 characters
+_LEADING_REF = re.compile(rf'"ref"\s*:\s*({_REF_STRING}|-?[0-9]{{1,18}})(?=\s*[,}}])')
 
 
 class FrameError(Exception):
@@ -34,9 +43,11 @@ class FrameError(Exception):
         self.field = field
 
     def as_frame(self) -> dict[str, Any]:
+        # A client's key may hold a lone surrogate, which a UTF-8 text frame cannot carry.
+        field = printable(self.field) if self.field else None
         return {
             "type": "error",
-            **error_payload(self.code, self.message, field=self.field, ref=self.ref),
+            **error_payload(self.code, printable(self.message), field=field, ref=self.ref),
         }
 
 
@@ -55,19 +66,35 @@ def _ref(data: dict[str, Any]) -> str | int | None:
         raise FrameError("invalid_field", "ref: must be a string or an integer", field="ref")
     if isinstance(ref, str) and len(ref) > MAX_REF_CHARS:
         raise FrameError("invalid_field", f"ref: longer than {MAX_REF_CHARS}", field="ref")
+    if isinstance(ref, str) and has_surrogate(ref):
+        # Not echoed (it cannot be sent back), hence not an invalid_field with this ref.
+        raise FrameError("bad_frame", "ref: not valid Unicode text (a lone surrogate)", field="ref")
     return ref
+
+
+def leading_ref(text: str) -> str | int | None:
+    """The ref of a frame too large to decode, when it comes early; else None."""
+    match = _LEADING_REF.search(text, 0, REF_SCAN_CHARS)
+    if match is None:
+        return None
+    try:
+        return _ref({"ref": json.loads(match.group(1))})
+    except (ValueError, FrameError):
+        return None
 
 
 def parse(text: str | None, binary: bytes | None = None) -> Frame:
     """Decode and validate one client frame or raise :class:`FrameError`."""
     if text is None:
         raise FrameError("bad_frame", "binary frames are not supported; send JSON text")
-    if len(text.encode("utf-8")) > ds_settings.MAX_FRAME_BYTES:
-        raise FrameError("too_large", f"frame is larger than {ds_settings.MAX_FRAME_BYTES} bytes")
+    limit = ds_settings.MAX_FRAME_BYTES
+    # Characters are at least a byte each: most frames skip the encoding.
+    if len(text) > limit or len(text.encode("utf-8", "surrogatepass")) > limit:
+        raise FrameError("too_large", f"frame is larger than {limit} bytes", ref=leading_ref(text))
     try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):
-        raise FrameError("bad_json", "frame is not valid JSON") from None
+        data = loads(text)
+    except JsonInputError as exc:
+        raise FrameError("bad_json", f"frame is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise FrameError("bad_frame", "frame must be a JSON object")
     ref = _ref(data)
@@ -95,6 +122,13 @@ def parse(text: str | None, binary: bytes | None = None) -> Frame:
         if not isinstance(value, types):
             expected = " or ".join(t.__name__ for t in types)
             raise FrameError("invalid_field", f"{name}: must be a {expected}", ref=ref, field=name)
+        if isinstance(value, str) and has_surrogate(value):
+            raise FrameError(
+                "invalid_field",
+                f"{name}: not valid Unicode text (a lone surrogate)",
+                ref=ref,
+                field=name,
+            )
         choices = FIELD_CHOICES.get((type_, name))
         if choices is not None and value not in choices:
             allowed = " or ".join(repr(c) for c in choices)

@@ -8,12 +8,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # Set up Django before importing anything that touches models.
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from durable_sessions.middleware import SessionAuthMiddleware  # noqa: E402
+from durable_sessions.origins import OriginValidator  # noqa: E402
+from durable_sessions.routing import websocket_router  # noqa: E402
 from durable_sessions.routing import websocket_urlpatterns as session_routes  # noqa: E402
 from durable_sessions.runtime.embedded import EmbeddedRunner  # noqa: E402
 from handoff_console.routing import websocket_urlpatterns as console_routes  # noqa: E402
@@ -26,8 +27,10 @@ application = EmbeddedRunner(
     ProtocolTypeRouter(
         {
             "http": http_app,
-            "websocket": AllowedHostsOriginValidator(
-                SessionAuthMiddleware(URLRouter(session_routes + console_routes))
+            # The whole Origin (scheme, host, port) must be one of CSRF_TRUSTED_ORIGINS or
+            # the server's own; an unknown path is closed with 4404.
+            "websocket": OriginValidator(
+                SessionAuthMiddleware(websocket_router(session_routes + console_routes))
             ),
         }
     )

@@ -10,7 +10,6 @@ from django.utils.cache import add_never_cache_headers
 from rest_framework import serializers
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -20,6 +19,7 @@ from rest_framework.views import APIView
 from durable_sessions.adapter import Access
 from durable_sessions.api.authentication import api_authenticators
 from durable_sessions.api.errors import exception_handler
+from durable_sessions.api.parsers import BoundedJSONParser
 from durable_sessions.api.permissions import (
     NOT_FOUND,
     SessionAccess,
@@ -44,7 +44,7 @@ class ApiView(APIView):
     in_api_schema = True
     schema = ApiSchema()
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
     permission_classes = [AllowAny]
     throttle_classes: list[type] = []
     versioning_class = None

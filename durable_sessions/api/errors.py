@@ -12,12 +12,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from durable_sessions.api.parsers import TooLarge
 from durable_sessions.errors import RateLimited, ServiceError, error_payload
+from durable_sessions.service.validation import printable
 
 # Code of each DRF exception class; checked in order, so subclasses come first.
 DRF_CODES: tuple[tuple[type[exceptions.APIException], str], ...] = (
@@ -67,6 +70,8 @@ def describe(exc: Exception) -> tuple[int, str, str, str | None] | None:
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = TooLarge()
     if not isinstance(exc, exceptions.APIException):
         return None
     if isinstance(exc, exceptions.ValidationError):
@@ -112,5 +117,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         headers["Retry-After"] = str(retry_after)
     # Like DRF's own handler: a request running in ATOMIC_REQUESTS is rolled back.
     set_rollback()
-    body = {"error": error_payload(code, message, field=field, retry_after=retry_after)}
+    # A client's key may hold a lone surrogate, which the UTF-8 body could not carry.
+    field = printable(field) if field else field
+    body = {"error": error_payload(code, printable(message), field=field, retry_after=retry_after)}
     return Response(body, status=status_code, headers=headers)

@@ -21,6 +21,10 @@ from durable_sessions.service.validation import MAX_REASON_CHARS, MAX_TITLE_CHAR
 MAX_PAGE = 1000
 MAX_SESSION_PAGE = 200
 MAX_WAIT_SECONDS = 30
+# Integers go to the database: outside a signed 64-bit range PostgreSQL refuses the query
+# ("bigint out of range") and SQLite the parameter.
+MAX_BIGINT = 2**63 - 1
+MIN_BIGINT = -(2**63)
 
 
 class StrictCharField(serializers.CharField):
@@ -37,7 +41,12 @@ class StrictCharField(serializers.CharField):
 
 
 class StrictIntegerField(serializers.IntegerField):
-    """A JSON integer: no string, float or boolean."""
+    """A JSON integer in the database's range: no string, float or boolean."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", MIN_BIGINT)
+        kwargs.setdefault("max_value", MAX_BIGINT)
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> int:
         if isinstance(data, bool) or not isinstance(data, int):
@@ -102,19 +111,22 @@ class SessionListQuery(serializers.Serializer):
         help_text="`me`: sessions the calling operator holds; `none`: held by no operator.",
     )
     limit = serializers.IntegerField(min_value=1, max_value=MAX_SESSION_PAGE, default=50)
-    offset = serializers.IntegerField(min_value=0, default=0)
+    offset = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, default=0)
 
 
 class MessageListQuery(serializers.Serializer):
     after_seq = serializers.IntegerField(
-        min_value=0, default=0, help_text="Only messages created after this seq."
+        min_value=0,
+        max_value=MAX_BIGINT,
+        default=0,
+        help_text="Only messages created after this seq.",
     )
     limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=100)
 
 
 class EventListQuery(serializers.Serializer):
     after_seq = serializers.IntegerField(
-        min_value=0, default=0, help_text="Only events after this seq."
+        min_value=0, max_value=MAX_BIGINT, default=0, help_text="Only events after this seq."
     )
     limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=MAX_PAGE)
     wait = serializers.FloatField(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from durable_sessions.errors import InvalidInput
@@ -12,6 +13,20 @@ MAX_CLIENT_ID = 64
 MAX_TITLE_CHARS = 200
 MAX_REASON_CHARS = 500
 MAX_SUMMARY_CHARS = 4000
+
+# Lone UTF-16 surrogates: JSON's "\ud800" escape decodes to one, and no UTF-8 database
+# or websocket can carry it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate."""
+    return _SURROGATE.search(text) is not None
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates escaped (``\\ud800``), to echo a client's key safely."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def clean_text(field: str, value: Any, *, limit: int, allow_empty: bool = False) -> str:
@@ -24,6 +39,8 @@ def clean_text(field: str, value: Any, *, limit: int, allow_empty: bool = False)
         raise InvalidInput(field, f"is longer than {limit} characters")
     if "\x00" in value:
         raise InvalidInput(field, "must not contain NUL characters")
+    if has_surrogate(value):
+        raise InvalidInput(field, "must not contain lone surrogates (not valid Unicode text)")
     return value
 
 

@@ -29,14 +29,16 @@ export const REFUSED_CLOSE_CODES = Object.freeze([4400, 4403]);
  * `not_allowed` and `unknown_type` from a server that does not take the frame at all.
  * `conflict` matters most: an operator's reply refused as "taken by ..." must not be
  * resent, or it would take the session over, unasked, once the colleague hands it back.
+ * `too_large` carries the `ref` when the frame names it early, as `_sendEntry` does.
  * Not here: `rate_limited` (a limit per visitor: the message is sent again once its
  * `retry_after` has passed; from the per-connection frame limit it has no `ref`, and an
- * unanswered send is tried again), `too_large` and `bad_json` (no `ref`), and
- * `not_in_control`, `message_finished` and `reply_in_progress`, errors of the agent
- * runtime, never of a client's send.
+ * unanswered send is tried again), `bad_json` (no `ref`), and `not_in_control`,
+ * `message_finished` and `reply_in_progress`, errors of the agent runtime, never of a
+ * client's send.
  */
 const PERMANENT_SEND_ERRORS = new Set([
   "invalid_field",
+  "too_large",
   "client_id_conflict",
   "session_closed",
   "conflict",
@@ -729,8 +731,15 @@ export class DurableSessionClient {
 
   _sendEntry(entry) {
     if (Date.now() < this._holdUntil) return; // sent when the hold ends
-    const frame = { type: "message.send", content: entry.content, client_id: entry.client_id };
-    if (this._sendFrame({ ...frame, ref: entry.client_id })) entry._sentAt = Date.now();
+    // The ref before the content: a frame refused as too_large is answered with its ref
+    // only when the server finds it among the frame's first few hundred characters.
+    const frame = {
+      type: "message.send",
+      ref: entry.client_id,
+      client_id: entry.client_id,
+      content: entry.content,
+    };
+    if (this._sendFrame(frame)) entry._sentAt = Date.now();
   }
 
   /** After (re)connecting: send every unconfirmed message, ours and other tabs' alike. */

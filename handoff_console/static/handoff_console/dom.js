@@ -21,6 +21,14 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+/**
+ * A name (or any text set amid other text) in a `<bdi>`: right-to-left text or a bidi
+ * override in it (U+202E) stays inside and cannot reverse the text around it.
+ */
+export function bdi(text) {
+  return el("bdi", { text });
+}
+
 /** The CSRF token the page was rendered with. */
 export function csrfToken() {
   return document.querySelector('meta[name="csrf-token"]')?.content ?? "";

@@ -8,7 +8,7 @@
  * which customers never see.
  */
 
-import { clock, el, getJSON, postJSON } from "./dom.js";
+import { bdi, clock, el, getJSON, postJSON } from "./dom.js";
 
 export class NotesPanel {
   /**
@@ -44,8 +44,8 @@ export class NotesPanel {
         el(
           "li",
           { dataset: { id: note.id } },
-          el("div", { className: "meta", text: `${note.author.name} · ${clock(note.created_at)}` }),
-          el("div", { className: "text", text: note.text }),
+          el("div", { className: "meta" }, bdi(note.author.name), ` · ${clock(note.created_at)}`),
+          el("div", { className: "text", dir: "auto", text: note.text }),
         ),
       ),
     );

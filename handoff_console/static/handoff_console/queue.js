@@ -3,7 +3,7 @@
  * title's counts and the alerts come with the feed, see `watchQueue`).
  */
 
-import { clock, el, elapsed } from "./dom.js";
+import { bdi, clock, el, elapsed } from "./dom.js";
 import { SECTIONS, watchQueue } from "./feed.js";
 
 const ROLE_NAMES = { user: "Customer", assistant: "AI", operator: "Operator", system: "System" };
@@ -46,11 +46,11 @@ export function startQueuePage({ snapshot, config }) {
 export function renderRow(row) {
   const name = row.title || "Conversation";
   const meta = el("div", { className: "row-meta" });
-  if (row.customer) meta.append(el("span", { text: row.customer }));
+  if (row.customer) meta.append(bdi(row.customer));
   if (row.section === "waiting") {
     meta.append(el("span", { className: "timer", dataset: { since: row.waiting_since ?? "" } }));
   } else if (row.section === "mine" || row.section === "others") {
-    meta.append(el("span", { text: `with ${row.assigned_operator?.name ?? "an operator"}` }));
+    meta.append(el("span", {}, "with ", bdi(row.assigned_operator?.name ?? "an operator")));
   } else if (row.section === "ai") {
     meta.append(el("span", { text: `agent ${AGENT_TEXT[row.agent] ?? row.agent}` }));
   } else if (row.section === "closed") {
@@ -61,15 +61,15 @@ export function renderRow(row) {
   const item = el(
     "li",
     { dataset: { id: row.id, section: row.section } },
-    el("a", { className: "row-title", href: row.url, text: name }),
+    el("a", { className: "row-title", href: row.url, dir: "auto", text: name }),
     meta,
   );
   if (row.section === "waiting") {
-    if (row.reason) item.append(el("p", { className: "row-text reason", text: row.reason }));
-    if (row.summary) item.append(el("p", { className: "row-text summary", text: row.summary }));
+    if (row.reason) item.append(el("p", { className: "row-text reason", dir: "auto", text: row.reason }));
+    if (row.summary) item.append(el("p", { className: "row-text summary", dir: "auto", text: row.summary }));
   } else if (row.last_message?.preview) {
     const who = ROLE_NAMES[row.last_message.role] ?? row.last_message.role;
-    item.append(el("p", { className: "row-text", text: `${who}: ${row.last_message.preview}` }));
+    item.append(el("p", { className: "row-text" }, `${who}: `, bdi(row.last_message.preview)));
   }
   return item;
 }

@@ -10,7 +10,7 @@
  * Message text is untrusted: it only ever reaches the page through `textContent`.
  */
 
-import { clock, el, postJSON } from "./dom.js";
+import { bdi, clock, el, postJSON } from "./dom.js";
 import { watchQueue } from "./feed.js";
 import { NotesPanel } from "./notes.js";
 import { ReplyOutbox } from "./replies.js";
@@ -120,7 +120,7 @@ class SessionPage {
       bubble = {
         item: el("li", { dataset: { id: message.id } }),
         who: el("div", { className: "who" }),
-        body: el("div", { className: "body" }),
+        body: el("div", { className: "body", dir: "auto" }),
         state: el("div", { className: "state" }),
       };
       bubble.item.append(bubble.who, bubble.body, bubble.state);
@@ -137,7 +137,7 @@ class SessionPage {
     const role = ROLE_NAMES[message.role] ?? message.role;
     const author = message.role === "system" ? role : (message.author?.display_name ?? "");
     bubble.item.className = `msg role-${message.role} state-${message.state}`;
-    const who = [el("span", { className: "author", text: author })];
+    const who = [el("bdi", { className: "author", text: author })];
     if (message.role === "operator" || message.role === "user") {
       who.push(el("span", { text: role }));
     }
@@ -172,7 +172,8 @@ class SessionPage {
     if (data.control === "queued") {
       const asker = data.by?.display_name;
       const reason = data.reason || "(no reason given)";
-      $("brief-reason").textContent = asker ? `${reason} — asked by ${asker}` : reason;
+      const by = asker ? [" — asked by ", bdi(asker)] : [];
+      $("brief-reason").replaceChildren(bdi(reason), ...by);
       $("brief-summary").textContent = data.summary || "(none)";
     }
     this._renderState();
@@ -188,19 +189,19 @@ class SessionPage {
     badge.className = `badge ${closed ? "closed" : state.control}`;
     if (closed) badge.textContent = "Closed";
     else if (mine) badge.textContent = "You are answering";
-    else if (other) badge.textContent = `${holder} is answering`;
+    else if (other) badge.replaceChildren(bdi(holder), " is answering");
     else if (state.control === "queued") badge.textContent = "Waiting for a human";
     else badge.textContent = "AI answering";
     $("take-over").disabled = closed || state.control === "human";
     for (const id of ["hand-back", "transfer", "transfer-to"]) $(id).disabled = closed || !mine;
     for (const id of ["close", "reply", "send"]) $(id).disabled = closed || other;
     const sending = this.replies.pending.length;
-    let hint = "";
-    if (sending) hint = `Sending ${sending} message${sending > 1 ? "s" : ""}…`;
-    else if (closed) hint = "The conversation is closed.";
-    else if (other) hint = `Taken by ${holder}.`;
-    else if (!mine) hint = "Sending a reply takes the conversation over from the AI.";
-    $("reply-hint").textContent = hint;
+    let hint = [];
+    if (sending) hint = [`Sending ${sending} message${sending > 1 ? "s" : ""}…`];
+    else if (closed) hint = ["The conversation is closed."];
+    else if (other) hint = ["Taken by ", bdi(holder), "."];
+    else if (!mine) hint = ["Sending a reply takes the conversation over from the AI."];
+    $("reply-hint").replaceChildren(...hint);
   }
 
   async _act(name, body, button) {
@@ -300,11 +301,11 @@ class SessionPage {
     $("presence-customer").textContent = text;
     const others = (presence.operators ?? []).filter((o) => o.user_id !== this.me.id);
     const lines = others.map((o) => {
-      let line = o.display_name;
+      let line = "";
       if (o.devices > 1) line += ` (${o.devices} devices)`;
       if (o.typing) line += " — typing a reply…";
       if (o.writing_note) line += " — writing a note…";
-      return el("div", { text: line });
+      return el("div", {}, bdi(o.display_name), line);
     });
     $("presence-operators").replaceChildren(
       ...(lines.length ? lines : [el("span", { text: "only you" })]),

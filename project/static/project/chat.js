@@ -38,6 +38,13 @@ function element(tag, className) {
   return node;
 }
 
+/** A name in a <bdi>: right-to-left text or an override (U+202E) in it stays inside. */
+function bdi(text) {
+  const node = element("bdi");
+  node.textContent = text;
+  return node;
+}
+
 function authorOf(message) {
   if (message.role === "user") return "You";
   if (message.role === "system") return "";
@@ -57,7 +64,9 @@ function rowOf(message) {
   row = element("li");
   row.dataset.id = message.id;
   row.dataset.seq = message.seq;
-  row.append(element("span", "author"), element("div", "text"), element("span", "note"));
+  const text = element("div", "text");
+  text.dir = "auto"; // the message's own direction, isolated from the page's
+  row.append(element("bdi", "author"), text, element("span", "note"));
   const later = [...$("log").children].find((other) => Number(other.dataset.seq) > message.seq);
   $("log").insertBefore(row, later ?? null);
   rows.set(message.id, row);
@@ -81,11 +90,12 @@ function showPending() {
     row.dataset.clientId = entry.client_id;
     row.dataset.state = "pending";
     const text = element("div", "text");
+    text.dir = "auto";
     text.textContent = entry.content;
     const note = element("span", "note");
     note.textContent =
       client.status === "live" ? "Sending…" : "Not sent yet: waiting for the connection";
-    row.append(element("span", "author"), text, note);
+    row.append(element("bdi", "author"), text, note);
     return row;
   });
   $("outbox").replaceChildren(...items);
@@ -111,19 +121,20 @@ function operatorJoined() {
 function bannerText() {
   const session = client.session ?? {};
   if (client.status === "refused") {
-    return ["refused", "This conversation is not available here. Reload, or log in again."];
+    return ["refused", ["This conversation is not available here. Reload, or log in again."]];
   }
-  if (session.status === "closed") return ["closed", "This conversation is closed."];
+  if (session.status === "closed") return ["closed", ["This conversation is closed."]];
   if (session.control === "human") {
     const name = client.operatorInCharge()?.display_name ?? "A colleague";
-    return ["human", `${name} from our team has taken over. You are now talking to a person.`];
+    const rest = " from our team has taken over. You are now talking to a person.";
+    return ["human", [bdi(name), rest]];
   }
   if (session.control === "queued") {
-    return ["queued", "Waiting for a colleague to join. They will see the whole conversation."];
+    return ["queued", ["Waiting for a colleague to join. They will see the whole conversation."]];
   }
   const joined = operatorJoined();
-  if (joined) return ["joined", `${joined} from our team joined the conversation.`];
-  return ["", ""];
+  if (joined) return ["joined", [bdi(joined), " from our team joined the conversation."]];
+  return ["", []];
 }
 
 function agentText() {
@@ -137,14 +148,15 @@ function agentText() {
 }
 
 function presenceText() {
-  if (client.status !== "live") return ""; // what we knew may be stale by now
+  if (client.status !== "live") return []; // what we knew may be stale by now
   const parts = [];
   for (const person of client.presence?.operators ?? []) {
-    parts.push(`${person.display_name} ${person.typing ? "is typing…" : "is here"}`);
+    parts.push(bdi(person.display_name), person.typing ? " is typing…" : " is here", " · ");
   }
   const devices = client.presence?.customer?.devices ?? 0;
   if (devices > 1) parts.push(`Open on ${devices} of your devices`);
-  return parts.join(" · ");
+  else parts.pop(); // the last separator
+  return parts;
 }
 
 function showState() {
@@ -153,16 +165,16 @@ function showState() {
   $("connection").textContent = STATUS_TEXT[client.status] ?? client.status;
 
   const [kind, text] = bannerText();
-  $("banner").hidden = !text;
+  $("banner").hidden = !text.length;
   $("banner").dataset.kind = kind;
-  $("banner").textContent = text;
+  $("banner").replaceChildren(...text);
 
   const agent = agentText();
   $("agent-state").hidden = !agent;
   $("agent-state").dataset.agent = client.agentStatus;
   $("agent-state").textContent = agent;
 
-  $("presence").textContent = presenceText();
+  $("presence").replaceChildren(...presenceText());
 
   const session = client.session ?? {};
   const open = session.status !== "closed" && client.status !== "refused";

@@ -9,11 +9,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "host_site.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 import durable_sessions.routing  # noqa: E402
 import handoff_console.routing  # noqa: E402
+from durable_sessions.origins import OriginValidator  # noqa: E402
 from durable_sessions.runtime.embedded import EmbeddedRunner  # noqa: E402
 
 websocket_routes = (
@@ -26,10 +26,11 @@ application = EmbeddedRunner(
         {
             "http": django_asgi_app,
             # Browsers send cookies with cross-site websocket handshakes and CSRF middleware
-            # does not see them: the Origin check is what keeps other sites out. The auth
-            # stack turns the session cookie into scope["user"] and scope["session"].
-            "websocket": AllowedHostsOriginValidator(
-                AuthMiddlewareStack(URLRouter(websocket_routes))
+            # does not see them: the Origin check (scheme, host and port) is what keeps
+            # other sites out. The auth stack turns the session cookie into scope["user"]
+            # and scope["session"]; the router closes an unknown path with 4404.
+            "websocket": OriginValidator(
+                AuthMiddlewareStack(durable_sessions.routing.websocket_router(websocket_routes))
             ),
         }
     )

@@ -1,0 +1,132 @@
+"""Property-based fuzzing of every REST endpoint (docs/api.md) and the console's notes.
+
+For any body, query string and caller: no 5xx; every refusal has the documented error
+shape in valid UTF-8 JSON; and a refused request stores nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from hypothesis import given
+from hypothesis import strategies as st
+
+from durable_sessions import service
+from durable_sessions.models import DurableSession, Event, HandoffRecord, Message
+from handoff_console.models import OperatorNote
+from tests.factories import make_user, visitor_session
+from tests.fuzzing import FUZZ, bodies, queries
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+JSON = "application/json"
+CALLERS = ("owner", "operator", "other", "anonymous")
+
+# name -> (method, URL name, session in the URL, body fields or query parameters)
+ENDPOINTS: dict[str, tuple[str, str, bool, list[str]]] = {
+    "sessions_list": ("get", "durable_sessions:session-create", False, ["limit", "offset"]),
+    "sessions_filter": ("get", "durable_sessions:session-create", False, ["control", "status"]),
+    "sessions_create": ("post", "durable_sessions:session-create", False, ["title"]),
+    "sessions_retrieve": ("get", "durable_sessions:session-detail", True, []),
+    "messages_list": ("get", "durable_sessions:session-messages", True, ["after_seq", "limit"]),
+    "messages_create": (
+        "post",
+        "durable_sessions:session-messages",
+        True,
+        ["content", "client_id"],
+    ),
+    "events_list": ("get", "durable_sessions:session-events", True, ["after_seq", "limit", "wait"]),
+    "handoff_request": ("post", "durable_sessions:session-handoff", True, ["reason"]),
+    "take_over": ("post", "durable_sessions:session-take-over", True, ["reason"]),
+    "hand_back": ("post", "durable_sessions:session-hand-back", True, ["reason"]),
+    "transfer": ("post", "durable_sessions:session-transfer", True, ["to", "reason"]),
+    "close": ("post", "durable_sessions:session-close", True, ["reason"]),
+    "cancel_reply": ("post", "durable_sessions:session-cancel-reply", True, []),
+    "notes_list": ("get", "handoff_console:api-notes", True, []),
+    "notes_create": ("post", "handoff_console:api-notes", True, ["text"]),
+}
+
+
+def stored() -> tuple[int, ...]:
+    return tuple(
+        model.objects.count()
+        for model in (DurableSession, Event, Message, HandoffRecord, OperatorNote)
+    )
+
+
+def query_string(query: dict[str, str]) -> str:
+    # Lone surrogates go out as the (invalid) UTF-8 bytes a raw client could send.
+    return "&".join(
+        f"{quote(k.encode('utf-8', 'surrogatepass'))}={quote(v.encode('utf-8', 'surrogatepass'))}"
+        for k, v in query.items()
+    )
+
+
+def without_a_wait(query: dict[str, str]) -> dict[str, str]:
+    """The query, but never a long poll that would really wait."""
+    try:
+        wait = float(query.get("wait", "0"))
+    except ValueError:
+        return query
+    return {**query, "wait": "0"} if math.isfinite(wait) and wait > 0 else query
+
+
+@pytest.fixture
+def callers(settings: Any) -> dict[str, Any]:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    operator = make_user("olga", operator=True)
+    make_user("omar", operator=True)
+    store = visitor_session("v-fuzz")
+    session = service.create_session(visitor="v-fuzz", title="fuzzed")
+    owner = Client()
+    owner.cookies["sessionid"] = store.session_key
+    op = Client()
+    op.force_login(operator)
+    other = Client()
+    other.force_login(make_user("other"))
+    return {
+        "session": session,
+        "owner": owner,
+        "operator": op,
+        "other": other,
+        "anonymous": Client(),
+    }
+
+
+def check(response: Any, before: tuple[int, ...]) -> None:
+    assert response.status_code < 500, response.content[:500]
+    body = json.loads(response.content.decode("utf-8")) if response.content else None
+    if response.status_code >= 400:
+        assert isinstance(body, dict) and set(body) == {"error"}, body
+        error = body["error"]
+        assert {"code", "message"} <= set(error) <= {"code", "message", "field"}, error
+        assert all(isinstance(error[key], str) for key in error), error
+        assert stored() == before, f"a refused request ({error}) stored something"
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+def test_any_input_gets_an_answer_and_a_refusal_stores_nothing(callers, endpoint):
+    method, name, in_session, fields = ENDPOINTS[endpoint]
+    session = callers["session"]
+    path = reverse(name, args=[session.pk] if in_session else [])
+    inputs = bodies(fields) if method == "post" else queries(fields)
+
+    @FUZZ
+    @given(data=inputs, who=st.sampled_from(CALLERS), json_type=st.booleans())
+    def run(data: Any, who: str, json_type: bool) -> None:
+        client = callers[who]
+        before = stored()
+        if method == "post":
+            content_type = JSON if json_type else "text/plain"
+            response = client.post(path, data, content_type=content_type)
+        else:
+            response = client.get(f"{path}?{query_string(without_a_wait(data))}")
+        check(response, before)
+
+    run()
