@@ -21,7 +21,7 @@
  * close is retried with backoff from the last seq: 4401 (login changed), 4408 (too slow to
  * read), 4500 (server failed at connect), 1006 (also a failed handshake), and the rest.
  */
-export const REFUSED_CLOSE_CODES = Object.freeze([4400, 4403]);
+export const REFUSED_CLOSE_CODES = Object.freeze([4400, 4403, 4404]);
 
 /**
  * Errors after which a message would be refused again: it leaves the outbox. These are the
