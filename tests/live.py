@@ -47,6 +47,8 @@ def server_env(
     # Same key as this process, so the session cookies made here are valid there.
     env["SECRET_KEY"] = settings.SECRET_KEY
     env["PYTHONUNBUFFERED"] = "1"
+    # Plain HTTP on loopback: HTTP clients other than browsers keep no Secure cookie there.
+    env["SECURE_COOKIES"] = "0"
     return env
 
 

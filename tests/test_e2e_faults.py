@@ -38,7 +38,7 @@ REPLY = " ".join(f"w{i}" for i in range(700))
 SESSIONS = 4
 # Close codes a client may meet here: normal closes, a killed server (no close frame),
 # and the documented codes that tell a client to reconnect.
-ALLOWED_CLOSES = {1000, 1001, 1006, 1012, 4408, 4503}
+ALLOWED_CLOSES = {1000, 1001, 1006, 1012, 4401, 4408, 4500}
 # Error frames a client that only reads may meet.
 ALLOWED_ERRORS = {"unavailable", "internal_error"}
 
