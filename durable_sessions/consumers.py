@@ -125,6 +125,10 @@ def _batch(rows: list[tuple[int, str]]) -> tuple[int, str]:
     return rows[-1][0], '{"type":"events","events":[' + ",".join(t for _, t in rows) + "]}"
 
 
+# Seconds a closing connection waits for each cleanup step (see _release).
+CLEANUP_SECONDS = 3.0
+
+
 class SessionConsumer(AsyncWebsocketConsumer):
     """One client connection (a tab, a phone, an operator's view) to one session."""
 
@@ -308,11 +312,15 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if hasattr(self, "presence_entry"):
             steps.append(presence.keeper.leave(self))
         steps.append(limits.arelease(getattr(self, "limit_slot", None)))
-        for step in steps:
-            try:
-                await step
-            except Exception as error:  # group and presence entries expire on their own
-                logger.warning("cleanup of a closed connection failed: %s", _describe(error))
+        # All at once and bounded: with Redis away each step could wait for its socket
+        # timeout, and Daphne kills a consumer that takes 10 s to close. What is not
+        # cleaned up here (group membership, presence, the slot) expires on its own.
+        results = await asyncio.gather(
+            *(asyncio.wait_for(step, CLEANUP_SECONDS) for step in steps), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, Exception):
+                logger.warning("cleanup of a closed connection failed: %s", _describe(result))
 
     # --- presence -------------------------------------------------------------------------
 

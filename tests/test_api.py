@@ -842,3 +842,31 @@ async def test_a_long_poll_is_woken_through_redis(redis_url, settings, monkeypat
         posted = await service.apost_message(session.pk, author=author, content=f"m{n}")
         response = await asyncio.wait_for(poll, 20)
         assert [e["seq"] for e in response.json()["events"]] == [posted.seq]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_long_poll_without_its_channel_layer_reads_the_database_instead(
+    monkeypatch, caplog
+):
+    """Redis away: the long poll answers JSON, with the event, not an HTML 500."""
+    owner = await db(make_user)("owner")
+    session = await service.acreate_session(owner=owner)
+    author = await db(customer_of)(session)
+    client = await logged_in(owner)
+    layer = get_channel_layer()
+
+    async def unreachable(*args, **kwargs):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(layer, "new_channel", unreachable)
+
+    async def post_later() -> None:
+        await asyncio.sleep(0.3)
+        await service.apost_message(session.pk, author=author, content="still here")
+
+    poster = asyncio.create_task(post_later())
+    response = await client.get(url("session-events", session, after_seq=1, wait=10))
+    await poster
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert [e["seq"] for e in response.json()["events"]] == [2]
+    assert "long poll without wake-ups" in caplog.text

@@ -79,6 +79,10 @@ async def test_a_consumer_that_crashes_in_connect_leaves_no_presence_entry(monke
         assert connected  # accepted so that the close code reaches the client
         closed = await comm.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": consumers.CLOSE_SERVER_ERROR}
+    for _ in range(100):  # released right after the close frame went out
+        if not await present_in(session.id):
+            break
+        await asyncio.sleep(0.02)
     assert await present_in(session.id) == []
     assert str(session.id) not in presence.keeper._local
     assert not [r for r in caplog.records if r.exc_info]
@@ -136,3 +140,23 @@ async def test_sends_to_a_closed_connection_are_dropped_quietly(monkeypatch, cap
     assert await present_in(session.id) == []
     assert len(registry) == 0
     assert await Message.objects.filter(session_id=session.id).acount() == 5
+
+
+async def test_closing_does_not_wait_for_an_unreachable_layer(monkeypatch, caplog):
+    """Daphne kills a consumer that takes 10 s to close: every cleanup step is bounded."""
+    session, store = await db(anonymous_session)()
+    comm, _ = await open_ws(session.id, store=store)
+    monkeypatch.setattr(consumers, "CLEANUP_SECONDS", 0.2)
+    hang = asyncio.Event()
+
+    async def unreachable(*args, **kwargs):
+        await hang.wait()  # Redis away: the call waits for its socket timeout
+
+    from channels.layers import get_channel_layer
+
+    monkeypatch.setattr(get_channel_layer(), "group_discard", unreachable)
+    monkeypatch.setattr(presence.keeper, "leave", unreachable)
+    async with asyncio.timeout(5):
+        await comm.disconnect()
+    assert "cleanup of a closed connection failed: TimeoutError" in caplog.text
+    assert not registry._by_session.get(session.id)

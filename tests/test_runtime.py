@@ -109,6 +109,7 @@ async def test_a_user_message_starts_a_run_that_streams_the_reply(worker):
     assert deltas(frames) == REPLY
     statuses = [f["status"] for f in frames if f["type"] == "agent.status"]
     assert statuses[:1] == ["thinking"] and "streaming" in statuses
+    assert statuses.count("thinking") == 1  # announced once, with the message
     seqs = [f["seq"] for f in frames if "at" in f]  # log events, not the ack
     assert seqs == list(range(2, 2 + len(seqs)))
     run = await wait_for_run(RunStatus.COMPLETED)
@@ -433,3 +434,25 @@ def test_an_operator_retry_after_a_hand_back_does_not_take_over_again(settings):
     assert again.duplicate and again.message.pk == first.message.pk
     session.refresh_from_db()
     assert session.control == Control.AI and session.last_seq == before
+
+
+async def test_a_run_waiting_behind_another_keeps_the_agent_thinking(settings):
+    runtime_settings(
+        settings,
+        AGENT_OPTIONS={"thinking_seconds": 0, "tokens_per_second": 100, "reply": REPLY},
+    )
+    async with running_worker("w"):
+        session, store = await db(anonymous_session)()
+        comm, _ = await open_ws(session.id, store=store)
+        await send(comm, "first", "c1")
+        await frames_until(comm, lambda f: f.get("type") == "message.delta")
+        await send(comm, "second", "c2")  # while the first reply streams
+        frames = await frames_until(comm, is_end)
+        frames += await frames_until(comm, lambda f: f.get("type") == "agent.status")
+        second = await AgentRun.objects.order_by("-id").afirst()
+        assert frames[-1] == {"type": "agent.status", "status": "thinking", "run_id": second.pk}
+        frames = await frames_until(comm, is_end)
+        assert deltas(frames) == REPLY and frames[-1]["type"] == "message.completed"
+        after = await frames_until(comm, lambda f: f.get("type") == "agent.status")
+        assert after[-1]["status"] == "idle"
+        await comm.disconnect()

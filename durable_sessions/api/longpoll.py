@@ -38,6 +38,10 @@ SyncView = Callable[..., HttpResponse]
 AsyncView = Callable[..., Awaitable[HttpResponse]]
 
 
+# While the channel layer is unreachable, a long poll reads the database this often.
+POLL_SECONDS = 1.0
+
+
 class Wakeups:
     """A private channel in one session's group, for the length of one request.
 
@@ -50,16 +54,31 @@ class Wakeups:
         self.layer: BaseChannelLayer | None = None
         self.channel = ""
         self._pending: asyncio.Future[dict[str, Any]] | None = None
+        # The layer failed (Redis away): read the database every POLL_SECONDS instead.
+        self.degraded = False
 
     async def __aenter__(self) -> Wakeups:
         layer = get_channel_layer()
         if layer is None:
             return self  # no layer (see check E003): wait out the time, then read again
-        self.channel = await layer.new_channel()
-        await layer.group_add(self.group, self.channel)
+        try:
+            self.channel = await layer.new_channel()
+            await layer.group_add(self.group, self.channel)
+        except Exception as exc:
+            self._degrade(exc)
+            return self
         self.layer = layer
         self._receive()
         return self
+
+    def _degrade(self, exc: Exception) -> None:
+        logger.warning(
+            "long poll without wake-ups (%s: %s); reading every %g s",
+            type(exc).__name__,
+            exc,
+            POLL_SECONDS,
+        )
+        self.degraded = True
 
     def _receive(self) -> None:
         assert self.layer is not None
@@ -74,6 +93,9 @@ class Wakeups:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         while (remaining := deadline - loop.time()) > 0:
+            if self.degraded:
+                await asyncio.sleep(min(remaining, POLL_SECONDS))
+                return True  # "read again": nothing tells us, so look
             if self._pending is None:
                 await asyncio.sleep(remaining)
                 return False
@@ -83,8 +105,8 @@ class Wakeups:
             finished, self._pending = self._pending, None
             try:
                 message = finished.result()
-            except Exception:
-                logger.exception("channel layer receive failed; long poll falls back to a timer")
+            except Exception as exc:
+                self._degrade(exc)
                 continue
             self._receive()
             if message.get("type") == LIVE_MESSAGE_TYPE and any(
@@ -107,8 +129,8 @@ class Wakeups:
                 await self._pending
         try:
             await self.layer.group_discard(self.group, self.channel)
-        except Exception:
-            logger.exception("could not leave %s; the layer expires the membership", self.group)
+        except Exception as exc:
+            logger.warning("could not leave %s (%s); the layer expires it", self.group, exc)
 
 
 def release_connections() -> None:

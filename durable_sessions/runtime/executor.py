@@ -143,7 +143,8 @@ class RunExecutor:
         outcome, error = RunStatus.COMPLETED, ""
         handoff: Handoff | None = None
         try:
-            await self._status(session_id, "thinking")
+            # No "thinking" here: it went out with the message that made the run (or with
+            # the end of the run this one waited for).
             turn = await self._db(build_turn, session_id, what="read the history")
             handoff = await self._stream(session_id, turn)
         except asyncio.CancelledError:
@@ -166,12 +167,22 @@ class RunExecutor:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        if await self._db(runs.finish, self.run_id, self.worker_id, outcome, error, what="finish"):
-            await self._status(session_id, "idle")
+        ended = await self._db(
+            runs.finish, self.run_id, self.worker_id, outcome, error, what="finish"
+        )
         if handoff is not None and outcome == RunStatus.COMPLETED:
-            await self._hand_off(session_id, handoff)
-        # A message that arrived meanwhile left a pending run behind this one.
+            if ended:
+                await self._status(session_id, "idle")
+            await self._hand_off(session_id, handoff)  # cancels any run waiting behind
+            return
+        # A message that arrived meanwhile left a pending run behind this one: the agent
+        # goes on thinking about it rather than blinking idle.
         following = await self._db(runs.next_pending_in_session, session_id, what="find the next")
+        if ended:
+            frame = service.agent_status_frame(
+                "thinking" if following is not None else "idle", following or self.run_id
+            )
+            await publish_now([ephemeral_wakeup(session_id, frame)])
         if following is not None:
             self.submit(following)
 
