@@ -46,7 +46,7 @@ from asgiref.sync import sync_to_async
 
 from durable_sessions.adapter import get_adapter, visitor_id
 from durable_sessions.app_settings import ds_settings
-from durable_sessions.delivery.presence import _layer_redis_url
+from durable_sessions.delivery.presence import state_redis_url
 from durable_sessions.errors import RateLimited
 from durable_sessions.tasks import background_task
 
@@ -364,14 +364,9 @@ class RedisStore:
 
 
 def make_store() -> Store:
-    """Redis where presence is kept in Redis (see presence.make_store), else memory."""
-    backend = ds_settings.PRESENCE_BACKEND
-    url = ds_settings.PRESENCE_REDIS_URL or _layer_redis_url()
-    if backend == "redis" or (backend == "auto" and url):
-        if not url:
-            raise RuntimeError("PRESENCE_BACKEND is 'redis' but no Redis URL is known")
-        return RedisStore(url)
-    return MemoryStore()
+    """Redis where presence is kept in Redis, else memory."""
+    url = state_redis_url()
+    return RedisStore(url) if url else MemoryStore()
 
 
 # --- the limiter ----------------------------------------------------------------------------

@@ -263,14 +263,21 @@ def _layer_redis_url() -> str | None:
     return str(host)
 
 
-def make_store() -> PresenceStore:
+def state_redis_url() -> str | None:
+    """Where ephemeral state shared by processes (presence, the limits) is kept: a Redis
+    URL, or None for this process's memory (``PRESENCE_BACKEND``)."""
     backend = ds_settings.PRESENCE_BACKEND
     url = ds_settings.PRESENCE_REDIS_URL or _layer_redis_url()
     if backend == "redis" or (backend == "auto" and url):
         if not url:
             raise RuntimeError("PRESENCE_BACKEND is 'redis' but no Redis URL is known")
-        return RedisStore(url)
-    return MemoryStore()
+        return url
+    return None
+
+
+def make_store() -> PresenceStore:
+    url = state_redis_url()
+    return RedisStore(url) if url else MemoryStore()
 
 
 class Present(Protocol):
