@@ -74,10 +74,7 @@ def post_message(
     with session_write(session_id) as w:
         if author.session_id != w.session_id:
             raise InvalidInput("author", "is not a participant of this session")
-        retry = find_retry(w, client_id, author=author, content=content)
-        if retry is not None:
-            return retry
-        return add_post(w, author, content, client_id)
+        return _post_once(w, author, content, client_id)
 
 
 def post_customer_message(
@@ -90,10 +87,15 @@ def post_customer_message(
     with session_write(session_id) as w:
         customer = w.participant(ParticipantKind.CUSTOMER)
         assert customer is not None  # every session is made with its customer
-        retry = find_retry(w, client_id, author=customer, content=content)
-        if retry is not None:
-            return retry
-        return add_post(w, customer, content, client_id)
+        return _post_once(w, customer, content, client_id)
+
+
+def _post_once(
+    w: SessionWrite, author: Participant, content: str, client_id: str | None
+) -> PostResult:
+    """The post, or the message a retry with the same ``client_id`` already stored."""
+    retry = find_retry(w, client_id, author=author, content=content)
+    return retry if retry is not None else add_post(w, author, content, client_id)
 
 
 def find_retry(
