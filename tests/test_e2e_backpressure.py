@@ -25,7 +25,7 @@ db = database_sync_to_async
 
 MESSAGE_CHARS = 16_000
 MESSAGES = 1_250  # about 20 MB of log
-SLOW_SOCKETS = int(os.environ.get("DS_SLOW_SOCKETS", "100"))
+SLOW_SOCKETS = int(os.environ.get("DS_SLOW_SOCKETS", "200"))
 # Generous: a connection may hold its send buffer, one frame and two pages of the log.
 BOUND_PER_SOCKET = 4 * 1024 * 1024
 BOUND_FIXED = 80 * 1024 * 1024

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
@@ -325,6 +325,11 @@ class PresenceKeeper:
         self._task: asyncio.Task[None] | None = None
         self._last_heartbeat = 0.0
         self._pushes = CoalescedPushes()
+        # The last entries known of each local session (from the store or a push), and
+        # since when an entry has been missing from the store: see ``_reconcile``.
+        self._known: dict[str, list[Entry]] = {}
+        self._missing_since: dict[str, float] = {}
+        self._store_down = False
 
     @property
     def store(self) -> PresenceStore:
@@ -374,6 +379,7 @@ class PresenceKeeper:
         then and so carries every change made meanwhile (0: push at once).
         """
         entries = (await self.store.read([presence_room]))[presence_room]
+        self.known(presence_room, entries)
         delay = ds_settings.PRESENCE_COALESCE_MS / 1000
         if delay > 0:
             self._pushes.schedule(presence_room, delay, self._push)
@@ -408,18 +414,22 @@ class PresenceKeeper:
             return
         await self._drop_dead(sessions)
         sessions = list(self._local)
+        for gone in self._known.keys() - self._local.keys():
+            del self._known[gone]
         now = time.time()
-        if now - self._last_heartbeat >= ds_settings.PRESENCE_HEARTBEAT:
-            self._last_heartbeat = now
-            expires = self._expiry()
-            beats: dict[str, list[Entry]] = {}
-            for session in sessions:
-                members = list(self._local.get(session, ()))
-                for member in members:
-                    member.presence_entry.expires = expires
-                beats[session] = [m.presence_entry for m in members]
-            await self.store.put_many(beats)
-        states = await self.store.read(sessions)
+        # After an outage the store may have lost everything (a Redis restart keeps
+        # nothing): put this process's entries back at once, not a heartbeat later.
+        if self._store_down or now - self._last_heartbeat >= ds_settings.PRESENCE_HEARTBEAT:
+            await self._heartbeat(sessions)
+        try:
+            states = await self.store.read(sessions)
+        except Exception as error:
+            states = self._blind(sessions, error)
+        else:
+            if self._store_down:
+                logger.warning("presence store answers again")
+                self._store_down = False
+            states = await self._reconcile(states)
         now = time.time()
         shown = 0
         for session, entries in states.items():
@@ -432,6 +442,81 @@ class PresenceKeeper:
                 shown += 1
                 if shown % SWEEP_SLICE == 0:
                     await asyncio.sleep(0)  # let deliveries through during a long sweep
+
+    def known(self, presence_room: str, entries: list[Entry]) -> None:
+        """Remember what a push said about a local session (see ``_reconcile``)."""
+        if presence_room in self._local:
+            self._known[presence_room] = entries
+
+    async def _heartbeat(self, sessions: list[str]) -> None:
+        self._last_heartbeat = time.time()
+        expires = self._expiry()
+        beats: dict[str, list[Entry]] = {}
+        for session in sessions:
+            members = list(self._local.get(session, ()))
+            for member in members:
+                member.presence_entry.expires = expires
+            beats[session] = [m.presence_entry for m in members]
+        try:
+            await self.store.put_many(beats)
+        except Exception as error:
+            self._note_down(error)
+
+    def _note_down(self, error: Exception) -> None:
+        if not self._store_down:  # one line per outage, not one per sweep
+            logger.warning("presence store unreachable (%r); showing what is known", error)
+        self._store_down = True
+
+    def _blind(self, sessions: list[str], error: Exception) -> dict[str, list[Entry]]:
+        """What to show while the store cannot be read: the last known entries, still
+        present (nobody can tell who left), with typing ended when it times out - a
+        typing indicator must not outlive ``TYPING_TIMEOUT`` because the store is down."""
+        self._note_down(error)
+        later = time.time() + ds_settings.PRESENCE_SWEEP * 2
+        states = {}
+        for session in sessions:
+            known = self._known.get(session)
+            if known is None:
+                local = self._local.get(session, ())
+                known = [m.presence_entry for m in local]
+            states[session] = [replace(e, expires=max(e.expires, later)) for e in known]
+        return states
+
+    async def _reconcile(self, states: dict[str, list[Entry]]) -> dict[str, list[Entry]]:
+        """Repair what the store lost, so that nobody shows offline while present.
+
+        This process's own entries missing from the store are put back at once. Another
+        process's entry that vanished without having left (a leave is pushed, and the
+        push updates ``_known``) is kept for two sweeps: its owner puts it back within
+        one; an entry really gone without a push then disappears a sweep later.
+        """
+        now = time.time()
+        lost: dict[str, list[Entry]] = {}
+        shown: dict[str, list[Entry]] = {}
+        missing_now: dict[str, float] = {}
+        for session, entries in states.items():
+            present = {e.conn for e in entries}
+            mine = [m.presence_entry for m in self._local.get(session, ())]
+            own_lost = [e for e in mine if e.conn not in present]
+            if own_lost:
+                lost[session] = own_lost
+            kept = []
+            own = {e.conn for e in mine}
+            for entry in self._known.get(session, ()):
+                if entry.conn in present or entry.conn in own or entry.expires <= now:
+                    continue
+                since = self._missing_since.get(entry.conn, now)
+                if now - since < ds_settings.PRESENCE_SWEEP * 2:
+                    missing_now[entry.conn] = since
+                    kept.append(entry)
+            shown[session] = self._known[session] = [*entries, *own_lost, *kept]
+        self._missing_since = missing_now
+        if lost:
+            try:
+                await self.store.put_many(lost)
+            except Exception as error:
+                self._note_down(error)
+        return shown
 
     async def _drop_dead(self, sessions: list[str]) -> None:
         """Forget members whose connection is gone without leaving: never renew a ghost."""
