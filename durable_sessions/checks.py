@@ -104,6 +104,17 @@ def check_database(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return messages
 
 
+def _wraps_runner(application: Any, runner: type, depth: int = 8) -> bool:
+    """Whether ``application`` is a ``runner`` or wraps one through ``app``/``inner``."""
+    for _ in range(depth):
+        if isinstance(application, runner):
+            return True
+        application = getattr(application, "app", None) or getattr(application, "inner", None)
+        if application is None:
+            return False
+    return False
+
+
 @register()
 def check_embedded_runner(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """With RUNNER "embedded", the ASGI application must run the embedded worker."""
@@ -119,10 +130,12 @@ def check_embedded_runner(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     from durable_sessions.runtime import embedded
 
     try:
-        import_string(path)  # building the application constructs its EmbeddedRunner
+        application = import_string(path)  # building it constructs its EmbeddedRunner
     except Exception:  # the host's own import error is reported where it happens
         return []
-    if embedded.EmbeddedRunner.constructed:
+    # The application is the runner or wraps it; a wrapper that hides its inner app is
+    # trusted when this process constructed a runner (the module may be imported already).
+    if _wraps_runner(application, embedded.EmbeddedRunner) or embedded.EmbeddedRunner.constructed:
         return []
     return [
         Warning(
