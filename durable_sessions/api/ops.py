@@ -9,15 +9,13 @@ cannot reach its database or Redis. ``metrics/`` is readable with
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from durable_sessions.app_settings import ds_settings, metrics_networks
+from durable_sessions.app_settings import ds_settings
 from durable_sessions.delivery.health import readiness
 from durable_sessions.observability import exposition, metrics
 
@@ -44,23 +42,13 @@ async def ready(request: HttpRequest) -> JsonResponse:
     )
 
 
-def scraper_allowed(request: HttpRequest) -> bool:
-    """A valid bearer token, or an address in ``METRICS_ALLOWED_IPS``."""
-    token = ds_settings.METRICS_TOKEN
-    header = request.headers.get("Authorization", "")
-    if token and header.startswith("Bearer "):
-        return constant_time_compare(header.removeprefix("Bearer ").strip(), token)
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        return False
-    return any(address in network for network in metrics_networks())
-
-
 @never_cache
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    if not scraper_allowed(request):
+    allowed = exposition.scraper_allowed(
+        request.headers.get("Authorization", ""), request.META.get("REMOTE_ADDR", "")
+    )
+    if not allowed:
         return HttpResponse(
             "metrics: not allowed from here (METRICS_TOKEN, METRICS_ALLOWED_IPS)\n",
             status=403,

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 
+from django.utils.crypto import constant_time_compare
+
+from durable_sessions.app_settings import ds_settings, metrics_networks
 from durable_sessions.observability import metrics
 from durable_sessions.observability.state import collector
 
@@ -63,3 +67,15 @@ def render() -> bytes:
         _state_registry = CollectorRegistry(auto_describe=False)
         _state_registry.register(collector)
     return generate_latest(registry) + generate_latest(_state_registry)
+
+
+def scraper_allowed(authorization: str, remote_addr: str) -> bool:
+    """A valid ``Bearer <METRICS_TOKEN>``, or an address in ``METRICS_ALLOWED_IPS``."""
+    token = ds_settings.METRICS_TOKEN
+    if token and authorization.startswith("Bearer "):
+        return constant_time_compare(authorization.removeprefix("Bearer ").strip(), token)
+    try:
+        address = ipaddress.ip_address(remote_addr)
+    except ValueError:
+        return False
+    return any(address in network for network in metrics_networks())

@@ -1,0 +1,122 @@
+"""``manage.py ds_doctor`` passes a sound deployment and names what is broken."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from durable_sessions import service
+from durable_sessions.models import AgentRun, Event, ParticipantKind, RunStatus
+from durable_sessions.service import runs
+from tests.factories import anonymous_session
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def doctor(*args: str) -> tuple[list[dict], bool]:
+    """The findings (JSON) and whether the command failed."""
+    out = StringIO()
+    failed = False
+    try:
+        call_command("ds_doctor", "--json", "--no-cross-process", *args, stdout=out)
+    except CommandError as error:
+        failed = True
+        assert error.returncode == 1
+    return json.loads(out.getvalue()), failed
+
+
+def problems(findings: list[dict]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for finding in findings:
+        if finding["level"] == "fail":
+            found.setdefault(finding["area"], []).append(finding["text"])
+    return found
+
+
+def test_a_sound_single_process_deployment_passes(ds_config):
+    ds_config(RUNNER="embedded")
+    anonymous_session()
+    findings, failed = doctor()
+    assert problems(findings) == {}
+    assert not failed
+    areas = {f["area"] for f in findings}
+    assert {"settings", "database", "channel layer", "clocks", "event log", "runs"} <= areas
+
+
+def test_several_processes_on_the_in_memory_layer_and_sqlite_are_refused(ds_config):
+    ds_config(RUNNER="worker", PROCESSES=2)
+    findings, failed = doctor()
+    found = problems(findings)
+    assert failed
+    assert "reaches this process only" in found["channel layer"][0]
+    assert any("SQLite" in text for text in found["database"])
+    fixes = [f["fix"] for f in findings if f["level"] == "fail"]
+    assert all(fixes)  # every problem says what to do
+
+
+def test_an_invalid_setting_is_reported_with_its_key(settings):
+    settings.DURABLE_SESSIONS = {"RUNNER": "embedded", "HEARTBEAT_INTERVAL": 10.0}
+    findings, failed = doctor()
+    assert failed
+    assert "HEARTBEAT_INTERVAL" in problems(findings)["settings"][0]
+
+
+def _stuck_run() -> AgentRun:
+    """A run whose process died and which no worker reaped."""
+    session, _ = anonymous_session()
+    customer = service.participant_for(session.id, ParticipantKind.CUSTOMER)
+    trigger = service.post_message(session.id, author=customer, content="hi").message
+    run = AgentRun.objects.get(trigger=trigger)
+    runs.claim(run.pk, "gone-worker")
+    AgentRun.objects.filter(pk=run.pk).update(
+        lease_expires_at=timezone.now() - timedelta(minutes=5)
+    )
+    return run
+
+
+def test_a_stuck_run_and_a_waiting_run_are_found(ds_config):
+    ds_config(RUNNER="embedded")
+    run = _stuck_run()
+    session, _ = anonymous_session("visitor-2")
+    customer = service.participant_for(session.id, ParticipantKind.CUSTOMER)
+    service.post_message(session.id, author=customer, content="anyone?")
+    AgentRun.objects.filter(status=RunStatus.PENDING).update(
+        created_at=timezone.now() - timedelta(minutes=10)
+    )
+    findings, failed = doctor()
+    assert failed
+    texts = problems(findings)["runs"]
+    assert any(f"run {run.pk} of worker gone-worker" in t for t in texts)
+    assert any("pending for more than 60 s" in t for t in texts)
+
+
+def test_a_gap_in_a_session_log_is_found(ds_config):
+    ds_config(RUNNER="embedded")
+    session, _ = anonymous_session()
+    customer = service.participant_for(session.id, ParticipantKind.CUSTOMER)
+    service.post_message(session.id, author=customer, content="one")
+    Event.objects.filter(session=session, seq=2).delete()
+    findings, failed = doctor()
+    assert failed
+    assert str(session.id) in problems(findings)["event log"][0]
+
+
+def test_bad_options_are_refused_before_any_check():
+    with pytest.raises(CommandError, match="must be > 0"):
+        call_command("ds_doctor", "--stuck-after", "0", stdout=StringIO())
+
+
+def test_the_text_report_shows_each_problem_and_its_fix(ds_config):
+    ds_config(RUNNER="worker", PROCESSES=2)
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("ds_doctor", "--no-cross-process", stdout=out)
+    text = out.getvalue()
+    assert "[FAIL] channel layer:" in text
+    assert "fix: use channels-redis" in text
