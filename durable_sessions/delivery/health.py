@@ -10,11 +10,13 @@ not to whoever asked (it may name hosts).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -57,11 +59,25 @@ async def channel_layer_round_trip() -> None:
         return
     channel = await layer.new_channel("ds-health.")
     nonce = secrets.token_hex(8)
-    await layer.send(channel, {"type": HEALTH_MESSAGE_TYPE, "nonce": nonce})
-    while True:
-        message = await layer.receive(channel)
-        if message.get("nonce") == nonce:
-            return
+    try:
+        await layer.send(channel, {"type": HEALTH_MESSAGE_TYPE, "nonce": nonce})
+        while True:
+            message = await layer.receive(channel)
+            if message.get("nonce") == nonce:
+                return
+    finally:
+        await _forget_channel(layer, channel)
+
+
+async def _forget_channel(layer: Any, channel: str) -> None:
+    """Let the layer drop the channel: a receive that is cancelled unsubscribes it
+    (channels-redis' pub/sub layer) or deletes its queue (in memory); a probe every few
+    seconds must not leave a subscription each."""
+    waiting = asyncio.ensure_future(layer.receive(channel))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await waiting
 
 
 async def presence_redis() -> None:
