@@ -6,9 +6,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import secrets
 from pathlib import Path
-
-from django.utils.crypto import constant_time_compare
 
 from durable_sessions.app_settings import ds_settings, metrics_networks
 from durable_sessions.observability import metrics
@@ -73,7 +72,11 @@ def scraper_allowed(authorization: str, remote_addr: str) -> bool:
     """A valid ``Bearer <METRICS_TOKEN>``, or an address in ``METRICS_ALLOWED_IPS``."""
     token = ds_settings.METRICS_TOKEN
     if token and authorization.startswith("Bearer "):
-        return constant_time_compare(authorization.removeprefix("Bearer ").strip(), token)
+        given = authorization.removeprefix("Bearer ").strip()
+        # surrogatepass: a header may hold any code point, and must not fail the compare.
+        return secrets.compare_digest(
+            given.encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass")
+        )
     try:
         address = ipaddress.ip_address(remote_addr)
     except ValueError:
