@@ -376,3 +376,18 @@ async def test_requests_and_connections_get_a_span_with_the_session_id(ds_config
     assert span.attributes["ds.session_id"] == session_id
     assert span.attributes["http.response.status_code"] == 204
     assert [m["type"] for m in sent].count("http.response.start") == 2
+
+
+def test_several_processes_without_multiprocess_mode_are_warned_at_deploy(ds_config, monkeypatch):
+    from durable_sessions.checks import check_metrics_processes
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert check_metrics_processes() == []
+    ds_config(PROCESSES=3)
+    [warning] = check_metrics_processes()
+    assert warning.id == "durable_sessions.W030"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/ds-metrics")
+    assert check_metrics_processes() == []
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    ds_config(METRICS_ENABLED=False)
+    assert check_metrics_processes() == []
