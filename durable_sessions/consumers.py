@@ -193,6 +193,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self._access_checked = time.monotonic()
         # The id only: an idle connection need not hold a model instance.
         self.participant_id = opened.participant.pk if opened.participant else None
+        logs.bind(participant=self.participant_id)
         self.limiter: RateLimiter | None = None  # made by the first frame: most never send
         self._lock = asyncio.Lock()
         self.group = session_group(self.session_id)
