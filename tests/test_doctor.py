@@ -120,3 +120,26 @@ def test_the_text_report_shows_each_problem_and_its_fix(ds_config):
     text = out.getvalue()
     assert "[FAIL] channel layer:" in text
     assert "fix: use channels-redis" in text
+
+
+def test_the_channel_layer_is_checked_from_another_process(settings, ds_config, redis_url):
+    """With Redis, another process started by the doctor must reach this one."""
+    from channels.layers import channel_layers
+
+    from project.env import channel_layers_from_url
+
+    settings.CHANNEL_LAYERS = channel_layers_from_url(redis_url)  # what the child reads
+    channel_layers.backends.clear()
+    ds_config(RUNNER="embedded")
+    out = StringIO()
+    try:
+        call_command("ds_doctor", "--json", stdout=out)
+    except CommandError:
+        pass  # SQLite with Redis may be refused: only the layer's finding matters here
+    [layer] = [f for f in json.loads(out.getvalue()) if f["area"] == "channel layer"]
+    assert layer == {
+        "area": "channel layer",
+        "level": "ok",
+        "text": "RedisPubSubLayer: round trip from another process",
+        "fix": "",
+    }
