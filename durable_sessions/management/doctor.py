@@ -125,7 +125,10 @@ def _cross_process(name: str) -> Iterator[Finding]:
     async def echo() -> dict[str, object]:
         layer = get_channel_layer()
         channel = await layer.new_channel("ds-doctor.")
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE}
+        module = os.environ.get("DJANGO_SETTINGS_MODULE") or settings.SETTINGS_MODULE
+        if not module:
+            raise RuntimeError("DJANGO_SETTINGS_MODULE is unknown: cannot start a process")
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": module}
         child = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "django", "ds_doctor", "--echo-to", channel),
             env=env,
