@@ -30,6 +30,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 db = database_sync_to_async
 REPLY = " ".join(f"word{i}" for i in range(40))
+SECRET = "my card number is 4111 1111 1111 1111"
 
 
 def value(name: str, **labels: str) -> float:
@@ -162,7 +163,7 @@ async def test_events_whose_wake_up_was_lost_are_counted_as_recovered(settings):
     await comm.disconnect()
 
 
-async def test_a_run_moves_the_run_and_group_commit_metrics(settings):
+async def test_a_run_moves_the_run_and_group_commit_metrics(settings, caplog):
     settings.DURABLE_SESSIONS = {
         "RUNNER": "worker",
         "RESYNC_INTERVAL": 0.2,
@@ -179,7 +180,8 @@ async def test_a_run_moves_the_run_and_group_commit_metrics(settings):
     worker = Worker("metrics-worker")
     worker.start()
     try:
-        await comm.send_json_to({"type": "message.send", "content": "hi", "client_id": "c1"})
+        caplog.set_level(logging.INFO, logger="durable_sessions")
+        await comm.send_json_to({"type": "message.send", "content": SECRET, "client_id": "c1"})
         while (await comm.receive_json_from(timeout=10)).get("type") != "message.completed":
             pass
         for _ in range(100):
@@ -195,6 +197,8 @@ async def test_a_run_moves_the_run_and_group_commit_metrics(settings):
     assert value("ds_group_commit_deltas_sum") > deltas
     assert value("ds_delivery_lag_seconds_count") > lag
     await comm.disconnect()
+    # Nothing a person wrote, nor the reply, reaches the logs at INFO and above.
+    assert SECRET not in caplog.text and "word7" not in caplog.text
 
 
 def _dead_run(session) -> AgentRun:
