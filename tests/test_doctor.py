@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from durable_sessions import service
-from durable_sessions.models import AgentRun, Event, ParticipantKind, RunStatus
+from durable_sessions.models import AgentRun, Event, HandoffRecord, ParticipantKind, RunStatus
 from durable_sessions.service import runs
 from tests.factories import anonymous_session
 
@@ -145,3 +145,19 @@ def test_the_channel_layer_is_checked_from_another_process(settings, ds_config, 
         "text": "RedisPubSubLayer: round trip from another process",
         "fix": "",
     }
+
+
+def test_a_session_waiting_long_in_the_queue_is_reported_once_it_waited_long(ds_config):
+    ds_config(RUNNER="embedded")
+    session, _ = anonymous_session()
+    customer = service.participant_for(session.id, ParticipantKind.CUSTOMER)
+    service.request_handoff(session.id, by=customer, reason="a person please")
+    findings, _ = doctor()
+    assert [f["level"] for f in findings if f["area"] == "claims"] == ["ok"]
+    HandoffRecord.objects.filter(session=session).update(
+        created_at=timezone.now() - timedelta(hours=1)
+    )
+    findings, _ = doctor()
+    [waiting] = [f for f in findings if f["area"] == "claims"]
+    assert waiting["level"] == "warn"
+    assert "1 session(s) queued for a human" in waiting["text"]

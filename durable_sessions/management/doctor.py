@@ -22,7 +22,7 @@ from django.core import checks as django_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from durable_sessions.app_settings import ds_settings
@@ -31,7 +31,6 @@ from durable_sessions.models import (
     AgentRun,
     Control,
     DurableSession,
-    HandoffRecord,
     RunStatus,
     Status,
 )
@@ -340,13 +339,18 @@ def check_claims(options: Options) -> Iterator[Finding]:
             f"{orphans} open session(s) held by no operator or by a deactivated one",
             "transfer them from the console, or hand them back to the AI",
         )
-    queued = HandoffRecord.objects.filter(
-        session__status=Status.OPEN,
-        session__control=Control.QUEUED,
-        to_control=Control.QUEUED,
-        created_at__lt=timezone.now() - timedelta(seconds=options.queue_warn),
+    # Since the session was last queued: an earlier stay in the queue does not count.
+    waiting = (
+        DurableSession.objects.filter(status=Status.OPEN, control=Control.QUEUED)
+        .annotate(
+            queued_at=Max(
+                "handoff_records__created_at",
+                filter=Q(handoff_records__to_control=Control.QUEUED),
+            )
+        )
+        .filter(queued_at__lt=timezone.now() - timedelta(seconds=options.queue_warn))
+        .count()
     )
-    waiting = queued.values("session").distinct().count()
     if waiting:
         yield Finding(
             "claims",
