@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import timedelta
 from io import StringIO
 
@@ -18,6 +19,16 @@ from durable_sessions.service import runs
 from tests.factories import anonymous_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_demo_application_left_imported():
+    """The doctor runs the system checks, whose W008 imports the ASGI module to see that
+    it builds an EmbeddedRunner: leave no import of it behind for later checks."""
+    cached = "project.asgi" in sys.modules
+    yield
+    if not cached:
+        sys.modules.pop("project.asgi", None)
 
 
 def doctor(*args: str) -> tuple[list[dict], bool]:
