@@ -8,11 +8,9 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bench.config import HOST
 from bench.procs import Child, Server, Supervisor, cpu_seconds, machine_ticks
 from bench.stats import latency_summary
 
-ORIGIN = f"http://{HOST}"
 CONNECT_CONCURRENCY = 20  # handshakes in flight per client process
 DRAIN_S = 1.5  # after a stream ends, the clients get this long to receive the rest
 
@@ -46,7 +44,7 @@ class ClientPool:
                     "cmd": "connect",
                     "targets": share,
                     "headers": headers,
-                    "origin": ORIGIN,
+                    "origin": None,  # the server's own: see loadgen._own_origin
                     "durable": durable,
                     "concurrency": CONNECT_CONCURRENCY,
                 }
@@ -96,7 +94,7 @@ class ClientPool:
             "url": url,
             "repeat": repeat,
             "headers": {"Cookie": f"sessionid={cookie}"},
-            "origin": ORIGIN,
+            "origin": None,  # the server's own: see loadgen._own_origin
         }
         return self.children[0].request(command, 60 + 30 * repeat)
 

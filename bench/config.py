@@ -32,6 +32,16 @@ DURABLE_SETTINGS: dict[str, Any] = {
     "RUNNER": "worker",
     "GROUP_PREFIX": "dsbench",
     "RUN_CHANNEL": "dsbench-agent-runs",
+    # One visitor opens every connection of the load, from one address: limits per
+    # visitor and IP (security.md) are for real clients, not for the benchmark's.
+    "LIMIT_CONNECTIONS_PER_VISITOR": 0,
+    "LIMIT_CONNECTIONS_PER_SESSION": 0,
+    "LIMIT_CONNECTIONS_PER_IP": 0,
+    "LIMIT_LONG_POLLS_PER_VISITOR": 0,
+    "LIMIT_MESSAGES_PER_MINUTE": 0,
+    "LIMIT_MESSAGES_PER_MINUTE_PER_IP": 0,
+    "LIMIT_SESSIONS_PER_HOUR": 0,
+    "LIMIT_SESSIONS_PER_HOUR_PER_IP": 0,
     # Experiments only: e.g. BENCH_DS_SETTINGS='{"RESYNC_INTERVAL": 10}'.
     **json.loads(os.environ.get("BENCH_DS_SETTINGS") or "{}"),
 }

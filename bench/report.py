@@ -70,7 +70,8 @@ def _where(results: dict[str, Any], modules: dict[str, ModuleType]) -> list[str]
         f"- **Load average** (`uptime`, 1/5/15 min): {meta['load_before']} before, "
         f"{meta['load_after']} after.",
         f"- **Versions**: {versions}.",
-        f"- **DURABLE_SESSIONS**: defaults (RUNNER worker; agents do not run){override}.",
+        "- **DURABLE_SESSIONS**: defaults (RUNNER worker; agents do not run; the limits per "
+        f"visitor and IP off: one visitor opens every connection){override}.",
         "",
         "| measurement | measured at | load average before → after each run |",
         "|---|---|---|",

@@ -8,6 +8,7 @@ Read it as ``from durable_sessions.app_settings import ds_settings`` and
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -172,6 +173,27 @@ class DurableSessionsSettings(AppSettings):
         positive=True,
     )
 
+    # --- operations: metrics, health, tracing (docs/operations.md) ---
+    METRICS_ENABLED = Bool(True, "record Prometheus metrics (when prometheus_client is installed)")
+    METRICS_TOKEN = Str(
+        "", "bearer token that lets a scraper read the metrics endpoint from any address"
+    )
+    METRICS_ALLOWED_IPS = Str(
+        "127.0.0.1/32, ::1/128",
+        "addresses or networks (comma-separated) that may read the metrics endpoint",
+    )
+    METRICS_STATE_CACHE_SECONDS = Float(
+        10.0,
+        "seconds the metrics read from the database are reused between scrapes",
+        positive=True,
+    )
+    HEALTH_CHECK_TIMEOUT = Float(
+        2.0,
+        "seconds each readiness check (database, channel layer, Redis) may take",
+        positive=True,
+    )
+    TRACING = Bool(False, "emit OpenTelemetry spans (when opentelemetry-api is installed)")
+
     def rules(self, values: Mapping[str, Any]) -> Iterator[str]:
         if values["HEARTBEAT_INTERVAL"] * 2 > values["LEASE_TIMEOUT"]:
             yield (
@@ -185,12 +207,31 @@ class DurableSessionsSettings(AppSettings):
             )
         if values["DEVICE_LINK_URL"] and "{token}" not in values["DEVICE_LINK_URL"]:
             yield "DEVICE_LINK_URL must contain {token}, where the link's token goes."
+        for network in _networks(values["METRICS_ALLOWED_IPS"]):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                yield (
+                    f"METRICS_ALLOWED_IPS: {network!r} is not an address or network "
+                    "(e.g. 10.0.0.0/8)."
+                )
         app_label, _, codename = values["OPERATOR_PERMISSION"].partition(".")
         if not app_label or not codename:
             yield (
                 "OPERATOR_PERMISSION must be 'app_label.codename', not "
                 f"{values['OPERATOR_PERMISSION']!r}."
             )
+
+
+def _networks(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def metrics_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The networks of ``METRICS_ALLOWED_IPS``, parsed."""
+    return [
+        ipaddress.ip_network(n, strict=False) for n in _networks(ds_settings.METRICS_ALLOWED_IPS)
+    ]
 
 
 ds_settings = DurableSessionsSettings()

@@ -11,5 +11,7 @@ class DurableSessionsConfig(AppConfig):
     def ready(self) -> None:
         from durable_sessions import app_settings, checks  # noqa: F401
         from durable_sessions.delivery.revocation import connect_receivers
+        from durable_sessions.observability import receivers
 
         connect_receivers()
+        receivers.connect()

@@ -231,3 +231,26 @@ def check_allowed_hosts(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             id="durable_sessions.W023",
         )
     ]
+
+
+@register(deploy=True)
+def check_metrics_processes(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Several processes that each count for themselves need multiprocess mode, or a
+    scrape sees one process's share of the connections and runs."""
+    from durable_sessions.observability import exposition, metrics
+
+    try:
+        processes, enabled = ds_settings.PROCESSES, ds_settings.METRICS_ENABLED
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+    if processes < 2 or not enabled or not metrics.AVAILABLE or exposition.multiprocess_dir():
+        return []
+    return [
+        Warning(
+            f"{SETTING_NAME}['PROCESSES'] is {processes} but PROMETHEUS_MULTIPROC_DIR is not "
+            "set: each process reports only its own metrics.",
+            hint="Set PROMETHEUS_MULTIPROC_DIR to a directory shared by the processes of a "
+            "machine before they start, or scrape every process (see docs/operations.md).",
+            id="durable_sessions.W030",
+        )
+    ]

@@ -56,6 +56,7 @@ from durable_sessions.delivery.revocation import (
 from durable_sessions.errors import RateLimited, ServiceError
 from durable_sessions.frames import Frame, FrameError, RateLimiter, parse
 from durable_sessions.models import DurableSession, Participant, ParticipantKind
+from durable_sessions.observability import logs, metrics
 from durable_sessions.service import runs
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     _released = False
     _joined: tuple[str, ...] = ()  # the channel-layer groups joined
     _access_checked = 0.0  # time.monotonic() of the last access check
+    _counted: str | None = None  # the kind it is counted as among open connections
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self._task = asyncio.current_task()
@@ -174,6 +176,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if after is None:
             await self._refuse(CLOSE_BAD_REQUEST)
             return
+        logs.bind(session_id=self.session_id)
         opened = await database_sync_to_async(self._open)()
         if opened is None:
             await self._refuse(CLOSE_FORBIDDEN)
@@ -190,6 +193,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self._access_checked = time.monotonic()
         # The id only: an idle connection need not hold a model instance.
         self.participant_id = opened.participant.pk if opened.participant else None
+        logs.bind(participant=self.participant_id)
         self.limiter: RateLimiter | None = None  # made by the first frame: most never send
         self._lock = asyncio.Lock()
         self.group = session_group(self.session_id)
@@ -203,6 +207,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self._joined += (group,)
         await self._accept()
+        self._counted = metrics.connection_opened(_KINDS[opened.access])
         session = opened.session
         if after > session.last_seq:
             # The client knows of events this session never had (e.g. a restored
@@ -304,6 +309,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return
         self._released = True
         self._closing = True
+        metrics.connection_closed(self._counted)
         if hasattr(self, "group"):
             registry.remove(self.session_id, self)
         steps: list[Awaitable[Any]] = [
@@ -461,6 +467,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         limit = min(page_size, FIRST_PAGE_EVENTS)
         rows, more = await page(self.last_sent, limit)
         while rows:
+            metrics.replay_page(len(rows))
             last = rows[-1][0]
             average = sum(len(text) for _, text in rows) / len(rows)
             limit = max(1, min(page_size, int(2 * max_chars / average)))
@@ -492,10 +499,13 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 if seq <= self.last_sent:
                     continue  # already sent by the replay or a catch-up
                 if seq > self.last_sent + 1:
+                    gap_from = self.last_sent
                     await self._catch_up(seq - 1)  # the layer lost something: read the gap
+                    metrics.recovered("gap", self.last_sent - gap_from)
                 if seq == self.last_sent + 1:
                     await self._send(frame)
                     self.last_sent = seq
+        metrics.delivered(message["events"])
         for ephemeral in message.get("ephemeral", ()):
             await self.session_ephemeral(ephemeral)
 
@@ -513,7 +523,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
         try:
             async with self._lock:
                 if self.last_sent < last_seq:
+                    behind = self.last_sent
                     await self._catch_up(last_seq)
+                    metrics.recovered("resync", self.last_sent - behind)
         except _Gone:
             pass
         except Exception as error:  # the next check tries again
@@ -599,9 +611,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
             handler = getattr(self, "on_" + frame.type.replace(".", "_"))
             reply = await handler(frame)
         except FrameError as error:
+            metrics.frame_rejected(error.code)
             await self._send(error.as_frame())
             return
         except ServiceError as error:
+            metrics.frame_rejected(error.code)
             await self._send(
                 {"type": "error", **error.payload(ref=frame.ref if frame is not None else None)}
             )
@@ -620,6 +634,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         """The ``error`` frame for a failure of the server itself; one log line."""
         transient = isinstance(error, _TRANSIENT)
         code = "unavailable" if transient else "internal_error"
+        metrics.frame_rejected(code)
         incident = _incident()
         logger.error(
             "%s frame on session %s failed, %s %s: %s",
@@ -704,6 +719,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
         )
         return {"type": "ack", "for": frame.type, "cancelled": len(cancelled)}
 
+
+# How open connections are counted (the console's feed counts as "console").
+_KINDS = {Access.OWNER: "customer", Access.OPERATOR: "operator"}
 
 # Frames that change the session: access is re-read before them.
 _STATE_CHANGING = frozenset({"message.send", "handoff.request", "reply.cancel"})

@@ -6,7 +6,7 @@ id gets the API's JSON 404 like an unknown one.
 
 from django.urls import path
 
-from durable_sessions.api import actions, devices, docs, views
+from durable_sessions.api import actions, devices, docs, ops, views
 
 app_name = "durable_sessions"
 
@@ -32,4 +32,7 @@ urlpatterns = [
     path("devices/redeem/", devices.DeviceRedeemView.as_view(), name="device-redeem"),
     path("api/schema/", docs.SchemaView.as_view(), name="api-schema"),
     path("api/docs/", docs.DocsView.as_view(), name="api-docs"),
+    path("health/live/", ops.live, name="health-live"),
+    path("health/ready/", ops.ready, name="health-ready"),
+    path("metrics/", ops.metrics_view, name="metrics"),
 ]

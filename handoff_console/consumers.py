@@ -31,6 +31,7 @@ from django.contrib.auth import get_user_model
 
 from durable_sessions.delivery.groups import activity_group
 from durable_sessions.errors import error_payload
+from durable_sessions.observability import metrics
 from durable_sessions.wire import dumps
 from handoff_console import queue
 from handoff_console.app_settings import console_settings
@@ -52,6 +53,7 @@ class ConsoleFeedConsumer(AsyncWebsocketConsumer):
         if not await database_sync_to_async(is_operator)(self.user):
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        self._counted = metrics.connection_opened("console")
         self._send_lock = asyncio.Lock()
         self._pending: set[str] = set()
         self._flush_task: asyncio.Task[None] | None = None
@@ -64,6 +66,8 @@ class ConsoleFeedConsumer(AsyncWebsocketConsumer):
         self._refresh_task = asyncio.create_task(self._refresh_forever())
 
     async def disconnect(self, code: int) -> None:
+        metrics.connection_closed(getattr(self, "_counted", None))
+        self._counted = None
         for name in ("_refresh_task", "_flush_task"):
             task = getattr(self, name, None)
             if task is not None:

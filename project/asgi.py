@@ -13,6 +13,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from durable_sessions.middleware import SessionAuthMiddleware  # noqa: E402
+from durable_sessions.observability.asgi import TracingMiddleware  # noqa: E402
 from durable_sessions.origins import OriginValidator  # noqa: E402
 from durable_sessions.routing import websocket_router  # noqa: E402
 from durable_sessions.routing import websocket_urlpatterns as session_routes  # noqa: E402
@@ -22,16 +23,19 @@ from handoff_console.routing import websocket_urlpatterns as console_routes  # n
 serve_static = settings.DEBUG or settings.SERVE_STATIC
 http_app = ASGIStaticFilesHandler(django_asgi_app) if serve_static else django_asgi_app
 
-# With RUNNER "embedded" (the default), agent runs execute in this process.
+# With RUNNER "embedded" (the default), agent runs execute in this process. With TRACING
+# on, each HTTP request and websocket connection is a span.
 application = EmbeddedRunner(
-    ProtocolTypeRouter(
-        {
-            "http": http_app,
-            # The whole Origin (scheme, host, port) must be one of CSRF_TRUSTED_ORIGINS or
-            # the server's own; an unknown path is closed with 4404.
-            "websocket": OriginValidator(
-                SessionAuthMiddleware(websocket_router(session_routes + console_routes))
-            ),
-        }
+    TracingMiddleware(
+        ProtocolTypeRouter(
+            {
+                "http": http_app,
+                # The whole Origin (scheme, host, port) must be one of CSRF_TRUSTED_ORIGINS or
+                # the server's own; an unknown path is closed with 4404.
+                "websocket": OriginValidator(
+                    SessionAuthMiddleware(websocket_router(session_routes + console_routes))
+                ),
+            }
+        )
     )
 )

@@ -135,10 +135,22 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# DS_LOG_FORMAT=json: one JSON object per line, with the session, run and seq it concerns.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"ds_context": {"()": "durable_sessions.observability.logs.ContextFilter"}},
+    "formatters": {
+        "json": {"()": "durable_sessions.observability.logs.JsonFormatter"},
+        "text": {"format": "%(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["ds_context"],
+            "formatter": "json" if os.environ.get("DS_LOG_FORMAT") == "json" else "text",
+        }
+    },
     "loggers": {
         "durable_sessions": {"handlers": ["console"], "level": os.environ.get("DS_LOG", "INFO")},
     },

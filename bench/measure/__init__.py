@@ -1,4 +1,4 @@
-"""The five measurements. Each module has ``measure(ctx) -> dict`` (one run) and
+"""The measurements. Each module has ``measure(ctx) -> dict`` (one run) and
 ``render(runs, plan) -> str`` (its section of the report) and ``goals(runs)``."""
 
 from __future__ import annotations

@@ -12,10 +12,16 @@ RELAY_APP = "bench.relay.asgi:application"
 
 
 def durable_servers(
-    sup: Supervisor, name: str, *, layer: str, processes: int
+    sup: Supervisor,
+    name: str,
+    *,
+    layer: str,
+    processes: int,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[list[Server], dict[str, str]]:
-    """Daphne processes of the demo project (with the in-server writer on memory)."""
-    env = process_env(layer=layer, processes=processes)
+    """Daphne processes of the demo project (with the in-server writer on memory);
+    ``extra_env`` is added to the environment of the servers and of what shares it."""
+    env = {**process_env(layer=layer, processes=processes), **(extra_env or {})}
     app = INPROC_APP if layer == "memory" else PROJECT_APP
     servers = [sup.daphne(f"{name}-daphne-{i}", app, env) for i in range(processes)]
     return servers, env

@@ -92,15 +92,22 @@ def _line(label: str, r: dict[str, Any]) -> str:
     )
 
 
-def _run_path(ctx: Context, path: str) -> dict[str, Any]:
+def run_path(
+    ctx: Context, path: str, *, label: str | None = None, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Ramp one path (``durable`` or ``relay``) up to its sustainable rate; ``label``
+    names its processes and log lines, ``extra_env`` is added to the durable path's."""
     plan = ctx.plan
+    label = label or path
     sessions = pool.sessions(plan.overhead_max_streams)
     with Supervisor() as sup:
         writer: Child
         if path == "durable":
-            servers, env = durable_servers(sup, f"overhead-{path}", layer="redis", processes=1)
+            servers, env = durable_servers(
+                sup, f"overhead-{label}", layer="redis", processes=1, extra_env=extra_env
+            )
             server = servers[0]
-            writer = sup.module("overhead-writer", "bench.writer", env, profile=True)
+            writer = sup.module(f"overhead-{label}-writer", "bench.writer", env, profile=True)
             after = pool.last_seqs(sessions)
             targets = durable_targets(
                 servers, sessions, after, first=0, count=len(sessions) * DEVICES
@@ -110,7 +117,7 @@ def _run_path(ctx: Context, path: str) -> dict[str, Any]:
             writer = sup.module("overhead-publisher", "bench.relay.publisher", env, profile=True)
             targets = relay_targets(server, sessions, len(sessions) * DEVICES)
         watch = {"server": server.pid, "writer": writer.pid}
-        clients = ClientPool(sup, f"overhead-{path}", plan.client_processes, env)
+        clients = ClientPool(sup, f"overhead-{label}", plan.client_processes, env)
         connected = clients.connect(targets, durable=path == "durable", cookie=ctx.cookie)
         if connected["failed"]:
             raise RuntimeError(f"{path}: {connected['failed']} connections failed: {connected}")
@@ -122,7 +129,7 @@ def _run_path(ctx: Context, path: str) -> dict[str, Any]:
             load = StepLoad(sessions[:streams], RATE_HZ, DEVICES, plan.warmup_s, plan.window_s)
             return stream_step(writer, clients, load, watch)
 
-        ramp = _ramp(ctx, step, path)
+        ramp = _ramp(ctx, step, label)
         if path == "durable":
             writer.request({"cmd": "finish"}, 600)  # replies end; none is left streaming
         fixed = ramp["steps"][0]  # the first attempt at the fixed rate
@@ -135,7 +142,7 @@ def measure(ctx: Context) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for path in order:
         ctx.log(f" {path} path")
-        result[path] = _run_path(ctx, path)
+        result[path] = run_path(ctx, path)
     relay = result["relay"]["sustainable_per_s"]
     result["ratio"] = result["durable"]["sustainable_per_s"] / relay if relay else None
     return result

@@ -26,6 +26,7 @@ from django.utils.module_loading import import_string
 
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.delivery.groups import session_group
+from durable_sessions.observability import metrics
 from durable_sessions.tasks import background_task
 
 logger = logging.getLogger(__name__)
@@ -347,6 +348,7 @@ class PresenceKeeper:
     async def join(self, member: Present) -> list[Entry]:
         member.presence_entry.expires = self._expiry()
         self._local.setdefault(member.presence_room, set()).add(member)
+        metrics.presence_joined()
         await self.store.put(member.presence_room, [member.presence_entry])
         self._ensure_task()
         return await self.changed(member.presence_room)
@@ -354,6 +356,8 @@ class PresenceKeeper:
     async def leave(self, member: Present) -> None:
         members = self._local.get(member.presence_room)
         if members is not None:
+            if member in members:
+                metrics.presence_left()
             members.discard(member)
             if not members:
                 del self._local[member.presence_room]

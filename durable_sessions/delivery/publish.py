@@ -25,6 +25,7 @@ from django.db import transaction
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.delivery.groups import activity_group, session_group
 from durable_sessions.delivery.layers import GROUP_SEND_MANY
+from durable_sessions.observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class LayerHealth:
         self.lost = 0
 
     def failed(self, exc: Exception, count: int) -> None:
+        metrics.wakeups_lost(count)
         self.lost += count
         if not self.failing:
             self.failing = True

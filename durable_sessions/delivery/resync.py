@@ -21,6 +21,7 @@ from channels.db import database_sync_to_async
 
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.delivery.replay import latest_seqs
+from durable_sessions.observability import metrics
 from durable_sessions.tasks import background_task
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class LiveRegistry:
             for follower in tuple(self._by_session.get(session_id, ()))
             if follower.last_sent < previous[session_id]
         ]
+        metrics.resync_reads(len(behind))
         for follower, last in behind:
             task = background_task(follower.resync(last))
             self._pending.add(task)

@@ -38,6 +38,7 @@ from durable_sessions.errors import (
     SessionClosed,
 )
 from durable_sessions.models import AgentRun, Message, ParticipantKind, RunStatus
+from durable_sessions.observability import logs, metrics, tracing
 from durable_sessions.runtime.coalescer import Coalescer
 from durable_sessions.runtime.turns import build_turn
 from durable_sessions.service import runs
@@ -115,6 +116,7 @@ class RunExecutor:
         if session_id is None:
             return
         self._main = asyncio.current_task()
+        logs.bind(session_id=session_id, run_id=self.run_id, worker=self.worker_id)
         layer = get_channel_layer()
         # Listen before claiming: a cancel committed after the claim cannot be missed.
         channel = await layer.new_channel() if layer else None
@@ -125,7 +127,8 @@ class RunExecutor:
             self.run = await self._db(runs.claim, self.run_id, self.worker_id, what="claim")
             if self.run is None:
                 return
-            await self._execute_claimed(session_id)
+            with tracing.span("ds.run", session_id=session_id, run_id=self.run_id):
+                await self._execute_claimed(session_id)
         finally:
             if watcher:
                 watcher.cancel()
@@ -146,7 +149,8 @@ class RunExecutor:
             # No "thinking" here: it went out with the message that made the run (or with
             # the end of the run this one waited for).
             turn = await self._db(build_turn, session_id, what="read the history")
-            handoff = await self._stream(session_id, turn)
+            with tracing.span("ds.agent.stream", session_id=session_id, run_id=self.run_id):
+                handoff = await self._stream(session_id, turn)
         except asyncio.CancelledError:
             if self.stop_reason is None:
                 raise  # the worker is shutting down
@@ -170,6 +174,7 @@ class RunExecutor:
         ended = await self._db(
             runs.finish, self.run_id, self.worker_id, outcome, error, what="finish"
         )
+        metrics.run_finished(outcome, self.run.started_at if self.run else None)
         if handoff is not None and outcome == RunStatus.COMPLETED:
             if ended:
                 await self._status(session_id, "idle")
@@ -304,6 +309,7 @@ class RunExecutor:
         self.written = 0
         await self._db(runs.attach_message, self.run_id, self.message.pk, what="attach")
         if announce:
+            metrics.first_token(self.run.created_at if self.run else None)
             await self._status(session_id, "streaming")
 
     @staticmethod

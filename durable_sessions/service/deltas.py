@@ -39,6 +39,7 @@ from durable_sessions.errors import (
     SessionNotFound,
 )
 from durable_sessions.models import Control, DurableSession, Event, Message, MessageState, Status
+from durable_sessions.observability import metrics
 from durable_sessions.service.unit import as_uuid, db_id
 from durable_sessions.tasks import background_task
 
@@ -235,6 +236,10 @@ def write_batch(batch: list[_Delta]) -> list[int | ServiceError]:
     return [outcome_of[id(delta)] for delta in batch]
 
 
+async def _write_on_db_thread(batch: list[_Delta]) -> tuple[list[int | ServiceError], list[Wakeup]]:
+    return await database_sync_to_async(collecting)(write_batch, batch)
+
+
 def append_delta(message: Message | int, text: str) -> int:
     """Append ``text`` to a streaming reply in a transaction of its own; returns its seq.
 
@@ -307,7 +312,8 @@ class DeltaWriter:
                 if not batch:
                     continue
                 try:
-                    outcomes, wakeups = await database_sync_to_async(collecting)(write_batch, batch)
+                    with metrics.timed_group_commit(len(batch)):
+                        outcomes, wakeups = await _write_on_db_thread(batch)
                 except Exception as exc:  # the whole transaction failed
                     self._outbox.put_nowait(_Written(batch, [exc] * len(batch), []))
                     continue

@@ -17,6 +17,8 @@ from typing import TypeVar
 
 from django.db import InterfaceError, OperationalError
 
+from durable_sessions.observability import metrics
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -39,6 +41,7 @@ async def retrying(call: Callable[[], Awaitable[T]], what: str) -> T:
         except Exception as exc:
             if delay is None or not is_transient(exc):
                 raise
+            metrics.storage_retry()
             logger.warning("%s: database unavailable (%s); retrying in %g s", what, exc, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")

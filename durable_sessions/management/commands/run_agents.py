@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand
 
 from durable_sessions.app_settings import ds_settings
+from durable_sessions.runtime.health_server import HealthServer, beat
 from durable_sessions.runtime.worker import Worker
 
 
@@ -20,17 +22,41 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--name", help="worker id (default: host:pid:random)")
+        parser.add_argument(
+            "--health-port",
+            type=int,
+            help="serve /health/live/, /health/ready/ and /metrics/ on this port (0: any)",
+        )
+        parser.add_argument(
+            "--health-host", default="0.0.0.0", help="address of the health port (0.0.0.0)"
+        )
+        parser.add_argument(
+            "--heartbeat-file", help="touch this file every sweep interval while working"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        asyncio.run(self._main(options.get("name")))
+        asyncio.run(self._main(options))
 
-    async def _main(self, name: str | None) -> None:
-        worker = Worker(name)
+    async def _main(self, options: dict[str, Any]) -> None:
+        worker = Worker(options.get("name"))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         worker.start()
+        extras: list[asyncio.Task[None]] = []
+
+        def alive() -> bool:
+            return worker.running
+
+        health: HealthServer | None = None
+        if options.get("health_port") is not None:
+            health = HealthServer(options["health_host"], options["health_port"], alive)
+            await health.start()
+            self.stdout.write(f"health port {health.port}")
+        if options.get("heartbeat_file"):
+            path = Path(options["heartbeat_file"])
+            extras.append(asyncio.create_task(beat(path, alive)))
         self.stdout.write(
             f"agent worker {worker.id} listening on {ds_settings.RUN_CHANNEL!r} "
             f"(runner mode: {ds_settings.RUNNER})"
@@ -38,4 +64,8 @@ class Command(BaseCommand):
         self.stdout.flush()
         await worker.sweep_once()
         await stop.wait()
+        for task in extras:
+            task.cancel()
+        if health is not None:
+            await health.stop()
         await worker.stop()
