@@ -6,6 +6,7 @@ from project.login import ThrottledLoginView, admin_login
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("shop/", views.shop, name="shop"),
     path("chat/new/", views.new_chat, name="chat-new"),
     path("chat/<uuid:session_id>/", views.chat, name="chat"),
     path("chat/continue/<str:token>/", views.continue_chat, name="chat-continue"),
