@@ -13,8 +13,9 @@ gets every snippet of that page marked for one of its files, the wheel installed
 page's own command, and serves the chat widget on its own page, the console, the admin and
 the API under Daphne, in Chromium, with no 404, no 500 and no traceback.
 
-``HOST_DJANGO`` (e.g. ``Django==5.2``) pins the Django the virtualenv gets, for the CI
-matrix of supported versions.
+``HOST_DJANGO`` (e.g. ``Django==5.2``) pins the Django the virtualenv gets and
+``HOST_PYTHON`` names its interpreter (default: this one), for the CI matrix of supported
+versions (``.ci/host-matrix``).
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def host_python(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     # bootstrapping pip and still resolves every dependency from the index and the cache.
     # Byte-compiling all of Django and Twisted up front costs more than the few imports
     # of this test save.
-    run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=venv.parent)
+    interpreter = os.environ.get("HOST_PYTHON") or sys.executable
+    run([interpreter, "-m", "venv", "--without-pip", venv], cwd=venv.parent)
     python = venv / "bin" / "python"
     pip = [sys.executable, "-m", "pip", "--python", python]
     pinned = [os.environ["HOST_DJANGO"]] if os.environ.get("HOST_DJANGO") else []
