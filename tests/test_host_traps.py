@@ -163,3 +163,22 @@ def test_the_check_warns_when_the_login_view_has_no_template(settings):
         {"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": False}
     ]
     assert [m.id for m in host_checks.check_login_template()] == ["durable_sessions.W011"]
+
+
+# --- an agent's failure --------------------------------------------------------------------
+
+
+def test_operators_read_why_the_agent_failed_and_customers_do_not(client):
+    from durable_sessions.models import AgentRun, RunStatus
+
+    session = service.create_session(visitor="v1")
+    detail = "connection to 10.0.0.5 failed: password=hunter2"
+    AgentRun.objects.create(session=session, status=RunStatus.FAILED, error=detail)
+    operator = make_user("olga", operator=True)
+    client.force_login(operator)
+    page = client.get(reverse("handoff_console:session", args=[session.id]))
+    assert page.status_code == 200
+    assert detail in page.content.decode()
+    client.logout()
+    events = client.get(reverse("durable_sessions:session-events", args=[session.id]))
+    assert detail not in events.content.decode()
