@@ -88,6 +88,13 @@ class SessionAdapter:
         name = BIDI_CONTROLS.sub("", full).strip() or BIDI_CONTROLS.sub("", user.get_username())
         return name or "User"
 
+    def operator_name(self, user: AnyUser) -> str:
+        """The name customers see for an operator: the full name they chose, else the
+        team's alias (``OPERATOR_ALIAS``). Never a login name or e-mail: customers must
+        not learn an employee's account."""
+        full = user.get_full_name() if hasattr(user, "get_full_name") else ""
+        return BIDI_CONTROLS.sub("", full).strip() or ds_settings.OPERATOR_ALIAS
+
     def agent_name(self, session: DurableSession) -> str:
         return "Assistant"
 

@@ -37,6 +37,10 @@ class DurableSessionsSettings(AppSettings):
     STAFF_ARE_OPERATORS = Bool(
         False, "staff users count as operators without the permission (reads every session)"
     )
+    OPERATOR_ALIAS = Str(
+        "Support",
+        "the name customers see for an operator without a full name (never a login or e-mail)",
+    )
     # --- websocket transport ---
     MAX_FRAME_BYTES = Int(64 * 1024, "largest client frame accepted, in bytes", positive=True)
     MAX_MESSAGE_CHARS = Int(16_000, "longest message text accepted, in characters", positive=True)

@@ -9,7 +9,7 @@ class DurableSessionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from durable_sessions import app_settings, checks  # noqa: F401
+        from durable_sessions import app_settings, checks, host_checks  # noqa: F401
         from durable_sessions.delivery.revocation import connect_receivers
         from durable_sessions.observability import receivers
 

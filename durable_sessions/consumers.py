@@ -340,6 +340,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
             user_id=user.pk if user is not None and user.is_authenticated else None,
             name=opened.participant.display_name
             if opened.participant
+            else get_adapter().operator_name(user)
+            if is_operator
             else get_adapter().display_name(user),
         )
         self._last_presence: dict[str, Any] | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from durable_sessions.admin import user_search_fields
 from handoff_console.models import OperatorNote
 
 
@@ -14,13 +15,16 @@ class OperatorNoteAdmin(admin.ModelAdmin):
 
     list_display = ("created_at", "session", "author", "short_text")
     list_select_related = ("session", "author")
-    search_fields = ("text", "author__username", "session__id")
     readonly_fields = ("session", "author", "text", "created_at")
     date_hierarchy = "created_at"
 
     @admin.display(description="text")
     def short_text(self, note: OperatorNote) -> str:
         return note.text if len(note.text) <= 80 else note.text[:79] + "…"
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        # The user model's own login and e-mail fields: a custom model may have no username.
+        return ["text", *user_search_fields("author"), "session__id"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

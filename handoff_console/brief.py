@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from durable_sessions import wire
-from durable_sessions.models import Control, Event, Message, Role
+from durable_sessions.models import AgentRun, Control, Event, Message, Role, RunStatus
 
 
 def latest_handoff(session_id: uuid.UUID | str) -> dict[str, Any] | None:
@@ -49,6 +49,22 @@ def ai_said_last(session_id: uuid.UUID | str) -> dict[str, Any] | None:
     }
 
 
+def agent_error(session_id: uuid.UUID | str) -> str:
+    """Why the agent's latest run failed, in its own words (an exception's text, which may
+    name internal hosts): for operators only; customers read a generic message."""
+    run = (
+        AgentRun.objects.filter(session_id=session_id)
+        .order_by("-id")
+        .only("status", "error")
+        .first()
+    )
+    return run.error if run is not None and run.status == RunStatus.FAILED else ""
+
+
 def brief(session_id: uuid.UUID | str) -> dict[str, Any]:
     """Everything the brief panel shows."""
-    return {"handoff": latest_handoff(session_id), "ai_last": ai_said_last(session_id)}
+    return {
+        "handoff": latest_handoff(session_id),
+        "ai_last": ai_said_last(session_id),
+        "agent_error": agent_error(session_id),
+    }

@@ -1,11 +1,16 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from project import views
 from project.login import ThrottledLoginView, admin_login
 
 urlpatterns = [
     path("", views.home, name="home"),
+    # Browsers ask every site for /favicon.ico, whatever the page says.
+    path("favicon.ico", RedirectView.as_view(url=static("project/favicon.svg"), permanent=True)),
+    path("shop/", views.shop, name="shop"),
     path("chat/new/", views.new_chat, name="chat-new"),
     path("chat/<uuid:session_id>/", views.chat, name="chat"),
     path("chat/continue/<str:token>/", views.continue_chat, name="chat-continue"),

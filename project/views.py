@@ -51,6 +51,11 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "home.html", context)
 
 
+def shop(request: HttpRequest) -> HttpResponse:
+    """A product page of the host's own, with the chat widget ({% durable_chat %})."""
+    return render(request, "shop.html")
+
+
 @require_POST
 def new_chat(request: HttpRequest) -> HttpResponse:
     user = request.user if request.user.is_authenticated else None

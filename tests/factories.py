@@ -26,6 +26,10 @@ def make_user(username: str, *, operator: bool = False, staff: bool = False):
         user.is_staff = True
         user.save()
     if operator:
+        # Customers see an operator's chosen name (their full name), never their login:
+        # these operators chose their username as it.
+        user.first_name = username
+        user.save()
         user.user_permissions.add(
             Permission.objects.get(
                 content_type__app_label="durable_sessions", codename="operate_sessions"

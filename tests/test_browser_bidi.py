@@ -57,6 +57,7 @@ async def assert_reads_left_to_right(page: Page, selector: str, words: list[str]
 def raw_names(monkeypatch: Any) -> None:
     """Names as the user model has them, as a host's adapter may give them."""
     monkeypatch.setattr(SessionAdapter, "display_name", lambda self, user: user.first_name)
+    monkeypatch.setattr(SessionAdapter, "operator_name", lambda self, user: user.first_name)
 
 
 async def olga_with_an_override() -> Any:

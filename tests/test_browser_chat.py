@@ -456,19 +456,25 @@ async def test_an_operator_typing_then_taking_over_mid_stream_shows_on_the_page(
     ) as console:
         await frame_until(console, lambda f: f["type"] == "live")
         presence = tab.page.locator("#presence")
-        await presence.filter(has_text="Olga is here").wait_for(timeout=WAIT_MS)
 
         # Typing travels both ways, as state only: the customer's words never leave the page.
         await tab.page.type("#text", "hello?")
         await frame_until(console, lambda f: f["type"] == "presence" and f["customer"]["typing"])
         await console.send(json.dumps({"type": "typing", "state": "start"}))
-        await presence.filter(has_text="Olga is typing…").wait_for(timeout=WAIT_MS)
+        # An operator who only reads (and even types) is never shown to the customer: no
+        # "joined" banner, no presence, until the takeover.
+        await tab.page.wait_for_function(
+            "() => window.durableChat.presence?.operators?.some((o) => o.typing)"
+        )
+        assert "Olga" not in (await presence.text_content() or "")
+        assert await tab.page.is_hidden("#banner")
 
         take_over = {"type": "message.send", "content": "Hi, Olga here.", "client_id": "op-1"}
         await console.send(json.dumps(take_over))
         banner = tab.page.locator("#banner[data-kind=human]")
         await banner.wait_for(timeout=WAIT_MS)
         assert "Olga from our team has taken over" in (await banner.text_content() or "")
+        await presence.filter(has_text="Olga is here").wait_for(timeout=WAIT_MS)
         assert await texts(tab.page, "#log li[data-role=operator] .author") == ["Olga"]
         assert await texts(tab.page, "#log li[data-role=operator] .text") == ["Hi, Olga here."]
         partial = await wait_for_reply_state(tab.page, "cancelled")

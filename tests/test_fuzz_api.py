@@ -130,3 +130,43 @@ def test_any_input_gets_an_answer_and_a_refusal_stores_nothing(callers, endpoint
         check(response, before)
 
     run()
+
+
+# Header values as a server hands them to Django: Latin-1 text, no line breaks.
+HEADER_TEXT = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
+    max_size=80,
+)
+AUTHORIZATION = st.one_of(
+    HEADER_TEXT,
+    st.builds(lambda key: f"Token {key}", HEADER_TEXT),
+    st.builds(lambda key: f"token  {key} extra", HEADER_TEXT),
+    st.sampled_from(["Token", "Token ", "Bearer abc", "Basic Zm9vOmJhcg=="]),
+)
+
+
+@pytest.mark.parametrize("token_app", [True, False], ids=["tokens", "no-token-app"])
+def test_any_authorization_header_gets_an_answer_and_stores_nothing(callers, settings, token_app):
+    if not token_app:
+        settings.INSTALLED_APPS = [
+            a for a in settings.INSTALLED_APPS if a != "rest_framework.authtoken"
+        ]
+    path = reverse("durable_sessions:session-create")
+
+    @FUZZ
+    @given(header=AUTHORIZATION, post=st.booleans(), who=st.sampled_from(CALLERS))
+    def run(header: str, post: bool, who: str) -> None:
+        client = callers[who]
+        before = stored()
+        headers = {"Authorization": header}
+        if post:
+            response = client.post(path, {"title": "t"}, content_type=JSON, headers=headers)
+        else:
+            response = client.get(path, headers=headers)
+        check(response, before)
+        if header.split()[:1] in (["Token"], ["token"]):
+            # A token that is not a valid one is refused, never served as a visitor.
+            assert response.status_code == 401, (header, response.content[:200])
+            assert stored() == before
+
+    run()

@@ -73,7 +73,7 @@ def annotate_activity(queryset: QuerySet[DurableSession]) -> QuerySet[DurableSes
     )
 
 
-def _user_search_fields(prefix: str) -> list[str]:
+def user_search_fields(prefix: str) -> list[str]:
     """Search on the user model's own username and email fields (custom models too)."""
     user_model = get_user_model()
     names = [user_model.USERNAME_FIELD, user_model.get_email_field_name()]
@@ -179,8 +179,8 @@ class DurableSessionAdmin(admin.ModelAdmin):
     def get_search_fields(self, request: HttpRequest) -> list[str]:
         return [
             "title",
-            *_user_search_fields("owner"),
-            *_user_search_fields("assigned_operator"),
+            *user_search_fields("owner"),
+            *user_search_fields("assigned_operator"),
             "participants__display_name",
             "messages__content",
         ]

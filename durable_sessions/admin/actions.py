@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 from django.contrib import admin, messages
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Prefetch, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 
-from durable_sessions import service, wire
+from durable_sessions import service
 from durable_sessions.errors import Conflict, ServiceError
-from durable_sessions.models import Control, DurableSession, Event, Message, Participant
+from durable_sessions.exports import export_document
+from durable_sessions.models import Control, DurableSession
 
 # Set by the buttons of a session's own page, so the action returns to that page.
 FROM_DETAIL_PARAM = "_ds_from_detail"
-EXPORT_FORMAT = "durable-sessions.export"
-EXPORT_VERSION = 1
 
 # Applies the action to one session; returns why it was skipped, or None when applied.
 Apply = Callable[[DurableSession], str | None]
@@ -140,56 +138,6 @@ def escalate_to_human(
         return None if queued else "it is already waiting for or with a human"
 
     return _run(modeladmin, request, queryset, done_text="Escalated to a human", apply=apply)
-
-
-def _participant_export(participant: Participant) -> dict[str, Any]:
-    return {
-        **wire.participant_data(participant),
-        "joined_at": wire.iso(participant.joined_at),
-        "left_at": wire.iso(participant.left_at),
-    }
-
-
-def _user_export(user: Any) -> dict[str, Any] | None:
-    return None if user is None else {"id": user.pk, "username": user.get_username()}
-
-
-def session_export(session: DurableSession) -> dict[str, Any]:
-    """One session as exported: its data, participants, messages and whole event log.
-
-    Messages and events have the shapes clients receive (docs/protocol.md).
-    """
-    data = wire.session_data(session)
-    data["updated_at"] = wire.iso(session.updated_at)
-    data["owner"] = _user_export(session.owner)
-    data["anonymous"] = session.owner_id is None
-    data["assigned_operator"] = _user_export(session.assigned_operator)
-    return {
-        "session": data,
-        "participants": [_participant_export(p) for p in session.participants.all()],
-        "messages": [wire.message_data(m) for m in session.messages.all()],
-        "events": [wire.event_wire(e) for e in session.events.all()],
-    }
-
-
-def export_document(queryset: QuerySet[DurableSession]) -> dict[str, Any]:
-    """The export of the selected sessions, read with a fixed number of queries."""
-    sessions = (
-        DurableSession.objects.filter(pk__in=queryset.values("pk"))
-        .select_related("owner", "assigned_operator")
-        .prefetch_related(
-            Prefetch("participants", queryset=Participant.objects.order_by("id")),
-            Prefetch("messages", queryset=Message.objects.select_related("author").order_by("seq")),
-            Prefetch("events", queryset=Event.objects.order_by("seq")),
-        )
-        .order_by("created_at", "pk")
-    )
-    return {
-        "format": EXPORT_FORMAT,
-        "version": EXPORT_VERSION,
-        "exported_at": wire.iso(timezone.now()),
-        "sessions": [session_export(s) for s in sessions],
-    }
 
 
 @admin.action(description="Export selected transcripts as JSON", permissions=["view"])

@@ -18,7 +18,9 @@ from rest_framework.authentication import (
     CSRFCheck,
     SessionAuthentication,
     TokenAuthentication,
+    get_authorization_header,
 )
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 
@@ -51,6 +53,29 @@ class SessionCsrfAuthentication(SessionAuthentication):
             raise CsrfFailed(f"CSRF check failed: {reason}")
 
 
+class TokensNotEnabled(BaseAuthentication):
+    """Stands in for ``TokenAuthentication`` when ``rest_framework.authtoken`` is not installed.
+
+    Without it a request carrying ``Authorization: Token ...`` would fall through to the
+    cookie check and be served as an anonymous visitor (an empty list, a misleading CSRF
+    refusal). A program that sends a token must learn at once that tokens are off: 401.
+    """
+
+    keyword = "Token"
+
+    def authenticate(self, request: Request) -> None:
+        words = get_authorization_header(request).split()
+        if words and words[0].lower() == self.keyword.lower().encode():
+            raise AuthenticationFailed(
+                "Token authentication is not enabled on this server: the site must add "
+                f"{TOKEN_APP} to INSTALLED_APPS."
+            )
+        return None
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword
+
+
 def api_authenticators() -> list[BaseAuthentication]:
     """The authenticators of every API view: tokens when the host enabled them, then sessions.
 
@@ -58,8 +83,7 @@ def api_authenticators() -> list[BaseAuthentication]:
     and its model cannot be imported in a project that does not install it.
     """
     found: list[BaseAuthentication] = []
-    if apps.is_installed(TOKEN_APP):
-        found.append(TokenAuthentication())
+    found.append(TokenAuthentication() if apps.is_installed(TOKEN_APP) else TokensNotEnabled())
     found.append(SessionCsrfAuthentication())
     return found
 

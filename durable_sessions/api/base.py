@@ -14,6 +14,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from durable_sessions.adapter import Access
@@ -46,11 +48,15 @@ class ApiView(APIView):
     renderer_classes = [JSONRenderer]
     parser_classes = [BoundedJSONParser]
     permission_classes = [AllowAny]
-    throttle_classes: list[type] = []
     versioning_class = None
 
     def get_authenticators(self) -> list[BaseAuthentication]:
         return api_authenticators()
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        # The host's DRF throttling applies (read per request, so a changed setting
+        # counts), on top of the app's own limits per visitor, user and IP (LIMIT_*).
+        return [throttle() for throttle in api_settings.DEFAULT_THROTTLE_CLASSES]
 
     def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Response | None]:
         return exception_handler

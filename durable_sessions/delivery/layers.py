@@ -17,7 +17,11 @@ from copy import deepcopy
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer
-from channels_redis.pubsub import RedisPubSubChannelLayer
+
+try:
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+except ImportError:  # the "redis" extra is not installed: one process, in-memory layer
+    RedisPubSubChannelLayer = None
 
 # The extension name of layers that send many group messages at once.
 GROUP_SEND_MANY = "group_send_many"
@@ -66,30 +70,42 @@ class LocalChannelLayer(InMemoryChannelLayer):
     extensions = [*InMemoryChannelLayer.extensions, GROUP_SEND_MANY]
 
 
-class RedisPubSubLayer(RedisPubSubChannelLayer):
-    """channels-redis' pub/sub layer with the ``group_send_many`` extension: the group
-    messages of one batch go out in one pipelined round trip per Redis host instead of
-    one round trip each (a batch of deltas wakes up many sessions at once).
+if RedisPubSubChannelLayer is not None:
 
-    It relies on the structure of channels-redis 4.x's pub/sub layer (one connection
-    object per shard with its own lock); a change there fails the layer's tests.
-    """
+    class RedisPubSubLayer(RedisPubSubChannelLayer):
+        """channels-redis' pub/sub layer with the ``group_send_many`` extension: the group
+        messages of one batch go out in one pipelined round trip per Redis host instead of
+        one round trip each (a batch of deltas wakes up many sessions at once).
 
-    extensions = ["groups", "flush", GROUP_SEND_MANY]
+        It relies on the structure of channels-redis 4.x's pub/sub layer (one connection
+        object per shard with its own lock); a change there fails the layer's tests.
+        """
 
-    async def group_send_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
-        loop_layer = self._get_layer()
-        shards: dict[Any, list[tuple[str, bytes]]] = {}
-        for group, message in messages:
-            channel = loop_layer._get_group_channel_name(group)
-            shards.setdefault(loop_layer._get_shard(channel), []).append(
-                (channel, self.serialize(message))
-            )
-        for shard, items in shards.items():
-            # The shard's own lock, as its publish() takes: one command stream per host.
-            async with shard._lock:
-                shard._ensure_redis()
-                async with shard._redis.pipeline(transaction=False) as pipe:
-                    for channel, data in items:
-                        pipe.publish(channel, data)
-                    await pipe.execute()
+        extensions = ["groups", "flush", GROUP_SEND_MANY]
+
+        async def group_send_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+            loop_layer = self._get_layer()
+            shards: dict[Any, list[tuple[str, bytes]]] = {}
+            for group, message in messages:
+                channel = loop_layer._get_group_channel_name(group)
+                shards.setdefault(loop_layer._get_shard(channel), []).append(
+                    (channel, self.serialize(message))
+                )
+            for shard, items in shards.items():
+                # The shard's own lock, as its publish() takes: one command stream per host.
+                async with shard._lock:
+                    shard._ensure_redis()
+                    async with shard._redis.pipeline(transaction=False) as pipe:
+                        for channel, data in items:
+                            pipe.publish(channel, data)
+                        await pipe.execute()
+
+
+def __getattr__(name: str) -> Any:
+    # Only reached when channels-redis is missing (the class above was not defined).
+    if name == "RedisPubSubLayer":
+        raise ImportError(
+            "durable_sessions.delivery.layers.RedisPubSubLayer needs channels-redis: "
+            'pip install "django-durable-sessions[redis]"'
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -287,6 +287,16 @@ return 1
 """
 
 
+# What a store that does not answer raises. redis-py comes with the "redis" extra; without
+# it the counts live in memory and only OSError can occur.
+try:
+    from redis.exceptions import RedisError
+
+    STORE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
+except ImportError:
+    STORE_ERRORS = (OSError,)
+
+
 class RedisStore:
     """Counts shared by every process using one Redis."""
 
@@ -418,22 +428,18 @@ class Limiter:
             logger.warning("limits enforced again: their store answers")
 
     def _guarded(self, call: Callable[[], T], fallback: T) -> T:
-        from redis.exceptions import RedisError
-
         try:
             result = call()
-        except (RedisError, OSError) as error:
+        except STORE_ERRORS as error:
             self._failed(error)
             return fallback
         self._answered()
         return result
 
     async def _aguarded(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
-        from redis.exceptions import RedisError
-
         try:
             result = await call()
-        except (RedisError, OSError) as error:
+        except STORE_ERRORS as error:
             self._failed(error)
             return fallback
         self._answered()

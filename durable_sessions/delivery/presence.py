@@ -239,9 +239,11 @@ class RedisStore:
 
 def _is_redis_layer(path: str) -> bool:
     """Whether the layer class at ``path`` is (a subclass of) one of channels-redis'."""
-    from channels_redis.core import RedisChannelLayer
-    from channels_redis.pubsub import RedisPubSubChannelLayer
-
+    try:
+        from channels_redis.core import RedisChannelLayer
+        from channels_redis.pubsub import RedisPubSubChannelLayer
+    except ImportError:  # the "redis" extra is not installed
+        return False
     try:
         layer = import_string(path)
     except ImportError:

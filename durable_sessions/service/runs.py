@@ -74,7 +74,9 @@ def active_work(session_id: uuid.UUID) -> tuple[list[int], list[tuple[int, int]]
     )
     run_ids: list[int] = []
     replies: list[tuple[int, int]] = []
-    for kind, pk, n in run_rows.union(reply_rows, all=True):
+    # No ORDER BY on the union either: Django 6.1 would order it by AgentRun's Meta
+    # ordering, whose columns the combined rows do not have.
+    for kind, pk, n in run_rows.union(reply_rows, all=True).order_by():
         if kind == "run":
             run_ids.append(pk)
         else:

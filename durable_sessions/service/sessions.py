@@ -86,7 +86,7 @@ def operator_participant(
             session_id=w.session_id,
             kind=ParticipantKind.OPERATOR,
             user=user,
-            display_name=get_adapter().display_name(user),
+            display_name=get_adapter().operator_name(user),
         )
         new.append(participant)
     if with_system and w.participant(ParticipantKind.SYSTEM) is None:

@@ -66,7 +66,7 @@ function rowOf(message) {
   row.dataset.seq = message.seq;
   const text = element("div", "text");
   text.dir = "auto"; // the message's own direction, isolated from the page's
-  row.append(element("bdi", "author"), text, element("span", "note"));
+  row.append(element("bdi", "author"), element("time", "time"), text, element("span", "note"));
   const later = [...$("log").children].find((other) => Number(other.dataset.seq) > message.seq);
   $("log").insertBefore(row, later ?? null);
   rows.set(message.id, row);
@@ -80,6 +80,11 @@ function showMessage(message) {
   row.dataset.state = message.state;
   if (message.client_id) row.dataset.clientId = message.client_id;
   row.querySelector(".author").textContent = authorOf(message);
+  const sent = message.created_at ? new Date(message.created_at) : null;
+  if (sent && !Number.isNaN(sent.getTime())) {
+    row.querySelector(".time").dateTime = sent.toISOString();
+    row.querySelector(".time").textContent = clock(message.created_at);
+  }
   row.querySelector(".text").textContent = message.content;
   row.querySelector(".note").textContent = noteOf(message);
 }
@@ -110,14 +115,6 @@ function showTranscript() {
 
 // --- state: connection, banner, agent, presence, buttons ---------------------------
 
-// An operator who joined while the AI still answers (until control goes back to the AI).
-let joinedName = null;
-
-function operatorJoined() {
-  if (joinedName) return joinedName;
-  return client.status === "live" ? client.presence?.operators?.[0]?.display_name : null;
-}
-
 function bannerText() {
   const session = client.session ?? {};
   if (client.status === "refused") {
@@ -132,8 +129,7 @@ function bannerText() {
   if (session.control === "queued") {
     return ["queued", ["Waiting for a colleague to join. They will see the whole conversation."]];
   }
-  const joined = operatorJoined();
-  if (joined) return ["joined", [bdi(joined), " from our team joined the conversation."]];
+  // Only a takeover is announced: an operator who merely reads is never shown.
   return ["", []];
 }
 
@@ -149,9 +145,15 @@ function agentText() {
 
 function presenceText() {
   if (client.status !== "live") return []; // what we knew may be stale by now
+  if (client.session?.status === "closed") return [];
   const parts = [];
+  // Only the colleague who holds the conversation: operators who merely read it (or
+  // type before taking it over) are not shown to the customer.
+  const holder = client.operatorInCharge();
   for (const person of client.presence?.operators ?? []) {
-    parts.push(bdi(person.display_name), person.typing ? " is typing…" : " is here", " · ");
+    if (holder && person.user_id === holder.user_id) {
+      parts.push(bdi(holder.display_name), person.typing ? " is typing…" : " is here", " · ");
+    }
   }
   const devices = client.presence?.customer?.devices ?? 0;
   if (devices > 1) parts.push(`Open on ${devices} of your devices`);
@@ -182,6 +184,7 @@ function showState() {
   $("send").disabled = !open;
   $("text").disabled = !open;
   $("human").disabled = !(open && session.control === "ai" && client.status === "live");
+  if ($("handover")) $("handover").disabled = !open;
 }
 
 let noticeTimer;
@@ -206,14 +209,6 @@ client.on("message", (message) => keepingScroll(() => { showMessage(message); sh
 client.on("pending", () => keepingScroll(showPending));
 client.on("reset", () => keepingScroll(showTranscript));
 client.on("status", () => { showPending(); showState(); });
-client.on("participant", (participant, change) => {
-  if (participant.kind === "operator" && change === "joined") {
-    joinedName = participant.display_name;
-  }
-});
-client.on("control", ({ control }) => {
-  if (control === "ai") joinedName = null;
-});
 for (const type of ["session", "agent", "presence", "participant", "control"]) {
   client.on(type, showState);
 }
@@ -260,11 +255,17 @@ const DEVICE_STATES = {
 };
 
 async function api(method, url) {
-  const response = await fetch(url, {
-    method,
-    headers: { "X-CSRFToken": config.csrf_token, Accept: "application/json" },
-    credentials: "same-origin",
-  });
+  let response;
+  try {
+    response = await fetch(url, {
+      method,
+      headers: { "X-CSRFToken": config.csrf_token, Accept: "application/json" },
+      credentials: "same-origin",
+    });
+  } catch {
+    // fetch() rejects only when no answer came: say what to do, not "Failed to fetch".
+    throw new Error("you are offline. Check your connection, then try again");
+  }
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.error?.message ?? `the server answered ${response.status}`);
   return body;
@@ -353,4 +354,12 @@ $("copy")?.addEventListener("click", async () => {
 
 showTranscript();
 showState();
+// A returning customer lands at the latest message, not the top of a long conversation.
+document.scrollingElement.scrollTop = document.scrollingElement.scrollHeight;
+let landed = false;
+client.on("live", () => {
+  if (landed) return;
+  landed = true;
+  document.scrollingElement.scrollTop = document.scrollingElement.scrollHeight;
+});
 client.connect();

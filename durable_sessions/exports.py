@@ -1,0 +1,81 @@
+"""Transcripts as JSON documents: the admin's export action and host code share one shape.
+
+``export_document(DurableSession.objects.filter(...))`` returns
+``{"format", "version", "exported_at", "sessions": [...]}``; each session holds its data,
+participants, messages and whole event log, messages and events in the shapes clients
+receive (docs/protocol.md). Reading only: nothing here writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
+
+from durable_sessions import wire
+from durable_sessions.errors import SessionNotFound
+from durable_sessions.models import DurableSession, Event, Message, Participant
+
+EXPORT_FORMAT = "durable-sessions.export"
+EXPORT_VERSION = 1
+
+
+def _participant_export(participant: Participant) -> dict[str, Any]:
+    return {
+        **wire.participant_data(participant),
+        "joined_at": wire.iso(participant.joined_at),
+        "left_at": wire.iso(participant.left_at),
+    }
+
+
+def _user_export(user: Any) -> dict[str, Any] | None:
+    return None if user is None else {"id": user.pk, "username": user.get_username()}
+
+
+def session_export(session: DurableSession) -> dict[str, Any]:
+    """One session as exported: its data, participants, messages and whole event log.
+
+    Messages and events have the shapes clients receive (docs/protocol.md).
+    """
+    data = wire.session_data(session)
+    data["updated_at"] = wire.iso(session.updated_at)
+    data["owner"] = _user_export(session.owner)
+    data["anonymous"] = session.owner_id is None
+    data["assigned_operator"] = _user_export(session.assigned_operator)
+    return {
+        "session": data,
+        "participants": [_participant_export(p) for p in session.participants.all()],
+        "messages": [wire.message_data(m) for m in session.messages.all()],
+        "events": [wire.event_wire(e) for e in session.events.all()],
+    }
+
+
+def export_document(queryset: QuerySet[DurableSession]) -> dict[str, Any]:
+    """The export of the selected sessions, read with a fixed number of queries."""
+    sessions = (
+        DurableSession.objects.filter(pk__in=queryset.values("pk"))
+        .select_related("owner", "assigned_operator")
+        .prefetch_related(
+            Prefetch("participants", queryset=Participant.objects.order_by("id")),
+            Prefetch("messages", queryset=Message.objects.select_related("author").order_by("seq")),
+            Prefetch("events", queryset=Event.objects.order_by("seq")),
+        )
+        .order_by("created_at", "pk")
+    )
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "exported_at": wire.iso(timezone.now()),
+        "sessions": [session_export(s) for s in sessions],
+    }
+
+
+def export_session(session_id: uuid.UUID | str) -> dict[str, Any]:
+    """The export document of one session; ``SessionNotFound`` when there is none."""
+    queryset = DurableSession.objects.filter(pk=session_id)
+    document = export_document(queryset)
+    if not document["sessions"]:
+        raise SessionNotFound(f"session {session_id} does not exist")
+    return document
