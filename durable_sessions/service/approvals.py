@@ -144,6 +144,9 @@ def decide(
     part.decision, part.decision_reason = decision, reason
     part.decided_by, part.decided_at, part.decision_client_id = who, now, client_id
     if part.state == PartState.DENIED:
+        # What the agent reads as the call's result.
+        by = f" by the {who.kind}" if who is not None else ""
+        part.error = f"{decision}{by}" + (f": {reason}" if reason else "")
         part.completed_at = now
     part.save(
         update_fields=[
@@ -154,6 +157,7 @@ def decide(
             "decided_at",
             "decision_client_id",
             "completed_at",
+            "error",
         ]
     )
     seq = tool_updated(w, part)

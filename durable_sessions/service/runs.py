@@ -227,14 +227,20 @@ def agent_status(session_id: uuid.UUID) -> str:
 
 
 def agent_state(session_id: uuid.UUID) -> dict[str, Any]:
-    """The agent's status as the ``agent`` of a snapshot: ``{"status", "tool"}``, from the
+    """The agent's status as the ``agent`` of a snapshot: ``{"status", "tool", "run_id"}``,
+    from the
     session's newest run (a suspended run first) and its reply's last part."""
     runs = AgentRun.objects.filter(session_id=session_id).only("status", "message_id")
     run = runs.filter(status=RunStatus.AWAITING).first() or runs.order_by("-id").first()
     if run is None:
-        return {"status": "idle", "tool": None}
+        return {"status": "idle", "tool": None, "run_id": None}
     status = status_of_run(run.status, run.message_id)
     tool = None
+    if run.status == RunStatus.RUNNING and run.message_id:
+        reply_state = Message.objects.filter(pk=run.message_id).values_list("state", flat=True)
+        if reply_state.first() != MessageState.STREAMING:
+            # Its reply ended and the run is about to: what clients see next is idle.
+            return {"status": "idle", "tool": None, "run_id": run.pk}
     if run.status in (RunStatus.RUNNING, RunStatus.AWAITING) and run.message_id:
         last = (
             MessagePart.objects.filter(message_id=run.message_id)
@@ -253,7 +259,7 @@ def agent_state(session_id: uuid.UUID) -> dict[str, Any]:
             status, tool = "calling_tool", last[2]
         elif last is not None and last[0] == PartType.REASONING:
             status = "thinking"
-    return {"status": status, "tool": tool}
+    return {"status": status, "tool": tool, "run_id": run.pk}
 
 
 def status_of_run(status: str, message_id: int | None) -> str:
