@@ -39,6 +39,7 @@ class Part:
     output: Any = None
     error: str = ""
     data: dict[str, Any] | None = None
+    step: int = 0  # the step of the run that wrote it
 
     @property
     def result(self) -> Any:

@@ -261,7 +261,7 @@ class RunExecutor:
             if handoff is not None:
                 await writer.finish()
                 return handoff
-            calls, writer.calls = writer.calls, []
+            calls = writer.take_calls()
             if not calls:
                 await writer.finish()
                 return None

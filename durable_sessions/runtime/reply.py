@@ -72,6 +72,8 @@ class ReplyWriter:
     next_index: int = 0
     part: OpenPart | None = None
     calls: list[PendingCall] = field(default_factory=list)
+    # The tool-call parts of this step by call id (a model may interleave their input).
+    tool_parts: dict[str, OpenPart] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.buffer = Coalescer(ds_settings.FLUSH_INTERVAL_MS / 1000.0, ds_settings.FLUSH_MAX_CHARS)
@@ -157,13 +159,19 @@ class ReplyWriter:
 
     async def _grow(self, type_: str, text: str, *, call_id: str = "", name: str = "") -> None:
         current = self.part
-        if current is None or current.type != type_ or current.call_id != call_id:
+        if type_ == PartType.TOOL_CALL and call_id in self.tool_parts:
+            if current is not self.tool_parts[call_id]:
+                await self.end_part()
+                self.part = self.tool_parts[call_id]
+        elif current is None or current.type != type_ or current.call_id != call_id:
             await self.end_part()
             fields: dict[str, Any] = {}
             if type_ == PartType.TOOL_CALL:
                 fields = {"tool_name": name, "tool_call_id": call_id}
             part = await self.start_part(type_, **fields)
             self.part = OpenPart(part.pk, part.wire_id, type_, call_id)
+            if type_ == PartType.TOOL_CALL:
+                self.tool_parts[call_id] = self.part
             if type_ == PartType.REASONING:
                 await self.announce("thinking", None)
             elif type_ == PartType.TEXT and self.next_index > 1:
@@ -225,6 +233,14 @@ class ReplyWriter:
             )
         # Anything else is ignored, as before: an agent may yield None or empty chunks.
 
+    def take_calls(self) -> list[PendingCall]:
+        """The step's tool calls, in order; a call whose input never completed is one
+        that fails."""
+        for left in self.tool_parts.values():
+            self.calls.append(PendingCall(left.pk, "", None, "the call's input never completed"))
+        calls, self.calls, self.tool_parts = self.calls, [], {}
+        return calls
+
     async def _complete(self, type_: str, data: dict[str, Any]) -> None:
         await self.end_part()
         try:
@@ -235,14 +251,16 @@ class ReplyWriter:
 
     async def _call(self, call: ToolCall) -> None:
         call_id, name = _call_id(call.call_id), _tool_name(call.name)
-        current = self.part
-        if not (current and current.type == PartType.TOOL_CALL and call_id == current.call_id):
+        streamed = self.tool_parts.pop(call_id, None) if call_id else None
+        if streamed is None:
             await self.end_part()
             part = await self.start_part(PartType.TOOL_CALL, tool_name=name, tool_call_id=call_id)
             current = OpenPart(part.pk, part.wire_id, PartType.TOOL_CALL, call_id)
         else:
-            await self.flush()
-        self.part = None
+            current = streamed
+            if self.part is current:
+                await self.flush()
+                self.part = None
         error = ""
         try:
             tool_input = json.loads(json.dumps(call.input))

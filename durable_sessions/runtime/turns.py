@@ -32,6 +32,7 @@ def agent_part(part: MessagePart) -> Part:
         output=part.output,
         error=part.error,
         data=part.data,
+        step=part.step,
     )
 
 
