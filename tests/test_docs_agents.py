@@ -11,11 +11,11 @@ import pytest
 from channels.db import database_sync_to_async
 
 from durable_sessions import service
-from durable_sessions.models import Message, MessagePart, RunStatus
+from durable_sessions.models import RunStatus
 from tests.factories import anonymous_session
 from tests.fake_openai import FakeChatServer
 from tests.test_runtime import running_worker, runtime_settings
-from tests.test_turns import run_status, wait_for
+from tests.test_turns import latest_reply, reply_parts, run_status, wait_for
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "agents.md"
 MODULE = "docs_support_agent"
@@ -49,12 +49,12 @@ async def test_the_documented_tool_example_runs_with_an_approval(settings):
             session, _ = await db(anonymous_session)()
             await db(service.post_customer_message)(session.id, "two of SKU-1, please")
             await wait_for(lambda: run_status() == RunStatus.AWAITING)
-            waiting = await MessagePart.objects.aget(state="awaiting-approval")
+            (waiting,) = [p for p in await reply_parts() if p.state == "awaiting-approval"]
             assert (waiting.tool_name, waiting.approvers) == ("reserve_items", "any")
             await db(service.answer_approval)(session.id, waiting.wire_id, approved=True)
             await wait_for(lambda: run_status() == RunStatus.COMPLETED)
-    reply = await Message.objects.filter(role="assistant").alast()
-    parts = [p async for p in MessagePart.objects.filter(message=reply).order_by("index")]
+    reply = await latest_reply()
+    parts = await reply_parts()
     assert [(p.tool_name, p.state) for p in parts if p.type == "tool_call"] == [
         ("check_stock", "done"),
         ("reserve_items", "done"),

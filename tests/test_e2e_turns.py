@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 
-from durable_sessions.models import AgentRun, Event, Message, MessagePart, RunStatus
+from durable_sessions.models import Event, Message, MessagePart, RunStatus
 from tests.factories import anonymous_session
 from tests.live import server_env
 from tests.test_e2e_runtime import connect, of_type, read_until
+from tests.test_turns import count, latest_run
+
+db = database_sync_to_async
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -110,7 +113,7 @@ async def test_reasoning_a_tool_and_an_approval_survive_reloads_and_device_switc
     approval_id = waiting[-1]["data"]["approval"]["id"]
     await laptop.reload()
     for _ in range(100):
-        run = await AgentRun.objects.order_by("-id").afirst()
+        run = await latest_run()
         if run.status == RunStatus.AWAITING:
             break
         await asyncio.sleep(0.1)
@@ -137,15 +140,15 @@ async def test_reasoning_a_tool_and_an_approval_survive_reloads_and_device_switc
     await laptop.reload()
     for device in (laptop, phone):
         await device.until(of_type("message.completed"))
-    run = await AgentRun.objects.aget(pk=run.pk)
+    run = await latest_run()
     assert run.status == RunStatus.COMPLETED and run.worker != suspended_by
 
     # Nothing lost, nothing doubled: the laptop's log across reloads is 1 … N exactly once,
     # and what it assembled equals what is stored.
     seqs = [f["seq"] for f in log_of(laptop.frames)]
     assert seqs == list(range(1, len(seqs) + 1))
-    assert seqs[-1] == await Event.objects.filter(session=session).acount()
-    replies = [m async for m in Message.objects.filter(role="assistant").order_by("seq")]
+    assert seqs[-1] == await count(Event, session=session)
+    replies = await db(lambda: list(Message.objects.filter(role="assistant").order_by("seq")))()
     assert len(replies) == 2
     for reply in replies:
         texts = [
@@ -154,13 +157,13 @@ async def test_reasoning_a_tool_and_an_approval_survive_reloads_and_device_switc
             if f["type"] == "message.delta" and f["data"]["message_id"] == reply.pk
         ]
         assert "".join(texts) == reply.content and reply.state == "complete"
-        parts = [p async for p in MessagePart.objects.filter(message=reply).order_by("index")]
+        parts = await db(lambda r=reply: list(r.parts.order_by("index")))()
         assert [(p.type, p.state) for p in parts] == [
             ("reasoning", "done"),
             ("tool_call", "done"),
             ("text", "done"),
         ]
-    refund = [p async for p in MessagePart.objects.filter(tool_name="refund_order")]
+    refund = await db(lambda: list(MessagePart.objects.filter(tool_name="refund_order")))()
     assert len(refund) == 1 and refund[0].output["refunded"] == 89.9  # run once
     await a_new_device_sees_the_same_log(servers, session, store, seqs[-1])
     for device in (laptop, phone):

@@ -173,11 +173,11 @@ async def test_through_the_runtime_a_tool_call_and_its_answer(settings, mode, st
             await send(comm, "where is 1001?", "c1")
             frames = await frames_until(comm, is_end)
             await comm.disconnect()
-    from durable_sessions.models import MessagePart
+    from tests.test_turns import latest_reply, reply_parts
 
-    reply = await Message.objects.filter(role="assistant").alast()
+    reply = await latest_reply()
     assert reply.state == state
-    parts = [p async for p in MessagePart.objects.filter(message=reply).order_by("index")]
+    parts = await reply_parts()
     kinds = [(p.type, p.state) for p in parts]
     assert kinds[:3] == [("reasoning", "done"), ("tool_call", "done"), ("tool_call", "error")]
     assert parts[1].output["status"] == "shipped" and "invalid input" in parts[2].error

@@ -31,7 +31,6 @@ from durable_sessions.models import (
     ParticipantKind,
     RunStatus,
 )
-from durable_sessions.runtime.worker import Worker
 from tests.factories import anonymous_session, make_user, open_ws
 from tests.test_runtime import frames_until, is_end, running_worker, runtime_settings, send
 
@@ -53,9 +52,34 @@ def statuses(frames: list[dict]) -> list[tuple[str, str | None]]:
     return [(f["status"], f.get("tool")) for f in frames if f.get("type") == "agent.status"]
 
 
-async def reply_parts() -> list[MessagePart]:
-    reply = await Message.objects.filter(role="assistant").alast()
-    return [p async for p in MessagePart.objects.filter(message=reply).order_by("index")]
+# Database reads go through database_sync_to_async, which closes its connection: one left
+# open by the async ORM would keep pytest-django from dropping a PostgreSQL test database.
+
+
+@db
+def reply_parts() -> list[MessagePart]:
+    reply = Message.objects.filter(role="assistant").last()
+    return list(MessagePart.objects.filter(message=reply).order_by("index"))
+
+
+@db
+def latest_reply() -> Message:
+    return Message.objects.filter(role="assistant").last()
+
+
+@db
+def count(model: Any, **filters: Any) -> int:
+    return model.objects.filter(**filters).count()
+
+
+@db
+def part_by_pk(pk: int) -> MessagePart:
+    return MessagePart.objects.get(pk=pk)
+
+
+@db
+def latest_run() -> AgentRun:
+    return AgentRun.objects.order_by("-id").first()
 
 
 async def wait_for(predicate, limit: float = 10) -> None:
@@ -108,7 +132,7 @@ async def test_reasoning_a_tool_call_and_the_answer_stream_as_parts(settings):
             ("tool_call", "done"),
             ("text", "done"),
         ]
-        reply = await Message.objects.filter(role="assistant").alast()
+        reply = await latest_reply()
         assert reply.content == parts[2].text and "shipped" in reply.content
         seqs = list(
             await db(lambda: list(Event.objects.order_by("seq").values_list("seq", flat=True)))()
@@ -172,7 +196,7 @@ async def test_an_approval_suspends_the_run_and_a_second_device_answers_it(setti
         # The run goes on as the same reply and answers.
         rest = await frames_until(laptop, is_end)
         assert rest[-1]["type"] == "message.completed"
-        assert await Message.objects.filter(role="assistant").acount() == 1
+        assert await count(Message, role="assistant") == 1
         parts = await reply_parts()
         assert [(p.type, p.state) for p in parts] == [
             ("reasoning", "done"),
@@ -212,13 +236,13 @@ async def test_a_takeover_while_waiting_cancels_the_call(settings):
         part = (await reply_parts())[1]
         await db(service.take_over)(session.id, operator)
         assert await db(run_status)() == RunStatus.CANCELLED
-        part = await MessagePart.objects.aget(pk=part.pk)
+        part = await part_by_pk(part.pk)
         assert part.state == "cancelled" and part.decision == "cancelled"
-        reply = await Message.objects.filter(role="assistant").alast()
+        reply = await latest_reply()
         assert reply.state == "cancelled"
         with pytest.raises(AlreadyAnswered):
             await db(service.answer_approval)(session.id, part.wire_id, approved=True)
-        assert await MessagePart.objects.filter(state="running").acount() == 0
+        assert await count(MessagePart, state="running") == 0
 
 
 async def test_an_expired_approval_is_denied_and_the_agent_told(settings):
@@ -243,7 +267,7 @@ async def test_refunds_over_the_limit_are_for_an_operator(settings):
         assert part.approvers == "operator"
         with pytest.raises(NotAllowed):
             await db(service.answer_approval)(session.id, part.wire_id, approved=True)
-        assert (await MessagePart.objects.aget(pk=part.pk)).state == "awaiting-approval"
+        assert (await part_by_pk(part.pk)).state == "awaiting-approval"
         result = await db(service.answer_approval)(
             session.id, part.wire_id, approved=True, operator=operator
         )
@@ -348,7 +372,7 @@ async def test_the_step_limit_ends_the_reply(settings):
     async with running_worker("w"):
         parts = await run_to_end("double loop")
     assert [p.step for p in parts if p.type == "tool_call"] == [0, 0, 1, 2]  # "loop" is unknown
-    reply = await Message.objects.filter(role="assistant").alast()
+    reply = await latest_reply()
     assert reply.state == "complete"
 
 
@@ -412,14 +436,10 @@ async def test_another_worker_continues_an_approved_run(settings):
         await db(service.post_customer_message)(session.id, "refund order 1001")
         await wait_for(lambda: run_status() == RunStatus.AWAITING)
     part = (await reply_parts())[1]
-    await db(service.answer_approval)(session.id, part.wire_id, approved=True)
-    second = Worker("second")
-    second.start()
-    try:
+    await service.aanswer_approval(session.id, part.wire_id, approved=True)
+    async with running_worker("second"):
         await wait_for(lambda: run_status() == RunStatus.COMPLETED)
-    finally:
-        await second.stop()
-    run = await AgentRun.objects.order_by("-id").afirst()
+    run = await latest_run()
     assert run.worker == "second"
     parts = await reply_parts()
     assert [p.state for p in parts] == ["done", "done", "done"]
