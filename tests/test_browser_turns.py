@@ -85,3 +85,34 @@ async def test_an_approval_card_survives_a_reload_and_a_phone_answers_it(browser
     no_trouble(laptop, phone)
     await laptop_context.close()
     await phone_context.close()
+
+
+@browser_test
+async def test_an_operator_approves_a_refund_over_the_limit_from_the_console(browser, daphne):
+    from tests.test_browser_console import log_in, open_session, operator
+    from tests.test_browser_console import open_page as open_console
+
+    server = agent_server(daphne, **DEMO)
+    customer_context = await new_context(browser, server)
+    customer = await open_page(customer_context)
+    session_id = await start_chat(customer)
+    await send(customer.page, "Please refund order 1003")
+    await wait_for_card(customer.page, "awaiting-approval")
+    # Over the limit: the customer sees the request but may not answer it.
+    assert await customer.page.locator(".approval .approve").count() == 0
+    await operator("olga")
+    console = await open_console(browser, server)
+    await log_in(console, "olga")
+    row = console.page.locator(f"li[data-id='{session_id}'][data-agent=awaiting_approval]")
+    await row.wait_for(timeout=WAIT_MS)  # "awaiting approval" in the queue
+    await open_session(console, session_id)
+    await console.page.locator(".tool-card .approve").click()
+    await console.page.wait_for_selector(".tool-card[data-state=done]", timeout=WAIT_MS)
+    await wait_for_card(customer.page, "done")
+    await customer.page.wait_for_selector(f"{ASSISTANT}[data-state=complete]", timeout=WAIT_MS)
+    assert console.api_posts(session_id)[-1].startswith("approvals/")
+    decided = customer.page.locator(f"{ASSISTANT} .tool-card").last
+    assert "1499" in await decided.locator(".tool-output").text_content()
+    await screenshot(console.page, "turns-console-approved")
+    no_trouble(customer, console)
+    await customer_context.close()

@@ -443,3 +443,25 @@ async def test_another_worker_continues_an_approved_run(settings):
     assert run.worker == "second"
     parts = await reply_parts()
     assert [p.state for p in parts] == ["done", "done", "done"]
+
+
+async def test_a_message_while_a_call_waits_is_answered_after_the_run_ends(settings):
+    demo_settings(settings)
+    async with running_worker("w"):
+        session, _ = await db(anonymous_session)()
+        await db(service.post_customer_message)(session.id, "refund order 1001")
+        await wait_for(lambda: run_status() == RunStatus.AWAITING)
+        await db(service.post_customer_message)(session.id, "and where is order 1002?")
+        await asyncio.sleep(0.5)  # sweeps try it: it waits behind the suspended run
+        statuses = await db(lambda: list(AgentRun.objects.values_list("status", flat=True)))()
+        assert sorted(statuses) == [RunStatus.AWAITING, RunStatus.PENDING]
+        state = await db(service.runs.agent_state)(session.id)
+        assert state["status"] == "awaiting_approval" and state["tool"] == "refund_order"
+        part = (await reply_parts())[1]
+        await service.aanswer_approval(session.id, part.wire_id, approved=True)
+        await wait_for(
+            lambda: set(AgentRun.objects.values_list("status", flat=True)) == {RunStatus.COMPLETED}
+        )
+    replies = await db(lambda: list(Message.objects.filter(role="assistant").order_by("seq")))()
+    assert len(replies) == 2
+    assert "refunded" in replies[0].content and "delivered" in replies[1].content

@@ -50,7 +50,10 @@ def start_pending(w: SessionWrite, trigger: Message) -> None:
             return
         run = AgentRun.objects.create(session_id=w.session_id, trigger=trigger)
         w.announce_run(run.pk)
-        w.ephemeral(agent_status_frame("thinking", run.pk))
+        # Behind a run that waits for an approval, the agent still waits: it starts thinking
+        # about this message once that run ends.
+        if not AgentRun.objects.filter(session_id=w.session_id, status=RunStatus.AWAITING).exists():
+            w.ephemeral(agent_status_frame("thinking", run.pk))
 
     w.after_rows(create)  # the run points to the message, saved with the unit
 
