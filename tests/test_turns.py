@@ -19,6 +19,7 @@ from durable_sessions.agents import (
     Reasoning,
     Source,
     ToolCall,
+    ToolContext,
     Turn,
     tool,
 )
@@ -302,10 +303,16 @@ async def slow() -> str:
     return "never"
 
 
+@tool
+def whoami(context: ToolContext) -> dict[str, Any]:
+    """The session and call it runs for."""
+    return {"session": context.session_id, "call": context.tool_call_id}
+
+
 class ScriptedAgent(Agent):
     """Step 0 calls the tools named in the customer's message; later steps report."""
 
-    tools = [double, broken, slow]
+    tools = [double, broken, slow, whoami]
 
     async def stream(self, turn: Turn) -> AsyncIterator[Any]:
         if turn.step == 0:
@@ -465,3 +472,13 @@ async def test_a_message_while_a_call_waits_is_answered_after_the_run_ends(setti
     replies = await db(lambda: list(Message.objects.filter(role="assistant").order_by("seq")))()
     assert len(replies) == 2
     assert "refunded" in replies[0].content and "delivered" in replies[1].content
+
+
+async def test_a_tool_with_a_context_parameter_gets_its_session_and_call(settings):
+    scripted(settings)
+    async with running_worker("w"):
+        parts = await run_to_end("whoami")
+    call = parts[1]
+    assert call.state == "done" and call.output["call"] == call.tool_call_id
+    session_id = await db(lambda: str(Message.objects.get(pk=call.message_id).session_id))()
+    assert call.output["session"] == session_id

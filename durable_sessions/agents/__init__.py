@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from durable_sessions.agents.tools import Tool, tool
+from durable_sessions.agents.tools import Tool, ToolContext, tool
 from durable_sessions.app_settings import ds_settings
 
 
@@ -176,6 +176,7 @@ __all__ = [
     "Source",
     "Tool",
     "ToolCall",
+    "ToolContext",
     "ToolInputDelta",
     "Turn",
     "get_agent",

@@ -32,11 +32,22 @@ class ToolInputError(ValueError):
 
 
 @dataclass(frozen=True)
+class ToolContext:
+    """What a tool function may ask for with a parameter named ``context``: the session
+    it acts in, the call, and who approved it (``{"kind", "display_name"}``, or None)."""
+
+    session_id: str
+    tool_call_id: str
+    approved_by: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Tool:
     """A callable the agent may ask the runtime to run.
 
-    ``fn`` takes the input object's fields as keyword arguments and returns anything
-    JSON can hold; it may be ``async``. ``requires_approval`` (a bool, or a function of
+    ``fn`` takes the input object's fields as keyword arguments (and, if it has a
+    parameter named ``context``, a :class:`ToolContext`) and returns anything JSON can
+    hold; it may be ``async``. ``requires_approval`` (a bool, or a function of
     the input) suspends the run until a person answers; ``approvers`` (``"any"``,
     ``"customer"``, ``"operator"``, or a function of the input) says who, else the
     adapter decides. ``timeout`` overrides ``TOOL_TIMEOUT`` (seconds).
@@ -73,11 +84,21 @@ class Tool:
             raise ToolInputError(f"the tool's schema is invalid: {exc.message}"[:500]) from None
         return tool_input
 
-    async def invoke(self, tool_input: dict[str, Any]) -> Any:
-        """Run the function (a sync one on a thread of its own)."""
+    def wants_context(self) -> bool:
+        try:
+            return "context" in inspect.signature(self.fn).parameters
+        except (TypeError, ValueError):
+            return False
+
+    async def invoke(self, tool_input: dict[str, Any], context: ToolContext | None = None) -> Any:
+        """Run the function (a sync one on a thread of its own); a function with a
+        ``context`` parameter gets the :class:`ToolContext` there."""
+        kwargs = dict(tool_input)
+        if context is not None and self.wants_context():
+            kwargs["context"] = context
         if inspect.iscoroutinefunction(self.fn):
-            return await self.fn(**tool_input)
-        result = await asyncio.to_thread(self.fn, **tool_input)
+            return await self.fn(**kwargs)
+        result = await asyncio.to_thread(self.fn, **kwargs)
         if inspect.isawaitable(result):
             return await result
         return result

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from durable_sessions.adapter import get_adapter
 from durable_sessions.agents import Agent
-from durable_sessions.agents.tools import Tool, ToolInputError
+from durable_sessions.agents.tools import Tool, ToolContext, ToolInputError
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.models import Approvers, MessagePart, PartState
 from durable_sessions.runtime.reply import PendingCall
@@ -111,7 +111,16 @@ class ToolCalls:
         await self.announce("calling_tool", tool.name)
         timeout = tool.timeout if tool.timeout is not None else ds_settings.TOOL_TIMEOUT
         try:
-            result = await asyncio.wait_for(tool.invoke(dict(part.input or {})), timeout)
+            context = ToolContext(
+                session_id=str(self.session_id),
+                tool_call_id=part.tool_call_id,
+                approved_by=(
+                    {"kind": part.decided_by.kind, "display_name": part.decided_by.display_name}
+                    if part.decided_by is not None
+                    else None
+                ),
+            )
+            result = await asyncio.wait_for(tool.invoke(dict(part.input or {}), context), timeout)
             output = json.loads(json.dumps(result, default=str))
         except TimeoutError:
             await self._write(
