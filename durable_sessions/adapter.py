@@ -98,6 +98,11 @@ class SessionAdapter:
     def agent_name(self, session: DurableSession) -> str:
         return "Assistant"
 
+    def approvers(self, session_id: Any, tool_name: str, tool_input: dict[str, Any]) -> str:
+        """Who answers a call's approval when its tool does not say: ``"any"``,
+        ``"customer"`` or ``"operator"`` (e.g. operators only for refunds over a limit)."""
+        return ds_settings.APPROVERS
+
 
 def get_adapter() -> SessionAdapter:
     return ds_settings.ADAPTER()

@@ -78,6 +78,18 @@ class DurableSessionsSettings(AppSettings):
         60.0, "fail a reply when the agent yields nothing for this long", positive=True
     )
     HISTORY_LIMIT = Int(50, "messages of history given to the agent", positive=True)
+    MAX_AGENT_STEPS = Int(
+        8, "steps (model calls between tool calls) of one run before its reply ends", positive=True
+    )
+    TOOL_TIMEOUT = Float(30.0, "seconds a tool may run before its call fails", positive=True)
+    APPROVAL_TIMEOUT = Float(
+        900.0, "seconds a tool call waits for approval before it is denied", positive=True
+    )
+    APPROVERS = Str(
+        "any",
+        "who answers a tool call's approval unless its tool or the adapter says",
+        choices=("any", "customer", "operator"),
+    )
     MAX_CONCURRENT_RUNS = Int(100, "runs one process executes at once", positive=True)
     RUN_SWEEP_INTERVAL = Float(
         2.0, "seconds between sweeps for expired leases and lost runs", positive=True

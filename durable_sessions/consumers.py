@@ -94,7 +94,8 @@ class _Opened:
     access: Access
     participant: Participant | None
     participants: list[Participant]
-    agent_status: str
+    agent: dict[str, Any]
+    approvals: list[dict[str, Any]]
 
 
 _AFTER_SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only: isdigit() accepts "²"
@@ -144,6 +145,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
     _joined: tuple[str, ...] = ()  # the channel-layer groups joined
     _access_checked = 0.0  # time.monotonic() of the last access check
     _counted: str | None = None  # the kind it is counted as among open connections
+    _agent_frames = 0  # agent.status frames sent
+    _agent_last: dict[str, Any] | None = None  # the agent's status as last sent
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self._task = asyncio.current_task()
@@ -218,6 +221,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         entries = await presence.keeper.join(self)
         snapshot = self._snapshot(opened, after)
         snapshot["presence"] = self._presence_frame(entries)
+        self._agent_last = opened.agent
         await self._send(snapshot)
         async with self._lock:
             self.last_sent = after
@@ -284,14 +288,20 @@ class SessionConsumer(AsyncWebsocketConsumer):
             ),
             None,
         )
-        return _Opened(session, access, mine, participants, runs.agent_status(session.pk))
+        approvals = [
+            {"message_id": p.message_id, "part": wire.part_data(p)}
+            for p in service.pending_approvals(session.pk)
+        ]
+        return _Opened(session, access, mine, participants, runs.agent_state(session.pk), approvals)
 
     def _snapshot(self, opened: _Opened, after: int) -> dict[str, Any]:
         return {
             "type": "snapshot",
             "session": wire.session_data(opened.session),
             "participants": [wire.participant_data(p) for p in opened.participants],
-            "agent": {"status": opened.agent_status},
+            "agent": opened.agent,
+            # Tool calls waiting for an answer (also in the log): shown before any replay.
+            "approvals": opened.approvals,
             "you": {
                 "access": opened.access.value,
                 "participant_id": opened.participant.pk if opened.participant else None,
@@ -507,14 +517,39 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 if seq == self.last_sent + 1:
                     await self._send(frame)
                     self.last_sent = seq
+            recheck = any(f["type"] in _AGENT_CHANGES for f in message["events"])
         metrics.delivered(message["events"])
         for ephemeral in message.get("ephemeral", ()):
             await self.session_ephemeral(ephemeral)
+        if recheck:
+            await self._recheck_agent()
+
+    async def _recheck_agent(self) -> None:
+        """Re-read the agent's status after an event that may change it and send it if it
+        is not what this connection last sent: a lost status frame (the layer may drop it)
+        does not leave the client showing "streaming" until it reconnects."""
+        sent_before = self._agent_frames
+        state = await database_sync_to_async(runs.agent_state)(self.session_id)
+        if self._agent_frames != sent_before or state == self._agent_last:
+            return  # a newer status frame went out meanwhile, or nothing changed
+        await self._send_agent(service.agent_status_frame(**_frame_args(state)))
+
+    async def _send_agent(self, frame: dict[str, Any]) -> None:
+        self._agent_frames += 1
+        self._agent_last = {
+            "status": frame.get("status"),
+            "tool": frame.get("tool"),
+            "run_id": frame.get("run_id"),
+        }
+        await self._send(frame)
 
     async def session_ephemeral(self, message: dict[str, Any]) -> None:
         """State that is not in the log (agent status): forwarded as it comes, no seq.
         Operator-only frames (e.g. private notes) never reach the customer."""
         if message.get("operators_only") and self.access is not Access.OPERATOR:
+            return
+        if message["frame"].get("type") == "agent.status":
+            await self._send_agent(message["frame"])
             return
         await self._send(message["frame"])
 
@@ -524,10 +559,13 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return  # gone, or already sending: whoever holds the lock catches up
         try:
             async with self._lock:
-                if self.last_sent < last_seq:
-                    behind = self.last_sent
+                behind = self.last_sent < last_seq
+                if behind:
+                    before = self.last_sent
                     await self._catch_up(last_seq)
-                    metrics.recovered("resync", self.last_sent - behind)
+                    metrics.recovered("resync", self.last_sent - before)
+            if behind:
+                await self._recheck_agent()
         except _Gone:
             pass
         except Exception as error:  # the next check tries again
@@ -715,6 +753,26 @@ class SessionConsumer(AsyncWebsocketConsumer):
         )
         return {"type": "ack", "for": frame.type, "changed": changed}
 
+    async def on_approval_answer(self, frame: Frame) -> dict[str, Any]:
+        fields = frame.fields
+        result = await service.aanswer_approval(
+            self.session_id,
+            fields["approval_id"],
+            approved=fields["approved"],
+            operator=self.scope["user"] if self.access is Access.OPERATOR else None,
+            reason=fields.get("reason", ""),
+            client_id=fields["client_id"],
+        )
+        return {
+            "type": "ack",
+            "for": frame.type,
+            "client_id": fields["client_id"],
+            "approval_id": fields["approval_id"],
+            "seq": result.seq,
+            "duplicate": result.duplicate,
+            "decision": result.part.decision,
+        }
+
     async def on_reply_cancel(self, frame: Frame) -> dict[str, Any]:
         cancelled = await service.acancel_reply(
             self.session_id, reason="user" if self.access is Access.OWNER else "operator"
@@ -726,7 +784,22 @@ class SessionConsumer(AsyncWebsocketConsumer):
 _KINDS = {Access.OWNER: "customer", Access.OPERATOR: "operator"}
 
 # Frames that change the session: access is re-read before them.
-_STATE_CHANGING = frozenset({"message.send", "handoff.request", "reply.cancel"})
+_STATE_CHANGING = frozenset({"message.send", "handoff.request", "reply.cancel", "approval.answer"})
+# Log events after which the agent's status is re-read (its frame may have been lost).
+_AGENT_CHANGES = frozenset(
+    {
+        wire.MESSAGE_COMPLETED,
+        wire.MESSAGE_CANCELLED,
+        wire.MESSAGE_FAILED,
+        wire.CONTROL_CHANGED,
+        wire.SESSION_CLOSED,
+        wire.TOOL_UPDATED,
+    }
+)
+
+
+def _frame_args(state: dict[str, Any]) -> dict[str, Any]:
+    return {"status": state["status"], "run_id": state["run_id"], "tool": state["tool"]}
 
 
 def _session_user(store: Any, user_id: Any) -> Any:

@@ -121,3 +121,26 @@ class RateLimited(ServiceError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = max(1, math.ceil(retry_after))
+
+
+class AlreadyAnswered(ServiceError):
+    """An approval request was answered already (by another device, another person, its
+    expiry or a takeover); the answer that came first stands."""
+
+    code = "already_answered"
+    status_code = 409
+
+
+class ApprovalNotFound(ServiceError):
+    """No tool call with this approval id waits in the session."""
+
+    code = "approval_not_found"
+    status_code = 404
+
+
+class NotAllowed(ServiceError):
+    """The caller may not do this in this session (e.g. answer an approval that the
+    policy gives to someone else)."""
+
+    code = "not_allowed"
+    status_code = 403

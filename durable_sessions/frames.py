@@ -20,6 +20,12 @@ CLIENT_FRAMES: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
     "reply.cancel": {},
     "ping": {},
     "typing": {"state": (True, (str,)), "private": (False, (bool,))},
+    "approval.answer": {
+        "approval_id": (True, (str,)),
+        "approved": (True, (bool,)),
+        "reason": (False, (str,)),
+        "client_id": (True, (str,)),
+    },
 }
 # Allowed values of string fields.
 FIELD_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {("typing", "state"): ("start", "stop")}

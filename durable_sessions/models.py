@@ -232,6 +232,98 @@ class Event(models.Model):
         return f"#{self.seq} {self.type}"
 
 
+class PartType(models.TextChoices):
+    """What a part of a message holds (one-to-one with the AI SDK's UI message parts)."""
+
+    TEXT = "text", "Text"
+    REASONING = "reasoning", "Reasoning"
+    TOOL_CALL = "tool_call", "Tool call"
+    DATA = "data", "Data"
+    SOURCE = "source", "Source"
+
+
+class PartState(models.TextChoices):
+    """Where a part is: text and reasoning stream then are done; a tool call moves through
+    input, approval, execution and its outcome."""
+
+    STREAMING = "streaming", "Streaming"
+    DONE = "done", "Done"
+    INPUT_STREAMING = "input-streaming", "Input streaming"
+    AWAITING_APPROVAL = "awaiting-approval", "Awaiting approval"
+    APPROVED = "approved", "Approved"
+    DENIED = "denied", "Denied"
+    RUNNING = "running", "Running"
+    ERROR = "error", "Error"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Approvers(models.TextChoices):
+    """Who may answer a tool call's approval request."""
+
+    ANY = "any", "The customer or an operator"
+    CUSTOMER = "customer", "The customer"
+    OPERATOR = "operator", "An operator"
+
+
+class MessagePart(models.Model):
+    """One part of a message, in order: text, reasoning, a tool call, data or a source.
+
+    Streamed parts grow by deltas that each have their own seq in the log; a tool call
+    carries its input (streamed as text, then parsed), its approval and its outcome.
+    Messages without part rows (customer, operator and system messages, and replies from
+    before parts existed) are one text part made from their content.
+    """
+
+    session = models.ForeignKey(DurableSession, on_delete=models.CASCADE, related_name="+")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="parts")
+    index = models.PositiveIntegerField()
+    # The agent's step (model call) the part belongs to; steps start at 0.
+    step = models.PositiveIntegerField(default=0)
+    type = models.CharField(max_length=10, choices=PartType.choices)
+    state = models.CharField(max_length=20, choices=PartState.choices)
+    # Text and reasoning: their text; a tool call: its input as streamed (JSON text).
+    text = models.TextField(blank=True, default="")
+    tool_name = models.CharField(max_length=100, blank=True, default="")
+    tool_call_id = models.CharField(max_length=100, blank=True, default="")
+    input = models.JSONField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    # A data part: {"name", "data"}; a source: {"url", "title"}.
+    data = models.JSONField(null=True, blank=True)
+    # The approval of a tool call (empty when none was needed).
+    approvers = models.CharField(max_length=10, choices=Approvers.choices, blank=True, default="")
+    approval_expires_at = models.DateTimeField(null=True, blank=True)
+    decision = models.CharField(max_length=10, blank=True, default="")
+    decision_reason = models.TextField(blank=True, default="")
+    decided_by = models.ForeignKey(
+        Participant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # The answering client's id: its retry is the same answer, not a second one.
+    decision_client_id = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["message_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "index"], name="ds_part_message_index"),
+        ]
+        indexes = [models.Index(fields=["session", "state"], name="ds_part_session_state_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.type} part {self.index} of message {self.message_id}"
+
+    @property
+    def wire_id(self) -> str:
+        """The part's stable id on the wire (also its approval's id)."""
+        return part_wire_id(self.message_id, self.index)
+
+
+def part_wire_id(message_id: int, index: int) -> str:
+    return f"m{message_id}p{index}"
+
+
 class RunStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     RUNNING = "running", "Running"
@@ -239,6 +331,8 @@ class RunStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
     FAILED = "failed", "Failed"
     CRASHED = "crashed", "Crashed (lease expired)"
+    # Suspended on a tool call that waits for a person's answer: no worker holds it.
+    AWAITING = "awaiting", "Awaiting approval"
 
 
 class AgentRun(models.Model):

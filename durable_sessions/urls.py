@@ -6,7 +6,7 @@ id gets the API's JSON 404 like an unknown one.
 
 from django.urls import path
 
-from durable_sessions.api import actions, devices, docs, ops, views
+from durable_sessions.api import actions, approvals, devices, docs, ops, views
 
 app_name = "durable_sessions"
 
@@ -23,6 +23,11 @@ urlpatterns = [
     path(f"{SESSION}transfer/", actions.TransferView.as_view(), name="session-transfer"),
     path(f"{SESSION}close/", actions.CloseView.as_view(), name="session-close"),
     path(f"{SESSION}cancel-reply/", actions.CancelReplyView.as_view(), name="session-cancel-reply"),
+    path(
+        f"{SESSION}approvals/<str:approval_id>/",
+        approvals.ApprovalAnswerView.as_view(),
+        name="session-approval",
+    ),
     path(f"{SESSION}devices/", devices.DeviceGrantListView.as_view(), name="session-devices"),
     path(
         f"{SESSION}devices/<int:grant_id>/",

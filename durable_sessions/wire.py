@@ -10,7 +10,18 @@ import json
 from datetime import datetime
 from typing import Any
 
-from durable_sessions.models import DurableSession, Event, Message, Participant
+from django.db.models import Prefetch
+
+from durable_sessions.models import (
+    DurableSession,
+    Event,
+    Message,
+    MessagePart,
+    Participant,
+    PartState,
+    PartType,
+    part_wire_id,
+)
 
 SESSION_CREATED = "session.created"
 SESSION_CLOSED = "session.closed"
@@ -21,6 +32,12 @@ MESSAGE_COMPLETED = "message.completed"
 MESSAGE_CANCELLED = "message.cancelled"
 MESSAGE_FAILED = "message.failed"
 CONTROL_CHANGED = "control.changed"
+# Typed parts of a reply: a part starts, grows by deltas (text parts by message.delta,
+# reasoning and tool input by part.delta), ends; a tool call changes state.
+PART_STARTED = "part.started"
+PART_DELTA = "part.delta"
+PART_ENDED = "part.ended"
+TOOL_UPDATED = "tool.updated"
 
 ALL_TYPES = frozenset(
     {
@@ -33,6 +50,10 @@ ALL_TYPES = frozenset(
         MESSAGE_CANCELLED,
         MESSAGE_FAILED,
         CONTROL_CHANGED,
+        PART_STARTED,
+        PART_DELTA,
+        PART_ENDED,
+        TOOL_UPDATED,
     }
 )
 
@@ -56,6 +77,94 @@ def participant_data(participant: Participant) -> dict[str, Any]:
     }
 
 
+def part_data(part: MessagePart) -> dict[str, Any]:
+    """A part as clients see it; only the fields of its type."""
+    data: dict[str, Any] = {
+        "id": part.wire_id,
+        "index": part.index,
+        "step": part.step,
+        "type": part.type,
+        "state": part.state,
+    }
+    if part.type in (PartType.TEXT, PartType.REASONING):
+        data["text"] = part.text
+    elif part.type == PartType.TOOL_CALL:
+        data.update(tool_data(part))
+    else:
+        data.update(part.data or {})
+    return data
+
+
+def tool_data(part: MessagePart) -> dict[str, Any]:
+    """The tool-call fields of a part (also the payload of ``tool.updated``)."""
+    data: dict[str, Any] = {
+        "tool_name": part.tool_name,
+        "tool_call_id": part.tool_call_id,
+        "state": part.state,
+        "input_text": part.text,
+        "input": part.input,
+        "output": part.output,
+        "error": part.error or None,
+        "approval": approval_data(part),
+    }
+    return data
+
+
+def approval_data(part: MessagePart) -> dict[str, Any] | None:
+    """A tool call's approval request and its answer; None when it needs none."""
+    if not part.approvers:
+        return None
+    decided = bool(part.decision)
+    return {
+        "id": part.wire_id,
+        "approvers": part.approvers,
+        "expires_at": iso(part.approval_expires_at),
+        "pending": part.state == PartState.AWAITING_APPROVAL,
+        # None while pending; "expired" and "cancelled" count as not approved.
+        "approved": (part.decision == "approved") if decided else None,
+        "decision": part.decision or None,
+        "reason": part.decision_reason or None,
+        "decided_by": (
+            {"kind": part.decided_by.kind, "display_name": part.decided_by.display_name}
+            if part.decided_by_id is not None and part.decided_by is not None
+            else None
+        ),
+        "decided_at": iso(part.decided_at),
+    }
+
+
+def implicit_parts(message: Message) -> list[dict[str, Any]]:
+    """The parts of a message stored without part rows: its content as one text part."""
+    if not message.content:
+        return []
+    state = PartState.STREAMING if message.state == "streaming" else PartState.DONE
+    return [
+        {
+            "id": part_wire_id(message.pk, 0),
+            "index": 0,
+            "step": 0,
+            "type": PartType.TEXT,
+            "state": state,
+            "text": message.content,
+        }
+    ]
+
+
+def parts_prefetch() -> Prefetch:
+    """Prefetch of messages' parts in order (what :func:`message_data` shows)."""
+    return Prefetch(
+        "parts", queryset=MessagePart.objects.select_related("decided_by").order_by("index")
+    )
+
+
+def message_parts(message: Message) -> list[dict[str, Any]]:
+    """The message's parts: its part rows when prefetched or given, else its content."""
+    rows = getattr(message, "_prefetched_objects_cache", {}).get("parts")
+    if rows:
+        return [part_data(p) for p in rows]
+    return implicit_parts(message)
+
+
 def message_data(message: Message) -> dict[str, Any]:
     return {
         "id": message.pk,
@@ -66,6 +175,7 @@ def message_data(message: Message) -> dict[str, Any]:
             "display_name": message.author.display_name,
         },
         "content": message.content,
+        "parts": message_parts(message),
         "state": message.state,
         "client_id": message.client_id,
         "seq": message.seq,

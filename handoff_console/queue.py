@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,8 +22,10 @@ from durable_sessions.adapter import AnyUser, get_adapter
 from durable_sessions.models import (
     Control,
     DurableSession,
+    MessagePart,
     Participant,
     ParticipantKind,
+    PartState,
     Status,
 )
 from durable_sessions.service.runs import status_of_run
@@ -44,7 +46,15 @@ def _annotated(sessions: QuerySet[DurableSession]) -> QuerySet[DurableSession]:
         .with_last_control()
         .with_last_message(PREVIEW_CHARS)
         .with_latest_run()
-        .annotate(customer_name=Subquery(customer.values("display_name")[:1]))
+        .annotate(
+            customer_name=Subquery(customer.values("display_name")[:1]),
+            # A tool call waits for a person: a state of its own in the queue.
+            awaiting_approval=Exists(
+                MessagePart.objects.filter(
+                    session=OuterRef("pk"), state=PartState.AWAITING_APPROVAL
+                )
+            ),
+        )
     )
 
 
@@ -90,7 +100,11 @@ def row(session: DurableSession, user: AnyUser) -> dict[str, Any]:
             if session.last_role
             else None
         ),
-        "agent": status_of_run(session.run_status, session.run_message_id),
+        "agent": (
+            "awaiting_approval"
+            if session.awaiting_approval
+            else status_of_run(session.run_status, session.run_message_id)
+        ),
         "created_at": wire.iso(session.created_at),
         "updated_at": wire.iso(session.updated_at),
         "closed_at": wire.iso(session.closed_at),

@@ -28,6 +28,10 @@ API_ROUTES = {
 }
 
 
+# Placeholder of an approval id in the approval URL given to the page.
+APPROVAL_ID = "approval-id"
+
+
 class QueueView(OperatorRequiredMixin, TemplateView):
     """The queue: waiting for a human, mine, colleagues', the AI's and recently closed.
 
@@ -84,6 +88,10 @@ class SessionView(OperatorRequiredMixin, TemplateView):
                         for name, route in API_ROUTES.items()
                     },
                     "notes": reverse("handoff_console:api-notes", args=args),
+                    # The id of a tool call's approval replaces the placeholder.
+                    "approval": reverse(
+                        "durable_sessions:session-approval", args=[*args, APPROVAL_ID]
+                    ),
                 },
             },
         )

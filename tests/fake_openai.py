@@ -1,7 +1,10 @@
 """A local server that speaks the OpenAI ``/chat/completions`` streaming format.
 
 Modes: ``ok`` (every token, then ``[DONE]``), ``die`` (some tokens, then the connection
-drops), ``stall`` (some tokens, then silence), ``error`` (HTTP 500).
+drops), ``stall`` (some tokens, then silence), ``error`` (HTTP 500), ``tools`` (reasoning,
+then the ``tool_calls`` given, their arguments in two chunks each; once the request holds
+``tool`` results, the tokens), ``tool_error`` (as ``tools``, then HTTP 500 when the results
+come back).
 """
 
 from __future__ import annotations
@@ -13,8 +16,17 @@ from typing import Any
 
 
 class FakeChatServer:
-    def __init__(self, tokens: list[str], mode: str = "ok", cut_after: int = 3) -> None:
+    def __init__(
+        self,
+        tokens: list[str],
+        mode: str = "ok",
+        cut_after: int = 3,
+        tool_calls: list[tuple[str, str, str]] | None = None,
+        reasoning: list[str] | None = None,
+    ) -> None:
         self.tokens = tokens
+        self.tool_calls = tool_calls or []  # (id, name, arguments as JSON text)
+        self.reasoning = reasoning or []
         self.mode = mode
         self.cut_after = cut_after
         self.requests: list[dict[str, Any]] = []
@@ -45,7 +57,8 @@ class FakeChatServer:
             self.requests.append(
                 {"path": lines[0].split(" ")[1], "headers": headers, "body": json.loads(body)}
             )
-            if self.mode == "error":
+            answered = any(m.get("role") == "tool" for m in self.requests[-1]["body"]["messages"])
+            if self.mode == "error" or (self.mode == "tool_error" and answered):
                 payload = b'{"error": {"message": "overloaded"}}'
                 writer.write(
                     b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
@@ -57,6 +70,9 @@ class FakeChatServer:
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                 b"Cache-Control: no-cache\r\nConnection: close\r\n\r\n"
             )
+            if self.mode in ("tools", "tool_error") and not answered:
+                await self._call_tools(writer)
+                return
             for index, token in enumerate(self.tokens):
                 if self.mode in ("die", "stall") and index == self.cut_after:
                     if self.mode == "stall":
@@ -75,3 +91,21 @@ class FakeChatServer:
             pass
         finally:
             writer.close()
+
+    async def _call_tools(self, writer: asyncio.StreamWriter) -> None:
+        def send(delta: dict[str, Any], finish: str | None = None) -> None:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            writer.write(f"data: {json.dumps({'choices': [choice]})}\n\n".encode())
+
+        for thought in self.reasoning:
+            send({"reasoning_content": thought})
+        for index, (call_id, name, arguments) in enumerate(self.tool_calls):
+            half = len(arguments) // 2
+            first = {"index": index, "id": call_id, "type": "function"}
+            send({"tool_calls": [{**first, "function": {"name": name, "arguments": ""}}]})
+            for piece in (arguments[:half], arguments[half:]):
+                send({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+            await writer.drain()
+        send({}, "tool_calls")
+        writer.write(b"data: [DONE]\n\n")
+        await writer.drain()

@@ -657,6 +657,7 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
             )
         ),
         session_path + "devices/{grant_id}/",
+        session_path + "approvals/{approval_id}/",
         url("device-redeem"),
         notes_path,
     }

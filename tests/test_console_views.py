@@ -171,6 +171,10 @@ def test_the_session_page_acts_through_the_api_only():
         reverse("handoff_console:session", args=[session.id])
     )
     api = page.context["config"]["api"]
+    approval = api.pop("approval")  # a tool call's approval: its id replaces the placeholder
+    assert approval == reverse(
+        "durable_sessions:session-approval", args=[session.id, "approval-id"]
+    )
     assert api == {name: action_url(name, session) for name in ACTION_ROUTES}
     assert api["take_over"].startswith(reverse("durable_sessions:session-create"))
     # The console has no action endpoints of its own any more.

@@ -169,4 +169,35 @@ def test_any_authorization_header_gets_an_answer_and_stores_nothing(callers, set
             assert response.status_code == 401, (header, response.content[:200])
             assert stored() == before
 
+
+def test_any_approval_answer_gets_an_answer_and_a_refusal_changes_nothing(callers):
+    from durable_sessions.models import MessagePart
+    from durable_sessions.service import parts
+
+    session = callers["session"]
+    reply = service.start_assistant_message(session.pk)
+    call = parts.start_part(reply.pk, "tool_call", tool_name="refund_order")
+    call = parts.tool_input_ready(call.pk, {"order_id": "1"}, approvers="any")
+    # Any id the route takes (one path segment): the others are Django's own 404.
+    segment = st.text(st.characters(blacklist_characters="/", codec="utf-8"), min_size=1)
+    ids = st.one_of(st.just(call.wire_id), segment.filter(lambda t: t.strip()), st.just("m1p0"))
+
+    @FUZZ
+    @given(
+        data=bodies(["approved", "reason", "client_id"]),
+        who=st.sampled_from(CALLERS),
+        approval=ids,
+    )
+    def run(data: Any, who: str, approval: str) -> None:
+        path = f"{reverse('durable_sessions:session-detail', args=[session.pk])}approvals/"
+        before = (stored(), list(MessagePart.objects.values_list("state", "decision")))
+        response = callers[who].post(f"{path}{quote(approval, safe='')}/", data, content_type=JSON)
+        assert response.status_code < 500, response.content[:500]
+        if response.status_code >= 400:
+            assert set(response.json()) == {"error"}
+            after = (stored(), list(MessagePart.objects.values_list("state", "decision")))
+            assert after == before
+        answered = Event.objects.filter(session=session, type="tool.updated").count()
+        assert answered <= 2  # awaiting-approval, then at most one decision
+
     run()

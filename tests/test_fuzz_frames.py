@@ -104,3 +104,65 @@ async def test_any_frame_gets_an_answer_and_an_error_stores_nothing(people, who,
     if errors and not any(r.get("type") == "ack" for r in replies):
         assert await db(stored)() == before, f"an error frame ({errors}) stored something"
     await comm.disconnect()
+
+
+# An approval answer: a real approval id sometimes, any values otherwise.
+VALID_APPROVAL = "<the waiting call>"
+approval_frames = st.fixed_dictionaries(
+    {"type": st.just("approval.answer")},
+    optional={
+        "approval_id": st.one_of(st.just(VALID_APPROVAL), nasty_text, json_value),
+        "approved": st.one_of(st.booleans(), json_value),
+        "reason": st.one_of(nasty_text, json_value),
+        "client_id": st.one_of(nasty_text, json_value),
+        "ref": st.one_of(nasty_text, json_value),
+    },
+)
+
+
+@FUZZ
+@given(frame=approval_frames)
+async def test_any_approval_answer_decides_at_most_once_and_errors_change_nothing(people, frame):
+    session = people["session"]
+    call = await db(_waiting_call)(session)
+    if frame.get("approval_id") == VALID_APPROVAL:
+        frame = {**frame, "approval_id": call.wire_id}
+    comm = communicator(session.id, store=people["store"])
+    connected, _ = await comm.connect()
+    assert connected
+    await ping(comm, "ready")
+    before = await db(_approval_state)(session)
+    await comm.send_input({"type": "websocket.receive", "text": dumps(frame)})
+    replies = await ping(comm, "after")
+    if not any(r.get("type") == "ack" for r in replies):
+        assert any(r.get("type") == "error" for r in replies)
+        assert await db(_approval_state)(session) == before
+    assert await db(_decided)(session) <= 1
+    await comm.disconnect()
+
+
+def _waiting_call(session: Any) -> Any:
+    from durable_sessions.models import MessagePart
+    from durable_sessions.service import parts
+
+    existing = MessagePart.objects.filter(session=session, type="tool_call").first()
+    if existing is not None:
+        return existing
+    reply = service.start_assistant_message(session.pk)
+    call = parts.start_part(reply.pk, "tool_call", tool_name="refund_order")
+    return parts.tool_input_ready(call.pk, {"order_id": "1"}, approvers="any")
+
+
+def _approval_state(session: Any) -> tuple[Any, ...]:
+    from durable_sessions.models import MessagePart
+
+    states = tuple(MessagePart.objects.filter(session=session).values_list("state", "decision"))
+    return (*stored(), DurableSession.objects.get(pk=session.pk).last_seq, states)
+
+
+def _decided(session: Any) -> int:
+    return (
+        Event.objects.filter(session=session, type="tool.updated")
+        .exclude(payload__state="awaiting-approval")
+        .count()
+    )

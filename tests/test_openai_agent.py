@@ -112,3 +112,78 @@ async def test_through_the_runtime_a_dropped_stream_fails_the_reply(settings, mo
             else:
                 assert reply.state == MessageState.COMPLETE
             await comm.disconnect()
+
+
+CALLS = [("call_a", "order_status", '{"order_id": "1001"}')]
+
+
+async def test_tool_calls_stream_their_input_and_results_go_back_as_tool_messages():
+    from durable_sessions.agents import Part, Reasoning, ToolCall, ToolInputDelta
+    from durable_sessions.agents.demo import order_status
+
+    async with FakeChatServer(
+        TOKENS, mode="tools", tool_calls=CALLS, reasoning=["Look it ", "up."]
+    ) as server:
+        agent = agent_for(server, tools=["durable_sessions.agents.demo.order_status"])
+        first = await collect(agent)
+        assert [i.text for i in first if isinstance(i, Reasoning)] == ["Look it ", "up."]
+        chunks = [i for i in first if isinstance(i, ToolInputDelta)]
+        assert "".join(c.text for c in chunks) == CALLS[0][2]
+        assert first[-1] == ToolCall("order_status", {"order_id": "1001"}, "call_a")
+        done = Part(
+            "tool_call",
+            state="done",
+            tool_name="order_status",
+            tool_call_id="call_a",
+            input={"order_id": "1001"},
+            output={"status": "shipped"},
+        )
+        second = await collect(agent, Turn("s1", TURN.history, reply=(done,), step=1))
+        assert second == TOKENS
+    body = server.requests[0]["body"]
+    assert body["tools"] == [order_status.spec()]
+    messages = server.requests[1]["body"]["messages"]
+    assert messages[-2]["tool_calls"][0]["function"]["name"] == "order_status"
+    assert messages[-1] == {
+        "role": "tool",
+        "tool_call_id": "call_a",
+        "content": '{"status": "shipped"}',
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("mode", "state"), [("tools", "complete"), ("tool_error", "failed")])
+async def test_through_the_runtime_a_tool_call_and_its_answer(settings, mode, state):
+    bad = [("call_b", "order_status", '{"order_id": 12')]  # cut JSON: a tool error, no crash
+    async with FakeChatServer(
+        TOKENS, mode=mode, tool_calls=CALLS + bad, reasoning=["Checking."]
+    ) as server:
+        runtime_settings(
+            settings,
+            AGENT="durable_sessions.agents.openai_compatible.OpenAICompatibleAgent",
+            AGENT_OPTIONS={
+                "base_url": server.base_url,
+                "model": "m",
+                "tools": ["durable_sessions.agents.demo.order_status"],
+            },
+        )
+        async with running_worker("w"):
+            session, store = await database_sync_to_async(anonymous_session)()
+            comm, _ = await open_ws(session.id, store=store)
+            await send(comm, "where is 1001?", "c1")
+            frames = await frames_until(comm, is_end)
+            await comm.disconnect()
+    from tests.test_turns import latest_reply, reply_parts
+
+    reply = await latest_reply()
+    assert reply.state == state
+    parts = await reply_parts()
+    kinds = [(p.type, p.state) for p in parts]
+    assert kinds[:3] == [("reasoning", "done"), ("tool_call", "done"), ("tool_call", "error")]
+    assert parts[1].output["status"] == "shipped" and "invalid input" in parts[2].error
+    if mode == "tools":
+        assert parts[3].text == "".join(TOKENS)
+        tool_messages = [m for m in server.requests[1]["body"]["messages"] if m["role"] == "tool"]
+        assert [m["tool_call_id"] for m in tool_messages] == ["call_a", "call_b"]
+    else:
+        assert frames[-1]["type"] == "message.failed" and "HTTP 500" in frames[-1]["data"]["error"]

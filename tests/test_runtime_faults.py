@@ -37,15 +37,15 @@ async def test_appends_that_lost_their_connection_are_retried_once_each(settings
     real = service.delta_writer.append
     calls = 0
 
-    async def flaky(session_id, message_id, text):
+    async def flaky(session_id, message_id, text, **part):
         nonlocal calls
         calls += 1
         if calls == 2:  # committed, but the connection broke before the commit was confirmed
-            await real(session_id, message_id, text)
+            await real(session_id, message_id, text, **part)
             raise OperationalError("terminating connection due to administrator command")
         if calls in (4, 5):  # refused twice before anything was written
             raise OperationalError("connection refused")
-        return await real(session_id, message_id, text)
+        return await real(session_id, message_id, text, **part)
 
     monkeypatch.setattr(service.delta_writer, "append", flaky)
     async with running_worker("w"):

@@ -7,6 +7,7 @@ writes: the admin changes sessions only through the session service.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,8 +23,11 @@ from durable_sessions.models import (
     Event,
     HandoffRecord,
     Message,
+    MessagePart,
     MessageState,
     Participant,
+    PartState,
+    PartType,
     Role,
 )
 
@@ -47,6 +51,8 @@ class TranscriptEntry:
     css_class: str
     badge: str
     note: str
+    # A typed reply's parts other than its text, as (kind, title, detail) lines.
+    parts: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,14 +102,45 @@ def _entry(message: Message, ending: dict[str, Any] | None) -> TranscriptEntry:
         css_class=f"ds-role-{role} ds-state-{message.state}",
         badge=_BADGES.get(message.state, ""),
         note=note,
+        parts=tuple(_part_line(p) for p in message.parts.all() if p.type != PartType.TEXT),
     )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)[:2000]
+
+
+def _part_line(part: MessagePart) -> tuple[str, str, str]:
+    """How the admin shows a part (all of it text, escaped by the template)."""
+    data = part.data or {}
+    if part.type == PartType.REASONING:
+        return ("reasoning", "Reasoning", part.text)
+    if part.type == PartType.TOOL_CALL:
+        detail = f"input {_json(part.input)}"
+        if part.state == PartState.DONE:
+            detail += f" → output {_json(part.output)}"
+        elif part.error:
+            detail += f" → {part.error}"
+        if part.approvers:
+            who = part.decided_by.display_name if part.decided_by else ""
+            answer = part.decision or "pending"
+            detail += f"; approval by {part.approvers}: {answer}" + (f" ({who})" if who else "")
+        return ("tool", f"Tool call {part.tool_name} ({part.state})", detail)
+    if part.type == PartType.SOURCE:
+        return ("source", "Source", f"{data.get('title', '')} {data.get('url', '')}".strip())
+    return ("data", f"Data {data.get('name', '')}", _json(data.get("data")))
 
 
 def transcript_page(
     request: HttpRequest, session: DurableSession
 ) -> tuple[Page, list[TranscriptEntry], list[tuple[str, str]]]:
     """One page of the transcript, its entries and the pager links (label, query string)."""
-    messages = Message.objects.filter(session=session).select_related("author").order_by("seq")
+    messages = (
+        Message.objects.filter(session=session)
+        .select_related("author")
+        .prefetch_related(wire.parts_prefetch())
+        .order_by("seq")
+    )
     page = Paginator(messages, TRANSCRIPT_PAGE_SIZE).get_page(request.GET.get(PAGE_PARAM))
     items = list(page.object_list)
     endings = _endings(

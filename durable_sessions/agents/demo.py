@@ -1,4 +1,5 @@
-"""A demo agent: no network, LLM-like pace, hands off when asked for a person."""
+"""A demo agent: no network, LLM-like pace, hands off when asked for a person, and calls
+two demo tools: an order's status (no approval) and a refund (approved by a person)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from durable_sessions.agents import Agent, Handoff, Turn
+from durable_sessions.agents import (
+    Agent,
+    AgentOutput,
+    Handoff,
+    Part,
+    Reasoning,
+    ToolCall,
+    ToolInputDelta,
+    Turn,
+)
+from durable_sessions.agents.tools import tool
 
 HANDOFF_WORDS = re.compile(
     r"\b(human|humans|agent|person|people|operator|someone real|real person|representative)\b",
@@ -32,6 +43,46 @@ REPLIES = {
         "request a new one."
     ),
 }
+# The demo's orders: what the tools look up.
+ORDERS = {
+    "1001": {"item": "Trail running shoes", "status": "shipped", "total": 89.90},
+    "1002": {"item": "Rain jacket", "status": "delivered", "total": 129.00},
+    "1003": {"item": "Road bike", "status": "processing", "total": 1499.00},
+}
+# Refunds above this total are for an operator to approve, not the customer.
+OPERATOR_REFUND_LIMIT = 500.0
+ORDER_NUMBER = re.compile(r"\b(\d{4,8})\b")
+ORDER_INPUT = {
+    "type": "object",
+    "properties": {"order_id": {"type": "string", "pattern": "^[0-9]{4,8}$"}},
+    "required": ["order_id"],
+    "additionalProperties": False,
+}
+
+
+@tool(input_schema=ORDER_INPUT)
+def order_status(order_id: str) -> dict[str, Any]:
+    """Look up an order's item and shipping status."""
+    order = ORDERS.get(order_id)
+    if order is None:
+        raise LookupError(f"there is no order {order_id}")
+    return {"order_id": order_id, **order}
+
+
+def _refund_approvers(tool_input: dict[str, Any]) -> str:
+    order = ORDERS.get(tool_input.get("order_id", ""), {})
+    return "operator" if order.get("total", 0) > OPERATOR_REFUND_LIMIT else "any"
+
+
+@tool(input_schema=ORDER_INPUT, requires_approval=True, approvers=_refund_approvers)
+def refund_order(order_id: str) -> dict[str, Any]:
+    """Refund an order in full (a person approves it first)."""
+    order = ORDERS.get(order_id)
+    if order is None:
+        raise LookupError(f"there is no order {order_id}")
+    return {"order_id": order_id, "refunded": order["total"], "currency": "EUR"}
+
+
 GENERIC = (
     "Thanks for your message. Here is what I can tell you: most questions about orders, "
     "refunds and accounts can be solved right here in the chat. Tell me a bit more about "
@@ -46,8 +97,11 @@ class DemoAgent(Agent):
     Options: ``tokens_per_second`` (default 30), ``thinking_seconds`` (pause before the
     first token, default 0.6), ``seed`` (makes pacing and wording deterministic),
     ``reply`` (always answer this text; useful in tests), ``repeat`` (repeat the reply
-    this many times, for long streams).
+    this many times, for long streams), ``use_tools`` (default True: "where is order
+    1001?" looks it up, "refund order 1001" asks for an approval; off with ``reply``).
     """
+
+    tools = [order_status, refund_order]
 
     def __init__(
         self,
@@ -57,6 +111,7 @@ class DemoAgent(Agent):
         seed: int | None = None,
         reply: str | None = None,
         repeat: int = 1,
+        use_tools: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -65,6 +120,7 @@ class DemoAgent(Agent):
         self.random = random.Random(seed)
         self.reply = reply
         self.repeat = max(1, repeat)
+        self.use_tools = use_tools and reply is None
 
     def answer_for(self, turn: Turn) -> str:
         if self.reply is not None:
@@ -84,8 +140,53 @@ class DemoAgent(Agent):
         lines = [f"- {text[:200]}" for text in asked]
         return "Customer wrote:\n" + "\n".join(lines) if lines else "No messages yet."
 
-    async def stream(self, turn: Turn) -> AsyncIterator[str | Handoff]:
+    def plan(self, turn: Turn) -> tuple[str, str] | None:
+        """The tool this question calls for and the order number, if any."""
+        question = turn.last_user_message.lower()
+        number = ORDER_NUMBER.search(question)
+        if number is None:
+            return None
+        if "refund" in question:
+            return "refund_order", number.group(1)
+        if "order" in question:
+            return "order_status", number.group(1)
+        return None
+
+    @staticmethod
+    def after_tool(result: Part) -> str:
+        """The answer once a tool call has its outcome."""
+        if result.state == "denied":
+            return f"Understood, I did not do that ({result.error or 'the request was denied'})."
+        if result.state != "done":
+            return f"I could not do that: {result.error or result.state}."
+        out = result.output or {}
+        if result.tool_name == "refund_order":
+            return (
+                f"Done: order {out.get('order_id')} was refunded, {out.get('refunded')} "
+                f"{out.get('currency')} go back to your original payment method."
+            )
+        return (
+            f"Order {out.get('order_id')} ({out.get('item')}) is {out.get('status')}. "
+            "Anything else I can help with?"
+        )
+
+    async def stream(self, turn: Turn) -> AsyncIterator[AgentOutput]:
         await asyncio.sleep(self.thinking_seconds)
+        if self.use_tools and turn.tool_results:
+            async for chunk in self._words(self.after_tool(turn.tool_results[-1])):
+                yield chunk
+            return
+        planned = self.plan(turn) if self.use_tools and not self.wants_human(turn) else None
+        if planned is not None:
+            name, order_id = planned
+            thought = f"The customer mentions order {order_id}; I will call {name} for it."
+            async for chunk in self._words(thought):
+                yield Reasoning(chunk)
+            call_id = f"call_{self.random.randrange(16**8):08x}"
+            for chunk in ('{"order_id": ', f'"{order_id}"', "}"):
+                yield ToolInputDelta(call_id, name, chunk)
+            yield ToolCall(name, {"order_id": order_id}, call_id)
+            return
         if self.wants_human(turn):
             text = "Of course. I am bringing in a colleague from our team; they will join shortly."
             async for chunk in self._words(text):

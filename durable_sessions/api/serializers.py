@@ -15,7 +15,7 @@ from typing import Any
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
-from durable_sessions.models import Control, MessageState, Role, Status
+from durable_sessions.models import Control, MessageState, PartState, PartType, Role, Status
 from durable_sessions.service.validation import MAX_REASON_CHARS, MAX_TITLE_CHARS
 
 MAX_PAGE = 1000
@@ -95,6 +95,27 @@ class ReasonSerializer(BodySerializer):
     )
 
 
+class ApprovalAnswerSerializer(BodySerializer):
+    approved = serializers.BooleanField(help_text="true approves the call, false denies it.")
+    reason = StrictCharField(
+        max_length=MAX_REASON_CHARS, allow_blank=True, required=False, default=""
+    )
+    client_id = StrictCharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        max_length=64,
+        help_text="Chosen by the client: a retry of the same answer gets the same result.",
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # JSON true/false only: DRF's BooleanField would also take "yes" or 1.
+        if isinstance(data, Mapping) and "approved" in data:
+            if not isinstance(data["approved"], bool):
+                raise serializers.ValidationError({"approved": ["must be true or false"]})
+        return super().to_internal_value(data)
+
+
 class TransferSerializer(ReasonSerializer):
     to = StrictIntegerField(help_text="The user id of the operator who takes the session.")
 
@@ -167,6 +188,60 @@ class AuthorSerializer(serializers.Serializer):
     display_name = serializers.CharField()
 
 
+class DeciderSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    display_name = serializers.CharField()
+
+
+class ApprovalSerializer(serializers.Serializer):
+    """A tool call's approval: who may answer, until when, and the answer once given."""
+
+    id = serializers.CharField()
+    approvers = serializers.ChoiceField(choices=["any", "customer", "operator"])
+    expires_at = serializers.DateTimeField(allow_null=True)
+    pending = serializers.BooleanField()
+    approved = serializers.BooleanField(allow_null=True)
+    decision = serializers.ChoiceField(
+        choices=["approved", "denied", "expired", "cancelled"], allow_null=True
+    )
+    reason = serializers.CharField(allow_null=True)
+    decided_by = DeciderSerializer(allow_null=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+
+class PartSerializer(serializers.Serializer):
+    """One part of a message (see docs/protocol.md, "Parts"). Text and reasoning carry
+    `text`; a tool call `tool_name`, `tool_call_id`, `input_text`, `input`, `output`,
+    `error` and `approval`; a data part `name` and `data`; a source `url` and `title`."""
+
+    id = serializers.CharField()
+    index = serializers.IntegerField()
+    step = serializers.IntegerField()
+    type = serializers.ChoiceField(choices=PartType.choices)
+    state = serializers.ChoiceField(choices=PartState.choices)
+    text = serializers.CharField(required=False)
+    tool_name = serializers.CharField(required=False)
+    tool_call_id = serializers.CharField(required=False)
+    input_text = serializers.CharField(required=False)
+    input = serializers.JSONField(required=False, allow_null=True)
+    output = serializers.JSONField(required=False, allow_null=True)
+    error = serializers.CharField(required=False, allow_null=True)
+    approval = ApprovalSerializer(required=False, allow_null=True)
+    name = serializers.CharField(required=False)
+    data = serializers.JSONField(required=False)
+    url = serializers.CharField(required=False)
+    title = serializers.CharField(required=False)
+
+
+class ApprovalResultSerializer(serializers.Serializer):
+    seq = serializers.IntegerField(
+        allow_null=True, help_text="The answer's event; null on a retry."
+    )
+    duplicate = serializers.BooleanField()
+    message_id = serializers.IntegerField()
+    part = PartSerializer()
+
+
 class MessageSerializer(serializers.Serializer):
     """A message of the transcript; an AI reply grows while its state is `streaming`."""
 
@@ -174,6 +249,7 @@ class MessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
     author = AuthorSerializer()
     content = serializers.CharField()
+    parts = PartSerializer(many=True)
     state = serializers.ChoiceField(choices=MessageState.choices)
     client_id = serializers.CharField(allow_null=True)
     seq = serializers.IntegerField()

@@ -145,6 +145,7 @@ class MessageListView(SessionView):
         rows = list(
             Message.objects.filter(session=self.session, seq__gt=query["after_seq"])
             .select_related("author")
+            .prefetch_related(wire.parts_prefetch())
             .order_by("seq")[: limit + 1]
         )
         more = len(rows) > limit

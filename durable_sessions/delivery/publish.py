@@ -39,7 +39,7 @@ RUN_MESSAGE_TYPE = "run.pending"
 
 # Event types that change what a queue of sessions shows (not the deltas of a stream).
 ACTIVITY_TYPES = frozenset(
-    {"session.created", "control.changed", "message.created", "session.closed"}
+    {"session.created", "control.changed", "message.created", "session.closed", "tool.updated"}
 )
 
 P = ParamSpec("P")

@@ -1,8 +1,10 @@
 """Executing one run: claim it, stream the agent's output into the log, finish it.
 
 A :class:`RunExecutor` listens to its session before claiming (a cancel committed after
-the claim cannot be missed), renews its lease, pumps the agent's chunks through a
-:class:`~durable_sessions.runtime.coalescer.Coalescer` into the group commit, and stops
+the claim cannot be missed), renews its lease, and loops over the agent's steps: each
+step's output is written as parts (:mod:`~durable_sessions.runtime.reply`), its tool
+calls are settled (:mod:`~durable_sessions.runtime.tool_calls`), and a call that needs
+an approval suspends the run, which any worker continues once it is answered. It stops
 at once when the session says so (cancel, takeover, close). The service refuses, under
 the session lock, every AI write after a human took over.
 """
@@ -14,14 +16,14 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from durable_sessions import service, wire
-from durable_sessions.agents import AgentError, Handoff, Turn, get_agent
+from durable_sessions.agents import Agent, AgentError, Handoff, Turn, get_agent
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.delivery.groups import session_group
 from durable_sessions.delivery.publish import (
@@ -33,15 +35,22 @@ from durable_sessions.delivery.publish import (
 from durable_sessions.errors import (
     MessageFinished,
     NotInControl,
-    ReplyInProgress,
     ServiceError,
     SessionClosed,
 )
-from durable_sessions.models import AgentRun, Message, ParticipantKind, RunStatus
+from durable_sessions.models import (
+    AgentRun,
+    Message,
+    MessagePart,
+    MessageState,
+    ParticipantKind,
+    RunStatus,
+)
 from durable_sessions.observability import logs, metrics, tracing
-from durable_sessions.runtime.coalescer import Coalescer
+from durable_sessions.runtime.reply import ReplyWriter
+from durable_sessions.runtime.tool_calls import ToolCalls
 from durable_sessions.runtime.turns import build_turn
-from durable_sessions.service import runs
+from durable_sessions.service import approvals, parts, runs
 from durable_sessions.service.transient import is_transient, retrying
 from durable_sessions.service.validation import MAX_REASON_CHARS, MAX_SUMMARY_CHARS
 
@@ -67,6 +76,14 @@ class Interrupted(Exception):
 def _clip(text: object, limit: int) -> str:
     """An agent's text made acceptable to the service: a string, no NUL, bounded."""
     return str(text).replace("\x00", "")[:limit]
+
+
+def _continued_reply(message_id: int) -> tuple[Message, list[MessagePart]]:
+    """The reply a continued run writes on, and its parts so far."""
+    message = Message.objects.get(pk=message_id)
+    if message.state != MessageState.STREAMING:
+        raise MessageFinished(f"message {message_id} is already {message.state}")
+    return message, parts.reply_parts(message_id)
 
 
 def public_error(exc: BaseException) -> str:
@@ -101,9 +118,10 @@ class RunExecutor:
         self.submit = submit
         self.run_id = run_id
         self.run: AgentRun | None = None
-        self.message: Message | None = None
+        self.writer: ReplyWriter | None = None
         self.stop_reason: str | None = None
-        self.written = 0  # characters of the reply committed so far
+        self.suspended = False  # waiting for an approval: the run is not finished
+        self._announced: tuple[str, str | None] | None = None
         self._main: asyncio.Task[Any] | None = None
         self._finishing = False
 
@@ -141,16 +159,27 @@ class RunExecutor:
         frame = service.agent_status_frame(status, self.run_id)
         await publish_now([ephemeral_wakeup(session_id, frame)])
 
+    async def _announce(self, status: str, tool: str | None) -> None:
+        """Tell clients what the agent does, once per change."""
+        if (status, tool) == self._announced or self.run is None:
+            return
+        self._announced = (status, tool)
+        assert self.writer is not None
+        frame = service.agent_status_frame(status, self.run_id, tool=tool)
+        await publish_now([ephemeral_wakeup(self.writer.session_id, frame)])
+
     async def _execute_claimed(self, session_id: uuid.UUID) -> None:
         heartbeat = asyncio.create_task(self._heartbeat())
         outcome, error = RunStatus.COMPLETED, ""
         handoff: Handoff | None = None
+        self.writer = ReplyWriter(self.run_id, session_id, self._announce)
+        self.writer.run_created_at = self.run.created_at if self.run else None
         try:
             # No "thinking" here: it went out with the message that made the run (or with
-            # the end of the run this one waited for).
-            turn = await self._db(build_turn, session_id, what="read the history")
+            # the end of the run this one waited for, or with the answer to an approval).
+            self._announced = ("thinking", None)
             with tracing.span("ds.agent.stream", session_id=session_id, run_id=self.run_id):
-                handoff = await self._stream(session_id, turn)
+                handoff = await self._steps(session_id)
         except asyncio.CancelledError:
             if self.stop_reason is None:
                 raise  # the worker is shutting down
@@ -162,15 +191,19 @@ class RunExecutor:
             logger.warning("run %s failed: %s", self.run_id, exc, exc_info=True)
             outcome, error = RunStatus.FAILED, str(exc) or type(exc).__name__
             with contextlib.suppress(ServiceError):
-                if self.message is None:
+                if self.writer.message is None:
                     # Failed before its first word: the failure still shows in the log.
-                    await self._open_message(session_id, announce=False)
-                await self._end(service.afail_assistant_message, public_error(exc), what="fail")
+                    await self.writer.open(announce=False)
+                await self.writer.end(
+                    service.afail_assistant_message, public_error(exc), what="fail"
+                )
         finally:
             self._finishing = True  # from here on, nothing may interrupt the bookkeeping
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+        if self.suspended:
+            return  # waits for an answer, holding no worker; any worker continues it
         ended = await self._db(
             runs.finish, self.run_id, self.worker_id, outcome, error, what="finish"
         )
@@ -208,12 +241,57 @@ class RunExecutor:
         except ServiceError as exc:  # e.g. closed meanwhile: nothing left to hand off
             logger.info("handoff of run %s not made: %s", self.run_id, exc)
 
-    async def _stream(self, session_id: uuid.UUID, turn: Turn) -> Handoff | None:
-        """Pump the agent's output into coalesced deltas; returns a requested handoff."""
+    async def _steps(self, session_id: uuid.UUID) -> Handoff | None:
+        """The run's loop: a step of the agent, then its tool calls, until the agent
+        answers without calling a tool, asks for a human, waits for an approval (the run
+        is suspended) or reaches MAX_AGENT_STEPS."""
+        writer = self.writer
+        assert writer is not None and self.run is not None
+        agent = get_agent()
+        tools = ToolCalls(self.run_id, session_id, agent, self._announce)
+        if self.run.message_id is not None:
+            # A reply continued after its approvals: its finished steps are not redone.
+            message, existing = await self._db(
+                _continued_reply, self.run.message_id, what="read the reply"
+            )
+            await writer.adopt(message, existing)
+            await tools.run_approved(message.pk)
+        while True:
+            if writer.step >= ds_settings.MAX_AGENT_STEPS:
+                logger.info("run %s reached MAX_AGENT_STEPS", self.run_id)
+                await writer.finish()
+                return None
+            reply_id = writer.message.pk if writer.message is not None else None
+            turn = await self._db(build_turn, session_id, reply_id, writer.step, what="read")
+            handoff = await self._stream(agent, turn)
+            if handoff is not None:
+                await writer.finish()
+                return handoff
+            calls = writer.take_calls()
+            if not calls:
+                await writer.finish()
+                return None
+            await writer.end_part()
+            await tools.settle(calls)
+            assert writer.message is not None
+            message_id = writer.message.pk
+            if await self._db(
+                approvals.suspend, self.run_id, self.worker_id, message_id, what="suspend"
+            ):
+                self.suspended = True
+                return None
+            await tools.run_approved(message_id)  # answered before the run could wait
+            writer.step += 1
+
+    async def _stream(self, agent: Agent, turn: Turn) -> Handoff | None:
+        """Pump one step of the agent's output into the reply's parts; returns a
+        requested handoff."""
+        writer = self.writer
+        assert writer is not None
         idle = ds_settings.AGENT_IDLE_TIMEOUT
-        buffer = Coalescer(ds_settings.FLUSH_INTERVAL_MS / 1000.0, ds_settings.FLUSH_MAX_CHARS)
+        buffer = writer.buffer
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1024)
-        producer = asyncio.create_task(self._produce(turn, queue))
+        producer = asyncio.create_task(self._produce(agent, turn, queue))
         try:
             idle_deadline = time.monotonic() + idle
             while True:
@@ -222,100 +300,29 @@ class RunExecutor:
                     item = await asyncio.wait_for(queue.get(), max(deadline - time.monotonic(), 0))
                 except TimeoutError:
                     if buffer.due():
-                        await self._flush(buffer)
+                        await writer.flush()
                         continue
                     raise AgentError(f"the agent produced nothing for {idle:g} s") from None
                 if item is _DONE:
                     break
                 if isinstance(item, BaseException):
-                    await self._flush(buffer)  # keep what the agent said before it failed
+                    await writer.flush()  # keep what the agent said before it failed
                     raise item
                 idle_deadline = time.monotonic() + idle
                 if isinstance(item, Handoff):
-                    await self._end_reply(buffer)
                     return item
-                if not isinstance(item, str) or not item:
-                    continue
-                if self.message is None:
-                    await self._open_message(session_id)
-                if buffer.add(item):
-                    await self._flush(buffer)
-            await self._end_reply(buffer)
+                await writer.add(item)
+            await writer.flush()
             return None
         finally:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await producer
 
-    async def _flush(self, buffer: Coalescer) -> None:
-        if not buffer or self.message is None:
-            return
-        message, text, before = self.message, buffer.take(), self.written
-        attempts = 0
-
-        async def append() -> None:
-            nonlocal attempts
-            attempts += 1
-            # A retry first looks whether the failed attempt was committed after all (its
-            # connection broke during the commit): the reply's length says so.
-            if attempts > 1 and await db(runs.reply_length)(message.pk) == before + len(text):
-                return
-            # The service re-checks, under the session lock, that the AI still has control
-            # and the reply is still streaming: no text after a takeover.
-            await service.delta_writer.append(message.session_id, message.pk, text)
-
-        await retrying(append, f"run {self.run_id}: append")
-        self.written = before + len(text)
-
-    async def _end(self, end: Callable[..., Awaitable[int]], *args: Any, what: str) -> None:
-        """End the reply with ``end`` (finish or fail), once, despite retries."""
-        assert self.message is not None
-        message, attempts = self.message, 0
-
-        async def call() -> None:
-            nonlocal attempts
-            attempts += 1
-            try:
-                await end(message, *args)
-            except MessageFinished:
-                if attempts == 1:
-                    raise
-                # The failed attempt was committed before its connection broke.
-
-        await retrying(call, f"run {self.run_id}: {what} the reply")
-        self.message = None
-
-    async def _end_reply(self, buffer: Coalescer) -> None:
-        await self._flush(buffer)
-        if self.message is not None:
-            await self._end(service.afinish_assistant_message, what="finish")
-
-    async def _open_message(self, session_id: uuid.UUID, *, announce: bool = True) -> None:
-        attempts = 0
-
-        async def start() -> Message:
-            nonlocal attempts
-            attempts += 1
-            try:
-                return await service.astart_assistant_message(session_id)
-            except ReplyInProgress:
-                # A retry finds the reply of the attempt whose commit was not confirmed.
-                adopted = await db(runs.streaming_reply)(session_id) if attempts > 1 else None
-                if adopted is None:
-                    raise
-                return adopted
-
-        self.message = await retrying(start, f"run {self.run_id}: start the reply")
-        self.written = 0
-        await self._db(runs.attach_message, self.run_id, self.message.pk, what="attach")
-        if announce:
-            metrics.first_token(self.run.created_at if self.run else None)
-            await self._status(session_id, "streaming")
-
     @staticmethod
-    async def _produce(turn: Turn, queue: asyncio.Queue[Any]) -> None:
+    async def _produce(agent: Agent, turn: Turn, queue: asyncio.Queue[Any]) -> None:
         try:
-            async for item in get_agent().stream(turn):
+            async for item in agent.stream(turn):
                 await queue.put(item)
             await queue.put(_DONE)
         except asyncio.CancelledError:

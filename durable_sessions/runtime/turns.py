@@ -4,24 +4,68 @@ from __future__ import annotations
 
 import uuid
 
+from django.db.models import Exists, OuterRef, Q
+
 from durable_sessions import wire
-from durable_sessions.agents import HistoryMessage, Turn
+from durable_sessions.agents import HistoryMessage, Part, Turn
 from durable_sessions.app_settings import ds_settings
-from durable_sessions.models import Control, DurableSession, Event, Message, Role
+from durable_sessions.models import (
+    Control,
+    DurableSession,
+    Event,
+    Message,
+    MessagePart,
+    PartType,
+    Role,
+)
 
 
-def build_turn(session_id: uuid.UUID) -> Turn:
-    """The history and context an agent answers from."""
+def agent_part(part: MessagePart) -> Part:
+    """A stored part as the agent reads it."""
+    return Part(
+        type=part.type,
+        text=part.text if part.type != PartType.TOOL_CALL else "",
+        state=part.state,
+        tool_name=part.tool_name,
+        tool_call_id=part.tool_call_id,
+        input=part.input,
+        output=part.output,
+        error=part.error,
+        data=part.data,
+        step=part.step,
+    )
+
+
+def build_turn(session_id: uuid.UUID, reply_id: int | None = None, step: int = 0) -> Turn:
+    """The history and context an agent answers from; ``reply_id`` is the reply this run
+    is writing (its parts so far are :attr:`Turn.reply`, not history)."""
     session = DurableSession.objects.get(pk=session_id)
+    has_parts = Exists(MessagePart.objects.filter(message_id=OuterRef("pk")))
     recent = list(
         Message.objects.filter(session_id=session_id)
-        .exclude(content="")
+        .filter(~Q(content="") | Q(has_parts))
+        .exclude(pk=reply_id)
         .select_related("author")
+        .prefetch_related("parts")
         .order_by("-seq")[: ds_settings.HISTORY_LIMIT]
     )
     history = [
-        HistoryMessage(m.role, m.content, m.author.display_name, m.state) for m in reversed(recent)
+        HistoryMessage(
+            m.role,
+            m.content,
+            m.author.display_name,
+            m.state,
+            tuple(agent_part(p) for p in m.parts.all()),
+        )
+        for m in reversed(recent)
     ]
+    reply = (
+        tuple(
+            agent_part(p) for p in MessagePart.objects.filter(message_id=reply_id).order_by("index")
+        )
+        if reply_id is not None
+        else ()
+    )
     last_control = (
         Event.objects.filter(session_id=session_id, type=wire.CONTROL_CHANGED)
         .order_by("-seq")
@@ -37,4 +81,4 @@ def build_turn(session_id: uuid.UUID) -> Turn:
             session_id=session_id, role=Role.ASSISTANT, seq__gt=last_control[0]
         ).exists()
     )
-    return Turn(str(session_id), history, dict(session.metadata), handed_back)
+    return Turn(str(session_id), history, dict(session.metadata), handed_back, reply, step)

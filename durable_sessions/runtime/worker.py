@@ -101,6 +101,8 @@ class Worker:
                 await service.acrash_run(run_id)
             except Exception:
                 logger.exception("reaping run %s failed", run_id)
+        # Approvals past APPROVAL_TIMEOUT are denied; their runs go on (pending again).
+        await service.aexpire_approvals()
         room = ds_settings.MAX_CONCURRENT_RUNS - len(self.tasks)
         if room > 0:
             for run_id in await database_sync_to_async(runs.pending_ids)(room):

@@ -12,6 +12,12 @@ loop.
 
 from durable_sessions.delivery.publish import make_async
 from durable_sessions.service import devices as devices
+from durable_sessions.service.approvals import (
+    ApprovalResult,
+    answer_approval,
+    expire_approvals,
+    pending_approvals,
+)
 from durable_sessions.service.control import (
     change_control,
     close_by_operator,
@@ -39,15 +45,19 @@ from durable_sessions.service.sessions import create_session, join_operator, par
 from durable_sessions.service.unit import SessionWrite, session_write
 
 __all__ = [
+    "ApprovalResult",
     "DeltaWriter",
     "PostResult",
     "SessionWrite",
+    "aanswer_approval",
     "acancel_reply",
     "acrash_run",
     "acreate_session",
+    "aexpire_approvals",
     "afail_assistant_message",
     "afinish_assistant_message",
     "agent_status_frame",
+    "answer_approval",
     "aoperator_reply",
     "apost_message",
     "append_delta",
@@ -60,12 +70,14 @@ __all__ = [
     "crash_run",
     "create_session",
     "delta_writer",
+    "expire_approvals",
     "fail_assistant_message",
     "finish_assistant_message",
     "hand_back",
     "join_operator",
     "operator_reply",
     "participant_for",
+    "pending_approvals",
     "post_customer_message",
     "post_message",
     "post_system_message",
@@ -86,3 +98,5 @@ afail_assistant_message = make_async(fail_assistant_message)
 acancel_reply = make_async(cancel_reply)
 arequest_handoff = make_async(request_handoff)
 acrash_run = make_async(crash_run)
+aanswer_approval = make_async(answer_approval)
+aexpire_approvals = make_async(expire_approvals)

@@ -38,7 +38,16 @@ from durable_sessions.errors import (
     SessionClosed,
     SessionNotFound,
 )
-from durable_sessions.models import Control, DurableSession, Event, Message, MessageState, Status
+from durable_sessions.models import (
+    Control,
+    DurableSession,
+    Event,
+    Message,
+    MessagePart,
+    MessageState,
+    PartState,
+    Status,
+)
 from durable_sessions.observability import metrics
 from durable_sessions.service.unit import as_uuid, db_id
 from durable_sessions.tasks import background_task
@@ -54,6 +63,12 @@ class _Delta:
     session_id: uuid.UUID
     message_id: int
     text: str
+    # The part it grows (primary key and wire id); None for a reply without part rows.
+    part_pk: int | None = None
+    part_id: str | None = None
+    # Text parts grow the message's content too and are sent as message.delta; reasoning
+    # and tool input are sent as part.delta.
+    is_text: bool = True
     # Resolved by the DeltaWriter; None for a synchronous append_delta.
     future: asyncio.Future[int] | None = field(default=None, repr=False)
 
@@ -130,7 +145,11 @@ def _concatenate(deltas: list[_Delta]) -> set[tuple[int, uuid.UUID]]:
     order; returns the (message id, session id) pairs updated."""
     texts: dict[tuple[int, uuid.UUID], list[str]] = {}
     for delta in deltas:
-        texts.setdefault((delta.message_id, delta.session_id), []).append(delta.text)
+        # A reasoning or tool-input delta adds nothing to the content, but its message is
+        # still checked to be streaming.
+        texts.setdefault((delta.message_id, delta.session_id), []).append(
+            delta.text if delta.is_text else ""
+        )
     source, params = _source(
         {
             "mid": ("bigint", [message_id for message_id, _ in texts]),
@@ -153,6 +172,26 @@ def _concatenate(deltas: list[_Delta]) -> set[tuple[int, uuid.UUID]]:
         return {(mid, as_uuid(sid)) for mid, sid in cursor.fetchall()}
 
 
+def _grow_parts(deltas: list[_Delta]) -> None:
+    """Append the texts to their parts (a part belongs to a message checked streaming)."""
+    texts: dict[int, list[str]] = {}
+    for delta in deltas:
+        if delta.part_pk is not None:
+            texts.setdefault(delta.part_pk, []).append(delta.text)
+    if not texts:
+        return
+    source, params = _source(
+        {"pid": ("bigint", list(texts)), "txt": ("text", ["".join(t) for t in texts.values()])}
+    )
+    table = connection.ops.quote_name(MessagePart._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET text = {table}.text || v.txt FROM {source} "
+            f"WHERE {table}.id = v.pid AND {table}.state IN (%s, %s)",
+            [*params, PartState.STREAMING, PartState.INPUT_STREAMING],
+        )
+
+
 def _insert(rows: list[Event]) -> None:
     """Insert the staged events: on PostgreSQL in one statement of three arrays."""
     if connection.vendor != "postgresql":
@@ -163,14 +202,15 @@ def _insert(rows: list[Event]) -> None:
         {
             "sid": ("uuid", [row.session_id for row in rows]),
             "seq": ("bigint", [row.seq for row in rows]),
+            "typ": ("text", [row.type for row in rows]),
             "payload": ("text", [json.dumps(row.payload) for row in rows]),
         }
     )
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (session_id, seq, type, payload, created_at) "
-            f"SELECT v.sid, v.seq, %s, CAST(v.payload AS jsonb), %s FROM {source}",
-            [wire.MESSAGE_DELTA, rows[0].created_at, *params],
+            f"SELECT v.sid, v.seq, v.typ, CAST(v.payload AS jsonb), %s FROM {source}",
+            [rows[0].created_at, *params],
         )
 
 
@@ -201,6 +241,7 @@ def write_batch(batch: list[_Delta]) -> list[int | ServiceError]:
                     outcome_of[id(delta)] = refusal
         accepted = [d for sid, deltas in grouped.items() if sid in reserved for d in deltas]
         written = _concatenate(accepted) if accepted else set()
+        _grow_parts([d for d in accepted if (d.message_id, d.session_id) in written])
         rows: list[Event] = []
         unused: dict[uuid.UUID, int] = {}
         now = timezone.now()
@@ -214,12 +255,14 @@ def write_batch(batch: list[_Delta]) -> list[int | ServiceError]:
                     )
                     continue
                 seq += 1
-                payload = {"message_id": delta.message_id, "text": delta.text}
+                payload: dict[str, Any] = {"message_id": delta.message_id, "text": delta.text}
+                if delta.part_id is not None:
+                    payload["part_id"] = delta.part_id
                 rows.append(
                     Event(
                         session_id=session_id,
                         seq=seq,
-                        type=wire.MESSAGE_DELTA,
+                        type=wire.MESSAGE_DELTA if delta.is_text else wire.PART_DELTA,
                         payload=payload,
                         created_at=now,
                     )
@@ -273,12 +316,20 @@ class DeltaWriter:
         self._outbox: asyncio.Queue[_Written] | None = None
         self._tasks: tuple[asyncio.Task[None], ...] = ()
 
-    async def append(self, session_id: uuid.UUID, message_id: int, text: str) -> int:
+    async def append(
+        self,
+        session_id: uuid.UUID,
+        message_id: int,
+        text: str,
+        *,
+        part: tuple[int, str, bool] | None = None,
+    ) -> int:
         """Append ``text`` to a streaming reply; returns its seq once committed.
 
         Raises :class:`NotInControl` once a human has taken over, :class:`MessageFinished`
         once the reply was cancelled and :class:`SessionClosed` once the session closed:
-        the AI never writes again.
+        the AI never writes again. ``part`` is the part it grows: its primary key, wire
+        id and whether it is a text part.
         """
         if not isinstance(text, str) or not text:
             raise InvalidInput("text", "must be a non-empty string")
@@ -291,7 +342,8 @@ class DeltaWriter:
             self._tasks = (background_task(self._write()), background_task(self._publish()))
         assert self._wake is not None
         future: asyncio.Future[int] = loop.create_future()
-        self._queue.append(_Delta(session_id, message_id, text, future))
+        pk, part_id, is_text = part if part is not None else (None, None, True)
+        self._queue.append(_Delta(session_id, message_id, text, pk, part_id, is_text, future))
         self._wake.set()
         return await future
 

@@ -25,7 +25,7 @@ from durable_sessions.models import (
     ParticipantKind,
     Role,
 )
-from durable_sessions.service import runs
+from durable_sessions.service import parts, runs
 from durable_sessions.service.runs import agent_status_frame
 from durable_sessions.service.sessions import system_participant
 from durable_sessions.service.unit import SessionWrite, session_write
@@ -217,6 +217,7 @@ def fail_assistant_message(message: Message | int, error: str) -> int:
 
 def end_message(w: SessionWrite, message: Message, state: str, extra: dict[str, Any]) -> int:
     Message.objects.filter(pk=message.pk).update(state=state, completed_at=timezone.now())
+    parts.stop_parts(w, [message.pk], extra.get("error") or state)
     payload = {"message_id": message.pk, "state": state, "length": len(message.content), **extra}
     return w.append(END_EVENT[state], payload)
 
@@ -245,6 +246,7 @@ def end_streaming(
     Message.objects.filter(pk__in=[pk for pk, _ in streaming]).update(
         state=state, completed_at=timezone.now()
     )
+    parts.stop_parts(w, [pk for pk, _ in streaming], str(extra.get("reason") or state))
     for pk, length in streaming:
         w.append(END_EVENT[state], {"message_id": pk, "state": state, "length": length, **extra})
 

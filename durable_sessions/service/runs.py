@@ -10,9 +10,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from django.db import transaction
-from django.db.models import Value
+from django.db.models import Q, Value
 from django.db.models.functions import Length
 from django.utils import timezone
 
@@ -22,14 +23,18 @@ from durable_sessions.models import (
     AgentRun,
     Control,
     Message,
+    MessagePart,
     MessageState,
+    PartState,
+    PartType,
     Role,
     RunStatus,
     Status,
 )
 from durable_sessions.service.unit import SessionWrite, send_signal, session_write
 
-ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING)
+# Runs that a move away from the AI cancels (a suspended one too: its call is dropped).
+ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.AWAITING)
 
 
 def lease_until() -> datetime:
@@ -45,14 +50,23 @@ def start_pending(w: SessionWrite, trigger: Message) -> None:
             return
         run = AgentRun.objects.create(session_id=w.session_id, trigger=trigger)
         w.announce_run(run.pk)
-        w.ephemeral(agent_status_frame("thinking", run.pk))
+        # Behind a run that waits for an approval, the agent still waits: it starts thinking
+        # about this message once that run ends.
+        if not AgentRun.objects.filter(session_id=w.session_id, status=RunStatus.AWAITING).exists():
+            w.ephemeral(agent_status_frame("thinking", run.pk))
 
     w.after_rows(create)  # the run points to the message, saved with the unit
 
 
-def agent_status_frame(status: str, run_id: int | None = None) -> dict[str, object]:
-    """The ephemeral frame clients get when the agent's status changes."""
-    return {"type": "agent.status", "status": status, "run_id": run_id}
+def agent_status_frame(
+    status: str, run_id: int | None = None, *, tool: str | None = None
+) -> dict[str, object]:
+    """The ephemeral frame clients get when the agent's status changes; ``tool`` names
+    the tool being called (``calling_tool``) or waiting (``awaiting_approval``)."""
+    frame: dict[str, object] = {"type": "agent.status", "status": status, "run_id": run_id}
+    if tool is not None:
+        frame["tool"] = tool
+    return frame
 
 
 def active_work(session_id: uuid.UUID) -> tuple[list[int], list[tuple[int, int]]]:
@@ -108,7 +122,16 @@ def claim(run_id: int, worker: str) -> AgentRun | None:
                 error="the AI no longer controls the session",
             )
             return None
-        if AgentRun.objects.filter(session_id=session_id, status=RunStatus.RUNNING).exists():
+        # One run at a time, a suspended one included; an older pending run (a reply
+        # continued after its approval) goes first.
+        if (
+            AgentRun.objects.filter(session_id=session_id)
+            .filter(
+                Q(status__in=(RunStatus.RUNNING, RunStatus.AWAITING))
+                | Q(status=RunStatus.PENDING, pk__lt=run_id)
+            )
+            .exists()
+        ):
             return None
         now = timezone.now()
         if not pending.update(
@@ -203,16 +226,45 @@ def expired_ids(limit: int = 100) -> list[int]:
 
 
 def agent_status(session_id: uuid.UUID) -> str:
-    """What clients show for the agent: thinking, streaming, unresponsive or idle."""
-    run = (
-        AgentRun.objects.filter(session_id=session_id)
-        .order_by("-id")
-        .only("status", "message_id")
-        .first()
-    )
+    """What clients show for the agent: thinking, streaming, calling_tool,
+    awaiting_approval, unresponsive or idle."""
+    return str(agent_state(session_id)["status"])
+
+
+def agent_state(session_id: uuid.UUID) -> dict[str, Any]:
+    """The agent's status as the ``agent`` of a snapshot: ``{"status", "tool", "run_id"}``,
+    from the
+    session's newest run (a suspended run first) and its reply's last part."""
+    runs = AgentRun.objects.filter(session_id=session_id).only("status", "message_id")
+    run = runs.filter(status=RunStatus.AWAITING).first() or runs.order_by("-id").first()
     if run is None:
-        return "idle"
-    return status_of_run(run.status, run.message_id)
+        return {"status": "idle", "tool": None, "run_id": None}
+    status = status_of_run(run.status, run.message_id)
+    tool = None
+    if run.status == RunStatus.RUNNING and run.message_id:
+        reply_state = Message.objects.filter(pk=run.message_id).values_list("state", flat=True)
+        if reply_state.first() != MessageState.STREAMING:
+            # Its reply ended and the run is about to: what clients see next is idle.
+            return {"status": "idle", "tool": None, "run_id": run.pk}
+    if run.status in (RunStatus.RUNNING, RunStatus.AWAITING) and run.message_id:
+        last = (
+            MessagePart.objects.filter(message_id=run.message_id)
+            .order_by("-index")
+            .values_list("type", "state", "tool_name")
+            .first()
+        )
+        waiting = (
+            MessagePart.objects.filter(message_id=run.message_id, state=PartState.AWAITING_APPROVAL)
+            .values_list("tool_name", flat=True)
+            .first()
+        )
+        if run.status == RunStatus.AWAITING:
+            tool = waiting
+        elif last is not None and last[0] == PartType.TOOL_CALL and last[1] == PartState.RUNNING:
+            status, tool = "calling_tool", last[2]
+        elif last is not None and last[0] == PartType.REASONING:
+            status = "thinking"
+    return {"status": status, "tool": tool, "run_id": run.pk}
 
 
 def status_of_run(status: str, message_id: int | None) -> str:
@@ -223,4 +275,6 @@ def status_of_run(status: str, message_id: int | None) -> str:
         return "streaming" if message_id else "thinking"
     if status == RunStatus.CRASHED:
         return "unresponsive"
+    if status == RunStatus.AWAITING:
+        return "awaiting_approval"
     return "idle"

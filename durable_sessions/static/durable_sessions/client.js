@@ -172,8 +172,12 @@ export class DurableSessionClient {
     this.session = null;
     /** `{access, participant_id}` from the last snapshot, or null before the first one. */
     this.you = null;
-    /** The agent's status: idle, thinking, streaming or unresponsive. */
+    /**
+     * The agent's status: idle, thinking, streaming, calling_tool, awaiting_approval or
+     * unresponsive; `agentTool` names the tool it calls or waits on.
+     */
     this.agentStatus = "idle";
+    this.agentTool = null;
     /** The last presence frame (customer and operators), or null. */
     this.presence = null;
 
@@ -196,6 +200,7 @@ export class DurableSessionClient {
     this._typing = { active: false, private: false, sentAt: 0, idleTimer: null };
     this._resyncedFor = new Set();
     this._snapshotSeq = 0;
+    this._snapshotApprovals = [];
     this._stopped = false;
 
     this._restore();
@@ -265,9 +270,55 @@ export class DurableSessionClient {
     return this.participants.find((p) => p.kind === "operator" && p.user_id === userId) ?? null;
   }
 
+  /**
+   * Tool calls waiting for a person's answer: `{message, part}` pairs, oldest first. A
+   * new device knows them from its snapshot before any replay.
+   */
+  get pendingApprovals() {
+    const found = [];
+    const seen = new Set();
+    for (const message of this._messages) {
+      for (const part of message.parts ?? []) {
+        if (part.type === "tool_call" && part.state === "awaiting-approval") {
+          found.push({ message, part });
+        }
+        seen.add(part.id);
+      }
+    }
+    for (const { message_id, part } of this._snapshotApprovals) {
+      if (!seen.has(part.id)) found.push({ message: this._byId.get(message_id) ?? null, part });
+    }
+    return found;
+  }
+
+  /**
+   * Approve (`approved` true) or deny a tool call, with an optional reason. The first
+   * answer from any device decides; `clientId` makes a retry the same answer (the ack
+   * then says `duplicate`). Resolves with the ack; rejects with `already_answered` when
+   * someone else answered first, `not_allowed` when the call is for others to answer.
+   */
+  answerApproval(approvalId, approved, { reason = "", clientId = newClientId() } = {}) {
+    const frame = {
+      type: "approval.answer",
+      approval_id: String(approvalId),
+      approved: Boolean(approved),
+      client_id: clientId,
+    };
+    if (reason) frame.reason = String(reason);
+    return this._request(frame);
+  }
+
+  approve(approvalId, options) {
+    return this.answerApproval(approvalId, true, options);
+  }
+
+  deny(approvalId, options) {
+    return this.answerApproval(approvalId, false, options);
+  }
+
   /** True while the agent is thinking or writing a reply (show a stop button). */
   get replying() {
-    if (this.agentStatus === "thinking" || this.agentStatus === "streaming") return true;
+    if (["thinking", "streaming", "calling_tool"].includes(this.agentStatus)) return true;
     return this._messages.some((m) => m.role === "assistant" && m.state === "streaming");
   }
 
@@ -604,6 +655,8 @@ export class DurableSessionClient {
     this._participants = new Map(frame.participants.map((p) => [p.id, { ...p }]));
     this.you = frame.you;
     this.agentStatus = frame.agent?.status ?? "idle";
+    this.agentTool = frame.agent?.tool ?? null;
+    this._snapshotApprovals = Array.isArray(frame.approvals) ? frame.approvals : [];
     this.presence = frame.presence ?? null;
     this._setStatus("syncing");
     this._emit("session", this.session);
@@ -665,7 +718,53 @@ export class DurableSessionClient {
       return;
     }
     message.content += data.text;
-    this._emit("message", message, "delta", data.text);
+    // A delta without part_id (a reply written without parts) grows the one text part.
+    const partId = data.part_id ?? `m${message.id}p0`;
+    let part = this._part(message, partId);
+    if (!part) {
+      part = { id: partId, index: 0, step: 0, type: "text", state: "streaming", text: "" };
+      message.parts = [...(message.parts ?? []), part];
+    }
+    part.text += data.text;
+    this._emit("message", message, "delta", data.text, part);
+  }
+
+  _part(message, partId) {
+    return (message.parts ?? []).find((p) => p.id === partId) ?? null;
+  }
+
+  /** Apply a part event (`part.started`, `part.delta`, `part.ended`, `tool.updated`). */
+  _partEvent(data, change) {
+    const message = this._byId.get(data.message_id);
+    if (!message) {
+      this._integrityFailure(data.message_id, "a part of an unknown message");
+      return;
+    }
+    message.parts = message.parts ?? [];
+    let part;
+    if (change === "started") {
+      part = { ...data.part };
+      const known = message.parts.findIndex((p) => p.id === part.id);
+      if (known >= 0) message.parts[known] = part;
+      else message.parts.push(part);
+    } else {
+      part = this._part(message, data.part_id);
+      if (!part) {
+        this._integrityFailure(message.id, `unknown part ${data.part_id}`);
+        return;
+      }
+      if (change === "delta") {
+        if (part.type === "tool_call") part.input_text = (part.input_text ?? "") + data.text;
+        else part.text = (part.text ?? "") + data.text;
+      } else if (change === "ended") {
+        part.state = data.state;
+      } else {
+        const { message_id, part_id, ...fields } = data;
+        Object.assign(part, fields);
+      }
+    }
+    this._emit("message", message, "part", part, change);
+    if (part.type === "tool_call") this._emit("approvals", this.pendingApprovals);
   }
 
   _endMessage(data, frame) {
@@ -676,10 +775,15 @@ export class DurableSessionClient {
     }
     message.state = data.state;
     message.completed_at = frame.at;
+    for (const part of message.parts ?? []) {
+      if (part.state === "streaming") part.state = "done";
+    }
     if (data.reason) message.reason = data.reason;
     if (data.error) message.error = data.error;
     // "thinking" may already be about the next message; only a streaming status ends here.
-    if (message.role === "assistant") this._agentStopped(frame, ["streaming"]);
+    if (message.role === "assistant") {
+      this._agentStopped(frame, ["streaming", "calling_tool", "awaiting_approval"]);
+    }
     this._emit("message", message, "state");
     // The server says how long the text is: a cheap proof that no delta was lost or doubled.
     if (Number.isInteger(data.length) && codePoints(message.content) !== data.length) {
@@ -695,6 +799,7 @@ export class DurableSessionClient {
   _agentStopped(frame, statuses) {
     if (frame.seq <= this._snapshotSeq || !statuses.includes(this.agentStatus)) return;
     this.agentStatus = "idle";
+    this.agentTool = null;
     this._emit("agent", this.agentStatus);
   }
 
@@ -899,6 +1004,7 @@ const FRAME_HANDLERS = {
   },
   "agent.status"(frame) {
     this.agentStatus = frame.status;
+    this.agentTool = frame.tool ?? null;
     this._emit("agent", frame.status);
   },
   presence(frame) {
@@ -951,6 +1057,18 @@ const EVENT_HANDLERS = {
   "message.delta"(data) {
     this._appendDelta(data);
   },
+  "part.started"(data) {
+    this._partEvent(data, "started");
+  },
+  "part.delta"(data) {
+    this._partEvent(data, "delta");
+  },
+  "part.ended"(data) {
+    this._partEvent(data, "ended");
+  },
+  "tool.updated"(data) {
+    this._partEvent(data, "tool");
+  },
   "message.completed"(data, frame) {
     this._endMessage(data, frame);
   },
@@ -963,7 +1081,9 @@ const EVENT_HANDLERS = {
   "control.changed"(data, frame) {
     const assigned = "assigned_operator_id" in data ? data.assigned_operator_id : null;
     this.session = { ...this.session, control: data.control, assigned_operator_id: assigned };
-    if (data.control !== "ai") this._agentStopped(frame, ["thinking", "streaming"]);
+    if (data.control !== "ai") {
+      this._agentStopped(frame, ["thinking", "streaming", "calling_tool", "awaiting_approval"]);
+    }
     this._emit("control", { ...data, operator: this.operatorInCharge() });
     this._emit("session", this.session);
   },

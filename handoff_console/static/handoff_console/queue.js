@@ -10,6 +10,8 @@ const ROLE_NAMES = { user: "Customer", assistant: "AI", operator: "Operator", sy
 const AGENT_TEXT = {
   thinking: "thinking…",
   streaming: "writing a reply…",
+  calling_tool: "using a tool…",
+  awaiting_approval: "awaiting approval",
   unresponsive: "not responding",
   idle: "idle",
 };
@@ -52,7 +54,12 @@ export function renderRow(row) {
   } else if (row.section === "mine" || row.section === "others") {
     meta.append(el("span", {}, "with ", bdi(row.assigned_operator?.name ?? "an operator")));
   } else if (row.section === "ai") {
-    meta.append(el("span", { text: `agent ${AGENT_TEXT[row.agent] ?? row.agent}` }));
+    meta.append(
+      el("span", {
+        className: `agent agent-${row.agent}`,
+        text: `agent ${AGENT_TEXT[row.agent] ?? row.agent}`,
+      }),
+    );
   } else if (row.section === "closed") {
     meta.append(el("span", { text: `closed ${clock(row.closed_at)}` }));
   }
@@ -60,7 +67,7 @@ export function renderRow(row) {
 
   const item = el(
     "li",
-    { dataset: { id: row.id, section: row.section } },
+    { dataset: { id: row.id, section: row.section, agent: row.agent } },
     el("a", { className: "row-title", href: row.url, dir: "auto", text: name }),
     meta,
   );

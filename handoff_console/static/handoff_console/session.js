@@ -20,6 +20,8 @@ const AGENT_TEXT = {
   idle: "idle",
   thinking: "thinking…",
   streaming: "writing a reply…",
+  calling_tool: "using a tool…",
+  awaiting_approval: "awaiting approval",
   unresponsive: "not responding (crashed?)",
 };
 const CONNECTION_TEXT = {
@@ -143,13 +145,75 @@ class SessionPage {
     }
     who.push(el("time", { text: clock(message.created_at) }));
     bubble.who.replaceChildren(...who);
-    bubble.body.textContent = message.content;
+    const typed = (message.parts ?? []).some((part) => part.type !== "text");
+    if (typed) bubble.body.replaceChildren(...message.parts.map((part) => this._part(part)));
+    else bubble.body.textContent = message.content;
     bubble.state.textContent = stateNote(message);
     if (message.role === "assistant" && message.content) {
       $("brief-ai-last").textContent = message.content;
     }
     if (atBottom) list.scrollTop = list.scrollHeight;
     this._renderState();
+  }
+
+  /** A part of a reply: reasoning, a tool call (with its approval), data or a source. */
+  _part(part) {
+    if (part.type === "text") return el("div", { className: "part-text", dir: "auto", text: part.text });
+    if (part.type === "reasoning") {
+      return el(
+        "details",
+        { className: "reasoning" },
+        el("summary", { text: "Reasoning" }),
+        el("div", { dir: "auto", text: part.text }),
+      );
+    }
+    if (part.type === "tool_call") return this._toolCard(part);
+    if (part.type === "source") {
+      return el("div", { className: "source-part", text: `Source: ${part.title || ""} ${part.url || ""}` });
+    }
+    return el("pre", { className: "data-part", text: `${part.name}: ${JSON.stringify(part.data)}` });
+  }
+
+  _toolCard(part) {
+    const card = el(
+      "div",
+      { className: "tool-card", dataset: { state: part.state, tool: part.tool_name } },
+      el("code", { className: "tool-name", text: part.tool_name }),
+      el("span", { className: "tool-state", text: ` ${part.state}` }),
+    );
+    const input = part.input ?? part.input_text;
+    if (input != null && input !== "") {
+      card.append(el("pre", { text: typeof input === "string" ? input : JSON.stringify(input) }));
+    }
+    if (part.state === "done") card.append(el("pre", { className: "tool-output", text: JSON.stringify(part.output) }));
+    else if (part.error) card.append(el("p", { className: "tool-error", text: part.error }));
+    const approval = part.approval;
+    if (approval?.decided_by) {
+      card.append(
+        el("p", { className: "approval-decision" }, `${approval.decision} by `, bdi(approval.decided_by.display_name)),
+      );
+    }
+    if (approval && part.state === "awaiting-approval") {
+      const mine = approval.approvers === "any" || approval.approvers === "operator";
+      const box = el("div", { className: "approval" }, `Waiting for approval by ${approval.approvers}`);
+      if (mine) {
+        const answer = async (approved) => {
+          try {
+            const url = this.config.api.approval.replace("approval-id", encodeURIComponent(approval.id));
+            await postJSON(url, { approved, client_id: `op-${approval.id}-${approved}` });
+          } catch (error) {
+            this._showError(error.message);
+          }
+        };
+        const approve = el("button", { type: "button", className: "approve", text: "Approve" });
+        const deny = el("button", { type: "button", className: "deny", text: "Deny" });
+        approve.addEventListener("click", () => answer(true));
+        deny.addEventListener("click", () => answer(false));
+        box.append(" ", approve, " ", deny);
+      }
+      card.append(box);
+    }
+    return card;
   }
 
   // --- control and actions --------------------------------------------------------------

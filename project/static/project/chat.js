@@ -66,7 +66,7 @@ function rowOf(message) {
   row.dataset.seq = message.seq;
   const text = element("div", "text");
   text.dir = "auto"; // the message's own direction, isolated from the page's
-  row.append(element("bdi", "author"), element("time", "time"), text, element("span", "note"));
+  row.append(element("bdi", "author"), element("time", "time"), text, element("div", "parts"), element("span", "note"));
   const later = [...$("log").children].find((other) => Number(other.dataset.seq) > message.seq);
   $("log").insertBefore(row, later ?? null);
   rows.set(message.id, row);
@@ -85,8 +85,153 @@ function showMessage(message) {
     row.querySelector(".time").dateTime = sent.toISOString();
     row.querySelector(".time").textContent = clock(message.created_at);
   }
-  row.querySelector(".text").textContent = message.content;
+  const typed = (message.parts ?? []).some((part) => part.type !== "text");
+  // A reply with reasoning, tool calls, data or sources shows its parts in order; a
+  // plain one its text.
+  row.querySelector(".text").hidden = typed;
+  row.querySelector(".text").textContent = typed ? "" : message.content;
+  const parts = row.querySelector(".parts");
+  parts.hidden = !typed;
+  if (typed) for (const part of message.parts) showPart(parts, message, part);
   row.querySelector(".note").textContent = noteOf(message);
+}
+
+// --- parts: reasoning, tool calls, approvals, data, sources ---------------------------
+
+const TOOL_STATES = {
+  "input-streaming": "Preparing…",
+  "awaiting-approval": "Waiting for approval",
+  approved: "Approved",
+  denied: "Denied",
+  running: "Running…",
+  done: "Done",
+  error: "Failed",
+  cancelled: "Cancelled",
+};
+const APPROVERS = { any: "you or our team", customer: "you", operator: "our team" };
+
+function pretty(value) {
+  if (value === undefined || value === null) return "";
+  return typeof value === "string" ? value : JSON.stringify(value, null, 2);
+}
+
+/** The element of a part in its message, created in order the first time. */
+function partNode(container, part, tag, className) {
+  let node = container.querySelector(`:scope > [data-part="${CSS.escape(part.id)}"]`);
+  if (!node) {
+    node = element(tag, className);
+    node.dataset.part = part.id;
+    container.append(node);
+  }
+  return node;
+}
+
+function showPart(container, message, part) {
+  if (part.type === "text") {
+    const node = partNode(container, part, "div", "text part-text");
+    node.dir = "auto";
+    node.textContent = part.text;
+  } else if (part.type === "reasoning") {
+    // Collapsed: the reader opens it if they care; opening survives new deltas.
+    const node = partNode(container, part, "details", "reasoning");
+    if (!node.firstChild) {
+      const summary = element("summary");
+      const body = element("div", "reasoning-text");
+      body.dir = "auto";
+      node.append(summary, body);
+    }
+    node.dataset.state = part.state;
+    node.querySelector("summary").textContent =
+      part.state === "streaming" ? "Thinking…" : "Reasoning";
+    node.querySelector(".reasoning-text").textContent = part.text;
+  } else if (part.type === "tool_call") {
+    showTool(partNode(container, part, "div", "tool-card"), message, part);
+  } else if (part.type === "data") {
+    const node = partNode(container, part, "div", "data-part");
+    const name = element("span", "data-name");
+    name.textContent = part.name ?? "data";
+    const body = element("pre");
+    body.textContent = pretty(part.data);
+    node.replaceChildren(name, body);
+  } else if (part.type === "source") {
+    const node = partNode(container, part, "div", "source-part");
+    let url = null;
+    try {
+      url = new URL(part.url);
+    } catch {}
+    if (url && (url.protocol === "https:" || url.protocol === "http:")) {
+      const link = element("a");
+      link.href = url.href;
+      link.rel = "noopener noreferrer";
+      link.target = "_blank";
+      link.textContent = part.title || url.href;
+      node.replaceChildren("Source: ", link);
+    } else {
+      node.textContent = `Source: ${part.title || part.url || ""}`;
+    }
+  }
+}
+
+function showTool(card, message, part) {
+  card.dataset.state = part.state;
+  card.dataset.tool = part.tool_name;
+  const head = element("div", "tool-head");
+  const name = element("code", "tool-name");
+  name.textContent = part.tool_name;
+  const state = element("span", "tool-state");
+  state.textContent = TOOL_STATES[part.state] ?? part.state;
+  head.append(name, state);
+  const nodes = [head];
+  const input = part.input ?? part.input_text;
+  if (input !== undefined && input !== null && input !== "") {
+    const pre = element("pre", "tool-input");
+    pre.textContent = pretty(input);
+    nodes.push(pre);
+  }
+  if (part.state === "done") {
+    const pre = element("pre", "tool-output");
+    pre.textContent = pretty(part.output);
+    nodes.push(pre);
+  } else if (part.error) {
+    const error = element("p", "tool-error");
+    error.textContent = part.error;
+    nodes.push(error);
+  }
+  const approval = part.approval;
+  if (approval && part.state === "awaiting-approval") nodes.push(approvalCard(part));
+  card.replaceChildren(...nodes);
+}
+
+function approvalCard(part) {
+  const box = element("div", "approval");
+  box.setAttribute("role", "group");
+  box.setAttribute("aria-label", `Approve ${part.tool_name}?`);
+  const question = element("p", "approval-question");
+  const who = APPROVERS[part.approval.approvers] ?? part.approval.approvers;
+  question.textContent = `The assistant wants to run ${part.tool_name}. This needs approval by ${who}.`;
+  box.append(question);
+  if (part.approval.approvers === "operator") return box; // not ours to answer
+  const approve = element("button", "primary approve");
+  approve.type = "button";
+  approve.textContent = "Approve";
+  const deny = element("button", "deny");
+  deny.type = "button";
+  deny.textContent = "Deny";
+  const answer = (approved) => {
+    approve.disabled = deny.disabled = true;
+    client
+      .answerApproval(part.approval.id, approved)
+      .catch((error) => {
+        notice(`Your answer was not taken: ${error.message}`);
+        approve.disabled = deny.disabled = false;
+      });
+  };
+  approve.addEventListener("click", () => answer(true));
+  deny.addEventListener("click", () => answer(false));
+  const buttons = element("div", "approval-buttons");
+  buttons.append(approve, deny);
+  box.append(buttons);
+  return box;
 }
 
 function showPending() {
@@ -136,6 +281,13 @@ function bannerText() {
 function agentText() {
   if (client.agentStatus === "unresponsive") {
     return "The assistant is not responding. A colleague has been asked to help.";
+  }
+  if (client.session?.control !== "ai") return "";
+  if (client.agentStatus === "calling_tool") {
+    return `Assistant is using ${client.agentTool ?? "a tool"}…`;
+  }
+  if (client.agentStatus === "awaiting_approval") {
+    return "Waiting for approval…";
   }
   if (client.agentStatus === "thinking" && client.session?.control === "ai") {
     return "Assistant is thinking…";
