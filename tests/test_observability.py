@@ -69,6 +69,16 @@ def test_the_metrics_endpoint_answers_loopback_and_lists_the_app_metrics():
         assert name in text, name
 
 
+def test_a_tool_call_waiting_for_approval_counts_as_pending():
+    from durable_sessions.service import parts
+
+    session, _ = anonymous_session()
+    reply = service.start_assistant_message(session.pk)
+    call = parts.start_part(reply.pk, "tool_call", tool_name="refund_order")
+    parts.tool_input_ready(call.pk, {"order_id": "1"}, approvers="any")
+    assert "ds_approvals_pending 1.0" in scrape().content.decode()
+
+
 def test_the_metrics_endpoint_refuses_other_addresses_unless_they_bring_the_token(ds_config):
     assert scrape(REMOTE_ADDR="10.1.2.3").status_code == 403
     ds_config(METRICS_TOKEN="s3cret-token")
@@ -351,6 +361,37 @@ async def test_a_run_is_traced_with_its_stream_and_group_commits(settings, span_
     assert run.attributes["ds.session_id"] == str(session.id)
     assert stream.parent.span_id == run.context.span_id
     assert spans["ds.group_commit"].attributes["ds.deltas"] >= 1
+
+
+async def test_a_tool_call_is_a_span_inside_the_agent_stream(settings, span_exporter):
+    settings.DURABLE_SESSIONS = {
+        "RUNNER": "worker",
+        "TRACING": True,
+        "AGENT_OPTIONS": {"thinking_seconds": 0, "tokens_per_second": 0},
+    }
+    span_exporter.clear()
+    session, store = await db(anonymous_session)()
+    comm, _ = await open_ws(session.id, store=store)
+    worker = Worker("traced-worker")
+    worker.start()
+    try:
+        await comm.send_json_to(
+            {"type": "message.send", "content": "where is order 1001?", "client_id": "c1"}
+        )
+        while (await comm.receive_json_from(timeout=10)).get("type") != "message.completed":
+            pass
+        for _ in range(100):
+            if any(s.name == "ds.run" for s in span_exporter.get_finished_spans()):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+        await comm.disconnect()
+    spans = {s.name: s for s in span_exporter.get_finished_spans()}
+    call, stream = spans["ds.tool_call"], spans["ds.agent.stream"]
+    assert call.attributes["ds.tool"] == "order_status"
+    assert call.attributes["ds.session_id"] == str(session.id)
+    assert call.parent.span_id == stream.context.span_id
 
 
 async def test_requests_and_connections_get_a_span_with_the_session_id(ds_config, span_exporter):

@@ -23,6 +23,8 @@ from durable_sessions.models import (
     Control,
     DurableSession,
     HandoffRecord,
+    MessagePart,
+    PartState,
     RunStatus,
     Status,
 )
@@ -40,7 +42,9 @@ def read_state() -> dict[str, Any]:
     }
     runs = {
         row["status"]: row["n"]
-        for row in AgentRun.objects.filter(status__in=(RunStatus.PENDING, RunStatus.RUNNING))
+        for row in AgentRun.objects.filter(
+            status__in=(RunStatus.PENDING, RunStatus.RUNNING, RunStatus.AWAITING)
+        )
         .order_by()
         .values("status")
         .annotate(n=Count("id"))
@@ -56,8 +60,7 @@ def read_state() -> dict[str, Any]:
         "runs": runs,
         "queue_oldest_seconds": _queue_oldest_seconds(),
         "pending_run_oldest_seconds": _age(oldest_run),
-        # Typed tool approvals are not stored yet: nothing can wait for one.
-        "approvals_pending": 0,
+        "approvals_pending": MessagePart.objects.filter(state=PartState.AWAITING_APPROVAL).count(),
     }
 
 

@@ -23,6 +23,7 @@ from durable_sessions.agents import Agent
 from durable_sessions.agents.tools import Tool, ToolContext, ToolInputError
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.models import Approvers, MessagePart, PartState
+from durable_sessions.observability import tracing
 from durable_sessions.runtime.reply import PendingCall
 from durable_sessions.service import parts
 from durable_sessions.service.transient import retrying
@@ -120,7 +121,12 @@ class ToolCalls:
                     else None
                 ),
             )
-            result = await asyncio.wait_for(tool.invoke(dict(part.input or {}), context), timeout)
+            with tracing.span(
+                "ds.tool_call", session_id=str(self.session_id), run_id=self.run_id, tool=tool.name
+            ):
+                result = await asyncio.wait_for(
+                    tool.invoke(dict(part.input or {}), context), timeout
+                )
             output = json.loads(json.dumps(result, default=str))
         except TimeoutError:
             await self._write(
