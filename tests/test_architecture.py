@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "durable_sessions.management": 4,
     "durable_sessions.apps": 4,
     "durable_sessions.checks": 4,
+    "durable_sessions.streams": 4,
     "handoff_console": 5,
 }
 
