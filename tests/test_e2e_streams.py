@@ -96,7 +96,7 @@ async def test_the_official_client_follows_an_answer_across_a_drop_and_a_restart
     # Live over SSE on one process, from before the reply starts until the writer pauses;
     # then the connection drops.
     url = f"{first.http}/v1/session/{session.pk}"
-    live = await follow(url, token, "-1", "sse")
+    live = await follow(url, token, "-1", "sse", wire.MESSAGE_COMPLETED)
     await live.read_until(1)
     running = await writer(env, session.pk, count=count, delay=0.01, pause_after=25)
     paused_at = await running.wait_paused()
