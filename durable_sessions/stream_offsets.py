@@ -12,6 +12,8 @@ import re
 START = "-1"
 NOW = "now"
 _TOKEN = re.compile(r"(\d{1,19})_(\d{1,19})")
+# Larger numbers fit no database integer column: such a token is not an offset.
+_LARGEST = 2**63 - 1
 
 
 def format_offset(seq: int, end: int = 0) -> str:
@@ -26,4 +28,7 @@ def parse_offset(token: str) -> tuple[int, int] | None:
     match = _TOKEN.fullmatch(token)
     if match is None:
         return None
-    return int(match.group(1)), int(match.group(2))
+    seq, end = int(match.group(1)), int(match.group(2))
+    if seq > _LARGEST or end > _LARGEST:
+        return None
+    return seq, end

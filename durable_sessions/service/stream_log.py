@@ -101,7 +101,12 @@ def is_expired(stream: Stream, now: datetime) -> bool:
     if stream.expires_at is not None and now >= stream.expires_at:
         return True
     ttl = stream.ttl_seconds
-    return ttl is not None and now >= stream.last_access_at + timedelta(seconds=ttl)
+    if ttl is None:
+        return False
+    try:
+        return now >= stream.last_access_at + timedelta(seconds=ttl)
+    except OverflowError:
+        return False  # a window past the calendar's end never closes
 
 
 def _has_forks(stream: Stream) -> bool:

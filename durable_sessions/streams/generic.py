@@ -26,7 +26,9 @@ from durable_sessions.streams.reading import read
 
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 _CONTENT_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_PATH = 1024
+MAX_TEXT = 255
 MAX_SAFE_INTEGER = 2**53 - 1
 
 acreate = make_async(stream_create.create)
@@ -74,7 +76,17 @@ def read_body(request: HttpRequest) -> bytes:
 def stream_path(request: HttpRequest, raw: str) -> str:
     if not raw or len(raw) > MAX_PATH:
         raise StreamBadRequest(f"a stream path has 1 to {MAX_PATH} characters")
+    if _CONTROL.search(raw):
+        raise StreamBadRequest("a stream path has no control characters")
     return raw
+
+
+def text_header(request: HttpRequest, name: str, limit: int) -> str | None:
+    """A header stored as text: bounded, and without control characters."""
+    value = request.headers.get(name)
+    if value is not None and (len(value) > limit or _CONTROL.search(value)):
+        raise StreamBadRequest(f"{name} has at most {limit} printable characters")
+    return value
 
 
 def _header_integer(request: HttpRequest, name: str) -> int | None:
@@ -87,11 +99,11 @@ def _header_integer(request: HttpRequest, name: str) -> int | None:
 
 
 def parse_create(request: HttpRequest, path: str, body: bytes) -> stream_create.CreateRequest:
-    content_type = request.headers.get("Content-Type", "").strip()
+    content_type = (text_header(request, "Content-Type", MAX_TEXT) or "").strip()
     if not _CONTENT_TYPE.match(content_type):
         content_type = ""
     ttl_text = request.headers.get(p.TTL)
-    expires_text = request.headers.get(p.EXPIRES_AT)
+    expires_text = text_header(request, p.EXPIRES_AT, 64)
     if ttl_text is not None and expires_text is not None:
         raise StreamBadRequest("give Stream-TTL or Stream-Expires-At, not both")
     ttl = _header_integer(request, p.TTL)
@@ -103,11 +115,11 @@ def parse_create(request: HttpRequest, path: str, body: bytes) -> stream_create.
             expires_at = None
         if expires_at is None or expires_at.tzinfo is None:
             raise StreamBadRequest("Stream-Expires-At must be an RFC 3339 timestamp")
-    forked_from = request.headers.get(p.FORKED_FROM)
+    forked_from = text_header(request, p.FORKED_FROM, MAX_PATH + 64)
     sub_offset = _header_integer(request, p.FORK_SUB_OFFSET)
     if forked_from is None and sub_offset is not None:
         raise StreamBadRequest("Stream-Fork-Sub-Offset needs Stream-Forked-From")
-    fork_offset = request.headers.get(p.FORK_OFFSET)
+    fork_offset = text_header(request, p.FORK_OFFSET, 64)
     if forked_from is not None:
         forked_from = _own_path(forked_from)
     return stream_create.CreateRequest(
@@ -134,7 +146,9 @@ def _own_path(url_path: str) -> str:
 
 
 def parse_producer(request: HttpRequest) -> Producer | None:
-    given = [request.headers.get(h) for h in (p.PRODUCER_ID, p.PRODUCER_EPOCH, p.PRODUCER_SEQ)]
+    given = [
+        text_header(request, h, MAX_TEXT) for h in (p.PRODUCER_ID, p.PRODUCER_EPOCH, p.PRODUCER_SEQ)
+    ]
     if all(v is None for v in given):
         return None
     if any(v is None for v in given):
@@ -167,7 +181,7 @@ async def post(request: HttpRequest, path: str) -> HttpResponse:
     producer = parse_producer(request)
     close = p.is_true(request.headers.get(p.CLOSED))
     body = read_body(request)
-    content_type = request.headers.get("Content-Type")
+    content_type = text_header(request, "Content-Type", MAX_TEXT)
     if not body and not close:
         raise StreamBadRequest("an append needs a body (or Stream-Closed: true)")
     if body and not content_type:
@@ -176,7 +190,7 @@ async def post(request: HttpRequest, path: str) -> HttpResponse:
         path,
         body,
         content_type=content_type,
-        stream_seq=request.headers.get(p.SEQ),
+        stream_seq=text_header(request, p.SEQ, MAX_TEXT),
         producer=producer,
         close=close,
     )
