@@ -31,11 +31,22 @@ from typing import Any
 
 from bench import machine, pool, report, services
 from bench.config import ARTIFACTS, DOCS, RESULTS
-from bench.measure import Context, appends, connections, latency, overhead, resume
+from bench.measure import (
+    Context,
+    appends,
+    connections,
+    durable_streams,
+    latency,
+    overhead,
+    resume,
+)
 from bench.plan import FULL, QUICK, Plan
 from bench.procs import Profiling
 
-MEASUREMENTS = {module.NAME: module for module in (overhead, latency, resume, connections, appends)}
+MEASUREMENTS = {
+    module.NAME: module
+    for module in (overhead, latency, resume, connections, appends, durable_streams)
+}
 LATEST = RESULTS / "latest.json"
 SCRATCH_JSON = ARTIFACTS / "scratch.json"
 SCRATCH_MD = ARTIFACTS / "scratch.md"
