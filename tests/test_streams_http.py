@@ -233,3 +233,52 @@ async def test_an_operator_token_reads_any_session():
     response = await AsyncClient().get(f"/v1/session/{session.pk}", headers=headers)
     assert response.status_code == 200
     assert json.loads(response.content)[0]["type"] == "session.created"
+
+
+async def test_a_follower_whose_visitor_session_ends_is_cut_off(ds_config):
+    ds_config(RECHECK_ACCESS_SECONDS=0.001, STREAMS_LONG_POLL_TIMEOUT=10)
+    store = await db(visitor_session)("leaving")
+    session = await service.acreate_session(visitor="leaving", title="t")
+    client = await visitor_client(store)
+    tail = format_offset(session.last_seq)
+    waiting = asyncio.create_task(
+        client.get(f"/v1/session/{session.pk}?offset={tail}&live=long-poll")
+    )
+    await asyncio.sleep(0.3)
+    await db(store.delete)()  # what logging out does to the Django session
+    response = await asyncio.wait_for(waiting, 8)
+    assert response.status_code == 404
+
+
+async def test_a_follower_keeps_following_while_allowed(ds_config):
+    ds_config(RECHECK_ACCESS_SECONDS=0.001, STREAMS_LONG_POLL_TIMEOUT=10)
+    store = await db(visitor_session)("staying")
+    session = await service.acreate_session(visitor="staying", title="t")
+    customer = await db(service.participant_for)(session.pk, ParticipantKind.CUSTOMER)
+    client = await visitor_client(store)
+    tail = format_offset(session.last_seq)
+
+    async def post_later() -> None:
+        await asyncio.sleep(0.5)
+        await service.apost_message(session.pk, author=customer, content="still here")
+
+    poster = asyncio.create_task(post_later())
+    response = await client.get(f"/v1/session/{session.pk}?offset={tail}&live=long-poll")
+    await poster
+    assert response.status_code == 200
+    assert json.loads(response.content)[0]["data"]["message"]["content"] == "still here"
+
+
+async def test_a_visitor_waits_on_a_few_long_polls_at_once(ds_config):
+    ds_config(LIMIT_LONG_POLLS_PER_VISITOR=1, STREAMS_LONG_POLL_TIMEOUT=1)
+    store = await db(visitor_session)("eager")
+    session = await service.acreate_session(visitor="eager", title="t")
+    client = await visitor_client(store)
+    url = f"/v1/session/{session.pk}?offset={format_offset(session.last_seq)}&live=long-poll"
+    first = asyncio.create_task(client.get(url))
+    await asyncio.sleep(0.3)
+    second = await client.get(url)
+    assert second.status_code == 429 and int(second["Retry-After"]) >= 1
+    assert (await first).status_code == 204
+    # The slot is given back when the wait ends.
+    assert (await client.get(url)).status_code == 204

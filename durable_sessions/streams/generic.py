@@ -6,6 +6,7 @@ Parsing and access only; every write goes through the service's stream modules.
 from __future__ import annotations
 
 import re
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +58,9 @@ class GenericSource:
         return GroupWaiter(
             stream_group(self.state.id), lambda m: m.get("type") == STREAM_MESSAGE_TYPE
         )
+
+    def slot(self) -> AbstractAsyncContextManager[HttpResponse | None]:
+        return nullcontext(None)  # callers are staff or trusted (STREAMS_ACCESS)
 
 
 def read_body(request: HttpRequest) -> bytes:

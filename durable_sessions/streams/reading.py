@@ -14,6 +14,7 @@ import base64
 import json
 import re
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -38,6 +39,10 @@ class Source(Protocol):
     async def read(self, after: int) -> Chunk: ...
 
     def waiter(self) -> GroupWaiter: ...
+
+    def slot(self) -> AbstractAsyncContextManager[HttpResponse | None]:
+        """Held while the request waits: the refusal when the caller waits too often."""
+        ...
 
 
 def body_of(source: Source, entries: list[tuple[int, int, bytes]]) -> bytes:
@@ -144,7 +149,9 @@ def _no_content(tail: Tail, offset: str, cursor: str | None) -> HttpResponse:
 async def long_poll(source: Source, offset: str, after: int, cursor: str | None) -> HttpResponse:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ds_settings.STREAMS_LONG_POLL_TIMEOUT
-    async with source.waiter() as waiter:
+    async with source.slot() as refused, source.waiter() as waiter:
+        if refused is not None:
+            return refused
         while True:
             chunk = await source.read(after)
             if chunk.tail.gone:
@@ -200,8 +207,8 @@ async def _sse_events(
     deadline = loop.time() + ds_settings.STREAMS_SSE_MAX_SECONDS
     after = start_seq(offset, source.tail)
     first = True
-    async with source.waiter() as waiter:
-        while True:
+    async with source.slot() as refused, source.waiter() as waiter:
+        while refused is None:
             chunk = await source.read(after)
             if chunk.tail.gone:
                 return

@@ -10,13 +10,17 @@ user or an anonymous visitor by the session cookie.
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from channels.db import database_sync_to_async
 from django.http import HttpRequest, HttpResponse
 
 from durable_sessions.adapter import get_adapter
 from durable_sessions.app_settings import ds_settings
+from durable_sessions.delivery import limits
 from durable_sessions.delivery.groups import session_group
 from durable_sessions.delivery.publish import LIVE_MESSAGE_TYPE
 from durable_sessions.delivery.replay import read_wire_page
@@ -63,8 +67,30 @@ def authorize(request: HttpRequest, session_id: uuid.UUID) -> Tail | HttpRespons
     return Tail(session.last_seq, 0, session.status == Status.CLOSED)
 
 
+def still_allowed(request: HttpRequest, session_id: uuid.UUID) -> bool:
+    """Whether the caller may still read: the token still valid, the Django session not
+    logged out, the user still active and allowed (all read afresh)."""
+    caller = access.identify(request)
+    if caller is None:
+        return False
+    user = caller.user
+    if not caller.by_token:
+        store = getattr(request, "session", None)
+        key = getattr(store, "session_key", None)
+        if key is not None and not store.exists(key):  # type: ignore[union-attr]
+            return False  # logged out (or the session expired)
+        if user.is_authenticated:
+            fresh = type(user)._default_manager.filter(pk=user.pk, is_active=True).first()
+            if fresh is None:
+                return False
+            user = fresh
+    session = DurableSession.objects.filter(pk=session_id).first()
+    return session is not None and get_adapter().access(session, user, caller.visitor) is not None
+
+
 aauthorize = database_sync_to_async(authorize)
 aread_session_chunk = database_sync_to_async(read_session_chunk)
+astill_allowed = database_sync_to_async(still_allowed)
 
 
 class SessionSource:
@@ -73,18 +99,38 @@ class SessionSource:
     content_type = CONTENT_TYPE
     is_json = True
 
-    def __init__(self, session_id: uuid.UUID, tail: Tail) -> None:
+    def __init__(self, request: HttpRequest, session_id: uuid.UUID, tail: Tail) -> None:
+        self.request = request
         self.session_id = session_id
         self.etag_id = f"d{session_id.hex}"
         self.tail = tail
+        self.checked_at = time.monotonic()
 
     async def read(self, after: int) -> Chunk:
+        # A reader that follows for long is checked again, as a websocket is: a logout or
+        # a revoked permission ends the response (a long poll answers 404).
+        if time.monotonic() - self.checked_at >= ds_settings.RECHECK_ACCESS_SECONDS:
+            if not await astill_allowed(self.request, self.session_id):
+                return Chunk([], False, Tail(after, 0, False, gone=True))
+            self.checked_at = time.monotonic()
         return await aread_session_chunk(self.session_id, after)
 
     def waiter(self) -> GroupWaiter:
         return GroupWaiter(
             session_group(self.session_id), lambda m: m.get("type") == LIVE_MESSAGE_TYPE
         )
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[HttpResponse | None]:
+        """One of the visitor's ``LIMIT_LONG_POLLS_PER_VISITOR`` waiting requests, shared
+        with the REST API's long polls (and counted across processes with Redis)."""
+        async with limits.Held("long_poll") as held:
+            refused = await held.take(self.request)
+            if refused is None:
+                yield None
+            else:
+                retry = {"Retry-After": str(refused.retry_after or 1)}
+                yield p.plain(429, refused.message, retry)
 
 
 async def session_stream_view(request: HttpRequest, session_id: str) -> HttpResponse:
@@ -109,4 +155,4 @@ async def session_stream_view(request: HttpRequest, session_id: str) -> HttpResp
         if tail.closed:
             response[p.CLOSED] = "true"
         return p.decorate(response)
-    return await read(request, SessionSource(parsed, tail))
+    return await read(request, SessionSource(request, parsed, tail))
