@@ -206,6 +206,7 @@ async def test_a_session_reads_as_a_json_stream_whose_offsets_are_its_seqs():
     client = await visitor_client(store)
     whole = await client.get(f"/v1/session/{session.pk}?offset=-1")
     assert whole.status_code == 200 and whole["Content-Type"] == "application/json"
+    assert whole["Cache-Control"] == "no-store"
     events = json.loads(whole.content)
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(1, len(seqs) + 1))

@@ -44,6 +44,8 @@ aidentify = database_sync_to_async(access.identify)
 class GenericSource:
     """A generic stream as :mod:`durable_sessions.streams.reading` reads it."""
 
+    cache_control = p.CACHE_CHUNK
+
     def __init__(self, state: StreamState) -> None:
         self.state = state
         self.etag_id = f"s{state.id}"

@@ -35,6 +35,8 @@ class Source(Protocol):
     content_type: str
     is_json: bool
     tail: Tail
+    # Of a chunk of data (its bytes never change at that offset).
+    cache_control: str
 
     async def read(self, after: int) -> Chunk: ...
 
@@ -124,7 +126,7 @@ def chunk_response(
     response = HttpResponse(body_of(source, entries), content_type=source.content_type)
     response[p.NEXT_OFFSET] = next_offset
     response["ETag"] = etag
-    response["Cache-Control"] = p.CACHE_CHUNK if entries else p.NO_STORE
+    response["Cache-Control"] = source.cache_control if entries else p.NO_STORE
     if not chunk.more:
         response[p.UP_TO_DATE] = "true"
     if closed:

@@ -98,6 +98,8 @@ class SessionSource:
 
     content_type = CONTENT_TYPE
     is_json = True
+    # A transcript is kept by no cache, as every REST API response (docs/security.md).
+    cache_control = p.NO_STORE
 
     def __init__(self, request: HttpRequest, session_id: uuid.UUID, tail: Tail) -> None:
         self.request = request
