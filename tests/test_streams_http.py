@@ -283,3 +283,12 @@ async def test_a_visitor_waits_on_a_few_long_polls_at_once(ds_config):
     assert (await first).status_code == 204
     # The slot is given back when the wait ends.
     assert (await client.get(url)).status_code == 204
+
+
+def test_streams_open_to_anyone_warn_at_deploy(ds_config):
+    from durable_sessions.checks import check_open_streams
+
+    assert check_open_streams() == []
+    ds_config(STREAMS_ACCESS="anyone")
+    [warning] = check_open_streams()
+    assert warning.id == "durable_sessions.W030"
