@@ -1,7 +1,8 @@
 """A session followed as a Durable Stream from a real browser (Chromium, Playwright).
 
-The customer's page opens an ``EventSource`` on its own session's stream, authenticated by
-nothing but its cookie, while the demo agent answers: every log event arrives once, in
+The customer's page follows its own session's stream with client.js'
+``followSessionStream`` (an ``EventSource``), authenticated by nothing but its cookie, while
+the demo agent answers: every log event arrives once, in
 order, message text (markup included) arrives as JSON text and runs nothing; another
 visitor's browser is refused.
 """
@@ -21,12 +22,17 @@ from tests.test_browser_chat import (
     wait_for_reply_state,
 )
 
-FOLLOW = """id => {
+# client.js' read-only follower, as a page that only shows the conversation would use it.
+FOLLOW = """async id => {
+  const { followSessionStream } = await import("/static/durable_sessions/client.js");
   window.__events = [];
-  window.__closed = false;
-  const source = new EventSource(`/v1/session/${id}?offset=-1&live=sse`);
-  source.addEventListener("data", e => window.__events.push(...JSON.parse(e.data)));
-  source.onerror = () => { window.__closed = true; source.close(); };
+  window.__ended = null;
+  followSessionStream(id, {
+    onEvents: events => window.__events.push(...events),
+    onEnd: reason => { window.__ended = reason; },
+    retryMs: 100,
+    maxFailures: 2,
+  });
 }"""
 COMPLETED = """() => window.__events.some(
   e => e.type === "message.completed") && window.__events.some(
@@ -56,5 +62,6 @@ async def test_a_page_follows_its_session_over_sse_with_its_cookie(browser, daph
     stranger = await open_page(await new_context(browser, server))
     await stranger.page.goto("/")
     await stranger.page.evaluate(FOLLOW, session_id)
-    await stranger.page.wait_for_function("() => window.__closed", timeout=WAIT_MS)
+    await stranger.page.wait_for_function("() => window.__ended", timeout=WAIT_MS)
+    assert await stranger.page.evaluate("() => window.__ended") == "refused"
     assert await stranger.page.evaluate("() => window.__events") == []
