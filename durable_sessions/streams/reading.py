@@ -102,24 +102,31 @@ async def read(request: HttpRequest, source: Source) -> HttpResponse:
     if live == "long-poll":
         return await long_poll(source, offset, after, cursor)
     chunk = await source.read(after)
-    return chunk_response(request, source, offset, chunk, live=False, cursor=cursor)
+    return chunk_response(
+        source,
+        offset,
+        chunk,
+        live=False,
+        cursor=cursor,
+        if_none_match=request.headers.get("If-None-Match"),
+    )
 
 
 def chunk_response(
-    request: HttpRequest,
     source: Source,
     offset: str,
     chunk: Chunk,
     *,
     live: bool,
     cursor: str | None,
+    if_none_match: str | None = None,
 ) -> HttpResponse:
     entries, tail = chunk.entries, chunk.tail
     next_offset = format_offset(entries[-1][0], entries[-1][1]) if entries else tail.offset
     at_tail = not chunk.more and (not entries or entries[-1][0] >= tail.seq)
     closed = tail.closed and at_tail
     etag = f'"{source.etag_id}:{offset}:{next_offset}{":c" if closed else ""}"'
-    if request.headers.get("If-None-Match") == etag:
+    if if_none_match == etag:
         response = HttpResponse(status=304)
         response["ETag"] = etag
         return p.decorate(response)
@@ -159,7 +166,7 @@ async def long_poll(source: Source, offset: str, after: int, cursor: str | None)
             if chunk.tail.gone:
                 return p.plain(404, "the stream was deleted")
             if chunk.entries:
-                return chunk_response(_NO_REQUEST, source, offset, chunk, live=True, cursor=cursor)
+                return chunk_response(source, offset, chunk, live=True, cursor=cursor)
             tail_offset = chunk.tail.offset if after >= chunk.tail.seq else offset
             if chunk.tail.closed:
                 return _no_content(chunk.tail, tail_offset, cursor)
@@ -167,15 +174,6 @@ async def long_poll(source: Source, offset: str, after: int, cursor: str | None)
             if remaining <= 0:
                 return _no_content(chunk.tail, tail_offset, cursor)
             await waiter.wait(remaining)
-
-
-class _NoConditions:
-    """A live answer is never a 304: it has no If-None-Match to compare."""
-
-    headers: dict[str, str] = {}
-
-
-_NO_REQUEST: Any = _NoConditions()
 
 
 def sse_event(kind: str, payload: str) -> bytes:
