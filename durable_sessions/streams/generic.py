@@ -80,8 +80,9 @@ def read_body(request: HttpRequest) -> bytes:
 
 
 def stream_path(request: HttpRequest, raw: str) -> str:
-    if not raw or len(raw) > MAX_PATH:
-        raise StreamBadRequest(f"a stream path has 1 to {MAX_PATH} characters")
+    # Counted in UTF-8 bytes: the path is a unique index key (PostgreSQL caps its size).
+    if not raw or len(raw.encode("utf-8", "surrogatepass")) > MAX_PATH:
+        raise StreamBadRequest(f"a stream path has 1 to {MAX_PATH} bytes")
     if _CONTROL.search(raw):
         raise StreamBadRequest("a stream path has no control characters")
     return raw
