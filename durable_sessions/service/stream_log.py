@@ -11,13 +11,16 @@ append are one step: a retry can never be stored twice.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from channels.db import DatabaseSyncToAsync
 from django.db import connection, transaction
 from django.utils import timezone
 
-from durable_sessions.delivery.publish import publish_on_commit
+from durable_sessions.delivery.publish import collecting, make_async, publish_now, publish_on_commit
 from durable_sessions.delivery.stream_wakeups import stream_wakeup
 from durable_sessions.errors import (
     StaleProducerEpoch,
@@ -360,3 +363,24 @@ def delete(path: str) -> None:
             stream.save(update_fields=["soft_deleted"])
         else:
             remove(stream)
+
+
+# Appends of different streams commit side by side on PostgreSQL, which groups their WAL
+# flushes; on the process's one database thread they would wait for each other's commit.
+# The row lock still makes the appends of one stream take turns. (SQLite has one writer
+# anyway: there the database thread is used.)
+APPEND_THREADS = 4
+_appenders = ThreadPoolExecutor(max_workers=APPEND_THREADS, thread_name_prefix="ds-streams")
+
+
+async def aappend(path: str, body: bytes, **options: Any) -> AppendResult:
+    """Async twin of :func:`append`; the wake-up is sent from the event loop."""
+    if connection.vendor != "postgresql":
+        return await _aappend_serial(path, body, **options)
+    call = DatabaseSyncToAsync(collecting, thread_sensitive=False, executor=_appenders)
+    result, pending = await call(append, path, body, **options)
+    await publish_now(pending)
+    return result
+
+
+_aappend_serial = make_async(append)

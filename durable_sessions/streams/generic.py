@@ -33,7 +33,7 @@ MAX_TEXT = 255
 MAX_SAFE_INTEGER = 2**53 - 1
 
 acreate = make_async(stream_create.create)
-aappend = make_async(stream_log.append)
+aappend = stream_log.aappend
 adelete = make_async(stream_log.delete)
 astream_for_read = database_sync_to_async(stream_log.stream_for_read)
 astream_for_head = database_sync_to_async(stream_log.stream_for_head)
