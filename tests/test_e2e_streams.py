@@ -164,3 +164,34 @@ async def test_two_processes_serve_the_same_generic_streams(postgres, redis_url,
             f"{second.http}{path}?offset={closed.headers['Stream-Next-Offset']}"
         )
         assert final.headers["Stream-Closed"] == "true"
+
+
+async def test_appends_from_two_processes_to_one_stream_are_each_stored_once_in_order(
+    postgres, redis_url, daphne
+):
+    env = server_env(redis_url=redis_url, ds_settings={"STREAMS_ACCESS": "anyone"})
+    servers = [daphne(env), daphne(env)]
+    path = "/v1/stream/contended"
+    count = 40
+    async with httpx.AsyncClient(timeout=READ_TIMEOUT) as client:
+        created = await client.put(servers[0].http + path, headers={"Content-Type": "text/plain"})
+        assert created.status_code == 201
+
+        async def append(n: int) -> str:
+            response = await client.post(
+                servers[n % 2].http + path,
+                headers={"Content-Type": "text/plain"},
+                content=f"<{n:03d}>".encode(),
+            )
+            assert response.status_code == 204
+            return response.headers["Stream-Next-Offset"]
+
+        offsets = await asyncio.gather(*(append(n) for n in range(count)))
+        whole = await client.get(f"{servers[1].http}{path}?offset=-1")
+    # Every offset handed out once; the stream holds every append once, in offset order.
+    assert len(set(offsets)) == count
+    stored = whole.content.decode()
+    assert sorted(stored[i : i + 5] for i in range(0, len(stored), 5)) == [
+        f"<{n:03d}>" for n in range(count)
+    ]
+    assert whole.headers["Stream-Next-Offset"] == max(offsets) == format_offset(count, 5 * count)
