@@ -31,13 +31,22 @@ from typing import Any
 
 from bench import machine, pool, report, services
 from bench.config import ARTIFACTS, DOCS, RESULTS
-from bench.measure import Context, appends, connections, latency, metrics_cost, overhead, resume
+from bench.measure import (
+    Context,
+    appends,
+    connections,
+    durable_streams,
+    latency,
+    metrics_cost,
+    overhead,
+    resume,
+)
 from bench.plan import FULL, QUICK, Plan
 from bench.procs import Profiling
 
 MEASUREMENTS = {
     module.NAME: module
-    for module in (overhead, latency, resume, connections, appends, metrics_cost)
+    for module in (overhead, latency, resume, connections, appends, metrics_cost, durable_streams)
 }
 LATEST = RESULTS / "latest.json"
 SCRATCH_JSON = ARTIFACTS / "scratch.json"

@@ -81,6 +81,16 @@ class SessionAdapter:
             return Access.OWNER
         return None
 
+    def may_use_streams(self, user: AnyUser | None, *, write: bool) -> bool:
+        """Whether ``user`` may read (or, with ``write``, create, append to and delete)
+        generic Durable Streams; by default as ``STREAMS_ACCESS`` says."""
+        rule = ds_settings.STREAMS_ACCESS
+        if rule == "anyone":
+            return True
+        if user is None or not user.is_authenticated or not user.is_active:
+            return False
+        return rule == "authenticated" or (rule == "staff" and user.is_staff)
+
     def display_name(self, user: AnyUser | None) -> str:
         if user is None or not user.is_authenticated:
             return "Visitor"

@@ -209,6 +209,31 @@ class DurableSessionsSettings(AppSettings):
         positive=True,
     )
     TRACING = Bool(False, "emit OpenTelemetry spans (when opentelemetry-api is installed)")
+    # --- the Durable Streams protocol (docs/durable-streams.md) ---
+    STREAMS_ACCESS = Str(
+        "staff",
+        "who may create, append to, read and delete generic streams ('off': not served)",
+        choices=("off", "staff", "authenticated", "anyone"),
+    )
+    STREAMS_PREFIX = Str("v1/stream/", "URL path under which generic streams are served")
+    SESSION_STREAMS_PREFIX = Str(
+        "v1/session/", "URL path under which each session is readable as a JSON stream"
+    )
+    STREAMS_LONG_POLL_TIMEOUT = Float(
+        20.0, "seconds a long poll waits for new data before answering 204", positive=True
+    )
+    STREAMS_SSE_MAX_SECONDS = Float(
+        60.0, "seconds after which an SSE response ends (the client reconnects)", positive=True
+    )
+    STREAMS_MAX_APPEND_BYTES = Int(
+        8 * 1024 * 1024, "largest body of one create or append, in bytes", positive=True
+    )
+    STREAMS_READ_BYTES = Int(
+        1024 * 1024, "bytes of a stream read at once (at least one append)", positive=True
+    )
+    STREAMS_CORS_ORIGIN = Str(
+        "*", "Access-Control-Allow-Origin of stream responses; empty: no CORS headers"
+    )
 
     def rules(self, values: Mapping[str, Any]) -> Iterator[str]:
         if values["HEARTBEAT_INTERVAL"] * 2 > values["LEASE_TIMEOUT"]:
@@ -231,6 +256,12 @@ class DurableSessionsSettings(AppSettings):
                     f"METRICS_ALLOWED_IPS: {network!r} is not an address or network "
                     "(e.g. 10.0.0.0/8)."
                 )
+        for key in ("STREAMS_PREFIX", "SESSION_STREAMS_PREFIX"):
+            prefix = values[key]
+            if not prefix.endswith("/") or prefix.startswith("/"):
+                yield f"{key} must be a path like 'v1/stream/': no leading '/', a trailing '/'."
+        if values["STREAMS_PREFIX"] == values["SESSION_STREAMS_PREFIX"]:
+            yield "STREAMS_PREFIX and SESSION_STREAMS_PREFIX must differ."
         app_label, _, codename = values["OPERATOR_PERMISSION"].partition(".")
         if not app_label or not codename:
             yield (

@@ -168,6 +168,25 @@ def check_staff_are_operators(app_configs: Any = None, **kwargs: Any) -> list[An
     ]
 
 
+@register(deploy=True)
+def check_open_streams(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Generic Durable Streams open to anyone: any visitor can create, fill and delete them."""
+    try:
+        rule = ds_settings.STREAMS_ACCESS
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+    if rule != "anyone":
+        return []
+    return [
+        Warning(
+            f"{SETTING_NAME}['STREAMS_ACCESS'] is 'anyone': anybody who can reach the site can "
+            "create, append to, read and delete generic Durable Streams.",
+            hint="Use 'staff' or 'authenticated' (or an adapter's may_use_streams), or 'off'.",
+            id="durable_sessions.W031",
+        )
+    ]
+
+
 CSP_MIDDLEWARES = (
     "durable_sessions.csp.ContentSecurityPolicyMiddleware",
     # Django 6.0's own.

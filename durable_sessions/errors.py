@@ -123,6 +123,51 @@ class RateLimited(ServiceError):
         self.retry_after = max(1, math.ceil(retry_after))
 
 
+class StreamError(ServiceError):
+    """A Durable Streams request refused; ``headers`` are the protocol's response headers
+    that tell the client why (``Stream-Closed``, ``Producer-Expected-Seq``, ...)."""
+
+    code = "stream_error"
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.headers = headers or {}
+
+
+class StreamBadRequest(StreamError):
+    code = "bad_request"
+    status_code = 400
+
+
+class StreamNotFound(StreamError):
+    code = "not_found"
+    status_code = 404
+
+
+class StreamGone(StreamError):
+    """The stream was deleted (or expired) while forks still read from it."""
+
+    code = "gone"
+    status_code = 410
+
+
+class StreamConflict(StreamError):
+    code = "conflict"
+    status_code = 409
+
+
+class StaleProducerEpoch(StreamError):
+    """An idempotent producer of an older epoch wrote (a zombie): fenced off."""
+
+    code = "stale_epoch"
+    status_code = 403
+
+
+class StreamTooLarge(StreamError):
+    code = "too_large"
+    status_code = 413
+
+
 class AlreadyAnswered(ServiceError):
     """An approval request was answered already (by another device, another person, its
     expiry or a takeover); the answer that came first stands."""

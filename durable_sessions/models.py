@@ -481,3 +481,11 @@ class DeviceGrant(models.Model):
         if self.expires_at <= timezone.now():
             return "expired"
         return "pending"
+
+
+# Generic Durable Streams live in a module of their own; importing them here registers them.
+from durable_sessions.stream_models import (  # noqa: E402, F401
+    Stream,
+    StreamEntry,
+    StreamProducer,
+)

@@ -15,6 +15,8 @@ urlpatterns = [
     path("chat/<uuid:session_id>/", views.chat, name="chat"),
     path("chat/continue/<str:token>/", views.continue_chat, name="chat-continue"),
     path("ds/", include("durable_sessions.urls")),
+    # The Durable Streams protocol: /v1/stream/<path> and /v1/session/<id>.
+    path("", include("durable_sessions.streams.urls")),
     path("console/", include("handoff_console.urls")),
     # Before Django's own login URL, which it replaces.
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),

@@ -61,3 +61,18 @@ def require_chromium() -> str:
         return found
     missing("Chromium is not installed (apt-get install chromium)")
     raise AssertionError("unreachable")
+
+
+NODE_MODULES = os.path.join(os.path.dirname(__file__), "node_modules")
+
+
+def require_node_packages() -> str:
+    """The ``node`` executable, once ``npm ci --prefix tests`` has installed the Node
+    packages of tests/package.json (the Durable Streams suite, client and server)."""
+    node = shutil.which("node")
+    if node is None:
+        missing("Node.js is not installed")
+    marker = os.path.join(NODE_MODULES, "@durable-streams", "server-conformance-tests")
+    if not os.path.isdir(marker):
+        missing("the Node packages are not installed (npm ci --prefix tests)")
+    return node  # type: ignore[return-value]

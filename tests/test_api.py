@@ -659,6 +659,8 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
         session_path + "devices/{grant_id}/",
         session_path + "approvals/{approval_id}/",
         url("device-redeem"),
+        # The session as a Durable Stream, described by hand (docs/durable-streams.md).
+        "/v1/session/{session_id}",
         notes_path,
     }
     operations = {op["operationId"] for item in schema["paths"].values() for op in item.values()}

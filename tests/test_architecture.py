@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "durable_sessions.apps": 4,
     "durable_sessions.checks": 4,
     "durable_sessions.host_checks": 4,
+    "durable_sessions.streams": 4,
     "handoff_console": 5,
 }
 

@@ -33,7 +33,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from durable_sessions.api.errors import exception_handler
-from durable_sessions.api.schema import SCHEMA_SETTINGS
+from durable_sessions.api.schema import SCHEMA_SETTINGS, session_stream_paths
 
 # drf-spectacular applies custom settings by patching its global settings object.
 _generating = threading.Lock()
@@ -43,7 +43,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 
 def build_schema(request: Request | None) -> dict[str, Any]:
     """The OpenAPI 3 document of the API endpoints, with the host's URL prefix."""
-    with _generating, patched_settings(SCHEMA_SETTINGS):
+    with _generating, patched_settings({**SCHEMA_SETTINGS, "APPEND_PATHS": session_stream_paths()}):
         return SchemaGenerator().get_schema(request=request, public=True)
 
 

@@ -133,3 +133,78 @@ def only_api_endpoints(endpoints: list[tuple[Any, ...]]) -> list[tuple[Any, ...]
     prefix; this drops every other view (and the schema and docs views themselves).
     """
     return [e for e in endpoints if getattr(getattr(e[3], "cls", None), "in_api_schema", False)]
+
+
+def session_stream_paths() -> dict[str, Any]:
+    """The session as a Durable Streams JSON stream (docs/durable-streams.md), which is not
+    a DRF view: described by hand, under ``SESSION_STREAMS_PREFIX``."""
+    from durable_sessions.app_settings import ds_settings
+
+    def query(name: str, text: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": text,
+        }
+
+    def header(text: str) -> dict[str, Any]:
+        return {"description": text, "schema": {"type": "string"}}
+
+    data_headers = {
+        "Stream-Next-Offset": header("The offset to read from next."),
+        "Stream-Up-To-Date": header("`true` when the response reaches the tail."),
+        "Stream-Closed": header("`true` when the session is closed and everything was read."),
+        "Stream-Cursor": header("Live modes: echo it as `cursor`."),
+        "ETag": header("For `If-None-Match` on a repeated read."),
+    }
+    events = {
+        "type": "array",
+        "items": {"type": "object", "description": "A log event, as the websocket sends it."},
+    }
+    path = "/" + ds_settings.SESSION_STREAMS_PREFIX + "{session_id}"
+    return {
+        path: {
+            "get": {
+                "operationId": "session_stream_read",
+                "summary": "Read or follow the session as a Durable Streams JSON stream",
+                "description": (
+                    "The session's log events after `offset` (`-1`: from the start; `now`: "
+                    "from the tail), read-only. With `live=long-poll` or `live=sse` the "
+                    "request waits for new events. Access as the websocket's. See "
+                    "docs/durable-streams.md."
+                ),
+                "tags": ["streams"],
+                "parameters": [
+                    {
+                        "name": "session_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uuid"},
+                    },
+                    query("offset", "`-1`, `now`, or a `Stream-Next-Offset` value."),
+                    query("live", "`long-poll` or `sse`."),
+                    query("cursor", "The last `Stream-Cursor`, in live modes."),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Events (JSON array), or an event stream with `live=sse`.",
+                        "headers": data_headers,
+                        "content": {
+                            "application/json": {"schema": events},
+                            "text/event-stream": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "204": {
+                        "description": "Long poll: nothing new before the timeout.",
+                        "headers": data_headers,
+                    },
+                    "304": {"description": "Not modified (`If-None-Match`)."},
+                    "400": {"description": "A malformed offset or parameter."},
+                    "404": {"description": "No such session, or not yours."},
+                    "429": {"description": "Too many waiting requests; see `Retry-After`."},
+                },
+            }
+        }
+    }

@@ -1090,3 +1090,69 @@ const EVENT_HANDLERS = {
 };
 
 export { RequestError };
+
+/**
+ * Follows a session's log over Server-Sent Events, as a read-only Durable Stream (see
+ * docs/durable-streams.md): for pages that only show a conversation, or where websockets
+ * are blocked. `onEvents(events)` gets the log events once each, in order; the offset of
+ * the last `control` event is kept, so that every reconnect (after a network error, or when
+ * the server ends the response after a minute) resumes exactly where it was. `onEnd(reason)`
+ * is called once when following stops for good: `"closed"` (the session was closed and
+ * everything was read), `"refused"` (the stream could not be opened several times in a row:
+ * no such session, no access, or the server away) or `"stopped"`. Returns `stop()`.
+ *
+ *     const stop = followSessionStream(sessionId, { onEvents: (events) => render(events) });
+ */
+export function followSessionStream(sessionId, options = {}) {
+  const {
+    onEvents = () => {},
+    onEnd = () => {},
+    offset = "-1",
+    base = "/v1/session/",
+    retryMs = 1000,
+    maxFailures = 5,
+    EventSource = globalThis.EventSource,
+  } = options;
+  let current = offset;
+  let lastSeq = 0;
+  let failures = 0;
+  let source = null;
+  let timer = null;
+  let ended = false;
+
+  const end = (reason) => {
+    if (ended) return;
+    ended = true;
+    clearTimeout(timer);
+    source?.close();
+    onEnd(reason);
+  };
+  const open = () => {
+    const url = `${base}${encodeURIComponent(sessionId)}?offset=${encodeURIComponent(current)}&live=sse`;
+    source = new EventSource(url);
+    source.addEventListener("data", (event) => {
+      const fresh = JSON.parse(event.data).filter((frame) => frame.seq > lastSeq);
+      if (fresh.length) {
+        lastSeq = fresh[fresh.length - 1].seq;
+        onEvents(fresh);
+      }
+    });
+    source.addEventListener("control", (event) => {
+      const control = JSON.parse(event.data);
+      failures = 0;
+      current = control.streamNextOffset;
+      if (control.streamClosed) end("closed");
+    });
+    source.onerror = () => {
+      // The browser would reconnect from the offset it first opened with: reopen from the
+      // last one instead.
+      source.close();
+      if (ended) return;
+      failures += 1;
+      if (failures >= maxFailures) end("refused");
+      else timer = setTimeout(open, retryMs);
+    };
+  };
+  open();
+  return () => end("stopped");
+}

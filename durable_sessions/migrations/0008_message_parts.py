@@ -37,7 +37,7 @@ def text_parts(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("durable_sessions", "0006_device_grants"),
+        ("durable_sessions", "0007_durable_streams"),
     ]
 
     operations = [
