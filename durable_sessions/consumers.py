@@ -381,7 +381,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def session_presence(self, message: dict[str, Any]) -> None:
         entries = presence.load_entries(message["entries"])
-        presence.keeper.known(self.presence_room, entries)
+        presence.keeper.pushed(self.presence_room, entries)
         await self.presence_changed(presence.Frames(entries, time.time()))
 
     async def dispatch(self, message: dict[str, Any]) -> None:

@@ -115,6 +115,7 @@ async def test_an_entry_gone_without_a_leave_disappears_after_two_sweeps(
     ds_config, monkeypatch, store
 ):
     ds_config(PRESENCE_COALESCE_MS=0, PRESENCE_SWEEP=0.1)
+    monkeypatch.setattr(presence, "MISSING_GRACE", 0.0)  # two sweeps only
     console_process = make_keeper(monkeypatch, store)
     operator = Member("o", presence.OPERATOR)
     await console_process.join(operator)
@@ -141,6 +142,28 @@ async def test_a_pushed_leave_is_shown_at_once_and_not_kept(ds_config, monkeypat
     await console_process.sweep_once()
     await customer_process.leave(customer)
     # The leave's push reaches the console's process (the consumer hands it over).
-    console_process.known(ROOM, (await store.read([ROOM]))[ROOM])
+    pushed = presence.dump_entries((await store.read([ROOM]))[ROOM])
+    console_process.pushed(ROOM, presence.load_entries(pushed))
     await console_process.sweep_once()
     assert operator.frames[-1]["customer"]["online"] is False
+
+
+async def test_a_push_that_lists_everyone_keeps_what_the_store_lost(ds_config, monkeypatch, store):
+    """A push carries no connection names, only tags: it removes who left from what is
+    known, and keeps everyone it lists, even when the store then comes back empty."""
+    ds_config(PRESENCE_COALESCE_MS=0, PRESENCE_SWEEP=2.0)
+    console_process = make_keeper(monkeypatch, store)
+    customer_process = make_keeper(monkeypatch, store)
+    operator, customer = Member("o", presence.OPERATOR), Member("c", presence.CUSTOMER)
+    await console_process.join(operator)
+    await customer_process.join(customer)
+    await console_process.sweep_once()
+    pushed = presence.dump_entries((await store.read([ROOM]))[ROOM])
+    assert '"c"' not in pushed  # connection names stay in their process
+    console_process.pushed(ROOM, presence.load_entries(pushed))  # e.g. typing started
+    store.down = True
+    await console_process.sweep_once()
+    store.down = False
+    store.wipe()
+    await console_process.sweep_once()
+    assert all(frame["customer"]["online"] for frame in operator.frames)

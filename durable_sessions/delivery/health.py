@@ -15,10 +15,10 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 
@@ -48,8 +48,27 @@ def ping_database() -> None:
         cursor.fetchone()
 
 
+def _ping_and_release() -> None:
+    try:
+        ping_database()
+    finally:
+        connection.close()  # a probe every few seconds needs no connection of its own
+
+
+# The ping runs on a thread of its own, not on the process's database thread: while the
+# database is away a connection attempt can hang for many seconds (a pool waits for a
+# connection), and it must hold up neither the requests nor the probe's own answer.
+_PING_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ds-health-db")
+_ping: asyncio.Future[None] | None = None
+
+
 async def database() -> None:
-    await database_sync_to_async(ping_database)()
+    global _ping
+    loop = asyncio.get_running_loop()
+    # One ping at a time: probes that come while one hangs wait for that one.
+    if _ping is None or _ping.done() or _ping.get_loop() is not loop:
+        _ping = loop.run_in_executor(_PING_THREAD, _ping_and_release)
+    await asyncio.shield(_ping)
 
 
 async def channel_layer_round_trip() -> None:

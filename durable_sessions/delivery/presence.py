@@ -13,6 +13,7 @@ no text: unsent words never leave the customer's device.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -55,18 +56,26 @@ class Entry:
         return cls(**json.loads(raw))
 
 
+def conn_tag(conn: str) -> str:
+    """A short digest of a connection's name: pushes say who is still here without
+    carrying the names of other processes' channels."""
+    return hashlib.blake2s(conn.encode(), digest_size=6).hexdigest()
+
+
 def dump_entries(entries: list[Entry]) -> str:
-    """What a presence push carries: the fields :func:`render` reads, as compact JSON."""
+    """What a presence push carries: the fields :func:`render` reads and each entry's
+    :func:`conn_tag`, as compact JSON."""
     return json.dumps(
-        [[e.kind, e.user_id, e.name, e.typing_until, e.private] for e in entries],
+        [[e.kind, e.user_id, e.name, e.typing_until, e.private, conn_tag(e.conn)] for e in entries],
         separators=(",", ":"),
     )
 
 
 def load_entries(raw: str) -> list[Entry]:
+    """The entries of a push; their ``conn`` is the tag (empty from an older process)."""
     return [
-        Entry("", kind, user_id, name, typing_until, private)
-        for kind, user_id, name, typing_until, private in json.loads(raw)
+        Entry(row[5] if len(row) > 5 else "", *row[:5])  # kind, user_id, name, typing, private
+        for row in json.loads(raw)
     ]
 
 
@@ -121,6 +130,8 @@ class Frames:
         return frame
 
 
+# Seconds an entry missing from the store without a pushed leave is still shown.
+MISSING_GRACE = 5.0
 # Sessions per Redis pipeline in a sweep.
 PIPELINE_CHUNK = 500
 # Connections a sweep updates before it yields to the event loop.
@@ -450,9 +461,18 @@ class PresenceKeeper:
                     await asyncio.sleep(0)  # let deliveries through during a long sweep
 
     def known(self, presence_room: str, entries: list[Entry]) -> None:
-        """Remember what a push said about a local session (see ``_reconcile``)."""
+        """Remember the store's entries of a local session (see ``_reconcile``)."""
         if presence_room in self._local:
             self._known[presence_room] = entries
+
+    def pushed(self, presence_room: str, entries: list[Entry]) -> None:
+        """A push (from :func:`load_entries`) says who is still here: forget the known
+        entries it no longer lists - they left, and must not be kept as missing."""
+        known = self._known.get(presence_room)
+        if known is None or not all(e.conn for e in entries):
+            return  # nothing known, or a push without tags
+        tags = {e.conn for e in entries}
+        self._known[presence_room] = [e for e in known if conn_tag(e.conn) in tags]
 
     async def _heartbeat(self, sessions: list[str]) -> None:
         self._last_heartbeat = time.time()
@@ -493,8 +513,10 @@ class PresenceKeeper:
 
         This process's own entries missing from the store are put back at once. Another
         process's entry that vanished without having left (a leave is pushed, and the
-        push updates ``_known``) is kept for two sweeps: its owner puts it back within
-        one; an entry really gone without a push then disappears a sweep later.
+        push updates ``_known``) is kept for two sweeps and at least ``MISSING_GRACE``
+        seconds: its owner puts it back at its next sweep, which a busy process or a
+        Redis connection that must be made again can delay; an entry really gone without
+        a push disappears after that.
         """
         now = time.time()
         lost: dict[str, list[Entry]] = {}
@@ -512,7 +534,7 @@ class PresenceKeeper:
                 if entry.conn in present or entry.conn in own or entry.expires <= now:
                     continue
                 since = self._missing_since.get(entry.conn, now)
-                if now - since < ds_settings.PRESENCE_SWEEP * 2:
+                if now - since < max(ds_settings.PRESENCE_SWEEP * 2, MISSING_GRACE):
                     missing_now[entry.conn] = since
                     kept.append(entry)
             shown[session] = self._known[session] = [*entries, *own_lost, *kept]
