@@ -1,4 +1,4 @@
-"""The console's own API endpoint: operators' private notes about a session.
+"""The console's own API endpoints: operators' private notes about a session, and its brief.
 
 Everything else the console does (take over, reply, hand back, transfer, close) is an
 endpoint of :mod:`durable_sessions.api`. Notes are the console's data, so this view lives
@@ -16,6 +16,7 @@ from durable_sessions.api.base import SessionView, validated
 from durable_sessions.api.permissions import OperatorOnly, SessionAccess
 from durable_sessions.api.schema import document, error_responses
 from durable_sessions.api.serializers import BodySerializer, StrictCharField
+from handoff_console.brief import brief
 from handoff_console.notes import add_note, note_data, notes_for
 
 
@@ -74,3 +75,53 @@ class NotesView(SessionView):
         body = validated(NoteCreateSerializer, request.data)
         note = add_note(self.session.pk, author=request.user, text=body["text"])
         return Response(note_data(note), status=status.HTTP_201_CREATED)
+
+
+class BriefHandoffSerializer(serializers.Serializer):
+    control = serializers.ChoiceField(choices=["queued", "human"])
+    reason = serializers.CharField(allow_blank=True)
+    summary = serializers.CharField(allow_blank=True)
+    by = serializers.CharField(allow_blank=True, help_text="Who made the change, if anyone.")
+    by_kind = serializers.CharField(allow_blank=True)
+    at = serializers.DateTimeField()
+    seq = serializers.IntegerField()
+
+
+class BriefQuoteSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+    at = serializers.DateTimeField()
+
+
+class BriefAiSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    content = serializers.CharField()
+    state = serializers.CharField()
+    at = serializers.DateTimeField()
+
+
+class BriefSerializer(serializers.Serializer):
+    """Why a human has the session now, and what to read before answering."""
+
+    handoff = BriefHandoffSerializer(allow_null=True, help_text="Null while the AI has it.")
+    summary_from = serializers.ChoiceField(choices=["agent", "customer"])
+    customer_last = BriefQuoteSerializer(many=True)
+    ai_last = BriefAiSerializer(allow_null=True)
+
+
+class BriefView(SessionView):
+    """A session's handoff brief, for operators."""
+
+    permission_classes = [SessionAccess, OperatorOnly]
+
+    @document(
+        operation_id="brief_read",
+        tags=["brief"],
+        summary="Read the handoff brief",
+        description="For operators. The current reason a human has the session (the latest "
+        "handoff, take over or transfer), the agent's summary or else the customer's latest "
+        "messages, and the AI's latest reply.",
+        responses={200: BriefSerializer, **error_responses(403, 404)},
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        return Response(brief(self.session.pk))

@@ -63,6 +63,8 @@ class SessionView(OperatorRequiredMixin, TemplateView):
         context.update(
             session=session,
             brief=brief(session.id),
+            # The conversation list beside this one starts from this, then follows the feed.
+            snapshot=queue.snapshot(user),
             notes=notes_for(session.id),
             operators=operator_choices(exclude=user),
             config={
@@ -84,6 +86,7 @@ class SessionView(OperatorRequiredMixin, TemplateView):
                         for name, route in API_ROUTES.items()
                     },
                     "notes": reverse("handoff_console:api-notes", args=args),
+                    "brief": reverse("handoff_console:api-brief", args=args),
                 },
             },
         )

@@ -639,6 +639,7 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
     session_path = prefix + "{session_id}/"
     # The console's notes endpoint is built on the same base class, so it is listed too.
     notes_path = unquote(reverse("handoff_console:api-notes", args=["{session_id}"]))
+    brief_path = unquote(reverse("handoff_console:api-brief", args=["{session_id}"]))
     assert set(schema["paths"]) == {
         prefix,
         session_path,
@@ -659,10 +660,11 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
         session_path + "devices/{grant_id}/",
         url("device-redeem"),
         notes_path,
+        brief_path,
     }
     operations = {op["operationId"] for item in schema["paths"].values() for op in item.values()}
     assert {"sessions_list", "sessions_create", "messages_create", "events_list"} <= operations
-    assert {"notes_list", "notes_create"} <= operations
+    assert {"notes_list", "notes_create", "brief_read"} <= operations
     # A cookie write needs the CSRF header there too.
     assert {"cookieAuth": [], "csrfToken": []} in schema["paths"][notes_path]["post"]["security"]
     assert {"cookieAuth", "csrfToken", "tokenAuth"} <= set(schema["components"]["securitySchemes"])

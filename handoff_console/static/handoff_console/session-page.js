@@ -18,4 +18,6 @@ startSessionPage({
   DurableSessionClient: ConsoleClient,
   config: read("console-config"),
   notes: read("console-notes"),
+  brief: read("console-brief"),
+  snapshot: read("console-snapshot"),
 });

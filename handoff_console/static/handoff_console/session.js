@@ -10,12 +10,15 @@
  * Message text is untrusted: it only ever reaches the page through `textContent`.
  */
 
-import { bdi, clock, el, postJSON } from "./dom.js";
+import { BriefPanel } from "./brief.js";
+import { bdi, el, postJSON } from "./dom.js";
 import { watchQueue } from "./feed.js";
+import { InboxList } from "./inbox-list.js";
 import { NotesPanel } from "./notes.js";
 import { ReplyOutbox } from "./replies.js";
+import { bindShortcuts } from "./shortcuts.js";
+import { Transcript } from "./transcript.js";
 
-const ROLE_NAMES = { user: "Customer", assistant: "AI", operator: "Operator", system: "System" };
 const AGENT_TEXT = {
   idle: "idle",
   thinking: "thinking…",
@@ -40,11 +43,13 @@ export function startSessionPage(options) {
 }
 
 class SessionPage {
-  constructor({ DurableSessionClient, config, notes }) {
+  constructor({ DurableSessionClient, config, notes, brief, snapshot }) {
     this.Client = DurableSessionClient;
     this.config = config;
     this.me = config.me;
-    this.bubbles = new Map();
+    this.snapshot = snapshot;
+    this.transcript = new Transcript($("transcript"));
+    this.brief = new BriefPanel({ url: config.api.brief, brief });
     // The freshest known control state when an action's answer is newer than the log.
     this.actionState = null;
     this.client = null;
@@ -66,9 +71,17 @@ class SessionPage {
   }
 
   start() {
-    watchQueue({ path: this.config.feed }).connect(); // the title's counts and the alerts
+    // The title's counts, the alerts and the conversation list beside this one.
+    const feed = watchQueue({ path: this.config.feed, snapshot: this.snapshot });
+    this.inbox = new InboxList({
+      feed,
+      list: $("conversation-list"),
+      current: this.config.session_id,
+    });
+    feed.connect();
     this._bindActions();
     this._bindReply();
+    this._bindShortcuts();
     this._renderState();
     this._startClient();
   }
@@ -97,6 +110,7 @@ class SessionPage {
       // Back after a gap: notes written meanwhile are in the database, and replies
       // written offline can go now.
       this.notes.reload();
+      this.brief.reload();
       this.replies.flush();
     });
     client.connect();
@@ -110,45 +124,12 @@ class SessionPage {
   // --- transcript -----------------------------------------------------------------------
 
   _clearTranscript() {
-    this.bubbles.clear();
-    $("transcript").replaceChildren();
-  }
-
-  _bubble(message) {
-    let bubble = this.bubbles.get(message.id);
-    if (!bubble) {
-      bubble = {
-        item: el("li", { dataset: { id: message.id } }),
-        who: el("div", { className: "who" }),
-        body: el("div", { className: "body", dir: "auto" }),
-        state: el("div", { className: "state" }),
-      };
-      bubble.item.append(bubble.who, bubble.body, bubble.state);
-      this.bubbles.set(message.id, bubble);
-      $("transcript").append(bubble.item);
-    }
-    return bubble;
+    this.transcript.clear();
   }
 
   _renderMessage(message) {
-    const list = $("transcript");
-    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-    const bubble = this._bubble(message);
-    const role = ROLE_NAMES[message.role] ?? message.role;
-    const author = message.role === "system" ? role : (message.author?.display_name ?? "");
-    bubble.item.className = `msg role-${message.role} state-${message.state}`;
-    const who = [el("bdi", { className: "author", text: author })];
-    if (message.role === "operator" || message.role === "user") {
-      who.push(el("span", { text: role }));
-    }
-    who.push(el("time", { text: clock(message.created_at) }));
-    bubble.who.replaceChildren(...who);
-    bubble.body.textContent = message.content;
-    bubble.state.textContent = stateNote(message);
-    if (message.role === "assistant" && message.content) {
-      $("brief-ai-last").textContent = message.content;
-    }
-    if (atBottom) list.scrollTop = list.scrollHeight;
+    this.transcript.show(message);
+    if (message.role === "assistant" && message.content) this.brief.aiSaid(message.content);
     this._renderState();
   }
 
@@ -168,14 +149,8 @@ class SessionPage {
     return fromAction && fromAction.seq > fromLog.seq ? fromAction : fromLog;
   }
 
-  _controlEvent(data) {
-    if (data.control === "queued") {
-      const asker = data.by?.display_name;
-      const reason = data.reason || "(no reason given)";
-      const by = asker ? [" — asked by ", bdi(asker)] : [];
-      $("brief-reason").replaceChildren(bdi(reason), ...by);
-      $("brief-summary").textContent = data.summary || "(none)";
-    }
+  _controlEvent() {
+    this.brief.reload(); // "why a human" is the latest change's reason
     this._renderState();
   }
 
@@ -200,7 +175,9 @@ class SessionPage {
     if (sending) hint = [`Sending ${sending} message${sending > 1 ? "s" : ""}…`];
     else if (closed) hint = ["The conversation is closed."];
     else if (other) hint = ["Taken by ", bdi(holder), "."];
-    else if (!mine) hint = ["Sending a reply takes the conversation over from the AI."];
+    else if (state.control === "queued") {
+      hint = ["The customer is waiting for a human: sending a reply takes the conversation."];
+    } else if (!mine) hint = ["Sending a reply takes the conversation over from the AI."];
     $("reply-hint").replaceChildren(...hint);
   }
 
@@ -248,6 +225,29 @@ class SessionPage {
       if (!to) this._showError("Choose a colleague to transfer to.");
       return to ? { to: Number(to) } : null;
     });
+  }
+
+  _bindShortcuts() {
+    const click = (id) => () => {
+      if (!$(id).disabled) $(id).click();
+    };
+    const go = (step) => () => {
+      const url = this.inbox.neighbour(step);
+      if (url) location.assign(url);
+    };
+    bindShortcuts(
+      {
+        j: go(1),
+        ArrowDown: go(1),
+        k: go(-1),
+        ArrowUp: go(-1),
+        t: click("take-over"),
+        h: click("hand-back"),
+        r: () => $("reply").focus(),
+        n: () => $("note").focus(),
+      },
+      $("shortcuts"),
+    );
   }
 
   // --- replying -------------------------------------------------------------------------
@@ -311,19 +311,4 @@ class SessionPage {
       ...(lines.length ? lines : [el("span", { text: "only you" })]),
     );
   }
-}
-
-const STOPPED_BECAUSE = {
-  user: "stopped by the customer",
-  operator: "stopped by an operator",
-  handoff: "stopped: handed off to a human",
-  takeover: "stopped: taken over",
-  closed: "stopped: the conversation was closed",
-};
-
-/** What a finished reply's note says: stopped (and why) or failed. */
-function stateNote(message) {
-  if (message.state === "cancelled") return STOPPED_BECAUSE[message.reason] ?? "stopped";
-  if (message.state === "failed") return `failed${message.error ? `: ${message.error}` : ""}`;
-  return "";
 }
