@@ -15,6 +15,7 @@ from handoff_console import queue
 from handoff_console.brief import brief
 from handoff_console.notes import notes_for
 from handoff_console.permissions import OperatorRequiredMixin, can_view, operator_choices
+from handoff_console.search import QueueFilters, matching_sessions
 
 FEED_PATH = "/ws/console/"
 SESSION_WS_PATH = "/ws/sessions/"
@@ -28,6 +29,9 @@ API_ROUTES = {
 }
 
 
+WAITED_CHOICES = [(0, "any time"), (1, "1 min"), (5, "5 min"), (15, "15 min"), (60, "1 hour")]
+
+
 class QueueView(OperatorRequiredMixin, TemplateView):
     """The queue: waiting for a human, mine, colleagues', the AI's and recently closed.
 
@@ -38,10 +42,28 @@ class QueueView(OperatorRequiredMixin, TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        snapshot = queue.snapshot(self.request.user)
-        context["snapshot"] = snapshot
-        context["counts"] = queue.counts(snapshot)
-        context["config"] = {"feed": FEED_PATH, "me": self.request.user.pk}
+        filters = QueueFilters.from_query(self.request.GET)
+        matches = matching_sessions(filters.q) if filters.q else None
+        snapshot = queue.snapshot(self.request.user, only=matches)
+        context.update(
+            snapshot=snapshot,
+            counts=queue.counts(snapshot),
+            filters=filters,
+            operators=operator_choices(exclude=None),
+            waited_choices=WAITED_CHOICES
+            + (
+                [(filters.waited, f"{filters.waited} min")]
+                if filters.waited not in dict(WAITED_CHOICES)
+                else []
+            ),
+            config={
+                "feed": FEED_PATH,
+                "me": self.request.user.pk,
+                "filters": filters.as_dict(),
+                # While searching, the live feed's rows are shown only for these.
+                "matches": matches,
+            },
+        )
         return context
 
 

@@ -253,3 +253,71 @@ async def test_the_inbox_list_and_the_keyboard_move_and_act(browser, daphne):
     assert session.control == Control.AI
     assert console.api_posts(ids[0]) == ["take-over/", "messages/", "hand-back/"]
     no_trouble(console)
+
+
+# --- search and filters ---------------------------------------------------------------------
+
+
+def _a_mixed_queue() -> dict[str, str]:
+    olga = DurableSession.objects.model._meta.apps.get_model("auth", "User").objects.get(
+        username="olga"
+    )
+    made = {}
+    for key, says in (
+        ("parcel", "my parcel never came"),
+        ("refund", "I want a refund"),
+        ("mine", "please call me"),
+        ("ai", "what are your hours"),
+    ):
+        session = service.create_session(visitor=f"visitor-{key}", title=f"About {key}")
+        customer = service.participant_for(session.id, "customer")
+        service.post_message(session.id, author=customer, content=says)
+        if key != "ai":
+            service.request_handoff(session.id, by=customer, reason="asked for a person")
+        if key == "mine":
+            service.take_over(session.id, olga)
+        made[key] = str(session.id)
+    return made
+
+
+async def listed(page: Page) -> set[str]:
+    return set(await page.eval_on_selector_all(".rows li", "items => items.map(i => i.dataset.id)"))
+
+
+async def test_search_and_filters_are_kept_in_the_url(browser, daphne):
+    server = quick_server(daphne)
+    await named_operator("olga", "Olga")
+    ids = await db(_a_mixed_queue)()
+    console = await open_page(browser, server, **LAPTOP)
+    await log_in(console, "olga")
+    page = console.page
+    assert await listed(page) == set(ids.values())
+    row = f"#section-waiting li[data-id='{ids['parcel']}']"
+    assert await page.text_content(f"{row} .row-text.first") == "my parcel never came"
+    assert (await page.text_content(f"{row} .row-customer")).startswith("Visitor ")
+    assert await page.text_content(f"{row} .badge.state") == "needs a human"
+
+    # A search runs on the server; its words stay in the URL.
+    await page.fill("#filter-q", "parcel")
+    await page.click("#filter-apply")
+    await page.wait_for_url("**/console/?q=parcel*")
+    await page.wait_for_selector("#feed-status[data-state=live]", timeout=WAIT_MS)
+    assert await listed(page) == {ids["parcel"]}
+    assert "1 shown" in await page.text_content("#filter-summary")
+
+    # Filters apply at once and are written into the URL; a reload keeps them.
+    await page.click("#filter-clear")
+    await page.wait_for_url("**/console/")
+    await page.select_option("#filter-state", "waiting")
+    await page.wait_for_url("**/console/?state=waiting")
+    assert await listed(page) == {ids["parcel"], ids["refund"]}
+    await page.reload()
+    await page.wait_for_selector("#feed-status[data-state=live]", timeout=WAIT_MS)
+    assert await page.input_value("#filter-state") == "waiting"
+    assert await listed(page) == {ids["parcel"], ids["refund"]}
+    await page.select_option("#filter-state", "")
+    await page.select_option("#filter-assignee", "me")
+    await page.wait_for_url("**/console/?assignee=me")
+    assert await listed(page) == {ids["mine"]}
+    await screenshot(page, "console-queue-filtered")
+    no_trouble(console)

@@ -1,0 +1,124 @@
+"""The queue's rows, search and filters: rows tell conversations apart, the host names
+customers and ranks conversations through the console's adapter, a search finds words in
+messages, names and titles, and a filter value that is not understood is dropped with a
+note on the page, never a server error."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.http import QueryDict
+from django.test import Client
+from django.urls import reverse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from durable_sessions import service
+from durable_sessions.models import DurableSession
+from handoff_console import queue
+from handoff_console.adapter import ConsoleAdapter
+from handoff_console.search import QueueFilters, matching_sessions
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def chat(title: str, *, visitor: str = "", owner=None, says: str = "hello") -> DurableSession:
+    session = service.create_session(
+        owner=owner, visitor=visitor or ("" if owner else "visitor-a"), title=title
+    )
+    customer = service.participant_for(session.id, "customer")
+    service.post_message(session.id, author=customer, content=says)
+    service.post_message(session.id, author=customer, content="and another thing")
+    return session
+
+
+def rows_by_id(user) -> dict[str, dict]:
+    snap = queue.snapshot(user)
+    return {row["id"]: row for rows in snap["sections"].values() for row in rows}
+
+
+class VipAdapter(ConsoleAdapter):
+    def customer_name(self, session, participant_name):
+        return f"{participant_name} (VIP)"
+
+    def priority(self, session):
+        return "urgent"
+
+
+def test_rows_show_the_first_message_a_visitor_tag_and_the_priority():
+    olga = make_user("olga", operator=True)
+    first = chat("Order", visitor="visitor-a", says="my parcel never came")
+    other = chat("Order", visitor="visitor-b", says="wrong size")
+    ranked = chat("Order", visitor="visitor-a")
+    DurableSession.objects.filter(pk=ranked.pk).update(metadata={"priority": "high"})
+
+    rows = rows_by_id(olga)
+
+    assert rows[str(first.id)]["first_message"] == "my parcel never came"
+    assert rows[str(first.id)]["last_message"]["preview"] == "and another thing"
+    # Anonymous visitors are told apart, the same browser keeps its tag, the id stays hidden.
+    names = {key: rows[str(s.id)]["customer"] for key, s in (("a", first), ("b", other))}
+    assert names["a"].startswith("Visitor ") and names["b"].startswith("Visitor ")
+    assert names["a"] != names["b"]
+    assert rows[str(ranked.id)]["customer"] == names["a"]
+    assert "visitor-a" not in names["a"]
+    assert rows[str(first.id)]["priority"] == "normal"
+    assert rows[str(ranked.id)]["priority"] == "high"
+
+
+def test_the_host_names_customers_and_ranks_conversations_through_the_adapter(console_config):
+    console_config(ADAPTER="tests.test_console_queue.VipAdapter")
+    olga = make_user("olga", operator=True)
+    session = chat("Order", owner=make_user("carol"))
+    row = rows_by_id(olga)[str(session.id)]
+    assert (row["customer"], row["priority"]) == ("carol (VIP)", "urgent")
+
+
+def test_search_finds_words_in_messages_names_and_titles():
+    parcel = chat("Delivery", says="my parcel never came")
+    refund = chat("Refund for order 77", says="I want my money back")
+    named = chat("Other", owner=make_user("zoe", operator=False))
+    assert matching_sessions("parcel") == [str(parcel.id)]
+    assert matching_sessions("REFUND 77") == [str(refund.id)]
+    assert matching_sessions("zoe") == [str(named.id)]
+    assert matching_sessions("parcel money") == []  # every word, in one conversation
+    assert matching_sessions("   ") == []
+
+
+@pytest.mark.parametrize(
+    ("query", "expected", "problems"),
+    [
+        ("q=parcel&state=waiting&assignee=me&waited=5", ("parcel", "waiting", "me", 5), 0),
+        ("state=nonsense", ("", "", "", 0), 1),
+        ("assignee=<script>", ("", "", "", 0), 1),
+        ("waited=-3", ("", "", "", 0), 1),
+        ("waited=99999999999999999999", ("", "", "", 0), 1),
+        ("assignee=١٢", ("", "", "", 0), 1),  # digits, but not ASCII ones
+        (f"q={'x' * 300}", ("x" * 200, "", "", 0), 1),
+    ],
+)
+def test_filters_from_the_url_keep_what_is_understood(query, expected, problems):
+    found = QueueFilters.from_query(QueryDict(query))
+    assert (found.q, found.state, found.assignee, found.waited) == expected
+    assert len(found.problems) == problems
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.dictionaries(
+        st.sampled_from(["q", "state", "assignee", "waited", "other"]),
+        st.text(max_size=300),
+        max_size=5,
+    )
+)
+def test_the_queue_page_answers_any_query_string(params):
+    olga = get_user_model().objects.filter(username="olga").first() or make_user(
+        "olga", operator=True
+    )
+    client = Client()
+    client.force_login(olga)
+    response = client.get(reverse("handoff_console:queue"), params)
+    assert response.status_code == 200
