@@ -9,6 +9,7 @@ queue calls it for every row it shows.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from durable_sessions.models import DurableSession
 
@@ -28,6 +29,25 @@ class ConsoleAdapter:
             tag = hashlib.sha256(session.owner_visitor.encode()).hexdigest()[:4]
             return f"{participant_name or 'Visitor'} {tag}"
         return participant_name
+
+    def customer_profile(self, session: DurableSession) -> dict[str, Any]:
+        """What the context panel shows about the customer: ``{"fields": [{"label",
+        "value"}], "links": [{"label", "url"}]}`` (e.g. their plan, their orders).
+
+        Values are shown as text; links open in a new tab, and only ``http(s)`` and
+        site-relative URLs are kept.
+        """
+        owner = session.owner
+        if owner is None:
+            return {"fields": [{"label": "Account", "value": "not signed in (a visitor)"}]}
+        fields = [{"label": "Account", "value": owner.get_username()}]
+        email = getattr(owner, "email", "")
+        if email:
+            fields.append({"label": "Email", "value": email})
+        joined = getattr(owner, "date_joined", None)
+        if joined is not None:
+            fields.append({"label": "Customer since", "value": f"{joined:%Y-%m-%d}"})
+        return {"fields": fields, "links": []}
 
     def priority(self, session: DurableSession) -> str:
         """One of :data:`PRIORITIES`; by default ``metadata["priority"]``, else "normal"."""

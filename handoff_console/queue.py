@@ -46,7 +46,7 @@ def _annotated(sessions: QuerySet[DurableSession]) -> QuerySet[DurableSession]:
     # What the customer came with: their first message tells conversations apart.
     first = Message.objects.filter(session=OuterRef("pk"), role=Role.USER).order_by("seq")
     return (
-        sessions.select_related("assigned_operator")
+        sessions.select_related("assigned_operator", "owner")
         .with_last_control()
         .with_last_message(PREVIEW_CHARS)
         .with_latest_run()
@@ -57,6 +57,16 @@ def _annotated(sessions: QuerySet[DurableSession]) -> QuerySet[DurableSession]:
             ),
         )
     )
+
+
+def customer_name_of(session: DurableSession) -> str:
+    """The customer's name as the console shows it (the adapter has the last word)."""
+    participant = (
+        Participant.objects.filter(session=session, kind=ParticipantKind.CUSTOMER)
+        .values_list("display_name", flat=True)
+        .first()
+    )
+    return get_console_adapter().customer_name(session, participant or "")
 
 
 def section_of(session: DurableSession, user: AnyUser) -> str:

@@ -13,6 +13,7 @@ from durable_sessions.adapter import get_adapter
 from durable_sessions.models import DurableSession
 from handoff_console import queue
 from handoff_console.brief import brief
+from handoff_console.context import customer_profile, previous_conversations
 from handoff_console.notes import notes_for
 from handoff_console.permissions import OperatorRequiredMixin, can_view, operator_choices
 from handoff_console.search import QueueFilters, matching_sessions
@@ -77,7 +78,9 @@ class SessionView(OperatorRequiredMixin, TemplateView):
         session_id: uuid.UUID = kwargs["session_id"]
         user = self.request.user
         session = (
-            DurableSession.objects.select_related("assigned_operator").filter(pk=session_id).first()
+            DurableSession.objects.select_related("assigned_operator", "owner")
+            .filter(pk=session_id)
+            .first()
         )
         if session is None or not can_view(session, user):
             raise Http404("No such session")
@@ -85,6 +88,9 @@ class SessionView(OperatorRequiredMixin, TemplateView):
         context.update(
             session=session,
             brief=brief(session.id),
+            profile=customer_profile(session),
+            previous=previous_conversations(session, user),
+            customer_name=queue.customer_name_of(session),
             # The conversation list beside this one starts from this, then follows the feed.
             snapshot=queue.snapshot(user),
             notes=notes_for(session.id),

@@ -122,3 +122,58 @@ def test_the_queue_page_answers_any_query_string(params):
     client.force_login(olga)
     response = client.get(reverse("handoff_console:queue"), params)
     assert response.status_code == 200
+
+
+# --- the context panel ----------------------------------------------------------------------
+
+
+class ShopAdapter(ConsoleAdapter):
+    def customer_profile(self, session):
+        return {
+            "fields": [{"label": "Plan", "value": "<b>Gold</b>"}],
+            "links": [
+                {"label": "Orders", "url": "https://shop.example/orders?u=1"},
+                {"label": "Admin", "url": "/admin/auth/user/1/"},
+                {"label": "evil", "url": "javascript:alert(1)"},
+                {"label": "evil2", "url": "data:text/html,<script>alert(1)</script>"},
+                {"label": "evil3", "url": "//elsewhere.example/x"},
+                "not a dict",
+            ],
+        }
+
+
+def test_the_context_panel_shows_the_hosts_profile_and_only_safe_links(console_config):
+    console_config(ADAPTER="tests.test_console_queue.ShopAdapter")
+    olga = make_user("olga", operator=True)
+    session = chat("Order", owner=make_user("carol"))
+    client = Client()
+    client.force_login(olga)
+    html = client.get(reverse("handoff_console:session", args=[session.id])).content.decode()
+    assert '<dt>Plan</dt><dd dir="auto">&lt;b&gt;Gold&lt;/b&gt;</dd>' in html
+    assert (
+        '<a href="https://shop.example/orders?u=1" target="_blank" '
+        'rel="noopener noreferrer nofollow">Orders</a>'
+    ) in html
+    assert 'href="/admin/auth/user/1/"' in html
+    for bad in ("javascript:", "data:text", "elsewhere.example", "evil"):
+        assert bad not in html
+
+
+def test_previous_conversations_are_the_same_customers_only():
+    olga = make_user("olga", operator=True)
+    carol = make_user("carol")
+    old = chat("Last week", owner=carol)
+    now = chat("Today", owner=carol)
+    chat("Someone else", owner=make_user("dave"))
+    visitor_old = chat("Visitor before", visitor="visitor-z")
+    visitor_now = chat("Visitor now", visitor="visitor-z")
+    client = Client()
+    client.force_login(olga)
+    page = client.get(reverse("handoff_console:session", args=[now.id]))
+    assert [p["title"] for p in page.context["previous"]] == ["Last week"]
+    assert page.context["previous"][0]["url"].endswith(f"/sessions/{old.id}/")
+    assert page.context["profile"]["fields"][0] == {"label": "Account", "value": "carol"}
+    page = client.get(reverse("handoff_console:session", args=[visitor_now.id]))
+    assert [p["title"] for p in page.context["previous"]] == ["Visitor before"]
+    assert page.context["customer_name"].startswith("Visitor ")
+    assert str(visitor_old.id) in page.content.decode()
