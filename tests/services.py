@@ -61,3 +61,15 @@ def require_chromium() -> str:
         return found
     missing("Chromium is not installed (apt-get install chromium)")
     raise AssertionError("unreachable")
+
+
+NODE_MODULES = os.path.join(os.path.dirname(__file__), "node_modules")
+
+
+def require_axe() -> str:
+    """The path of axe-core's script, once ``npm ci --prefix tests`` has installed the Node
+    packages of tests/package.json."""
+    path = os.path.join(NODE_MODULES, "axe-core", "axe.min.js")
+    if not os.path.exists(path):
+        missing("axe-core is not installed (npm ci --prefix tests)")
+    return path
