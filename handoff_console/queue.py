@@ -33,6 +33,7 @@ from durable_sessions.service.runs import status_of_run
 from handoff_console.adapter import get_console_adapter
 from handoff_console.app_settings import console_settings
 from handoff_console.permissions import can_view
+from handoff_console.reading import with_unread
 
 SECTIONS = ("waiting", "mine", "others", "ai", "closed")
 PREVIEW_CHARS = 160
@@ -40,13 +41,14 @@ PREVIEW_CHARS = 160
 MAX_WAITING = 500
 
 
-def _annotated(sessions: QuerySet[DurableSession]) -> QuerySet[DurableSession]:
+def _annotated(sessions: QuerySet[DurableSession], user: AnyUser) -> QuerySet[DurableSession]:
     """Add what a row shows beyond the session itself, one subquery per column."""
     customer = Participant.objects.filter(session=OuterRef("pk"), kind=ParticipantKind.CUSTOMER)
     # What the customer came with: their first message tells conversations apart.
     first = Message.objects.filter(session=OuterRef("pk"), role=Role.USER).order_by("seq")
     return (
-        sessions.select_related("assigned_operator", "owner")
+        with_unread(sessions, user)
+        .select_related("assigned_operator", "owner")
         .with_last_control()
         .with_last_message(PREVIEW_CHARS)
         .with_latest_run()
@@ -93,6 +95,8 @@ def row(session: DurableSession, user: AnyUser) -> dict[str, Any]:
         "customer": adapter.customer_name(session, session.customer_name or ""),
         "priority": adapter.priority(session),
         "first_message": session.first_preview or "",
+        # The customer's messages the viewer has not seen yet (at most 99).
+        "unread": session.unread,
         "control": session.control,
         "status": session.status,
         "section": section_of(session, user),
@@ -134,7 +138,7 @@ def snapshot(user: AnyUser, only: Iterable[str] | None = None) -> dict[str, Any]
         if only is None
         else DurableSession.objects.filter(pk__in=list(only))
     )
-    open_ = _annotated(sessions.filter(status=Status.OPEN))
+    open_ = _annotated(sessions.filter(status=Status.OPEN), user)
     limit = console_settings.SECTION_LIMIT
     closed_limit = console_settings.CLOSED_LIMIT
     human = open_.filter(control=Control.HUMAN)
@@ -145,7 +149,7 @@ def snapshot(user: AnyUser, only: Iterable[str] | None = None) -> dict[str, Any]
         "mine": human.filter(assigned_operator_id=user.pk).order_by("-updated_at")[:limit],
         "others": human.exclude(assigned_operator_id=user.pk).order_by("-updated_at")[:limit],
         "ai": open_.filter(control=Control.AI).order_by("-updated_at")[:limit],
-        "closed": _annotated(sessions.filter(status=Status.CLOSED)).order_by("-closed_at")[
+        "closed": _annotated(sessions.filter(status=Status.CLOSED), user).order_by("-closed_at")[
             :closed_limit
         ],
     }
@@ -160,7 +164,7 @@ def snapshot(user: AnyUser, only: Iterable[str] | None = None) -> dict[str, Any]
 def rows_for(session_ids: Iterable[str], user: AnyUser) -> dict[str, Any]:
     """The current rows of some sessions; ``removed`` lists those gone or not visible."""
     wanted = {str(i) for i in session_ids}
-    found = _annotated(DurableSession.objects.filter(pk__in=wanted))
+    found = _annotated(DurableSession.objects.filter(pk__in=wanted), user)
     rows = _visible_rows(found, user)
     return {
         "type": "rows",

@@ -13,6 +13,7 @@ from durable_sessions.adapter import get_adapter
 from durable_sessions.models import DurableSession
 from handoff_console import queue
 from handoff_console.brief import brief
+from handoff_console.canned import replies_for
 from handoff_console.context import customer_profile, previous_conversations
 from handoff_console.notes import notes_for
 from handoff_console.permissions import OperatorRequiredMixin, can_view, operator_choices
@@ -85,18 +86,22 @@ class SessionView(OperatorRequiredMixin, TemplateView):
         if session is None or not can_view(session, user):
             raise Http404("No such session")
         args = [session.id]
+        customer_name = queue.customer_name_of(session)
         context.update(
             session=session,
             brief=brief(session.id),
             profile=customer_profile(session),
             previous=previous_conversations(session, user),
-            customer_name=queue.customer_name_of(session),
+            customer_name=customer_name,
+            canned=replies_for(user),
             # The conversation list beside this one starts from this, then follows the feed.
             snapshot=queue.snapshot(user),
             notes=notes_for(session.id),
             operators=operator_choices(exclude=user),
             config={
                 "session_id": str(session.id),
+                "title": session.title,
+                "customer_name": customer_name,
                 "me": {"id": user.pk, "name": get_adapter().display_name(user)},
                 # Until the websocket's snapshot arrives, the page shows this state.
                 "session": {
@@ -115,6 +120,8 @@ class SessionView(OperatorRequiredMixin, TemplateView):
                     },
                     "notes": reverse("handoff_console:api-notes", args=args),
                     "brief": reverse("handoff_console:api-brief", args=args),
+                    "read": reverse("handoff_console:api-read", args=args),
+                    "replies": reverse("handoff_console:api-replies"),
                 },
             },
         )

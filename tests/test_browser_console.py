@@ -107,12 +107,16 @@ class Watched:
         """The actions this page sent for the session, as the tails of their API paths.
 
         Asserts that nothing else was POSTed but the login form: the console's pages act
-        only through the REST API (and the console's notes endpoint).
+        only through the REST API (and the console's notes and read-mark endpoints).
         """
         api = f"/ds/sessions/{session_id}/"
         notes = f"/console/api/sessions/{session_id}/notes/"
+        # How far the operator has read: bookkeeping for the queue's unread counts.
+        read = re.compile(r"/console/api/sessions/[0-9a-f-]{36}/read/")
         sent = []
         for path in self.posts:
+            if read.fullmatch(path):
+                continue
             if path == notes:
                 sent.append("notes")
             elif path.startswith(api):

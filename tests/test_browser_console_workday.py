@@ -18,6 +18,7 @@ from playwright.async_api import Page
 
 from durable_sessions import service
 from durable_sessions.models import Control, DurableSession
+from handoff_console.models import CannedReply
 from handoff_console.notes import add_note
 from tests.factories import make_user
 from tests.live import server_env
@@ -102,6 +103,10 @@ async def test_a_reply_to_a_waiting_customer_keeps_the_log_order_and_the_brief_i
     await open_session(console, session_id)
     page = console.page
     await page.wait_for_selector("#control-badge:text('Waiting for a human')")
+    # The list beside it shows the customer online (a dot, from the presence store).
+    await page.wait_for_selector(
+        f"#conversation-list li[data-id='{session_id}'] .dot.online", timeout=WAIT_MS
+    )
     # The hint speaks of the queue, not of the AI.
     hint = await page.text_content("#reply-hint")
     assert "waiting for a human" in hint and "from the AI" not in hint
@@ -189,6 +194,10 @@ async def test_the_composer_stays_in_view_and_a_long_note_stays_inside_its_panel
 
 
 def _three_waiting() -> list[str]:
+    CannedReply.objects.create(
+        shortcut="greet", text="Hello {customer_name}, {operator_name} here."
+    )
+    CannedReply.objects.create(shortcut="bye", text="Goodbye!")
     ids = []
     for n in range(3):
         session = service.create_session(visitor=f"visitor-{n}", title=f"Question {n}")
@@ -232,15 +241,23 @@ async def test_the_inbox_list_and_the_keyboard_move_and_act(browser, daphne):
     await page.wait_for_url(f"**/console/sessions/{ids[0]}/")
     await page.wait_for_selector("#connection:text('Live')", timeout=WAIT_MS)
 
-    # t takes over, r writes a reply, Enter sends it, Esc leaves the box, n writes a note.
+    # t takes over, r writes a reply, / picks a canned one, Enter sends it, Esc leaves the
+    # box, n writes a note.
     await page.keyboard.press("t")
     await page.wait_for_selector("#control-badge:text('You are answering')")
     await page.keyboard.press("r")
     assert await page.evaluate("document.activeElement.id") == "reply"
-    await page.keyboard.type("typed with the keyboard")
+    await page.keyboard.type("/g")
+    await page.wait_for_selector("#canned-suggestions li[aria-selected=true]:has-text('/greet')")
+    assert await page.locator("#canned-suggestions li").count() == 1
+    await page.keyboard.press("Enter")  # picks the reply: nothing is sent yet
+    customer = await page.text_content(f"#conversation-list li[data-id='{ids[0]}'] .row-customer")
+    greeting = f"Hello {customer}, Olga here."
+    assert await page.input_value("#reply") == greeting
+    assert await page.is_hidden("#canned-suggestions")
     await page.keyboard.press("Enter")
     await page.wait_for_selector(
-        "#transcript li.role-operator .body:text-is('typed with the keyboard')", timeout=WAIT_MS
+        f"#transcript li.role-operator .body:text-is('{greeting}')", timeout=WAIT_MS
     )
     await page.keyboard.press("Escape")
     await page.keyboard.press("n")
@@ -296,6 +313,20 @@ async def test_search_and_filters_are_kept_in_the_url(browser, daphne):
     assert await page.text_content(f"{row} .row-text.first") == "my parcel never came"
     assert (await page.text_content(f"{row} .row-customer")).startswith("Visitor ")
     assert await page.text_content(f"{row} .badge.state") == "needs a human"
+    assert await page.get_attribute(f"{row} .dot", "aria-label") == "customer offline"
+    # Unread for me: the customer's message, until I open the conversation.
+    assert await page.text_content(f"{row} .unread") == "1"
+    await page.click(f"{row} a")
+    await page.wait_for_selector("#connection:text('Live')", timeout=WAIT_MS)
+    await page.wait_for_function(
+        "id => document.querySelector(`#conversation-list li[data-id='${id}'] .unread`) === null",
+        arg=ids["parcel"],
+        timeout=WAIT_MS,
+    )
+    await page.goto("/console/")
+    await page.wait_for_selector("#feed-status[data-state=live]", timeout=WAIT_MS)
+    assert await page.locator(f"{row} .unread").count() == 0
+    assert await page.text_content(f"#section-waiting li[data-id='{ids['refund']}'] .unread") == "1"
 
     # A search runs on the server; its words stay in the URL.
     await page.fill("#filter-q", "parcel")

@@ -5,6 +5,8 @@ note on the page, never a server error."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.http import QueryDict
@@ -17,6 +19,7 @@ from durable_sessions import service
 from durable_sessions.models import DurableSession
 from handoff_console import queue
 from handoff_console.adapter import ConsoleAdapter
+from handoff_console.models import CannedReply, ReadMark
 from handoff_console.search import QueueFilters, matching_sessions
 from tests.factories import make_user
 
@@ -177,3 +180,87 @@ def test_previous_conversations_are_the_same_customers_only():
     assert [p["title"] for p in page.context["previous"]] == ["Visitor before"]
     assert page.context["customer_name"].startswith("Visitor ")
     assert str(visitor_old.id) in page.content.decode()
+
+
+# --- unread for me --------------------------------------------------------------------------
+
+
+def test_unread_counts_the_customers_messages_after_my_mark_and_the_mark_only_moves_on():
+    olga = make_user("olga", operator=True)
+    omar = make_user("omar", operator=True)
+    session = chat("Order", says="one")  # two customer messages
+    client = Client()
+    client.force_login(olga)
+    url = reverse("handoff_console:api-read", args=[session.id])
+    assert rows_by_id(olga)[str(session.id)]["unread"] == 2
+
+    def post(body):
+        return client.post(url, json.dumps(body), content_type="application/json")
+
+    answer = post({"seq": session.last_seq + 1000})  # never past the log
+    session.refresh_from_db()
+    assert answer.status_code == 200 and answer.json() == {"seq": session.last_seq}
+    assert rows_by_id(olga)[str(session.id)]["unread"] == 0
+    assert rows_by_id(omar)[str(session.id)]["unread"] == 2  # each operator their own
+    assert post({"seq": 1}).json() == {"seq": session.last_seq}  # never back
+    customer = service.participant_for(session.id, "customer")
+    service.post_message(session.id, author=customer, content="are you there?")
+    assert rows_by_id(olga)[str(session.id)]["unread"] == 1
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"seq": -1}, {"seq": "3"}, {"seq": 1.5}, {"seq": True}, {"seq": 1, "x": 1}, []]
+)
+def test_a_bad_read_mark_is_a_clear_400_and_changes_nothing(body):
+    olga = make_user("olga", operator=True)
+    session = chat("Order")
+    client = Client()
+    client.force_login(olga)
+    url = reverse("handoff_console:api-read", args=[session.id])
+    response = client.post(url, json.dumps(body), content_type="application/json")
+    assert response.status_code == 400 and "error" in response.json()
+    assert not ReadMark.objects.exists()
+
+
+# --- canned replies -------------------------------------------------------------------------
+
+
+def test_canned_replies_are_saved_listed_and_refused_when_bad():
+    olga = make_user("olga", operator=True)
+    omar = make_user("omar", operator=True)
+    url = reverse("handoff_console:api-replies")
+
+    def post(user, body):
+        client = Client()
+        client.force_login(user)
+        return client.post(url, json.dumps(body), content_type="application/json")
+
+    def listed(user):
+        client = Client()
+        client.force_login(user)
+        return [(r["shortcut"], r["shared"]) for r in client.get(url).json()["replies"]]
+
+    assert post(olga, {"shortcut": "hi", "text": "Hello {customer_name}"}).status_code == 201
+    assert post(olga, {"shortcut": "bye", "text": "Bye", "shared": True}).status_code == 201
+    assert listed(olga) == [("bye", True), ("hi", False)]
+    assert listed(omar) == [("bye", True)]  # another's own replies stay theirs
+    # The same shortcut is free for another operator's own, taken among the shared.
+    assert post(omar, {"shortcut": "hi", "text": "Hey"}).status_code == 201
+    taken = post(omar, {"shortcut": "bye", "text": "x", "shared": True})
+    assert taken.status_code == 400 and taken.json()["error"]["field"] == "shortcut"
+    for body in (
+        {"shortcut": "Bad Name", "text": "x"},
+        {"shortcut": "", "text": "x"},
+        {"shortcut": "x" * 41, "text": "x"},
+        {"shortcut": "ok", "text": "   "},
+        {"shortcut": "ok", "text": 3},
+        {"shortcut": "ok", "text": "x", "other": 1},
+        {"shortcut": ["ok"], "text": "x"},
+    ):
+        response = post(olga, body)
+        assert response.status_code == 400, body
+        assert "error" in response.json()
+    assert CannedReply.objects.count() == 3
+    carol = make_user("carol")
+    assert post(carol, {"shortcut": "x", "text": "x"}).status_code == 403
+    assert Client().get(url).status_code in (401, 403)

@@ -96,6 +96,16 @@ const BADGES = {
   closed: ["closed", "closed"],
 };
 
+/** A dot for the customer: online (on how many devices), offline, or unknown yet. */
+function presenceDot(row) {
+  if (row.status !== "open" || row.customer_online == null) return null;
+  const label = row.customer_online
+    ? `customer online${row.customer_devices > 1 ? ` on ${row.customer_devices} devices` : ""}`
+    : "customer offline";
+  const state = row.customer_online ? "online" : "offline";
+  return el("span", { className: `dot ${state}`, role: "img", "aria-label": label, title: label });
+}
+
 /** One session's row: enough to tell it from the others. Every text is set as text. */
 export function renderRow(row) {
   const name = row.title || "Conversation";
@@ -103,9 +113,14 @@ export function renderRow(row) {
   const head = el(
     "div",
     { className: "row-head" },
+    presenceDot(row),
     el("bdi", { className: "row-customer", text: row.customer || "Customer" }),
     el("span", { className: `badge state ${badgeClass}`, text: badgeText }),
   );
+  if (row.unread > 0) {
+    const label = `${row.unread} unread`;
+    head.append(el("span", { className: "unread", title: label, "aria-label": label, text: String(row.unread) }));
+  }
   if (row.priority && row.priority !== "normal") {
     head.prepend(el("span", { className: `priority priority-${row.priority}`, text: row.priority }));
   }

@@ -19,5 +19,6 @@ startSessionPage({
   config: read("console-config"),
   notes: read("console-notes"),
   brief: read("console-brief"),
+  canned: read("console-canned"),
   snapshot: read("console-snapshot"),
 });

@@ -11,6 +11,7 @@
  */
 
 import { BriefPanel } from "./brief.js";
+import { CannedReplies } from "./canned.js";
 import { bdi, el, postJSON } from "./dom.js";
 import { watchQueue } from "./feed.js";
 import { InboxList } from "./inbox-list.js";
@@ -43,13 +44,23 @@ export function startSessionPage(options) {
 }
 
 class SessionPage {
-  constructor({ DurableSessionClient, config, notes, brief, snapshot }) {
+  constructor({ DurableSessionClient, config, notes, brief, snapshot, canned }) {
     this.Client = DurableSessionClient;
     this.config = config;
     this.me = config.me;
     this.snapshot = snapshot;
     this.transcript = new Transcript($("transcript"));
     this.brief = new BriefPanel({ url: config.api.brief, brief });
+    this.canned = new CannedReplies({
+      url: config.api.replies,
+      replies: canned,
+      variables: {
+        customer_name: config.customer_name,
+        operator_name: config.me.name,
+        conversation_title: config.title,
+      },
+      onError: (message) => this._showError(message),
+    });
     // The freshest known control state when an action's answer is newer than the log.
     this.actionState = null;
     this.client = null;
@@ -111,9 +122,11 @@ class SessionPage {
       // written offline can go now.
       this.notes.reload();
       this.brief.reload();
+      this._markRead();
       this.replies.flush();
     });
     client.connect();
+    document.addEventListener("visibilitychange", () => this._markRead());
   }
 
   /** Frames the client leaves to the page: the operators-only `note.created`. */
@@ -127,8 +140,23 @@ class SessionPage {
     this.transcript.clear();
   }
 
+  /** Tell the server how far this operator has read (the queue's unread counts), once
+   * things settle and only while the page is in view. */
+  _markRead() {
+    clearTimeout(this._readTimer);
+    this._readTimer = setTimeout(() => {
+      const seq = this.client?.lastSeq ?? 0;
+      if (document.visibilityState !== "visible" || seq <= (this._readSeq ?? 0)) return;
+      this._readSeq = seq;
+      postJSON(this.config.api.read, { seq }).catch(() => {
+        this._readSeq = 0; // tried again at the next message or when shown again
+      });
+    }, 800);
+  }
+
   _renderMessage(message) {
     this.transcript.show(message);
+    this._markRead();
     if (message.role === "assistant" && message.content) this.brief.aiSaid(message.content);
     this._renderState();
   }
