@@ -461,11 +461,18 @@ async def test_an_operator_transfers_to_a_colleague_who_closes(browser, daphne):
         "#action-error:text-is('Choose a colleague to transfer to.')"
     )
     await olga_page.page.select_option("#transfer-to", str(omar.pk))
+    await olga_page.page.fill("#transfer-note", "billing question, over to you")
     await olga_page.page.click("#transfer")
     await olga_page.page.wait_for_selector("#control-badge:text('Omar is answering')")
     assert await olga_page.page.text_content("#action-error") == ""
     await omar_page.page.wait_for_selector(
         "#control-badge:text('You are answering')", timeout=WAIT_MS
+    )
+    # The note is "why a human" for the colleague, with who wrote it.
+    await omar_page.page.wait_for_function(
+        "() => document.querySelector('#brief-reason').textContent"
+        " === 'billing question, over to you — by Olga'",
+        timeout=WAIT_MS,
     )
     await customer.page.wait_for_function(
         "() => [...document.querySelectorAll('#log li[data-role=system] .text')]"

@@ -196,7 +196,9 @@ class SessionPage {
     else if (state.control === "queued") badge.textContent = "Waiting for a human";
     else badge.textContent = "AI answering";
     $("take-over").disabled = closed || state.control === "human";
-    for (const id of ["hand-back", "transfer", "transfer-to"]) $(id).disabled = closed || !mine;
+    for (const id of ["hand-back", "transfer", "transfer-to", "transfer-note"]) {
+      $(id).disabled = closed || !mine;
+    }
     for (const id of ["close", "reply", "send"]) $(id).disabled = closed || other;
     const sending = this.replies.pending.length;
     let hint = [];
@@ -251,7 +253,9 @@ class SessionPage {
     act("transfer", "transfer", () => {
       const to = $("transfer-to").value;
       if (!to) this._showError("Choose a colleague to transfer to.");
-      return to ? { to: Number(to) } : null;
+      // The note is the transfer's reason: the colleague reads it as "why a human".
+      const note = $("transfer-note").value.trim();
+      return to ? { to: Number(to), ...(note ? { reason: note } : {}) } : null;
     });
   }
 
