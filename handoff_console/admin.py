@@ -1,4 +1,4 @@
-"""Private notes in the admin: readable by admins, written only from the console."""
+"""The console's data in the admin: private notes (read-only) and canned replies."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from durable_sessions.admin import user_search_fields
-from handoff_console.models import OperatorNote
+from handoff_console.models import CannedReply, OperatorNote
 
 
 @admin.register(OperatorNote)
@@ -31,3 +31,18 @@ class OperatorNoteAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: OperatorNote | None = None) -> bool:
         return False
+
+
+@admin.register(CannedReply)
+class CannedReplyAdmin(admin.ModelAdmin):
+    """Canned replies: admins may tidy the shared ones and anyone's own."""
+
+    list_display = ("shortcut", "owner", "short_text", "created_at")
+    list_select_related = ("owner",)
+    list_filter = (("owner", admin.EmptyFieldListFilter),)
+    search_fields = ("shortcut", "text", "owner__username")
+    raw_id_fields = ("owner",)
+
+    @admin.display(description="text")
+    def short_text(self, reply: CannedReply) -> str:
+        return reply.text if len(reply.text) <= 80 else reply.text[:79] + "…"

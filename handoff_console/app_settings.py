@@ -7,7 +7,9 @@ validated on first read, typed, cached, reloaded on ``setting_changed``.
 
 from __future__ import annotations
 
-from durable_sessions.conf import AppSettings, Float, Int
+from typing import Any
+
+from durable_sessions.conf import AppSettings, ClassPath, Float, Int
 
 SETTING_NAME = "HANDOFF_CONSOLE"
 
@@ -35,6 +37,12 @@ class ConsoleSettings(AppSettings):
     )
     CLOSED_LIMIT = Int(20, "recently closed sessions shown", positive=True)
     MAX_NOTE_CHARS = Int(4000, "longest private note accepted, in characters", positive=True)
+    # A handoff_console.adapter.ConsoleAdapter subclass (not imported here: the adapter
+    # module reads these settings).
+    ADAPTER: ClassPath[type[Any]] = ClassPath(
+        "handoff_console.adapter.ConsoleAdapter",
+        "the adapter that names customers and ranks conversations in the console",
+    )
 
 
 console_settings = ConsoleSettings()

@@ -1,33 +1,70 @@
-"""The handoff brief pinned above a session: why it came to a human, and what the AI said."""
+"""The handoff brief of a session: why a human has it now, a summary, what the AI said last.
+
+"Why a human" is the *current* reason: the latest control change that gave the session to
+the queue or to an operator (a handoff, a take over, a transfer), not the first one. The
+summary is the agent's, from a handoff since the session last left the AI; when there is
+none (the customer pressed "Talk to a human", or an operator took over unasked), the brief
+quotes the customer's latest messages instead, so an operator never starts from "(none)".
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+from django.utils.text import Truncator
+
 from durable_sessions import wire
 from durable_sessions.models import AgentRun, Control, Event, Message, Role, RunStatus
 
+# Control changes read back to find the summary of the current stretch with a human.
+HISTORY = 50
+CUSTOMER_MESSAGES = 3
+QUOTE_CHARS = 300
 
-def latest_handoff(session_id: uuid.UUID | str) -> dict[str, Any] | None:
-    """The latest time the session was queued for a human: reason, summary, who and when."""
-    event = (
-        Event.objects.filter(
-            session_id=session_id, type=wire.CONTROL_CHANGED, payload__control=Control.QUEUED
-        )
+
+def _control_changes(session_id: uuid.UUID | str) -> list[Event]:
+    return list(
+        Event.objects.filter(session_id=session_id, type=wire.CONTROL_CHANGED)
         .order_by("-seq")
-        .first()
+        .only("seq", "payload", "created_at")[:HISTORY]
     )
-    if event is None:
+
+
+def current_handoff(session_id: uuid.UUID | str) -> dict[str, Any] | None:
+    """Why the queue or an operator has the session now; ``None`` while the AI has it."""
+    changes = _control_changes(session_id)
+    if not changes or changes[0].payload.get("control") == Control.AI:
         return None
-    by = event.payload.get("by") or {}
+    latest = changes[0]
+    summary = ""
+    for event in changes:  # newest first, back to the latest return to the AI
+        if event.payload.get("control") == Control.AI:
+            break
+        summary = summary or event.payload.get("summary", "")
+    by = latest.payload.get("by") or {}
     return {
-        "reason": event.payload.get("reason", ""),
-        "summary": event.payload.get("summary", ""),
+        "control": latest.payload.get("control"),
+        "reason": latest.payload.get("reason", ""),
+        "summary": summary,
         "by": by.get("display_name") or "",
-        "at": wire.iso(event.created_at),
-        "seq": event.seq,
+        "by_kind": by.get("kind") or "",
+        "at": wire.iso(latest.created_at),
+        "seq": latest.seq,
     }
+
+
+def customer_said_last(session_id: uuid.UUID | str) -> list[dict[str, Any]]:
+    """The customer's latest messages, oldest first, each cut to a readable length."""
+    messages = (
+        Message.objects.filter(session_id=session_id, role=Role.USER)
+        .order_by("-seq")
+        .only("pk", "content", "created_at")[:CUSTOMER_MESSAGES]
+    )
+    return [
+        {"id": m.pk, "text": Truncator(m.content).chars(QUOTE_CHARS), "at": wire.iso(m.created_at)}
+        for m in reversed(list(messages))
+    ]
 
 
 def ai_said_last(session_id: uuid.UUID | str) -> dict[str, Any] | None:
@@ -63,8 +100,13 @@ def agent_error(session_id: uuid.UUID | str) -> str:
 
 def brief(session_id: uuid.UUID | str) -> dict[str, Any]:
     """Everything the brief panel shows."""
+    handoff = current_handoff(session_id)
+    customer = customer_said_last(session_id)
     return {
-        "handoff": latest_handoff(session_id),
+        "handoff": handoff,
+        # Where the summary comes from: the agent's handoff, else the customer's words.
+        "summary_from": "agent" if handoff and handoff["summary"] else "customer",
+        "customer_last": customer,
         "ai_last": ai_said_last(session_id),
         "agent_error": agent_error(session_id),
     }

@@ -36,6 +36,7 @@ from durable_sessions.wire import dumps
 from handoff_console import queue
 from handoff_console.app_settings import console_settings
 from handoff_console.permissions import is_operator
+from handoff_console.presence import add_presence
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ class ConsoleFeedConsumer(AsyncWebsocketConsumer):
         # One read-and-send at a time, so frames leave in the order they were read.
         async with self._send_lock:
             snap = await database_sync_to_async(queue.snapshot)(self.user)
+            await add_presence(row for rows in snap["sections"].values() for row in rows)
             sections = dumps(snap["sections"])
             if not force and sections == self._last_snapshot:
                 return
@@ -149,6 +151,7 @@ class ConsoleFeedConsumer(AsyncWebsocketConsumer):
     async def _send_rows(self, ids: set[str]) -> None:
         async with self._send_lock:
             rows = await database_sync_to_async(queue.rows_for)(ids, self.user)
+            await add_presence(rows["rows"])
             # The next periodic refresh compares with a snapshot that rows have changed.
             self._last_snapshot = None
             await self.send(text_data=dumps(rows))

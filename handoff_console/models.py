@@ -37,3 +37,52 @@ class OperatorNote(models.Model):
 
     def __str__(self) -> str:
         return f"note by {self.author_id} on {self.session_id}"
+
+
+class ReadMark(models.Model):
+    """How far an operator has read a session's log: the unread count of their rows."""
+
+    session = models.ForeignKey(DurableSession, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    seq = models.BigIntegerField(default=0, help_text="The last seq of the log they have seen.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["session", "user"], name="hc_readmark_session_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} read {self.session_id} to {self.seq}"
+
+
+class CannedReply(models.Model):
+    """A saved reply an operator inserts with ``/shortcut``; shared with every operator
+    when it has no owner."""
+
+    shortcut = models.SlugField(max_length=40)
+    text = models.TextField()
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Empty: shared with every operator.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["shortcut", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "shortcut"], name="hc_canned_owner_shortcut"),
+            models.UniqueConstraint(
+                fields=["shortcut"],
+                condition=models.Q(owner__isnull=True),
+                name="hc_canned_shared_shortcut",
+            ),
+        ]
+        verbose_name_plural = "canned replies"
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut}"

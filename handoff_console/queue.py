@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Substr
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,15 +23,19 @@ from durable_sessions.adapter import AnyUser, get_adapter
 from durable_sessions.models import (
     Control,
     DurableSession,
+    Message,
     MessagePart,
     Participant,
     ParticipantKind,
     PartState,
+    Role,
     Status,
 )
 from durable_sessions.service.runs import status_of_run
+from handoff_console.adapter import get_console_adapter
 from handoff_console.app_settings import console_settings
 from handoff_console.permissions import can_view
+from handoff_console.reading import with_unread
 
 SECTIONS = ("waiting", "mine", "others", "ai", "closed")
 PREVIEW_CHARS = 160
@@ -38,11 +43,14 @@ PREVIEW_CHARS = 160
 MAX_WAITING = 500
 
 
-def _annotated(sessions: QuerySet[DurableSession]) -> QuerySet[DurableSession]:
+def _annotated(sessions: QuerySet[DurableSession], user: AnyUser) -> QuerySet[DurableSession]:
     """Add what a row shows beyond the session itself, one subquery per column."""
     customer = Participant.objects.filter(session=OuterRef("pk"), kind=ParticipantKind.CUSTOMER)
+    # What the customer came with: their first message tells conversations apart.
+    first = Message.objects.filter(session=OuterRef("pk"), role=Role.USER).order_by("seq")
     return (
-        sessions.select_related("assigned_operator")
+        with_unread(sessions, user)
+        .select_related("assigned_operator", "owner")
         .with_last_control()
         .with_last_message(PREVIEW_CHARS)
         .with_latest_run()
@@ -54,8 +62,21 @@ def _annotated(sessions: QuerySet[DurableSession]) -> QuerySet[DurableSession]:
                     session=OuterRef("pk"), state=PartState.AWAITING_APPROVAL
                 )
             ),
+            first_preview=Subquery(
+                first.annotate(head=Substr("content", 1, PREVIEW_CHARS)).values("head")[:1]
+            ),
         )
     )
+
+
+def customer_name_of(session: DurableSession) -> str:
+    """The customer's name as the console shows it (the adapter has the last word)."""
+    participant = (
+        Participant.objects.filter(session=session, kind=ParticipantKind.CUSTOMER)
+        .values_list("display_name", flat=True)
+        .first()
+    )
+    return get_console_adapter().customer_name(session, participant or "")
 
 
 def section_of(session: DurableSession, user: AnyUser) -> str:
@@ -74,11 +95,16 @@ def row(session: DurableSession, user: AnyUser) -> dict[str, Any]:
     payload = session.control_payload or {}
     queued = session.status == Status.OPEN and session.control == Control.QUEUED
     operator = session.assigned_operator
+    adapter = get_console_adapter()
     return {
         "id": str(session.id),
         "url": reverse("handoff_console:session", args=[session.id]),
         "title": session.title,
-        "customer": session.customer_name or "",
+        "customer": adapter.customer_name(session, session.customer_name or ""),
+        "priority": adapter.priority(session),
+        "first_message": session.first_preview or "",
+        # The customer's messages the viewer has not seen yet (at most 99).
+        "unread": session.unread,
         "control": session.control,
         "status": session.status,
         "section": section_of(session, user),
@@ -116,9 +142,15 @@ def _visible_rows(sessions: Iterable[DurableSession], user: AnyUser) -> list[dic
     return [row(s, user) for s in sessions if can_view(s, user)]
 
 
-def snapshot(user: AnyUser) -> dict[str, Any]:
-    """Every section of the queue for ``user``, with the server's clock."""
-    open_ = _annotated(DurableSession.objects.filter(status=Status.OPEN))
+def snapshot(user: AnyUser, only: Iterable[str] | None = None) -> dict[str, Any]:
+    """Every section of the queue for ``user``, with the server's clock; ``only`` keeps
+    the sessions with those ids (a search's matches)."""
+    sessions = (
+        DurableSession.objects.all()
+        if only is None
+        else DurableSession.objects.filter(pk__in=list(only))
+    )
+    open_ = _annotated(sessions.filter(status=Status.OPEN), user)
     limit = console_settings.SECTION_LIMIT
     closed_limit = console_settings.CLOSED_LIMIT
     human = open_.filter(control=Control.HUMAN)
@@ -129,9 +161,9 @@ def snapshot(user: AnyUser) -> dict[str, Any]:
         "mine": human.filter(assigned_operator_id=user.pk).order_by("-updated_at")[:limit],
         "others": human.exclude(assigned_operator_id=user.pk).order_by("-updated_at")[:limit],
         "ai": open_.filter(control=Control.AI).order_by("-updated_at")[:limit],
-        "closed": _annotated(DurableSession.objects.filter(status=Status.CLOSED)).order_by(
-            "-closed_at"
-        )[:closed_limit],
+        "closed": _annotated(sessions.filter(status=Status.CLOSED), user).order_by("-closed_at")[
+            :closed_limit
+        ],
     }
     return {
         "type": "snapshot",
@@ -144,7 +176,7 @@ def snapshot(user: AnyUser) -> dict[str, Any]:
 def rows_for(session_ids: Iterable[str], user: AnyUser) -> dict[str, Any]:
     """The current rows of some sessions; ``removed`` lists those gone or not visible."""
     wanted = {str(i) for i in session_ids}
-    found = _annotated(DurableSession.objects.filter(pk__in=wanted))
+    found = _annotated(DurableSession.objects.filter(pk__in=wanted), user)
     rows = _visible_rows(found, user)
     return {
         "type": "rows",

@@ -15,4 +15,7 @@ urlpatterns = [
     path("", views.QueueView.as_view(), name="queue"),
     path("sessions/<uuid:session_id>/", views.SessionView.as_view(), name="session"),
     path("api/sessions/<str:session_id>/notes/", api.NotesView.as_view(), name="api-notes"),
+    path("api/sessions/<str:session_id>/brief/", api.BriefView.as_view(), name="api-brief"),
+    path("api/sessions/<str:session_id>/read/", api.ReadView.as_view(), name="api-read"),
+    path("api/replies/", api.CannedRepliesView.as_view(), name="api-replies"),
 ]

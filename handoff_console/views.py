@@ -13,8 +13,11 @@ from durable_sessions.adapter import get_adapter
 from durable_sessions.models import DurableSession
 from handoff_console import queue
 from handoff_console.brief import brief
+from handoff_console.canned import replies_for
+from handoff_console.context import customer_profile, previous_conversations
 from handoff_console.notes import notes_for
 from handoff_console.permissions import OperatorRequiredMixin, can_view, operator_choices
+from handoff_console.search import QueueFilters, matching_sessions
 
 FEED_PATH = "/ws/console/"
 SESSION_WS_PATH = "/ws/sessions/"
@@ -30,6 +33,7 @@ API_ROUTES = {
 
 # Placeholder of an approval id in the approval URL given to the page.
 APPROVAL_ID = "approval-id"
+WAITED_CHOICES = [(0, "any time"), (1, "1 min"), (5, "5 min"), (15, "15 min"), (60, "1 hour")]
 
 
 class QueueView(OperatorRequiredMixin, TemplateView):
@@ -42,10 +46,28 @@ class QueueView(OperatorRequiredMixin, TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        snapshot = queue.snapshot(self.request.user)
-        context["snapshot"] = snapshot
-        context["counts"] = queue.counts(snapshot)
-        context["config"] = {"feed": FEED_PATH, "me": self.request.user.pk}
+        filters = QueueFilters.from_query(self.request.GET)
+        matches = matching_sessions(filters.q) if filters.q else None
+        snapshot = queue.snapshot(self.request.user, only=matches)
+        context.update(
+            snapshot=snapshot,
+            counts=queue.counts(snapshot),
+            filters=filters,
+            operators=operator_choices(exclude=None),
+            waited_choices=WAITED_CHOICES
+            + (
+                [(filters.waited, f"{filters.waited} min")]
+                if filters.waited not in dict(WAITED_CHOICES)
+                else []
+            ),
+            config={
+                "feed": FEED_PATH,
+                "me": self.request.user.pk,
+                "filters": filters.as_dict(),
+                # While searching, the live feed's rows are shown only for these.
+                "matches": matches,
+            },
+        )
         return context
 
 
@@ -59,18 +81,29 @@ class SessionView(OperatorRequiredMixin, TemplateView):
         session_id: uuid.UUID = kwargs["session_id"]
         user = self.request.user
         session = (
-            DurableSession.objects.select_related("assigned_operator").filter(pk=session_id).first()
+            DurableSession.objects.select_related("assigned_operator", "owner")
+            .filter(pk=session_id)
+            .first()
         )
         if session is None or not can_view(session, user):
             raise Http404("No such session")
         args = [session.id]
+        customer_name = queue.customer_name_of(session)
         context.update(
             session=session,
             brief=brief(session.id),
+            profile=customer_profile(session),
+            previous=previous_conversations(session, user),
+            customer_name=customer_name,
+            canned=replies_for(user),
+            # The conversation list beside this one starts from this, then follows the feed.
+            snapshot=queue.snapshot(user),
             notes=notes_for(session.id),
             operators=operator_choices(exclude=user),
             config={
                 "session_id": str(session.id),
+                "title": session.title,
+                "customer_name": customer_name,
                 "me": {"id": user.pk, "name": get_adapter().display_name(user)},
                 # Until the websocket's snapshot arrives, the page shows this state.
                 "session": {
@@ -92,6 +125,9 @@ class SessionView(OperatorRequiredMixin, TemplateView):
                     "approval": reverse(
                         "durable_sessions:session-approval", args=[*args, APPROVAL_ID]
                     ),
+                    "brief": reverse("handoff_console:api-brief", args=args),
+                    "read": reverse("handoff_console:api-read", args=args),
+                    "replies": reverse("handoff_console:api-replies"),
                 },
             },
         )

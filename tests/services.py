@@ -76,3 +76,12 @@ def require_node_packages() -> str:
     if not os.path.isdir(marker):
         missing("the Node packages are not installed (npm ci --prefix tests)")
     return node  # type: ignore[return-value]
+
+
+def require_axe() -> str:
+    """The path of axe-core's script, once ``npm ci --prefix tests`` has installed the Node
+    packages of tests/package.json."""
+    path = os.path.join(NODE_MODULES, "axe-core", "axe.min.js")
+    if not os.path.exists(path):
+        missing("axe-core is not installed (npm ci --prefix tests)")
+    return path

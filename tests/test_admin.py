@@ -18,6 +18,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from durable_sessions import service
 from durable_sessions.admin.actions import FROM_DETAIL_PARAM
@@ -266,6 +267,30 @@ def test_event_log_link_lists_only_that_sessions_events(admin_client):
         reverse(EVENTS), {"session__exact": str(session.pk), "type": "session.created"}
     )
     assert [e.seq for e in results(only_created)] == [1]
+
+
+def test_event_log_reads_well_full_times_short_ids_and_payloads_that_open(admin_client):
+    session = new_session("readable", messages=1)
+    event = Event.objects.filter(session=session, type="message.created").get()
+
+    html = admin_client.get(reverse(EVENTS), {"session__exact": str(session.pk)}).content.decode()
+
+    local = timezone.localtime(event.created_at)
+    stamp = local.strftime("%Y-%m-%d %H:%M:%S.") + f"{local.microsecond // 1000:03d}"
+    assert stamp in html  # seconds and milliseconds, not "Nov. 29, 2026, 10:58 p.m."
+    short = str(session.pk).split("-")[0]
+    assert re.search(rf'title="{session.pk}" class="ds-short-id">{short}</a>', html)
+    # The whole payload is there, pretty-printed, behind its one-line summary.
+    row = re.search(
+        r'<details class="ds-payload-details"><summary>(.*?)</summary>'
+        r'<pre class="ds-payload">(.*?)</pre></details>',
+        html.split("message.created")[1],
+        re.S,
+    )
+    assert row is not None
+    assert row.group(1).endswith("…")
+    assert json.loads(row.group(2).replace("&quot;", '"'))["message"]["content"] == "message 0"
+    assert "durable_sessions/admin.css" in html
 
 
 # --- untrusted text -------------------------------------------------------------------------

@@ -639,6 +639,8 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
     session_path = prefix + "{session_id}/"
     # The console's notes endpoint is built on the same base class, so it is listed too.
     notes_path = unquote(reverse("handoff_console:api-notes", args=["{session_id}"]))
+    brief_path = unquote(reverse("handoff_console:api-brief", args=["{session_id}"]))
+    read_path = unquote(reverse("handoff_console:api-read", args=["{session_id}"]))
     assert set(schema["paths"]) == {
         prefix,
         session_path,
@@ -662,10 +664,14 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
         # The session as a Durable Stream, described by hand (docs/durable-streams.md).
         "/v1/session/{session_id}",
         notes_path,
+        brief_path,
+        read_path,
+        reverse("handoff_console:api-replies"),
     }
     operations = {op["operationId"] for item in schema["paths"].values() for op in item.values()}
     assert {"sessions_list", "sessions_create", "messages_create", "events_list"} <= operations
-    assert {"notes_list", "notes_create"} <= operations
+    console = {"notes_list", "notes_create", "brief_read", "read_mark", "canned_replies_list"}
+    assert console <= operations
     # A cookie write needs the CSRF header there too.
     assert {"cookieAuth": [], "csrfToken": []} in schema["paths"][notes_path]["post"]["security"]
     assert {"cookieAuth", "csrfToken", "tokenAuth"} <= set(schema["components"]["securitySchemes"])

@@ -77,6 +77,8 @@ ACTION_ROUTES = {
     "close": "durable_sessions:session-close",
     "messages": "durable_sessions:session-messages",
     "notes": "handoff_console:api-notes",
+    "brief": "handoff_console:api-brief",
+    "read": "handoff_console:api-read",
 }
 OPERATOR_ACTIONS = ("take_over", "hand_back", "transfer", "close", "notes")
 
@@ -170,11 +172,12 @@ def test_the_session_page_acts_through_the_api_only():
     page = client_for(make_user("olga", operator=True)).get(
         reverse("handoff_console:session", args=[session.id])
     )
-    api = page.context["config"]["api"]
+    api = dict(page.context["config"]["api"])
     approval = api.pop("approval")  # a tool call's approval: its id replaces the placeholder
     assert approval == reverse(
         "durable_sessions:session-approval", args=[session.id, "approval-id"]
     )
+    assert api.pop("replies") == reverse("handoff_console:api-replies")  # of no one session
     assert api == {name: action_url(name, session) for name in ACTION_ROUTES}
     assert api["take_over"].startswith(reverse("durable_sessions:session-create"))
     # The console has no action endpoints of its own any more.
@@ -375,7 +378,50 @@ def test_markup_in_messages_notes_and_briefs_is_escaped_in_the_pages():
         assert "<script>alert(1)</script>" not in html
         assert "<img src=x" not in html
     html = client.get(reverse("handoff_console:session", args=[session.id])).content.decode()
-    assert "&lt;img src=x onerror=alert(1)&gt;" in html  # the brief and the note, as text
+    # The brief and the note reach the page as JSON data, which the page shows as text.
+    assert "\\u003Cimg src=x onerror=alert(1)\\u003E" in html
+
+
+# --- the brief ------------------------------------------------------------------------------
+
+
+def test_the_brief_gives_the_current_reason_and_quotes_the_customer_without_a_summary():
+    session, _ = anonymous_session()
+    olga = make_user("olga", operator=True)
+    client = client_for(olga)
+    url = action_url("brief", session)
+    service.post_message(session.id, author=customer(session), content="where is parcel 7?")
+    assert client.get(url).json()["handoff"] is None  # the AI has it
+
+    # The customer pressed "Talk to a human": no summary, so the brief quotes them.
+    service.request_handoff(session.id, by=customer(session), reason="asked for a person")
+    brief = client.get(url).json()
+    assert brief["handoff"]["reason"] == "asked for a person"
+    assert brief["handoff"]["control"] == "queued"
+    assert brief["summary_from"] == "customer"
+    assert [q["text"] for q in brief["customer_last"]] == ["where is parcel 7?"]
+
+    # Later changes are the current reason; an agent's summary of the same stretch stays.
+    session2, _ = anonymous_session()
+    service.request_handoff(session2.id, by=None, reason="refund", summary="wants a refund")
+    service.take_over(session2.id, olga, reason="mine now")
+    brief2 = client.get(action_url("brief", session2)).json()
+    assert (brief2["handoff"]["reason"], brief2["handoff"]["by"]) == ("mine now", "olga")
+    assert (brief2["summary_from"], brief2["handoff"]["summary"]) == ("agent", "wants a refund")
+    # Back with the AI, then taken over unasked: the old summary no longer applies.
+    service.hand_back(session2.id, olga)
+    service.take_over(session2.id, olga)
+    brief3 = client.get(action_url("brief", session2)).json()
+    assert brief3["handoff"]["reason"] == "taken over"
+    assert brief3["summary_from"] == "customer"
+
+
+def test_the_brief_is_for_operators_only():
+    session, _ = anonymous_session()
+    url = action_url("brief", session)
+    assert client_for(make_user("carol")).get(url).status_code in (403, 404)
+    assert client_for().get(url).status_code in (401, 403, 404)
+    assert client_for(make_user("olga", operator=True)).get(url).status_code == 200
 
 
 # --- private notes --------------------------------------------------------------------------

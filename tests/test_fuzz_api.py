@@ -1,4 +1,4 @@
-"""Property-based fuzzing of every REST endpoint (docs/api.md) and the console's notes.
+"""Property-based fuzzing of every REST endpoint (docs/api.md) and the console's own.
 
 For any body, query string and caller: no 5xx; every refusal has the documented error
 shape in valid UTF-8 JSON; and a refused request stores nothing.
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from durable_sessions import service
 from durable_sessions.models import DurableSession, Event, HandoffRecord, Message
-from handoff_console.models import OperatorNote
+from handoff_console.models import CannedReply, OperatorNote, ReadMark
 from tests.factories import make_user, visitor_session
 from tests.fuzzing import FUZZ, bodies, queries
 
@@ -50,13 +50,30 @@ ENDPOINTS: dict[str, tuple[str, str, bool, list[str]]] = {
     "cancel_reply": ("post", "durable_sessions:session-cancel-reply", True, []),
     "notes_list": ("get", "handoff_console:api-notes", True, []),
     "notes_create": ("post", "handoff_console:api-notes", True, ["text"]),
+    "brief_read": ("get", "handoff_console:api-brief", True, []),
+    "read_mark": ("post", "handoff_console:api-read", True, ["seq"]),
+    "canned_replies_list": ("get", "handoff_console:api-replies", False, []),
+    "canned_replies_create": (
+        "post",
+        "handoff_console:api-replies",
+        False,
+        ["shortcut", "text", "shared"],
+    ),
 }
 
 
 def stored() -> tuple[int, ...]:
     return tuple(
         model.objects.count()
-        for model in (DurableSession, Event, Message, HandoffRecord, OperatorNote)
+        for model in (
+            DurableSession,
+            Event,
+            Message,
+            HandoffRecord,
+            OperatorNote,
+            CannedReply,
+            ReadMark,
+        )
     )
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
@@ -20,6 +22,19 @@ from durable_sessions import wire
 from durable_sessions.models import DurableSession, Event
 
 SESSION_PARAM = "session__exact"
+PREVIEW_CHARS = 100
+
+
+def short_id(value: uuid.UUID | str) -> str:
+    """The first block of a UUID: enough to tell the sessions of one page apart."""
+    return str(value).split("-", 1)[0]
+
+
+def full_timestamp(value: datetime) -> str:
+    """Date and time to the millisecond, in the current time zone, with its offset: events
+    of one second must still read in order."""
+    local = timezone.localtime(value)
+    return local.strftime("%Y-%m-%d %H:%M:%S.") + f"{local.microsecond // 1000:03d} {local:%z}"
 
 
 def event_log_url(site_name: str, session_id: uuid.UUID, *, type_: str = "") -> str:
@@ -50,7 +65,7 @@ class EventTypeFilter(admin.SimpleListFilter):
 class EventAdmin(admin.ModelAdmin):
     """The raw, append-only event log, one page at a time; read-only."""
 
-    list_display = ["seq", "type", "session_link", "created_at", "payload_preview"]
+    list_display = ["seq", "type", "session_link", "created_at_full", "payload_preview"]
     list_display_links = ["seq"]
     list_filter = [EventTypeFilter]
     # By the column, not the relation: ordering by "session" would join the sessions
@@ -59,7 +74,7 @@ class EventAdmin(admin.ModelAdmin):
     list_per_page = 100
     # Counting a whole log on every page is slow on large tables.
     show_full_result_count = False
-    fields = ["session_link", "seq", "type", "created_at", "payload_pretty"]
+    fields = ["session_link", "seq", "type", "created_at_full", "payload_pretty"]
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -87,12 +102,30 @@ class EventAdmin(admin.ModelAdmin):
             args=[obj.session_id],
             current_app=self.admin_site.name,
         )
-        return format_html('<a href="{}">{}</a>', url, obj.session_id)
+        # A whole UUID wraps into several lines in a narrow column: the first block tells
+        # sessions apart on one page; the full id is in the tooltip and the link.
+        return format_html(
+            '<a href="{}" title="{}" class="ds-short-id">{}</a>',
+            url,
+            obj.session_id,
+            short_id(obj.session_id),
+        )
+
+    @admin.display(description="created at", ordering="created_at")
+    def created_at_full(self, obj: Event) -> str:
+        return full_timestamp(obj.created_at)
 
     @admin.display(description="payload")
     def payload_preview(self, obj: Event) -> str:
+        # The first line stays short; the whole payload opens in place.
         text = json.dumps(obj.payload, ensure_ascii=False, sort_keys=True)
-        return Truncator(text).chars(120)
+        pretty = json.dumps(obj.payload, ensure_ascii=False, sort_keys=True, indent=2)
+        return format_html(
+            '<details class="ds-payload-details"><summary>{}</summary>'
+            '<pre class="ds-payload">{}</pre></details>',
+            Truncator(text).chars(PREVIEW_CHARS),
+            pretty,
+        )
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: Event) -> str:

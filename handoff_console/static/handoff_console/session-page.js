@@ -18,4 +18,7 @@ startSessionPage({
   DurableSessionClient: ConsoleClient,
   config: read("console-config"),
   notes: read("console-notes"),
+  brief: read("console-brief"),
+  canned: read("console-canned"),
+  snapshot: read("console-snapshot"),
 });

@@ -10,12 +10,16 @@
  * Message text is untrusted: it only ever reaches the page through `textContent`.
  */
 
-import { bdi, clock, el, postJSON } from "./dom.js";
+import { BriefPanel } from "./brief.js";
+import { CannedReplies } from "./canned.js";
+import { bdi, el, postJSON } from "./dom.js";
 import { watchQueue } from "./feed.js";
+import { InboxList } from "./inbox-list.js";
 import { NotesPanel } from "./notes.js";
 import { ReplyOutbox } from "./replies.js";
+import { bindShortcuts } from "./shortcuts.js";
+import { Transcript } from "./transcript.js";
 
-const ROLE_NAMES = { user: "Customer", assistant: "AI", operator: "Operator", system: "System" };
 const AGENT_TEXT = {
   idle: "idle",
   thinking: "thinking…",
@@ -42,11 +46,33 @@ export function startSessionPage(options) {
 }
 
 class SessionPage {
-  constructor({ DurableSessionClient, config, notes }) {
+  constructor({ DurableSessionClient, config, notes, brief, snapshot, canned }) {
     this.Client = DurableSessionClient;
     this.config = config;
     this.me = config.me;
-    this.bubbles = new Map();
+    this.snapshot = snapshot;
+    this.transcript = new Transcript($("transcript"), {
+      // A tool call's approval, answered through the REST API; the first answer decides.
+      answer: async (approval, approved) => {
+        try {
+          const url = this.config.api.approval.replace("approval-id", encodeURIComponent(approval.id));
+          await postJSON(url, { approved, client_id: `op-${approval.id}-${approved}` });
+        } catch (error) {
+          this._showError(error.message);
+        }
+      },
+    });
+    this.brief = new BriefPanel({ url: config.api.brief, brief });
+    this.canned = new CannedReplies({
+      url: config.api.replies,
+      replies: canned,
+      variables: {
+        customer_name: config.customer_name,
+        operator_name: config.me.name,
+        conversation_title: config.title,
+      },
+      onError: (message) => this._showError(message),
+    });
     // The freshest known control state when an action's answer is newer than the log.
     this.actionState = null;
     this.client = null;
@@ -68,9 +94,17 @@ class SessionPage {
   }
 
   start() {
-    watchQueue({ path: this.config.feed }).connect(); // the title's counts and the alerts
+    // The title's counts, the alerts and the conversation list beside this one.
+    const feed = watchQueue({ path: this.config.feed, snapshot: this.snapshot });
+    this.inbox = new InboxList({
+      feed,
+      list: $("conversation-list"),
+      current: this.config.session_id,
+    });
+    feed.connect();
     this._bindActions();
     this._bindReply();
+    this._bindShortcuts();
     this._renderState();
     this._startClient();
   }
@@ -99,9 +133,12 @@ class SessionPage {
       // Back after a gap: notes written meanwhile are in the database, and replies
       // written offline can go now.
       this.notes.reload();
+      this.brief.reload();
+      this._markRead();
       this.replies.flush();
     });
     client.connect();
+    document.addEventListener("visibilitychange", () => this._markRead());
   }
 
   /** Frames the client leaves to the page: the operators-only `note.created`. */
@@ -112,108 +149,28 @@ class SessionPage {
   // --- transcript -----------------------------------------------------------------------
 
   _clearTranscript() {
-    this.bubbles.clear();
-    $("transcript").replaceChildren();
+    this.transcript.clear();
   }
 
-  _bubble(message) {
-    let bubble = this.bubbles.get(message.id);
-    if (!bubble) {
-      bubble = {
-        item: el("li", { dataset: { id: message.id } }),
-        who: el("div", { className: "who" }),
-        body: el("div", { className: "body", dir: "auto" }),
-        state: el("div", { className: "state" }),
-      };
-      bubble.item.append(bubble.who, bubble.body, bubble.state);
-      this.bubbles.set(message.id, bubble);
-      $("transcript").append(bubble.item);
-    }
-    return bubble;
+  /** Tell the server how far this operator has read (the queue's unread counts), once
+   * things settle and only while the page is in view. */
+  _markRead() {
+    clearTimeout(this._readTimer);
+    this._readTimer = setTimeout(() => {
+      const seq = this.client?.lastSeq ?? 0;
+      if (document.visibilityState !== "visible" || seq <= (this._readSeq ?? 0)) return;
+      this._readSeq = seq;
+      postJSON(this.config.api.read, { seq }).catch(() => {
+        this._readSeq = 0; // tried again at the next message or when shown again
+      });
+    }, 800);
   }
 
   _renderMessage(message) {
-    const list = $("transcript");
-    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-    const bubble = this._bubble(message);
-    const role = ROLE_NAMES[message.role] ?? message.role;
-    const author = message.role === "system" ? role : (message.author?.display_name ?? "");
-    bubble.item.className = `msg role-${message.role} state-${message.state}`;
-    const who = [el("bdi", { className: "author", text: author })];
-    if (message.role === "operator" || message.role === "user") {
-      who.push(el("span", { text: role }));
-    }
-    who.push(el("time", { text: clock(message.created_at) }));
-    bubble.who.replaceChildren(...who);
-    const typed = (message.parts ?? []).some((part) => part.type !== "text");
-    if (typed) bubble.body.replaceChildren(...message.parts.map((part) => this._part(part)));
-    else bubble.body.textContent = message.content;
-    bubble.state.textContent = stateNote(message);
-    if (message.role === "assistant" && message.content) {
-      $("brief-ai-last").textContent = message.content;
-    }
-    if (atBottom) list.scrollTop = list.scrollHeight;
+    this.transcript.show(message);
+    this._markRead();
+    if (message.role === "assistant" && message.content) this.brief.aiSaid(message.content);
     this._renderState();
-  }
-
-  /** A part of a reply: reasoning, a tool call (with its approval), data or a source. */
-  _part(part) {
-    if (part.type === "text") return el("div", { className: "part-text", dir: "auto", text: part.text });
-    if (part.type === "reasoning") {
-      return el(
-        "details",
-        { className: "reasoning" },
-        el("summary", { text: "Reasoning" }),
-        el("div", { dir: "auto", text: part.text }),
-      );
-    }
-    if (part.type === "tool_call") return this._toolCard(part);
-    if (part.type === "source") {
-      return el("div", { className: "source-part", text: `Source: ${part.title || ""} ${part.url || ""}` });
-    }
-    return el("pre", { className: "data-part", text: `${part.name}: ${JSON.stringify(part.data)}` });
-  }
-
-  _toolCard(part) {
-    const card = el(
-      "div",
-      { className: "tool-card", dataset: { state: part.state, tool: part.tool_name } },
-      el("code", { className: "tool-name", text: part.tool_name }),
-      el("span", { className: "tool-state", text: ` ${part.state}` }),
-    );
-    const input = part.input ?? part.input_text;
-    if (input != null && input !== "") {
-      card.append(el("pre", { text: typeof input === "string" ? input : JSON.stringify(input) }));
-    }
-    if (part.state === "done") card.append(el("pre", { className: "tool-output", text: JSON.stringify(part.output) }));
-    else if (part.error) card.append(el("p", { className: "tool-error", text: part.error }));
-    const approval = part.approval;
-    if (approval?.decided_by) {
-      card.append(
-        el("p", { className: "approval-decision" }, `${approval.decision} by `, bdi(approval.decided_by.display_name)),
-      );
-    }
-    if (approval && part.state === "awaiting-approval") {
-      const mine = approval.approvers === "any" || approval.approvers === "operator";
-      const box = el("div", { className: "approval" }, `Waiting for approval by ${approval.approvers}`);
-      if (mine) {
-        const answer = async (approved) => {
-          try {
-            const url = this.config.api.approval.replace("approval-id", encodeURIComponent(approval.id));
-            await postJSON(url, { approved, client_id: `op-${approval.id}-${approved}` });
-          } catch (error) {
-            this._showError(error.message);
-          }
-        };
-        const approve = el("button", { type: "button", className: "approve", text: "Approve" });
-        const deny = el("button", { type: "button", className: "deny", text: "Deny" });
-        approve.addEventListener("click", () => answer(true));
-        deny.addEventListener("click", () => answer(false));
-        box.append(" ", approve, " ", deny);
-      }
-      card.append(box);
-    }
-    return card;
   }
 
   // --- control and actions --------------------------------------------------------------
@@ -232,14 +189,8 @@ class SessionPage {
     return fromAction && fromAction.seq > fromLog.seq ? fromAction : fromLog;
   }
 
-  _controlEvent(data) {
-    if (data.control === "queued") {
-      const asker = data.by?.display_name;
-      const reason = data.reason || "(no reason given)";
-      const by = asker ? [" — asked by ", bdi(asker)] : [];
-      $("brief-reason").replaceChildren(bdi(reason), ...by);
-      $("brief-summary").textContent = data.summary || "(none)";
-    }
+  _controlEvent() {
+    this.brief.reload(); // "why a human" is the latest change's reason
     this._renderState();
   }
 
@@ -257,14 +208,18 @@ class SessionPage {
     else if (state.control === "queued") badge.textContent = "Waiting for a human";
     else badge.textContent = "AI answering";
     $("take-over").disabled = closed || state.control === "human";
-    for (const id of ["hand-back", "transfer", "transfer-to"]) $(id).disabled = closed || !mine;
+    for (const id of ["hand-back", "transfer", "transfer-to", "transfer-note"]) {
+      $(id).disabled = closed || !mine;
+    }
     for (const id of ["close", "reply", "send"]) $(id).disabled = closed || other;
     const sending = this.replies.pending.length;
     let hint = [];
     if (sending) hint = [`Sending ${sending} message${sending > 1 ? "s" : ""}…`];
     else if (closed) hint = ["The conversation is closed."];
     else if (other) hint = ["Taken by ", bdi(holder), "."];
-    else if (!mine) hint = ["Sending a reply takes the conversation over from the AI."];
+    else if (state.control === "queued") {
+      hint = ["The customer is waiting for a human: sending a reply takes the conversation."];
+    } else if (!mine) hint = ["Sending a reply takes the conversation over from the AI."];
     $("reply-hint").replaceChildren(...hint);
   }
 
@@ -310,8 +265,33 @@ class SessionPage {
     act("transfer", "transfer", () => {
       const to = $("transfer-to").value;
       if (!to) this._showError("Choose a colleague to transfer to.");
-      return to ? { to: Number(to) } : null;
+      // The note is the transfer's reason: the colleague reads it as "why a human".
+      const note = $("transfer-note").value.trim();
+      return to ? { to: Number(to), ...(note ? { reason: note } : {}) } : null;
     });
+  }
+
+  _bindShortcuts() {
+    const click = (id) => () => {
+      if (!$(id).disabled) $(id).click();
+    };
+    const go = (step) => () => {
+      const url = this.inbox.neighbour(step);
+      if (url) location.assign(url);
+    };
+    bindShortcuts(
+      {
+        j: go(1),
+        ArrowDown: go(1),
+        k: go(-1),
+        ArrowUp: go(-1),
+        t: click("take-over"),
+        h: click("hand-back"),
+        r: () => $("reply").focus(),
+        n: () => $("note").focus(),
+      },
+      $("shortcuts"),
+    );
   }
 
   // --- replying -------------------------------------------------------------------------
@@ -375,19 +355,4 @@ class SessionPage {
       ...(lines.length ? lines : [el("span", { text: "only you" })]),
     );
   }
-}
-
-const STOPPED_BECAUSE = {
-  user: "stopped by the customer",
-  operator: "stopped by an operator",
-  handoff: "stopped: handed off to a human",
-  takeover: "stopped: taken over",
-  closed: "stopped: the conversation was closed",
-};
-
-/** What a finished reply's note says: stopped (and why) or failed. */
-function stateNote(message) {
-  if (message.state === "cancelled") return STOPPED_BECAUSE[message.reason] ?? "stopped";
-  if (message.state === "failed") return `failed${message.error ? `: ${message.error}` : ""}`;
-  return "";
 }

@@ -1,0 +1,156 @@
+/**
+ * The console's transcript: one item per message, always in `seq` order, and the one
+ * place where a message is turned into DOM (`renderMessage`), so that richer message
+ * content has one function to extend.
+ *
+ * Message text is untrusted: it only ever reaches the page as text.
+ */
+
+import { bdi, clock, el } from "./dom.js";
+
+export const ROLE_NAMES = {
+  user: "Customer",
+  assistant: "AI",
+  operator: "Operator",
+  system: "System",
+};
+
+const STOPPED_BECAUSE = {
+  user: "stopped by the customer",
+  operator: "stopped by an operator",
+  handoff: "stopped: handed off to a human",
+  takeover: "stopped: taken over",
+  closed: "stopped: the conversation was closed",
+};
+
+/** What a finished reply's note says: stopped (and why) or failed. */
+export function stateNote(message) {
+  if (message.state === "cancelled") return STOPPED_BECAUSE[message.reason] ?? "stopped";
+  if (message.state === "failed") return `failed${message.error ? `: ${message.error}` : ""}`;
+  return "";
+}
+
+/**
+ * The label above a message: the author's name, then their role when it adds something
+ * ("Olga · Operator"), never the same word twice ("Operator Operator").
+ */
+export function authorLabel(message) {
+  const role = ROLE_NAMES[message.role] ?? message.role;
+  const name = message.role === "system" ? "" : (message.author?.display_name ?? "").trim();
+  if (!name) return { name: role, role: "" };
+  const same = name.localeCompare(role, undefined, { sensitivity: "accent" }) === 0;
+  return { name, role: same || message.role === "assistant" ? "" : role };
+}
+
+/** A part of a reply: reasoning (collapsed), a tool call (with its approval), data or a source. */
+function renderPart(part, answer) {
+  if (part.type === "text") return el("div", { className: "part-text", dir: "auto", text: part.text });
+  if (part.type === "reasoning") {
+    return el(
+      "details",
+      { className: "reasoning" },
+      el("summary", { text: "Reasoning" }),
+      el("div", { dir: "auto", text: part.text }),
+    );
+  }
+  if (part.type === "tool_call") return toolCard(part, answer);
+  if (part.type === "source") {
+    return el("div", { className: "source-part", text: `Source: ${part.title || ""} ${part.url || ""}` });
+  }
+  return el("pre", { className: "data-part", text: `${part.name}: ${JSON.stringify(part.data)}` });
+}
+
+/** A tool call's card: its input, state, output or error, and who decided its approval. */
+function toolCard(part, answer) {
+  const card = el(
+    "div",
+    { className: "tool-card", dataset: { state: part.state, tool: part.tool_name } },
+    el("code", { className: "tool-name", text: part.tool_name }),
+    el("span", { className: "tool-state", text: ` ${part.state}` }),
+  );
+  const input = part.input ?? part.input_text;
+  if (input != null && input !== "") {
+    card.append(el("pre", { text: typeof input === "string" ? input : JSON.stringify(input) }));
+  }
+  if (part.state === "done") card.append(el("pre", { className: "tool-output", text: JSON.stringify(part.output) }));
+  else if (part.error) card.append(el("p", { className: "tool-error", text: part.error }));
+  const approval = part.approval;
+  if (approval?.decided_by) {
+    card.append(
+      el("p", { className: "approval-decision" }, `${approval.decision} by `, bdi(approval.decided_by.display_name)),
+    );
+  }
+  if (approval && part.state === "awaiting-approval") {
+    const box = el("div", { className: "approval" }, `Waiting for approval by ${approval.approvers}`);
+    // Operators answer when the call's approvers include them.
+    if (answer && (approval.approvers === "any" || approval.approvers === "operator")) {
+      const approve = el("button", { type: "button", className: "approve", text: "Approve" });
+      const deny = el("button", { type: "button", className: "deny", text: "Deny" });
+      approve.addEventListener("click", () => answer(approval, true));
+      deny.addEventListener("click", () => answer(approval, false));
+      box.append(" ", approve, " ", deny);
+    }
+    card.append(box);
+  }
+  return card;
+}
+
+/** Fill one message's item (created empty by `Transcript`) from the message. */
+export function renderMessage(item, message, { answer } = {}) {
+  item.className = `msg role-${message.role} state-${message.state}`;
+  item.dataset.seq = String(message.seq);
+  const { name, role } = authorLabel(message);
+  const who = [el("bdi", { className: "author", text: name })];
+  if (role) who.push(el("span", { className: "role", text: role }));
+  who.push(el("time", { datetime: message.created_at, text: clock(message.created_at) }));
+  item.querySelector(".who").replaceChildren(...who);
+  // A reply with reasoning, tool calls, data or sources shows its parts in order; a plain
+  // one its text.
+  const body = item.querySelector(".body");
+  const typed = (message.parts ?? []).some((part) => part.type !== "text");
+  if (typed) body.replaceChildren(...message.parts.map((part) => renderPart(part, answer)));
+  else body.textContent = message.content;
+  item.querySelector(".state").textContent = stateNote(message);
+}
+
+export class Transcript {
+  /** `answer(approval, approved)` answers a tool call's approval (operators' buttons). */
+  constructor(list, { answer } = {}) {
+    this.list = list;
+    this.answer = answer;
+    this.items = new Map();
+  }
+
+  clear() {
+    this.items.clear();
+    this.list.replaceChildren();
+  }
+
+  /** Show a message (new or changed), in its place by `seq`; keeps the view at the bottom. */
+  show(message) {
+    const list = this.list;
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    let item = this.items.get(message.id);
+    if (!item) {
+      item = el(
+        "li",
+        { dataset: { id: message.id } },
+        el("div", { className: "who" }),
+        el("div", { className: "body", dir: "auto" }),
+        el("div", { className: "state" }),
+      );
+      this.items.set(message.id, item);
+      this._insert(item, message.seq);
+    }
+    renderMessage(item, message, { answer: this.answer });
+    if (atBottom) list.scrollTop = list.scrollHeight;
+  }
+
+  /** After the last item with a smaller seq: the log's order, whatever the arrival order. */
+  _insert(item, seq) {
+    let before = this.list.lastElementChild;
+    while (before && Number(before.dataset.seq) > seq) before = before.previousElementSibling;
+    if (before) before.after(item);
+    else this.list.prepend(item);
+  }
+}
