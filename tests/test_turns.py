@@ -171,7 +171,8 @@ async def test_an_approval_suspends_the_run_and_a_second_device_answers_it(setti
         waiting = [f["data"] for f in frames if f["type"] == "tool.updated"][-1]
         assert waiting["state"] == "awaiting-approval" and waiting["approval"]["pending"]
         await wait_for(lambda: run_status() == RunStatus.AWAITING)
-        assert not worker.tasks  # no worker holds the suspended run
+        # No worker holds the suspended run: its task ends just after the status write.
+        await wait_for(lambda: not worker.tasks)
         # A new device sees the pending approval at once, and the agent waiting.
         phone, opened = await open_ws(session.id, store=store)
         snapshot = opened[0]
