@@ -9,6 +9,7 @@ receive (docs/protocol.md). Reading only: nothing here writes.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
@@ -52,8 +53,16 @@ def session_export(session: DurableSession) -> dict[str, Any]:
     }
 
 
-def export_document(queryset: QuerySet[DurableSession]) -> dict[str, Any]:
-    """The export of the selected sessions, read with a fixed number of queries."""
+def export_document(
+    queryset: QuerySet[DurableSession],
+    *,
+    prepare: Callable[[list[Message]], None] | None = None,
+) -> dict[str, Any]:
+    """The export of the selected sessions, read with a fixed number of queries.
+
+    ``prepare`` gets each session's messages before they are written out (the admin
+    passes ``service.text.with_streaming_text``: a streaming reply's text is in its
+    deltas until it ends)."""
     sessions = (
         DurableSession.objects.filter(pk__in=queryset.values("pk"))
         .select_related("owner", "assigned_operator")
@@ -64,6 +73,9 @@ def export_document(queryset: QuerySet[DurableSession]) -> dict[str, Any]:
         )
         .order_by("created_at", "pk")
     )
+    if prepare is not None:
+        for session in sessions:
+            prepare(list(session.messages.all()))
     return {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -72,10 +84,12 @@ def export_document(queryset: QuerySet[DurableSession]) -> dict[str, Any]:
     }
 
 
-def export_session(session_id: uuid.UUID | str) -> dict[str, Any]:
+def export_session(
+    session_id: uuid.UUID | str, *, prepare: Callable[[list[Message]], None] | None = None
+) -> dict[str, Any]:
     """The export document of one session; ``SessionNotFound`` when there is none."""
     queryset = DurableSession.objects.filter(pk=session_id)
-    document = export_document(queryset)
+    document = export_document(queryset, prepare=prepare)
     if not document["sessions"]:
         raise SessionNotFound(f"session {session_id} does not exist")
     return document

@@ -12,10 +12,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.db.models import Q
 from django.utils.text import Truncator
 
 from durable_sessions import wire
-from durable_sessions.models import AgentRun, Control, Event, Message, Role, RunStatus
+from durable_sessions.models import (
+    AgentRun,
+    Control,
+    Event,
+    Message,
+    MessageState,
+    Role,
+    RunStatus,
+)
+from durable_sessions.service.text import current_content
 
 # Control changes read back to find the summary of the current stretch with a human.
 HISTORY = 50
@@ -71,16 +81,17 @@ def ai_said_last(session_id: uuid.UUID | str) -> dict[str, Any] | None:
     """The AI's latest reply with any text (possibly cancelled or failed part-way)."""
     message = (
         Message.objects.filter(session_id=session_id, role=Role.ASSISTANT)
-        .exclude(content="")
+        .filter(~Q(content="") | Q(state=MessageState.STREAMING))
         .order_by("-seq")
-        .only("pk", "content", "state", "created_at", "seq")
+        .only("pk", "session_id", "content", "state", "created_at", "seq")
         .first()
     )
-    if message is None:
+    content = current_content(message) if message is not None else ""
+    if message is None or not content:
         return None
     return {
         "id": message.pk,
-        "content": message.content,
+        "content": content,
         "state": message.state,
         "at": wire.iso(message.created_at),
     }

@@ -21,6 +21,7 @@ from durable_sessions import service
 from durable_sessions.errors import Conflict, ServiceError
 from durable_sessions.exports import export_document
 from durable_sessions.models import Control, DurableSession
+from durable_sessions.service.text import with_streaming_text
 
 # Set by the buttons of a session's own page, so the action returns to that page.
 FROM_DETAIL_PARAM = "_ds_from_detail"
@@ -144,7 +145,7 @@ def escalate_to_human(
 def export_json(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[DurableSession]
 ) -> HttpResponse:
-    document = export_document(queryset)
+    document = export_document(queryset, prepare=with_streaming_text)
     found = document["sessions"]
     if len(found) == 1:
         filename = f"session-{found[0]['session']['id']}.json"

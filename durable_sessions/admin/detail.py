@@ -30,6 +30,7 @@ from durable_sessions.models import (
     PartType,
     Role,
 )
+from durable_sessions.service.text import with_streaming_text
 
 TRANSCRIPT_PAGE_SIZE = 100
 # A session flipping control more often than this is shown in full in the event log.
@@ -143,6 +144,7 @@ def transcript_page(
     )
     page = Paginator(messages, TRANSCRIPT_PAGE_SIZE).get_page(request.GET.get(PAGE_PARAM))
     items = list(page.object_list)
+    with_streaming_text(items)
     endings = _endings(
         session,
         [m.pk for m in items if m.state in (MessageState.CANCELLED, MessageState.FAILED)],

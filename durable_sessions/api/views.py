@@ -35,6 +35,7 @@ from durable_sessions.delivery import limits
 from durable_sessions.delivery.replay import read_events_page
 from durable_sessions.errors import InvalidInput
 from durable_sessions.models import DurableSession, Message, ParticipantKind
+from durable_sessions.service.text import with_streaming_text
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -150,6 +151,7 @@ class MessageListView(SessionView):
         )
         more = len(rows) > limit
         rows = rows[:limit]
+        with_streaming_text(rows)
         return Response(
             {
                 "messages": [wire.message_data(m) for m in rows],

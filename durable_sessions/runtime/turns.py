@@ -15,9 +15,11 @@ from durable_sessions.models import (
     Event,
     Message,
     MessagePart,
+    MessageState,
     PartType,
     Role,
 )
+from durable_sessions.service.text import with_part_text, with_streaming_text
 
 
 def agent_part(part: MessagePart) -> Part:
@@ -43,12 +45,13 @@ def build_turn(session_id: uuid.UUID, reply_id: int | None = None, step: int = 0
     has_parts = Exists(MessagePart.objects.filter(message_id=OuterRef("pk")))
     recent = list(
         Message.objects.filter(session_id=session_id)
-        .filter(~Q(content="") | Q(has_parts))
+        .filter(~Q(content="") | Q(has_parts) | Q(state=MessageState.STREAMING))
         .exclude(pk=reply_id)
         .select_related("author")
         .prefetch_related("parts")
         .order_by("-seq")[: ds_settings.HISTORY_LIMIT]
     )
+    with_streaming_text(recent)
     history = [
         HistoryMessage(
             m.role,
@@ -59,13 +62,13 @@ def build_turn(session_id: uuid.UUID, reply_id: int | None = None, step: int = 0
         )
         for m in reversed(recent)
     ]
-    reply = (
-        tuple(
-            agent_part(p) for p in MessagePart.objects.filter(message_id=reply_id).order_by("index")
-        )
+    reply_parts = (
+        list(MessagePart.objects.filter(message_id=reply_id).order_by("index"))
         if reply_id is not None
-        else ()
+        else []
     )
+    with_part_text(reply_parts)
+    reply = tuple(agent_part(p) for p in reply_parts)
     last_control = (
         Event.objects.filter(session_id=session_id, type=wire.CONTROL_CHANGED)
         .order_by("-seq")

@@ -43,9 +43,7 @@ from durable_sessions.models import (
     DurableSession,
     Event,
     Message,
-    MessagePart,
     MessageState,
-    PartState,
     Status,
 )
 from durable_sessions.observability import metrics
@@ -66,8 +64,8 @@ class _Delta:
     # The part it grows (primary key and wire id); None for a reply without part rows.
     part_pk: int | None = None
     part_id: str | None = None
-    # Text parts grow the message's content too and are sent as message.delta; reasoning
-    # and tool input are sent as part.delta.
+    # Text parts are sent as message.delta (they make the message's content); reasoning
+    # and tool input as part.delta.
     is_text: bool = True
     # Resolved by the DeltaWriter; None for a synchronous append_delta.
     future: asyncio.Future[int] | None = field(default=None, repr=False)
@@ -140,56 +138,17 @@ def _refusal(session_id: uuid.UUID) -> ServiceError:
     return NotInControl(f"the AI no longer controls session {session_id}")
 
 
-def _concatenate(deltas: list[_Delta]) -> set[tuple[int, uuid.UUID]]:
-    """Append the texts to their still-streaming messages, joined per message in queue
-    order; returns the (message id, session id) pairs updated."""
-    texts: dict[tuple[int, uuid.UUID], list[str]] = {}
-    for delta in deltas:
-        # A reasoning or tool-input delta adds nothing to the content, but its message is
-        # still checked to be streaming.
-        texts.setdefault((delta.message_id, delta.session_id), []).append(
-            delta.text if delta.is_text else ""
-        )
-    source, params = _source(
-        {
-            "mid": ("bigint", [message_id for message_id, _ in texts]),
-            "sid": ("uuid", [db_id(session_id) for _, session_id in texts]),
-            "txt": ("text", ["".join(parts) for parts in texts.values()]),
-        }
-    )
-    table = connection.ops.quote_name(Message._meta.db_table)
-    with connection.cursor() as cursor:
-        # Rows are found by primary key. `state || ''` keeps the planner off the
-        # (session, state) index: streaming rows are few, so it would expect one row and
-        # compare every row of the batch with every streaming message.
-        cursor.execute(
-            f"UPDATE {table} SET content = {table}.content || v.txt FROM {source} "
-            f"WHERE {table}.id = v.mid AND {table}.session_id = v.sid "
-            f"AND {table}.state || '' = %s "
-            f"RETURNING {table}.id, {table}.session_id",
-            [*params, MessageState.STREAMING],
-        )
-        return {(mid, as_uuid(sid)) for mid, sid in cursor.fetchall()}
+def _streaming(deltas: list[_Delta]) -> set[tuple[int, uuid.UUID]]:
+    """The (message id, session id) pairs of the batch whose message still streams.
 
-
-def _grow_parts(deltas: list[_Delta]) -> None:
-    """Append the texts to their parts (a part belongs to a message checked streaming)."""
-    texts: dict[int, list[str]] = {}
-    for delta in deltas:
-        if delta.part_pk is not None:
-            texts.setdefault(delta.part_pk, []).append(delta.text)
-    if not texts:
-        return
-    source, params = _source(
-        {"pid": ("bigint", list(texts)), "txt": ("text", ["".join(t) for t in texts.values()])}
-    )
-    table = connection.ops.quote_name(MessagePart._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET text = {table}.text || v.txt FROM {source} "
-            f"WHERE {table}.id = v.pid AND {table}.state IN (%s, %s)",
-            [*params, PartState.STREAMING, PartState.INPUT_STREAMING],
-        )
+    Read under the session locks that every change of a message's state also takes. The
+    text itself is not written: the deltas are the reply's text until it ends
+    (:mod:`.text`), so a delta costs the same however long the reply has grown."""
+    wanted = {(delta.message_id, delta.session_id) for delta in deltas}
+    rows = Message.objects.filter(
+        pk__in={message_id for message_id, _ in wanted}, state=MessageState.STREAMING
+    ).values_list("pk", "session_id")
+    return {(mid, as_uuid(sid)) for mid, sid in rows} & wanted
 
 
 def _insert(rows: list[Event]) -> None:
@@ -228,7 +187,8 @@ def write_batch(batch: list[_Delta]) -> list[int | ServiceError]:
     """Write the deltas in one transaction; per delta its seq or the refusal.
 
     Three statements however many deltas the batch holds: reserve the seqs of every
-    session, append the texts to every message, insert every event (refusals add a few).
+    session, check that every message still streams, insert every event (refusals add a
+    few).
     """
     outcome_of: dict[int, int | ServiceError] = {}
     with transaction.atomic():
@@ -240,8 +200,7 @@ def write_batch(batch: list[_Delta]) -> list[int | ServiceError]:
                 for delta in deltas:
                     outcome_of[id(delta)] = refusal
         accepted = [d for sid, deltas in grouped.items() if sid in reserved for d in deltas]
-        written = _concatenate(accepted) if accepted else set()
-        _grow_parts([d for d in accepted if (d.message_id, d.session_id) in written])
+        written = _streaming(accepted) if accepted else set()
         rows: list[Event] = []
         unused: dict[uuid.UUID, int] = {}
         now = timezone.now()

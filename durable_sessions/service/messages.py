@@ -28,6 +28,7 @@ from durable_sessions.models import (
 from durable_sessions.service import parts, runs
 from durable_sessions.service.runs import agent_status_frame
 from durable_sessions.service.sessions import system_participant
+from durable_sessions.service.text import StreamedText, streaming_text
 from durable_sessions.service.unit import SessionWrite, session_write
 from durable_sessions.service.validation import MAX_REASON_CHARS, clean_client_id, clean_text
 
@@ -184,7 +185,7 @@ def _streaming(message: Message | int) -> tuple[uuid.UUID, int]:
 
 def _still_streaming(w: SessionWrite, message_id: int) -> Message:
     # Read under the session lock: every write to a message holds it too.
-    current = Message.objects.only("pk", "state", "content").get(pk=message_id)
+    current = Message.objects.only("pk", "session_id", "seq", "state", "content").get(pk=message_id)
     if current.state != MessageState.STREAMING:
         raise MessageFinished(f"message {message_id} is already {current.state}")
     return current
@@ -216,9 +217,15 @@ def fail_assistant_message(message: Message | int, error: str) -> int:
 
 
 def end_message(w: SessionWrite, message: Message, state: str, extra: dict[str, Any]) -> int:
-    Message.objects.filter(pk=message.pk).update(state=state, completed_at=timezone.now())
-    parts.stop_parts(w, [message.pk], extra.get("error") or state)
-    payload = {"message_id": message.pk, "state": state, "length": len(message.content), **extra}
+    """End a streaming reply as ``state``: its text, so far only in its deltas, is written
+    once (see :mod:`.text`)."""
+    streamed = streaming_text(message)
+    content = message.content + streamed.content
+    Message.objects.filter(pk=message.pk).update(
+        state=state, content=content, completed_at=timezone.now()
+    )
+    parts.stop_parts(w, {message.pk: streamed}, extra.get("error") or state)
+    payload = {"message_id": message.pk, "state": state, "length": len(content), **extra}
     return w.append(END_EVENT[state], payload)
 
 
@@ -236,19 +243,26 @@ def stop_ai(w: SessionWrite, reason: str) -> None:
     end_streaming(w, streaming, MessageState.CANCELLED, reason=reason)
 
 
-def end_streaming(
-    w: SessionWrite, streaming: list[tuple[int, int]], state: str, **extra: Any
-) -> None:
-    """End the given streaming replies (``(id, length)`` pairs) as ``state``, keeping
-    their text, with the events that say so."""
+def end_streaming(w: SessionWrite, streaming: list[int], state: str, **extra: Any) -> None:
+    """End the given streaming replies (ids) as ``state``, keeping their text (written
+    once from their deltas), with the events that say so."""
     if not streaming:
         return
-    Message.objects.filter(pk__in=[pk for pk, _ in streaming]).update(
-        state=state, completed_at=timezone.now()
-    )
-    parts.stop_parts(w, [pk for pk, _ in streaming], str(extra.get("reason") or state))
-    for pk, length in streaming:
-        w.append(END_EVENT[state], {"message_id": pk, "state": state, "length": length, **extra})
+    now = timezone.now()
+    ended: dict[int, StreamedText] = {}
+    lengths: dict[int, int] = {}
+    for message in Message.objects.filter(pk__in=streaming, state=MessageState.STREAMING).only(
+        "pk", "session_id", "seq", "state", "content"
+    ):
+        ended[message.pk] = streamed = streaming_text(message)
+        content = message.content + streamed.content
+        lengths[message.pk] = len(content)
+        Message.objects.filter(pk=message.pk).update(state=state, content=content, completed_at=now)
+    parts.stop_parts(w, ended, str(extra.get("reason") or state))
+    for pk in sorted(ended):
+        w.append(
+            END_EVENT[state], {"message_id": pk, "state": state, "length": lengths[pk], **extra}
+        )
 
 
 def cancel_reply(session_id: uuid.UUID | str, *, reason: str = "user") -> list[int]:

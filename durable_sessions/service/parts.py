@@ -24,6 +24,7 @@ from durable_sessions.models import (
     PartState,
     PartType,
 )
+from durable_sessions.service.text import StreamedText, streaming_text
 from durable_sessions.service.unit import SessionWrite, session_write
 from durable_sessions.service.validation import MAX_REASON_CHARS
 
@@ -111,15 +112,18 @@ def start_part(
 
 
 def end_part(part_pk: int) -> int | None:
-    """Mark a streamed text or reasoning part done (``part.ended``); None if it was
-    already."""
+    """Mark a streamed text or reasoning part done (``part.ended``), writing its text
+    once; None if it was already."""
     part = MessagePart.objects.get(pk=part_pk)
     with session_write(part.session_id) as w:
         _require_streaming(w, part.message_id)
-        if not MessagePart.objects.filter(pk=part_pk, state=PartState.STREAMING).update(
-            state=PartState.DONE, completed_at=timezone.now()
-        ):
+        part = MessagePart.objects.select_related("message").get(pk=part_pk)
+        if part.state != PartState.STREAMING:
             return None
+        text = streaming_text(part.message, part_id=part.wire_id).part(part)
+        MessagePart.objects.filter(pk=part_pk).update(
+            state=PartState.DONE, text=text, completed_at=timezone.now()
+        )
         return w.append(
             wire.PART_ENDED,
             {"message_id": part.message_id, "part_id": part.wire_id, "state": PartState.DONE},
@@ -158,6 +162,8 @@ def tool_input_ready(
         part = _locked_tool(w, part_pk)
         if part.state != PartState.INPUT_STREAMING:
             return part
+        message = Message.objects.only("pk", "session_id", "seq").get(pk=part.message_id)
+        part.text = streaming_text(message, part_id=part.wire_id).part(part)
         part.input = tool_input
         if error:
             part.state, part.error = PartState.ERROR, error[:MAX_ERROR_CHARS]
@@ -169,6 +175,7 @@ def tool_input_ready(
             part.state = PartState.RUNNING
         part.save(
             update_fields=[
+                "text",
                 "input",
                 "state",
                 "error",
@@ -230,28 +237,37 @@ def reply_parts(message_id: int) -> list[MessagePart]:
 
 def part_length(part_pk: int) -> int | None:
     """How many characters a part holds (a retried delta's check that it was committed)."""
-    text = MessagePart.objects.filter(pk=part_pk).values_list("text", flat=True).first()
-    return None if text is None else len(text)
+    part = MessagePart.objects.select_related("message").filter(pk=part_pk).first()
+    if part is None:
+        return None
+    return len(streaming_text(part.message, part_id=part.wire_id).part(part))
 
 
-def stop_parts(w: SessionWrite, message_ids: list[int], reason: str) -> None:
-    """When replies are cancelled or failed: their streamed parts end, and their open tool
-    calls are cancelled (a pending approval can no longer be answered)."""
+def stop_parts(w: SessionWrite, streamed: dict[int, StreamedText], reason: str) -> None:
+    """When replies end: their streamed parts end with the text their deltas made
+    (``streamed``, per message id), and their open tool calls are cancelled (a pending
+    approval can no longer be answered)."""
+    message_ids = list(streamed)
     if not message_ids:
         return
     now = timezone.now()
-    MessagePart.objects.filter(message_id__in=message_ids, state=PartState.STREAMING).update(
-        state=PartState.DONE, completed_at=now
-    )
+    for part in MessagePart.objects.filter(message_id__in=message_ids, state=PartState.STREAMING):
+        part.text = streamed[part.message_id].part(part)
+        part.state, part.completed_at = PartState.DONE, now
+        part.save(update_fields=["text", "state", "completed_at"])
     open_calls = list(
         MessagePart.objects.filter(message_id__in=message_ids, state__in=TOOL_OPEN).order_by(
             "message_id", "index"
         )
     )
     for part in open_calls:
+        if part.state == PartState.INPUT_STREAMING:
+            part.text = streamed[part.message_id].part(part)
         part.state, part.completed_at = PartState.CANCELLED, now
         part.error = f"cancelled: {reason}"[:MAX_REASON_CHARS]
         if part.approvers and not part.decision:
             part.decision, part.decided_at = "cancelled", now
-        part.save(update_fields=["state", "completed_at", "error", "decision", "decided_at"])
+        part.save(
+            update_fields=["text", "state", "completed_at", "error", "decision", "decided_at"]
+        )
         tool_updated(w, part)

@@ -14,7 +14,6 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Q, Value
-from django.db.models.functions import Length
 from django.utils import timezone
 
 from durable_sessions import signals
@@ -31,6 +30,7 @@ from durable_sessions.models import (
     RunStatus,
     Status,
 )
+from durable_sessions.service.text import current_content
 from durable_sessions.service.unit import SessionWrite, send_signal, session_write
 
 # Runs that a move away from the AI cancels (a suspended one too: its call is dropped).
@@ -69,32 +69,32 @@ def agent_status_frame(
     return frame
 
 
-def active_work(session_id: uuid.UUID) -> tuple[list[int], list[tuple[int, int]]]:
+def active_work(session_id: uuid.UUID) -> tuple[list[int], list[int]]:
     """In one query: the session's pending and running runs, and its streaming replies
-    as ``(id, length of text)``."""
+    (ids)."""
     run_rows = (
         AgentRun.objects.filter(session_id=session_id, status__in=ACTIVE)
-        .annotate(kind=Value("run"), n=Value(0))
+        .annotate(kind=Value("run"))
         .order_by()  # a part of a UNION has no ORDER BY
-        .values_list("kind", "pk", "n")
+        .values_list("kind", "pk")
     )
     reply_rows = (
         Message.objects.filter(
             session_id=session_id, role=Role.ASSISTANT, state=MessageState.STREAMING
         )
-        .annotate(kind=Value("reply"), n=Length("content"))
+        .annotate(kind=Value("reply"))
         .order_by()
-        .values_list("kind", "pk", "n")
+        .values_list("kind", "pk")
     )
     run_ids: list[int] = []
-    replies: list[tuple[int, int]] = []
+    replies: list[int] = []
     # No ORDER BY on the union either: Django 6.1 would order it by AgentRun's Meta
     # ordering, whose columns the combined rows do not have.
-    for kind, pk, n in run_rows.union(reply_rows, all=True).order_by():
+    for kind, pk in run_rows.union(reply_rows, all=True).order_by():
         if kind == "run":
             run_ids.append(pk)
         else:
-            replies.append((pk, n))
+            replies.append(pk)
     return sorted(run_ids), sorted(replies)
 
 
@@ -185,12 +185,8 @@ def is_running(run_id: int, worker: str) -> bool:
 
 def reply_length(message_id: int) -> int | None:
     """How many characters a reply holds (a retry's check that its append was committed)."""
-    return (
-        Message.objects.filter(pk=message_id)
-        .annotate(n=Length("content"))
-        .values_list("n", flat=True)
-        .first()
-    )
+    message = Message.objects.filter(pk=message_id).first()
+    return None if message is None else len(current_content(message))
 
 
 def streaming_reply(session_id: uuid.UUID) -> Message | None:
