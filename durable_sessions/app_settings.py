@@ -95,6 +95,17 @@ class DurableSessionsSettings(AppSettings):
         2.0, "seconds between sweeps for expired leases and lost runs", positive=True
     )
     RUN_CHANNEL = Str("ds-agent-runs", "channel on which new runs are announced to workers")
+    # --- the event log ---
+    COMPACT_AFTER = Float(
+        300.0,
+        "seconds after a reply ends before its deltas are folded into message.snapshot "
+        "events by the runtime's background task (0: off; `compact_events` still works)",
+        positive=True,
+        zero_is_off=True,
+    )
+    COMPACT_INTERVAL = Float(
+        60.0, "seconds between the runtime's passes that compact finished replies", positive=True
+    )
     # --- presence ---
     PRESENCE_BACKEND = Str("auto", "where presence lives", choices=("auto", "memory", "redis"))
     PRESENCE_REDIS_URL = Str("", "Redis URL for presence; empty: the channel layer's first host")

@@ -194,6 +194,8 @@ class Message(models.Model):
     # A default, not auto_now_add: a complete message gets the same instant for both.
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # When the reply's deltas were folded into message.snapshot events (compaction).
+    compacted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["session_id", "seq"]
@@ -206,7 +208,15 @@ class Message(models.Model):
                 name="ds_message_client_id_unique",
             ),
         ]
-        indexes = [models.Index(fields=["session", "state"], name="ds_message_state_idx")]
+        indexes = [
+            models.Index(fields=["session", "state"], name="ds_message_state_idx"),
+            # The replies still to compact, oldest ending first.
+            models.Index(
+                fields=["completed_at"],
+                condition=models.Q(role="assistant", compacted_at__isnull=True),
+                name="ds_message_compact_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:50]}"

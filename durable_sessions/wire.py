@@ -38,6 +38,9 @@ PART_STARTED = "part.started"
 PART_DELTA = "part.delta"
 PART_ENDED = "part.ended"
 TOOL_UPDATED = "tool.updated"
+# A finished reply whose deltas and part events were compacted: the message whole, at the
+# seq of the last event it replaces; ``from_seq`` is the first (the seqs between are gone).
+MESSAGE_SNAPSHOT = "message.snapshot"
 
 ALL_TYPES = frozenset(
     {
@@ -54,6 +57,7 @@ ALL_TYPES = frozenset(
         PART_DELTA,
         PART_ENDED,
         TOOL_UPDATED,
+        MESSAGE_SNAPSHOT,
     }
 )
 

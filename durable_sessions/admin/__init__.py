@@ -234,8 +234,19 @@ class DurableSessionAdmin(admin.ModelAdmin):
     @admin.display(description="event log")
     def event_log(self, obj: DurableSession) -> str:
         url = event_log_url(self.admin_site.name, obj.pk)
-        count = obj.last_seq  # seq is gapless: the newest seq is the number of events
-        return format_html('<a href="{}">{} event{}</a>', url, count, "" if count == 1 else "s")
+        # Rows, not seqs: a compacted reply's deltas are one message.snapshot row.
+        count = Event.objects.filter(session=obj).count()
+        link = format_html('<a href="{}">{} event{}</a>', url, count, "" if count == 1 else "s")
+        folded = Message.objects.filter(session=obj, compacted_at__isnull=False).count()
+        if not folded:
+            return format_html("{}; not compacted", link)
+        return format_html(
+            "{}; compacted: {} repl{} folded into message.snapshot events (seqs 1…{})",
+            link,
+            folded,
+            "y" if folded == 1 else "ies",
+            obj.last_seq,
+        )
 
     # --- the session's page ---
 

@@ -22,9 +22,12 @@ from django.core import checks as django_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, Max, Q
+from django.db.models import BigIntegerField, Count, F, Max, Q, Sum
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.utils import timezone
 
+from durable_sessions import wire
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.delivery import health
 from durable_sessions.models import (
@@ -280,13 +283,23 @@ def check_clocks(options: Options) -> Iterator[Finding]:
 
 
 def check_logs(options: Options) -> Iterator[Finding]:
-    """The most recently active sessions: seq 1 … last_seq, each once."""
+    """The most recently active sessions: seq 1 … last_seq, each once (a compacted
+    reply's ``message.snapshot`` stands for the seqs from its ``from_seq``)."""
+    from_seq = Cast(KeyTextTransform("from_seq", "events__payload"), BigIntegerField())
     recent = (
         DurableSession.objects.order_by("-updated_at")
-        .annotate(n_events=Count("events"), top=Max("events__seq"))
-        .values_list("id", "last_seq", "n_events", "top")[: options.recent_sessions]
+        .annotate(
+            n_events=Count("events"),
+            top=Max("events__seq"),
+            folded=Sum(F("events__seq") - from_seq, filter=Q(events__type=wire.MESSAGE_SNAPSHOT)),
+        )
+        .values_list("id", "last_seq", "n_events", "top", "folded")[: options.recent_sessions]
     )
-    broken = [str(sid) for sid, last, n, top in recent if n != last or (top or 0) != last]
+    broken = [
+        str(sid)
+        for sid, last, n, top, folded in recent
+        if n + (folded or 0) != last or (top or 0) != last
+    ]
     if broken:
         yield Finding(
             "event log",

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 import uuid
 
@@ -23,7 +24,7 @@ from durable_sessions import service
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.delivery.publish import RUN_MESSAGE_TYPE
 from durable_sessions.runtime.executor import RunExecutor
-from durable_sessions.service import runs
+from durable_sessions.service import compaction, runs
 from durable_sessions.service.transient import is_transient
 from durable_sessions.tasks import background_task
 
@@ -53,7 +54,11 @@ class Worker:
             logger.error("run %s crashed in its executor", run_id, exc_info=task.exception())
 
     def start(self) -> None:
-        self._loops = [background_task(self._listen()), background_task(self._sweep())]
+        self._loops = [
+            background_task(self._listen()),
+            background_task(self._sweep()),
+            background_task(self._compact()),
+        ]
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -107,6 +112,24 @@ class Worker:
         if room > 0:
             for run_id in await database_sync_to_async(runs.pending_ids)(room):
                 self.submit(run_id)
+
+    async def _compact(self) -> None:
+        """Fold the deltas of replies that ended ``COMPACT_AFTER`` ago (0: never)."""
+        while True:
+            # Jitter keeps the processes of a deployment from compacting in lockstep.
+            await asyncio.sleep(ds_settings.COMPACT_INTERVAL * random.uniform(0.8, 1.2))
+            after = ds_settings.COMPACT_AFTER
+            if not after:
+                continue
+            try:
+                await database_sync_to_async(compaction.compact_due)(after_seconds=after)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_transient(exc):  # the next pass tries again
+                    logger.warning("compaction: database unavailable (%s)", exc)
+                else:
+                    logger.exception("compaction failed")
 
     async def _sweep(self) -> None:
         while True:

@@ -632,7 +632,7 @@ export class DurableSessionClient {
   /** Apply one log event; false when it showed a gap and the connection was dropped. */
   _applyEvent(frame) {
     if (frame.seq <= this.lastSeq) return true; // already applied (an earlier connection)
-    if (frame.seq !== this.lastSeq + 1) {
+    if (frame.seq !== this.lastSeq + 1 && !coversNext(frame, this.lastSeq)) {
       // Cannot happen on one connection; if it does, ask again from what we have.
       this._dropSocket("gap in seq");
       this._scheduleReconnect();
@@ -1022,6 +1022,15 @@ const FRAME_HANDLERS = {
   },
 };
 
+/**
+ * Whether a log event that skips seqs is a compacted reply's `message.snapshot` standing
+ * for the skipped seqs (they were its deltas, deleted by compaction): not a gap.
+ */
+function coversNext(frame, lastSeq) {
+  const from = frame.type === "message.snapshot" ? frame.data?.from_seq : undefined;
+  return Number.isInteger(from) && from <= lastSeq + 1 && frame.data?.message != null;
+}
+
 /** Log events, applied exactly once each, in seq order. */
 const EVENT_HANDLERS = {
   "session.created"(data) {
@@ -1056,6 +1065,15 @@ const EVENT_HANDLERS = {
   },
   "message.delta"(data) {
     this._appendDelta(data);
+  },
+  "message.snapshot"(data) {
+    // A compacted reply, whole: it replaces whatever of it was applied before.
+    const message = this._upsertMessage({
+      ...data.message,
+      parts: (data.message.parts ?? []).map((part) => ({ ...part })),
+    });
+    this._emit("message", message, "snapshot");
+    this._emit("approvals", this.pendingApprovals);
   },
   "part.started"(data) {
     this._partEvent(data, "started");
