@@ -205,7 +205,7 @@ def test_a_streaming_reply_is_never_compacted():
 
 
 def test_a_gap_that_no_snapshot_covers_is_still_a_gap():
-    session, replies = build_session()
+    session, _ = build_session()
     compaction.compact_due(after_seconds=0)
     frames = read_events(session.id, 0, limit=100_000)
     snapshot = next(f for f in frames if f["type"] == wire.MESSAGE_SNAPSHOT)
