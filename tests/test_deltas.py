@@ -47,7 +47,7 @@ async def test_deltas_of_many_sessions_are_written_gapless_and_in_order():
         ]
         assert stored == list(range(1, 18))
         assert (await DurableSession.objects.aget(pk=session.pk)).last_seq == 17
-        content = (await text_of(reply.pk))
+        content = await text_of(reply.pk)
         assert content == "".join(f"t{i} " for i in range(15))
 
 
