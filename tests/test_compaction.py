@@ -3,10 +3,19 @@ deltas into message.snapshot events, and a resume after any seq stays exact."""
 
 from __future__ import annotations
 
+import json
+import uuid
+from typing import Any
+
 import pytest
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.management import call_command
+from django.test import AsyncClient
 from django.urls import reverse
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from durable_sessions import service, wire
 from durable_sessions.delivery.replay import read_events, read_events_page, read_wire
@@ -14,10 +23,16 @@ from durable_sessions.models import DurableSession, Event, Message, MessagePart,
 from durable_sessions.service import compaction, parts
 from durable_sessions.service.deltas import _Delta, write_batch
 from durable_sessions.service.text import current_content, streaming_text
-from tests.factories import anonymous_session, make_user
+from durable_sessions.stream_offsets import format_offset
+from tests.factories import anonymous_session, make_user, open_ws, visitor_session
+from tests.fuzzing import FUZZ
 from tests.transcripts import Gap, Transcript
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
+
+db = database_sync_to_async
+# Each example writes and compacts a session: fewer of them than the fuzz tests of input.
+FUZZ_DB = hypothesis_settings(FUZZ, max_examples=15)
 
 
 def delta(message: Message, text: str, part: MessagePart | None = None) -> int:
@@ -232,3 +247,101 @@ def test_the_command_refuses_bad_options(args):
 
     with pytest.raises(CommandError):
         call_command("compact_events", *args)
+
+
+def compacted_session() -> tuple[DurableSession, Any, list[dict[str, Any]], dict[str, Any]]:
+    """A compacted session of the visitor ``v-compact``, its cookie store, its events
+    before compaction and its first snapshot."""
+    session, _ = build_session()
+    before = read_events(session.id, 0, limit=100_000)
+    compaction.compact_due(after_seconds=0)
+    frames = read_events(session.id, 0, limit=100_000)
+    snapshot = next(f for f in frames if f["type"] == wire.MESSAGE_SNAPSHOT)
+    return session, visitor_session("v-compact"), before, snapshot
+
+
+async def test_the_websocket_resumes_inside_a_compacted_range_with_the_snapshot():
+    session, store, before, snapshot = await db(compacted_session)()
+    inside = snapshot["data"]["from_seq"] + 1  # the client had seen part of the reply
+    seen = Transcript().apply_all([f for f in before if f["seq"] <= inside])
+    comm, frames = await open_ws(session.id, store=store, after_seq=inside)
+    events = [f for f in frames if "at" in f and isinstance(f.get("seq"), int)]
+    assert events[0] == snapshot
+    resumed = seen.apply_all(events)
+    assert resumed.shown() == Transcript().apply_all(before).shown()
+    assert frames[-1] == {"type": "live", "last_seq": session.last_seq}
+    await comm.disconnect()
+
+
+async def test_rest_and_durable_streams_readers_resume_inside_a_compacted_range():
+    session, store, before, snapshot = await db(compacted_session)()
+    inside = snapshot["data"]["from_seq"]
+    client = AsyncClient()
+    client.cookies[settings.SESSION_COOKIE_NAME] = store.session_key
+    url = reverse("durable_sessions:session-events", args=[session.id])
+    listed = (await client.get(f"{url}?after_seq={inside}&limit=3")).json()
+    assert listed["events"][0] == snapshot
+    streamed = await client.get(f"/v1/session/{session.id}?offset={format_offset(inside)}")
+    assert streamed.status_code == 200
+    events = json.loads(streamed.content)
+    assert events[0] == snapshot
+    assert streamed["Stream-Next-Offset"] == format_offset(events[-1]["seq"])
+    seen = Transcript().apply_all([f for f in before if f["seq"] <= inside])
+    assert seen.apply_all(events).shown() == Transcript().apply_all(before).shown()
+
+
+# One step of a random reply: a text or reasoning delta, the end of the current part, a
+# customer's message in between, or a whole tool call.
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["text", "reasoning"]), st.text(min_size=1, max_size=6)),
+        st.tuples(st.sampled_from(["end", "customer", "tool"]), st.just("")),
+    ),
+    min_size=1,
+    max_size=14,
+)
+
+
+@FUZZ_DB
+@given(shape=steps, ending=st.sampled_from(["complete", "cancel", "fail"]))
+def test_any_reply_compacts_to_the_transcript_a_resume_after_any_seq_shows(shape, ending):
+    session, _ = anonymous_session(f"v-fuzz-{uuid.uuid4().hex[:8]}")
+    reply = service.start_assistant_message(session.id)
+    current: MessagePart | None = None
+    for kind, text in shape:
+        if kind in ("text", "reasoning"):
+            if current is None or current.type != kind:
+                if current is not None:
+                    parts.end_part(current.pk)
+                current = parts.start_part(reply.pk, kind)
+            delta(reply, text, current)
+        elif kind == "end" and current is not None:
+            parts.end_part(current.pk)
+            current = None
+        elif kind == "customer":
+            service.post_customer_message(session.id, "and?")
+        elif kind == "tool":
+            if current is not None:
+                parts.end_part(current.pk)
+                current = None
+            call = parts.start_part(reply.pk, PartType.TOOL_CALL, tool_name="t")
+            delta(reply, "{}", call)
+            parts.tool_input_ready(call.pk, {})
+            parts.finish_tool(call.pk, output=1)
+    if ending == "complete":
+        service.finish_assistant_message(reply.pk)
+    elif ending == "cancel":
+        service.cancel_reply(session.id)
+    else:
+        service.fail_assistant_message(reply.pk, "boom")
+    last = DurableSession.objects.get(pk=session.pk).last_seq
+    before = read_events(session.id, 0, limit=100_000)
+    expected = Transcript().apply_all(before)
+    assert Message.objects.get(pk=reply.pk).content == expected.messages[reply.pk]["content"]
+    seen = [Transcript()]
+    for frame in before:
+        seen.append(seen[-1].copy().apply_all([frame]))
+    compaction.compact_message(reply.pk)
+    for k in range(last + 1):
+        resumed = seen[k].copy().apply_all(read_events(session.id, k, limit=100_000))
+        assert resumed.shown() == expected.shown(), f"resume after seq {k}"
