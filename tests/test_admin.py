@@ -35,6 +35,7 @@ from durable_sessions.models import (
     ParticipantKind,
     Status,
 )
+from durable_sessions.service import compaction
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -589,3 +590,30 @@ def test_detail_queries_do_not_grow_with_the_transcript(
     # ending is read with one more query.
     last = _queries(admin_client, change_url(long), transcript_page=3)
     assert _queries(admin_client, change_url(short)) == last
+
+
+def test_a_compacted_session_shows_its_transcript_its_rows_and_that_it_is_compacted(
+    admin_client,
+):
+    session = new_session("compacted", messages=1)
+    reply = service.start_assistant_message(session.id)
+    for word in ("Folded ", "into ", "one ", "snapshot."):
+        service.append_delta(reply, word)
+    service.finish_assistant_message(reply)
+    page = admin_client.get(change_url(session)).content.decode()
+    assert "not compacted" in page
+
+    compaction.compact_message(reply.pk)
+
+    response = admin_client.get(change_url(session))
+    html = response.content.decode()
+    assert "Folded into one snapshot." in html
+    rows = Event.objects.filter(session=session).count()
+    assert rows == session_last_seq(session) - 3  # four deltas became one snapshot
+    assert f"{rows} events</a>; compacted: 1 reply folded" in html
+    listed = admin_client.get(reverse(EVENTS), {"session__exact": str(session.pk)})
+    assert "message.snapshot" in [e.type for e in results(listed)]
+
+
+def session_last_seq(session: DurableSession) -> int:
+    return DurableSession.objects.get(pk=session.pk).last_seq
