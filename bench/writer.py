@@ -25,12 +25,11 @@ from bench.streams import FILLER, Send, paced, spread, stamped_text
 
 # Events per reply when seeding a long session.
 REPLY_EVENTS = 100
-# Characters after which an open reply is completed rather than taken over.
+# Characters after which an open reply is completed (and a new one started before the next
+# stream) rather than taken over: replies grow to this length, as long answers do. A delta
+# costs the same however long its reply is (its text is not rewritten), so this bounds only
+# what a finished reply's completion reads.
 LONGEST_REPLY = 20_000
-# A reply that has grown past this many characters is completed, and a new one started,
-# before the next stream: answers end, and each delta rewrites its reply's whole text,
-# so a reply that grew through every step would make later steps slower than earlier ones.
-ROLL_OVER_CHARS = 4_000
 
 
 class DurableWriter:
@@ -60,8 +59,7 @@ class DurableWriter:
         """Have a streaming reply open in each session.
 
         Replies left open by an earlier writer are taken over unless ``fresh`` or longer
-        than :data:`LONGEST_REPLY` characters (a reply's text is rewritten by every delta,
-        so runs must not grow it without bound); the others are completed and new ones
+        than :data:`LONGEST_REPLY` characters; the others are completed and new ones
         started.
         """
         from durable_sessions import service
@@ -84,8 +82,8 @@ class DurableWriter:
                 self.written[session_id] = 0
 
     async def roll_over(self, sessions: list[str]) -> None:
-        """Complete the replies that grew past :data:`ROLL_OVER_CHARS` and start new ones."""
-        long = [s for s in sessions if self.written.get(s, 0) > ROLL_OVER_CHARS]
+        """Complete the replies that grew past :data:`LONGEST_REPLY` and start new ones."""
+        long = [s for s in sessions if self.written.get(s, 0) > LONGEST_REPLY]
         if long:
             for session_id in long:
                 del self.messages[session_id]  # so that prepare completes it
@@ -159,19 +157,16 @@ class DurableWriter:
 async def _streaming_replies(sessions: list[str]) -> list[tuple[int, str, int]]:
     """(message id, session id, text length) of the streaming replies in ``sessions``."""
     from channels.db import database_sync_to_async
-    from django.db.models.functions import Length
 
     from durable_sessions.models import Message, MessageState, Role
+    from durable_sessions.service.text import current_content
 
     def query() -> list[tuple[int, str, int]]:
-        rows = (
-            Message.objects.filter(
-                session_id__in=sessions, role=Role.ASSISTANT, state=MessageState.STREAMING
-            )
-            .annotate(length=Length("content"))
-            .values_list("pk", "session_id", "length")
+        rows = Message.objects.filter(
+            session_id__in=sessions, role=Role.ASSISTANT, state=MessageState.STREAMING
         )
-        return [(pk, str(session_id), length) for pk, session_id, length in rows]
+        # A streaming reply's text is in its deltas until it ends.
+        return [(m.pk, str(m.session_id), len(current_content(m))) for m in rows]
 
     return await database_sync_to_async(query)()
 

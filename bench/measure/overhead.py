@@ -20,7 +20,7 @@ from bench.measure import Context, Goal
 from bench.measure.common import durable_servers, durable_targets, fmt, relay_server, relay_targets
 from bench.plan import DEVICES, RATE_HZ, Plan
 from bench.procs import Child, Supervisor
-from bench.writer import ROLL_OVER_CHARS
+from bench.writer import LONGEST_REPLY
 
 NAME = "overhead"
 TITLE = "Streaming overhead against a bare Channels relay"
@@ -213,10 +213,8 @@ def render(runs: list[dict[str, Any]], plan: Plan) -> str:
         f"({plan.overhead_max_streams * DEVICES} websockets, {plan.client_processes} client "
         f"processes); k of them streaming one delta every {1000 / RATE_HZ:.0f} ms, so "
         f"k x {RATE_HZ * DEVICES:.0f} deliveries/s. One Daphne process, RedisPubSubChannelLayer. "
-        f"A reply that has grown past {ROLL_OVER_CHARS:,} characters is completed, and a new "
-        "one started, "
-        "between steps (each delta rewrites its reply's text: a reply that grew through every "
-        "step would make later steps dearer). "
+        f"Replies grow through the steps up to {LONGEST_REPLY:,} characters (a delta does "
+        "not rewrite its reply's text, so a long reply costs no more per delta). "
         f"Steps start at the fixed rate, k = {plan.overhead_fixed_streams} "
         f"({plan.overhead_fixed_streams * RATE_HZ * DEVICES:.0f} deliveries/s, after an "
         f"unmeasured {WARM_UP_S:.0f} s stream at that rate), and grow (or shrink) "
