@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from durable_sessions import service
 from durable_sessions.models import AgentRun, Event, HandoffRecord, ParticipantKind, RunStatus
-from durable_sessions.service import runs
+from durable_sessions.service import compaction, runs
 from tests.factories import anonymous_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -115,6 +115,22 @@ def test_a_gap_in_a_session_log_is_found(ds_config):
     customer = service.participant_for(session.id, ParticipantKind.CUSTOMER)
     service.post_message(session.id, author=customer, content="one")
     Event.objects.filter(session=session, seq=2).delete()
+    findings, failed = doctor()
+    assert failed
+    assert str(session.id) in problems(findings)["event log"][0]
+
+
+def test_a_compacted_log_is_not_a_gap_but_a_deleted_snapshot_seq_is(ds_config):
+    ds_config(RUNNER="embedded")
+    session, _ = anonymous_session()
+    reply = service.start_assistant_message(session.id)
+    for word in ("a ", "b ", "c"):
+        service.append_delta(reply, word)
+    service.finish_assistant_message(reply)
+    assert compaction.compact_message(reply.pk).deleted == 2
+    findings, _ = doctor()
+    assert "event log" not in problems(findings)
+    Event.objects.filter(session=session, type="message.snapshot").delete()
     findings, failed = doctor()
     assert failed
     assert str(session.id) in problems(findings)["event log"][0]
