@@ -610,7 +610,7 @@ def test_a_compacted_session_shows_its_transcript_its_rows_and_that_it_is_compac
     assert "Folded into one snapshot." in html
     rows = Event.objects.filter(session=session).count()
     assert rows == session_last_seq(session) - 3  # four deltas became one snapshot
-    assert f"{rows} events</a>; compacted: 1 reply folded" in html
+    assert f"{rows} events</a>; compacted (1 message.snapshot event in place" in html
     listed = admin_client.get(reverse(EVENTS), {"session__exact": str(session.pk)})
     assert "message.snapshot" in [e.type for e in results(listed)]
 

@@ -234,17 +234,20 @@ class DurableSessionAdmin(admin.ModelAdmin):
     @admin.display(description="event log")
     def event_log(self, obj: DurableSession) -> str:
         url = event_log_url(self.admin_site.name, obj.pk)
-        # Rows, not seqs: a compacted reply's deltas are one message.snapshot row.
-        count = Event.objects.filter(session=obj).count()
+        # Rows, not seqs: a compacted reply's deltas are message.snapshot rows.
+        counts = Event.objects.filter(session=obj).aggregate(
+            rows=Count("pk"), snapshots=Count("pk", filter=Q(type=wire.MESSAGE_SNAPSHOT))
+        )
+        count, snapshots = counts["rows"], counts["snapshots"]
         link = format_html('<a href="{}">{} event{}</a>', url, count, "" if count == 1 else "s")
-        folded = Message.objects.filter(session=obj, compacted_at__isnull=False).count()
-        if not folded:
+        if not snapshots:
             return format_html("{}; not compacted", link)
         return format_html(
-            "{}; compacted: {} repl{} folded into message.snapshot events (seqs 1…{})",
+            "{}; compacted ({} message.snapshot event{} in place of finished replies' "
+            "deltas; seqs 1…{})",
             link,
-            folded,
-            "y" if folded == 1 else "ies",
+            snapshots,
+            "" if snapshots == 1 else "s",
             obj.last_seq,
         )
 
