@@ -3,6 +3,7 @@ deltas into message.snapshot events, and a resume after any seq stays exact."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from durable_sessions import service, wire
 from durable_sessions.delivery.replay import read_events, read_events_page, read_wire
 from durable_sessions.models import DurableSession, Event, Message, MessagePart, PartType
+from durable_sessions.runtime.worker import Worker
 from durable_sessions.service import compaction, parts
 from durable_sessions.service.deltas import _Delta, write_batch
 from durable_sessions.service.text import current_content, streaming_text
@@ -345,3 +347,47 @@ def test_any_reply_compacts_to_the_transcript_a_resume_after_any_seq_shows(shape
     for k in range(last + 1):
         resumed = seen[k].copy().apply_all(read_events(session.id, k, limit=100_000))
         assert resumed.shown() == expected.shown(), f"resume after seq {k}"
+
+
+async def test_the_runtime_worker_compacts_replies_that_ended_compact_after_ago(ds_config):
+    ds_config(RUNNER="worker", COMPACT_AFTER=0.05, COMPACT_INTERVAL=0.05)
+
+    def finished_reply() -> Message:
+        session, _ = anonymous_session("v-worker")
+        reply = service.start_assistant_message(session.id)
+        for word in ("kept ", "whole"):
+            delta(reply, word)
+        service.finish_assistant_message(reply.pk)
+        return reply
+
+    reply = await db(finished_reply)()
+    worker = Worker("compactor")
+    worker.start()
+    try:
+        for _ in range(100):
+            stored = await Message.objects.aget(pk=reply.pk)
+            if stored.compacted_at is not None:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await worker.stop()
+    assert stored.compacted_at is not None
+    types = [
+        t
+        async for t in Event.objects.filter(session_id=reply.session_id).values_list(
+            "type", flat=True
+        )
+    ]
+    assert wire.MESSAGE_DELTA not in types and wire.MESSAGE_SNAPSHOT in types
+
+
+async def test_the_runtime_worker_leaves_the_log_alone_when_compaction_is_off(ds_config):
+    ds_config(RUNNER="worker", COMPACT_AFTER=0, COMPACT_INTERVAL=0.05)
+    reply = await db(lambda: typed_reply(anonymous_session("v-off")[0], interleave=False))()
+    worker = Worker("idle-compactor")
+    worker.start()
+    try:
+        await asyncio.sleep(0.4)  # several passes of COMPACT_INTERVAL
+    finally:
+        await worker.stop()
+    assert (await Message.objects.aget(pk=reply.pk)).compacted_at is None
