@@ -33,6 +33,8 @@ from tests.transcripts import Gap, Transcript
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 db = database_sync_to_async
+# Reads from async tests go through database_sync_to_async, which closes its connection:
+# one left open would keep pytest-django from dropping a PostgreSQL test database.
 # Each example writes and compacts a session: fewer of them than the fuzz tests of input.
 FUZZ_DB = hypothesis_settings(FUZZ, max_examples=15)
 
@@ -365,19 +367,18 @@ async def test_the_runtime_worker_compacts_replies_that_ended_compact_after_ago(
     worker.start()
     try:
         for _ in range(100):
-            stored = await Message.objects.aget(pk=reply.pk)
+            stored = await db(Message.objects.get)(pk=reply.pk)
             if stored.compacted_at is not None:
                 break
             await asyncio.sleep(0.1)
     finally:
         await worker.stop()
     assert stored.compacted_at is not None
-    types = [
-        t
-        async for t in Event.objects.filter(session_id=reply.session_id).values_list(
-            "type", flat=True
+    types = await db(
+        lambda: list(
+            Event.objects.filter(session_id=reply.session_id).values_list("type", flat=True)
         )
-    ]
+    )()
     assert wire.MESSAGE_DELTA not in types and wire.MESSAGE_SNAPSHOT in types
 
 
@@ -390,4 +391,4 @@ async def test_the_runtime_worker_leaves_the_log_alone_when_compaction_is_off(ds
         await asyncio.sleep(0.4)  # several passes of COMPACT_INTERVAL
     finally:
         await worker.stop()
-    assert (await Message.objects.aget(pk=reply.pk)).compacted_at is None
+    assert (await db(Message.objects.get)(pk=reply.pk)).compacted_at is None
