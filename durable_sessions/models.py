@@ -65,12 +65,13 @@ class DurableSessionQuerySet(models.QuerySet):
         )
 
     def with_latest_run(self) -> DurableSessionQuerySet:
-        """Annotate ``run_status`` and ``run_message_id`` of each session's newest run
-        (what the agent's status is computed from)."""
+        """Annotate ``run_status``, ``run_message_id`` and ``run_attempts`` of each
+        session's newest run (what the agent's status is computed from)."""
         run = AgentRun.objects.filter(session=OuterRef("pk")).order_by("-id")
         return self.annotate(
             run_status=Subquery(run.values("status")[:1]),
             run_message_id=Subquery(run.values("message_id")[:1]),
+            run_attempts=Subquery(run.values("attempts")[:1]),
         )
 
 
@@ -338,8 +339,10 @@ class RunStatus(models.TextChoices):
 class AgentRun(models.Model):
     """One agent turn: claimed by exactly one worker, kept alive by a lease.
 
-    A run whose lease expires while ``running`` belongs to a dead process: its reply
-    is marked failed and the session is escalated (see ``durable_sessions.service.runs``).
+    A run whose lease expires while ``running`` belongs to a dead process: it is pending
+    again and another worker continues it from its reply's parts, until ``crashes``
+    reaches ``RUN_MAX_ATTEMPTS``; then its reply is marked failed and the session is
+    escalated (see ``durable_sessions.service.retries``).
     """
 
     session = models.ForeignKey(DurableSession, on_delete=models.CASCADE, related_name="runs")
@@ -358,6 +361,10 @@ class AgentRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    # How often a worker claimed the run, and how many of those attempts ended with a
+    # lost lease (a planned hand-back is not one).
+    attempts = models.PositiveIntegerField(default=0)
+    crashes = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["session_id", "id"]
@@ -368,6 +375,18 @@ class AgentRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"
+
+
+class AgentWorker(models.Model):
+    """A live worker process, seen at each of its sweeps: claims are shared among them."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    seen_at = models.DateTimeField()
+    # Stopping (SIGTERM): it claims nothing more and hands its runs back.
+    draining = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class HandoffAction(models.TextChoices):

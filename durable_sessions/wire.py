@@ -38,6 +38,9 @@ PART_STARTED = "part.started"
 PART_DELTA = "part.delta"
 PART_ENDED = "part.ended"
 TOOL_UPDATED = "tool.updated"
+# A run lost its worker (a crash, or a hand-back while the worker stops): another worker
+# continues it; clients show that the assistant is reconnecting.
+RUN_RETRYING = "run.retrying"
 
 ALL_TYPES = frozenset(
     {
@@ -54,6 +57,7 @@ ALL_TYPES = frozenset(
         PART_DELTA,
         PART_ENDED,
         TOOL_UPDATED,
+        RUN_RETRYING,
     }
 )
 

@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, Value
+from django.db.models import F, Q, Value
 from django.db.models.functions import Length
 from django.utils import timezone
 
@@ -31,6 +31,7 @@ from durable_sessions.models import (
     RunStatus,
     Status,
 )
+from durable_sessions.service import workers
 from durable_sessions.service.unit import SessionWrite, send_signal, session_write
 
 # Runs that a move away from the AI cancels (a suspended one too: its call is dropped).
@@ -104,14 +105,17 @@ def cancel(run_ids: list[int], reason: str) -> None:
     )
 
 
-def claim(run_id: int, worker: str) -> AgentRun | None:
+def claim(run_id: int, worker: str, *, fair: bool = False) -> AgentRun | None:
     """Atomically move a pending run to running for ``worker``; None if it cannot run now.
 
     A run whose session left AI control (or closed) is cancelled; a run whose session
-    already has a running run stays pending until that one ends.
+    already has a running run stays pending until that one ends. With ``fair``, a worker
+    that holds its share of the live workers' runs leaves the run to another one.
     """
     session_id = session_of(run_id, status=RunStatus.PENDING)
     if session_id is None:
+        return None
+    if fair and not workers.has_room(worker):
         return None
     with session_write(session_id) as w:
         pending = AgentRun.objects.filter(pk=run_id, status=RunStatus.PENDING)
@@ -135,7 +139,11 @@ def claim(run_id: int, worker: str) -> AgentRun | None:
             return None
         now = timezone.now()
         if not pending.update(
-            status=RunStatus.RUNNING, worker=worker, started_at=now, lease_expires_at=lease_until()
+            status=RunStatus.RUNNING,
+            worker=worker,
+            started_at=now,
+            lease_expires_at=lease_until(),
+            attempts=F("attempts") + 1,
         ):
             return None
         return AgentRun.objects.get(pk=run_id)
@@ -227,7 +235,7 @@ def expired_ids(limit: int = 100) -> list[int]:
 
 def agent_status(session_id: uuid.UUID) -> str:
     """What clients show for the agent: thinking, streaming, calling_tool,
-    awaiting_approval, unresponsive or idle."""
+    awaiting_approval, reconnecting, unresponsive or idle."""
     return str(agent_state(session_id)["status"])
 
 
@@ -235,11 +243,11 @@ def agent_state(session_id: uuid.UUID) -> dict[str, Any]:
     """The agent's status as the ``agent`` of a snapshot: ``{"status", "tool", "run_id"}``,
     from the
     session's newest run (a suspended run first) and its reply's last part."""
-    runs = AgentRun.objects.filter(session_id=session_id).only("status", "message_id")
+    runs = AgentRun.objects.filter(session_id=session_id).only("status", "message_id", "attempts")
     run = runs.filter(status=RunStatus.AWAITING).first() or runs.order_by("-id").first()
     if run is None:
         return {"status": "idle", "tool": None, "run_id": None}
-    status = status_of_run(run.status, run.message_id)
+    status = status_of_run(run.status, run.message_id, run.attempts)
     tool = None
     if run.status == RunStatus.RUNNING and run.message_id:
         reply_state = Message.objects.filter(pk=run.message_id).values_list("state", flat=True)
@@ -267,10 +275,11 @@ def agent_state(session_id: uuid.UUID) -> dict[str, Any]:
     return {"status": status, "tool": tool, "run_id": run.pk}
 
 
-def status_of_run(status: str, message_id: int | None) -> str:
-    """The agent status a session's latest run means (queue views compute it in bulk)."""
+def status_of_run(status: str, message_id: int | None, attempts: int = 0) -> str:
+    """The agent status a session's latest run means (queue views compute it in bulk);
+    a run pending again after an attempt is "reconnecting"."""
     if status == RunStatus.PENDING:
-        return "thinking"
+        return "reconnecting" if attempts else "thinking"
     if status == RunStatus.RUNNING:
         return "streaming" if message_id else "thinking"
     if status == RunStatus.CRASHED:
