@@ -312,3 +312,42 @@ async def test_claims_are_spread_over_the_live_workers_within_their_limit(settin
     finally:
         await alpha.stop()
         await beta.stop()
+
+
+def test_the_api_shows_the_run_attempts_and_the_agent_reconnecting(settings):
+    from django.test import Client
+    from django.urls import reverse
+
+    runtime_settings(settings)
+    session, store = anonymous_session()
+    run = _dead_run(session, "half")
+    assert service.crash_run(run.pk)
+    client = Client()
+    client.cookies["sessionid"] = store.session_key
+    body = client.get(reverse("durable_sessions:session-detail", args=[session.id])).json()
+    assert body["agent_status"] == "reconnecting"
+    assert {k: body["run"][k] for k in ("id", "status", "attempts", "crashes", "max_attempts")} == {
+        "id": run.pk,
+        "status": "pending",
+        "attempts": 1,
+        "crashes": 1,
+        "max_attempts": 2,
+    }
+
+
+def test_the_admin_lists_each_run_with_its_attempts_and_crashes(admin_client, settings):
+    import re
+
+    from django.urls import reverse
+
+    runtime_settings(settings)
+    session, _ = anonymous_session()
+    run = _dead_run(session, "half")
+    assert service.crash_run(run.pk)
+    page = admin_client.get(
+        reverse("admin:durable_sessions_durablesession_change", args=[session.pk])
+    ).content.decode()
+    row = re.search(rf'<tr class="ds-run" data-run="{run.pk}">(.*?)</tr>', page, re.S).group(1)
+    assert '<td class="ds-run-attempts">1</td>' in row
+    assert '<td class="ds-run-crashes">1</td>' in row
+    assert "Pending" in row and "attempt 1: lease expired" in row

@@ -275,6 +275,19 @@ def agent_state(session_id: uuid.UUID) -> dict[str, Any]:
     return {"status": status, "tool": tool, "run_id": run.pk}
 
 
+def latest_run(session_id: uuid.UUID) -> dict[str, Any] | None:
+    """The session's newest run as the API shows it: its status and attempts."""
+    run = (
+        AgentRun.objects.filter(session_id=session_id)
+        .order_by("-id")
+        .values("id", "status", "attempts", "crashes", "created_at", "finished_at")
+        .first()
+    )
+    if run is None:
+        return None
+    return {**run, "max_attempts": ds_settings.RUN_MAX_ATTEMPTS}
+
+
 def status_of_run(status: str, message_id: int | None, attempts: int = 0) -> str:
     """The agent status a session's latest run means (queue views compute it in bulk);
     a run pending again after an attempt is "reconnecting"."""
