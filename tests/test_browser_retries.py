@@ -8,10 +8,11 @@ import asyncio
 from channels.db import database_sync_to_async
 
 from durable_sessions import service
-from durable_sessions.models import AgentRun, RunStatus
+from durable_sessions.models import AgentRun, ParticipantKind, RunStatus
 from durable_sessions.runtime.worker import Worker
 from durable_sessions.service import parts, runs
 from durable_sessions.service.deltas import _Delta, write_batch
+from tests.factories import anonymous_session
 from tests.live import server_env
 from tests.test_browser_chat import (
     ASSISTANT,
@@ -126,3 +127,31 @@ async def test_a_restarted_answer_shows_the_cut_text_struck_through(browser, dap
     await screenshot(page, "retry-restarted")
     no_trouble(tab)
     await context.close()
+
+
+@browser_test
+async def test_the_console_shows_which_attempt_the_assistant_reconnects_for(
+    browser, daphne, settings
+):
+    from tests.test_browser_console import log_in, open_session, operator
+    from tests.test_browser_console import open_page as open_console
+
+    server = daphne(server_env(ds_settings={"RUNNER": "worker", "RESYNC_INTERVAL": 0.3}))
+    await operator("olga")
+    console = await open_console(browser, server)
+    await log_in(console, "olga")
+    session, _ = await database_sync_to_async(anonymous_session)()
+    customer = await database_sync_to_async(service.participant_for)(
+        session.id, ParticipantKind.CUSTOMER
+    )
+    await service.apost_message(session.id, author=customer, content="Where is my parcel?")
+    await open_session(console, str(session.id))
+    run = await pending_run()
+    await database_sync_to_async(lose_the_worker)(run.pk)
+    agent = console.page.locator("#presence-agent[data-status=reconnecting]")
+    await agent.wait_for(timeout=WAIT_MS)
+    assert await agent.get_attribute("data-attempt") == "2"
+    text = await agent.text_content() or ""
+    assert f"attempt 2 of run {run.pk}" in text and "worker was lost" in text
+    await screenshot(console.page, "console-retry")
+    no_trouble(console)
