@@ -12,8 +12,9 @@ duplicate.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 
@@ -21,10 +22,19 @@ from durable_sessions.models import MessagePart, PartState, PartType
 from durable_sessions.service import parts
 from durable_sessions.service.transient import retrying
 
-if TYPE_CHECKING:
-    from durable_sessions.runtime.reply import ReplyWriter
-
 db = database_sync_to_async
+
+
+class ReplyWriter(Protocol):
+    """What of :class:`~durable_sessions.runtime.reply.ReplyWriter` a continuation uses."""
+
+    cut: CutPart | None
+    part: Any
+    buffer: Any
+    announce: Callable[[str, str | None], Awaitable[None]]
+
+    @property
+    def what(self) -> str: ...
 
 
 def cut_text(part: MessagePart) -> str:
