@@ -65,13 +65,13 @@ class DurableSessionQuerySet(models.QuerySet):
         )
 
     def with_latest_run(self) -> DurableSessionQuerySet:
-        """Annotate ``run_status``, ``run_message_id`` and ``run_attempts`` of each
+        """Annotate ``run_status``, ``run_message_id`` and ``run_retry_reason`` of each
         session's newest run (what the agent's status is computed from)."""
         run = AgentRun.objects.filter(session=OuterRef("pk")).order_by("-id")
         return self.annotate(
             run_status=Subquery(run.values("status")[:1]),
             run_message_id=Subquery(run.values("message_id")[:1]),
-            run_attempts=Subquery(run.values("attempts")[:1]),
+            run_retry_reason=Subquery(run.values("retry_reason")[:1]),
         )
 
 
@@ -365,6 +365,9 @@ class AgentRun(models.Model):
     # lost lease (a planned hand-back is not one).
     attempts = models.PositiveIntegerField(default=0)
     crashes = models.PositiveIntegerField(default=0)
+    # Why a pending run waits for another worker ("worker_lost", "handed_back"); empty once
+    # claimed (and for a run that waits for its first worker or after an approval).
+    retry_reason = models.CharField(max_length=12, blank=True, default="")
 
     class Meta:
         ordering = ["session_id", "id"]

@@ -130,7 +130,7 @@ def row(session: DurableSession, user: AnyUser) -> dict[str, Any]:
             "awaiting_approval"
             if session.awaiting_approval
             else status_of_run(
-                session.run_status, session.run_message_id, session.run_attempts or 0
+                session.run_status, session.run_message_id, session.run_retry_reason or ""
             )
         ),
         "created_at": wire.iso(session.created_at),

@@ -245,3 +245,42 @@ async def test_two_workers_share_a_burst_of_runs_within_their_limit(
         for name in ("alpha", "beta")
     }
     assert held == {"alpha": 3, "beta": 3}
+
+
+async def test_sigterm_of_an_embedded_server_hands_its_run_to_the_next_server(
+    daphne, postgres, redis_url
+):
+    env = server_env(
+        redis_url=redis_url,
+        ds_settings={
+            **FAST_REAPING,
+            "RUNNER": "embedded",
+            "AGENT": "tests.resume_agents.SlowTextAgent",
+            "AGENT_OPTIONS": {"reply": REPLY, "tokens_per_second": 20},
+            "DRAIN_GRACE": 0.5,
+        },
+    )
+    first = daphne(env)
+    session, store = await database_sync_to_async(anonymous_session)()
+    ws = await connect(first, session, store)
+    await read_until(ws, lambda f: f.get("type") == "live")
+    await ws.send(json.dumps({"type": "message.send", "content": "hello", "client_id": "c1"}))
+    await read_until(ws, lambda f: f.get("type") == "message.delta")
+    run = await holder()
+    first.process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(first.process.wait, 20) is not None
+
+    def handed_back() -> bool:
+        return AgentRun.objects.filter(pk=run.pk, status=RunStatus.PENDING).exists()
+
+    assert await database_sync_to_async(handed_back)()  # pending, not left to its lease
+    second = daphne(env)  # its worker picks the run up at once
+    late = await connect(second, session, store)
+    frames = await read_until(late, completed)
+    done = await finished(run.pk)
+    assert (done.status, done.crashes, done.attempts) == (RunStatus.COMPLETED, 0, 2)
+    events = [e for f in frames if f.get("type") == "events" for e in f["events"]]
+    assert reader_text(events + frames) == REPLY
+    assert (await Message.objects.aget(role="assistant")).content == REPLY
+    for socket in (ws, late):
+        await socket.close()

@@ -351,3 +351,39 @@ def test_the_admin_lists_each_run_with_its_attempts_and_crashes(admin_client, se
     assert '<td class="ds-run-attempts">1</td>' in row
     assert '<td class="ds-run-crashes">1</td>' in row
     assert "Pending" in row and "attempt 1: lease expired" in row
+
+
+@pytest.mark.parametrize(
+    ("configured", "message"),
+    [
+        ({"RUN_MAX_ATTEMPTS": 0}, "DURABLE_SESSIONS['RUN_MAX_ATTEMPTS'] must be > 0, not 0"),
+        ({"RUN_MAX_ATTEMPTS": 1.5}, "DURABLE_SESSIONS['RUN_MAX_ATTEMPTS'] must be an int"),
+        ({"DRAIN_GRACE": -1}, "DURABLE_SESSIONS['DRAIN_GRACE'] must be >= 0 (0: off), not -1"),
+        ({"DRAIN_GRACE": "10"}, "DURABLE_SESSIONS['DRAIN_GRACE'] must be a number"),
+    ],
+)
+def test_the_retry_and_drain_settings_refuse_bad_values(settings, configured, message):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from durable_sessions.app_settings import ds_settings
+
+    settings.DURABLE_SESSIONS = configured
+    with pytest.raises(ImproperlyConfigured) as raised:
+        ds_settings.RUN_MAX_ATTEMPTS  # noqa: B018 (the whole dict is validated)
+    assert message in str(raised.value)
+    settings.DURABLE_SESSIONS = {"DRAIN_GRACE": 0}
+    assert ds_settings.DRAIN_GRACE == 0
+
+
+def test_only_a_run_waiting_for_another_worker_is_reconnecting(settings):
+    runtime_settings(settings)
+    session, _ = anonymous_session()
+    run = _dead_run(session, "half")
+    assert service.crash_run(run.pk)
+    assert runs.agent_status(session.id) == "reconnecting"
+    runs.claim(run.pk, "next-worker")  # claimed again: no longer waiting
+    assert AgentRun.objects.get(pk=run.pk).retry_reason == ""
+    assert runs.agent_status(session.id) == "streaming"
+    # A run made pending again by an approval (claimed before, never lost) is thinking.
+    AgentRun.objects.filter(pk=run.pk).update(status=RunStatus.PENDING, worker="")
+    assert runs.agent_status(session.id) == "thinking"

@@ -63,6 +63,8 @@ _STOP_EVENTS = {
     wire.CONTROL_CHANGED,
     wire.SESSION_CLOSED,
     wire.MESSAGE_FAILED,
+    # Its lease expired while it still ran (a long pause): another worker now continues it.
+    wire.RUN_RETRYING,
 }
 _DONE = object()
 

@@ -56,6 +56,7 @@ def requeue(w: SessionWrite, run: AgentRun, reason: str) -> int:
         worker="",
         lease_expires_at=None,
         crashes=F("crashes") + (1 if crashed else 0),
+        retry_reason=reason,
         error=f"attempt {run.attempts}: {'lease expired' if crashed else 'handed back'}",
     )
     if run.message_id is not None:

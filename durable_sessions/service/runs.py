@@ -144,6 +144,7 @@ def claim(run_id: int, worker: str, *, fair: bool = False) -> AgentRun | None:
             started_at=now,
             lease_expires_at=lease_until(),
             attempts=F("attempts") + 1,
+            retry_reason="",
         ):
             return None
         return AgentRun.objects.get(pk=run_id)
@@ -243,11 +244,13 @@ def agent_state(session_id: uuid.UUID) -> dict[str, Any]:
     """The agent's status as the ``agent`` of a snapshot: ``{"status", "tool", "run_id"}``,
     from the
     session's newest run (a suspended run first) and its reply's last part."""
-    runs = AgentRun.objects.filter(session_id=session_id).only("status", "message_id", "attempts")
+    runs = AgentRun.objects.filter(session_id=session_id).only(
+        "status", "message_id", "retry_reason"
+    )
     run = runs.filter(status=RunStatus.AWAITING).first() or runs.order_by("-id").first()
     if run is None:
         return {"status": "idle", "tool": None, "run_id": None}
-    status = status_of_run(run.status, run.message_id, run.attempts)
+    status = status_of_run(run.status, run.message_id, run.retry_reason)
     tool = None
     if run.status == RunStatus.RUNNING and run.message_id:
         reply_state = Message.objects.filter(pk=run.message_id).values_list("state", flat=True)
@@ -288,11 +291,11 @@ def latest_run(session_id: uuid.UUID) -> dict[str, Any] | None:
     return {**run, "max_attempts": ds_settings.RUN_MAX_ATTEMPTS}
 
 
-def status_of_run(status: str, message_id: int | None, attempts: int = 0) -> str:
+def status_of_run(status: str, message_id: int | None, retry_reason: str = "") -> str:
     """The agent status a session's latest run means (queue views compute it in bulk);
-    a run pending again after an attempt is "reconnecting"."""
+    a run pending again because its worker was lost is "reconnecting"."""
     if status == RunStatus.PENDING:
-        return "reconnecting" if attempts else "thinking"
+        return "reconnecting" if retry_reason else "thinking"
     if status == RunStatus.RUNNING:
         return "streaming" if message_id else "thinking"
     if status == RunStatus.CRASHED:
