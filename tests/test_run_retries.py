@@ -387,3 +387,26 @@ def test_only_a_run_waiting_for_another_worker_is_reconnecting(settings):
     # A run made pending again by an approval (claimed before, never lost) is thinking.
     AgentRun.objects.filter(pk=run.pk).update(status=RunStatus.PENDING, worker="")
     assert runs.agent_status(session.id) == "thinking"
+
+
+async def test_a_run_beyond_the_fair_share_is_taken_once_it_waited_two_sweeps(settings):
+    runtime_settings(
+        settings,
+        AGENT="tests.resume_agents.SlowTextAgent",
+        AGENT_OPTIONS={"reply": REPLY, "tokens_per_second": 5},
+    )
+    await db(workers.seen)("ghost")  # noted as live, but died without a run
+    solo = Worker("solo")
+    for n in range(2):
+        session, _ = await db(anonymous_session)(f"visitor-{n}")
+        customer = await db(service.participant_for)(session.id, ParticipantKind.CUSTOMER)
+        await service.apost_message(session.id, author=customer, content="hi")
+    try:
+        solo.start()
+
+        def both_running():
+            return AgentRun.objects.filter(status=RunStatus.RUNNING, worker="solo").count() == 2
+
+        await wait_for(both_running)
+    finally:
+        await solo.stop()

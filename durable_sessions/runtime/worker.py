@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import uuid
+from functools import partial
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -43,16 +44,16 @@ class Worker:
         self.draining = False
         self._loops: list[asyncio.Task[None]] = []
 
-    def submit(self, run_id: int) -> bool:
+    def submit(self, run_id: int, *, fair: bool = True) -> bool:
         """Start executing ``run_id`` unless it already runs here, the worker is full or
-        it is stopping."""
+        it is stopping; ``fair`` claims it only within this worker's fair share."""
         if (
             self.draining
             or run_id in self.tasks
             or len(self.tasks) >= ds_settings.MAX_CONCURRENT_RUNS
         ):
             return False
-        executor = RunExecutor(self.id, run_id, self.submit, fair=True)
+        executor = RunExecutor(self.id, run_id, self.submit, fair=fair)
         task = background_task(executor.execute())
         self.tasks[run_id] = task
         self.executors[run_id] = executor
@@ -151,6 +152,15 @@ class Worker:
         if room > 0:
             for run_id in await database_sync_to_async(runs.pending_ids)(room):
                 self.submit(run_id)
+        # A run that no worker took for two sweeps (their shares were full, or a worker
+        # counted as live has died) is taken within MAX_CONCURRENT_RUNS alone.
+        left = ds_settings.MAX_CONCURRENT_RUNS - len(self.tasks)
+        if left > 0:
+            waited = 2 * ds_settings.RUN_SWEEP_INTERVAL
+            for run_id in await database_sync_to_async(partial(runs.pending_ids, waited=waited))(
+                left
+            ):
+                self.submit(run_id, fair=False)
 
     async def _sweep(self) -> None:
         with contextlib.suppress(Exception):  # counted among the live workers at once

@@ -209,12 +209,14 @@ def streaming_reply(session_id: uuid.UUID) -> Message | None:
     ).first()
 
 
-def pending_ids(limit: int) -> list[int]:
-    return list(
-        AgentRun.objects.filter(status=RunStatus.PENDING)
-        .order_by("id")
-        .values_list("pk", flat=True)[:limit]
-    )
+def pending_ids(limit: int, *, waited: float = 0.0) -> list[int]:
+    """The oldest pending runs; with ``waited``, only those created that many seconds ago
+    or more (or waiting for another worker after an attempt)."""
+    pending = AgentRun.objects.filter(status=RunStatus.PENDING)
+    if waited:
+        since = timezone.now() - timedelta(seconds=waited)
+        pending = pending.filter(Q(created_at__lte=since) | ~Q(retry_reason=""))
+    return list(pending.order_by("id").values_list("pk", flat=True)[:limit])
 
 
 def next_pending_in_session(session_id: uuid.UUID) -> int | None:
