@@ -220,8 +220,12 @@ def pending_ids(limit: int, *, waited: float = 0.0) -> list[int]:
 
 
 def next_pending_in_session(session_id: uuid.UUID) -> int | None:
+    """The session's next run: a pending one, or one a sweep claimed already (the agent
+    goes on thinking about it either way)."""
     return (
-        AgentRun.objects.filter(session_id=session_id, status=RunStatus.PENDING)
+        AgentRun.objects.filter(
+            session_id=session_id, status__in=(RunStatus.PENDING, RunStatus.RUNNING)
+        )
         .order_by("id")
         .values_list("pk", flat=True)
         .first()
