@@ -74,6 +74,15 @@ class DurableSessionsSettings(AppSettings):
     LEASE_TIMEOUT = Float(15.0, "seconds a run's lease lasts without renewal", positive=True)
     HEARTBEAT_INTERVAL = Float(3.0, "seconds between renewals of a run's lease", positive=True)
     ESCALATE_ON_CRASH = Bool(True, "move a session whose agent crashed to the human queue")
+    RUN_MAX_ATTEMPTS = Int(
+        2, "attempts of a run whose worker died before its reply fails and escalates", positive=True
+    )
+    DRAIN_GRACE = Float(
+        10.0,
+        "seconds a stopping worker lets its runs finish before handing them back (0: at once)",
+        positive=True,
+        zero_is_off=True,
+    )
     AGENT_IDLE_TIMEOUT = Float(
         60.0, "fail a reply when the agent yields nothing for this long", positive=True
     )
@@ -90,7 +99,11 @@ class DurableSessionsSettings(AppSettings):
         "who answers a tool call's approval unless its tool or the adapter says",
         choices=("any", "customer", "operator"),
     )
-    MAX_CONCURRENT_RUNS = Int(100, "runs one process executes at once", positive=True)
+    MAX_CONCURRENT_RUNS = Int(
+        100,
+        "runs one worker executes at once (its fair share of the live workers' runs is less)",
+        positive=True,
+    )
     RUN_SWEEP_INTERVAL = Float(
         2.0, "seconds between sweeps for expired leases and lost runs", positive=True
     )

@@ -794,6 +794,7 @@ _AGENT_CHANGES = frozenset(
         wire.CONTROL_CHANGED,
         wire.SESSION_CLOSED,
         wire.TOOL_UPDATED,
+        wire.RUN_RETRYING,
     }
 )
 

@@ -65,12 +65,13 @@ class DurableSessionQuerySet(models.QuerySet):
         )
 
     def with_latest_run(self) -> DurableSessionQuerySet:
-        """Annotate ``run_status`` and ``run_message_id`` of each session's newest run
-        (what the agent's status is computed from)."""
+        """Annotate ``run_status``, ``run_message_id`` and ``run_retry_reason`` of each
+        session's newest run (what the agent's status is computed from)."""
         run = AgentRun.objects.filter(session=OuterRef("pk")).order_by("-id")
         return self.annotate(
             run_status=Subquery(run.values("status")[:1]),
             run_message_id=Subquery(run.values("message_id")[:1]),
+            run_retry_reason=Subquery(run.values("retry_reason")[:1]),
         )
 
 
@@ -348,8 +349,10 @@ class RunStatus(models.TextChoices):
 class AgentRun(models.Model):
     """One agent turn: claimed by exactly one worker, kept alive by a lease.
 
-    A run whose lease expires while ``running`` belongs to a dead process: its reply
-    is marked failed and the session is escalated (see ``durable_sessions.service.runs``).
+    A run whose lease expires while ``running`` belongs to a dead process: it is pending
+    again and another worker continues it from its reply's parts, until ``crashes``
+    reaches ``RUN_MAX_ATTEMPTS``; then its reply is marked failed and the session is
+    escalated (see ``durable_sessions.service.retries``).
     """
 
     session = models.ForeignKey(DurableSession, on_delete=models.CASCADE, related_name="runs")
@@ -368,6 +371,13 @@ class AgentRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    # How often a worker claimed the run, and how many of those attempts ended with a
+    # lost lease (a planned hand-back is not one).
+    attempts = models.PositiveIntegerField(default=0)
+    crashes = models.PositiveIntegerField(default=0)
+    # Why a pending run waits for another worker ("worker_lost", "handed_back"); empty once
+    # claimed (and for a run that waits for its first worker or after an approval).
+    retry_reason = models.CharField(max_length=12, blank=True, default="")
 
     class Meta:
         ordering = ["session_id", "id"]
@@ -378,6 +388,18 @@ class AgentRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"
+
+
+class AgentWorker(models.Model):
+    """A live worker process, seen at each of its sweeps: claims are shared among them."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    seen_at = models.DateTimeField()
+    # Stopping (SIGTERM): it claims nothing more and hands its runs back.
+    draining = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class HandoffAction(models.TextChoices):

@@ -50,3 +50,8 @@ run_failed = Signal()
 #: A run's process died (its lease expired). ``run_id``: int; ``escalated``: whether the
 #: session moved to the human queue (``ESCALATE_ON_CRASH``).
 run_crashed = Signal()
+
+#: A run lost its worker and is pending again for another one: ``run_id``: int;
+#: ``attempt``: the number of the attempt to come; ``reason``: ``"worker_lost"`` (its
+#: lease expired) or ``"handed_back"`` (its worker stopped).
+run_retried = Signal()

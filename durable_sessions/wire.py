@@ -41,6 +41,9 @@ TOOL_UPDATED = "tool.updated"
 # A finished reply whose deltas and part events were compacted: the message whole, at the
 # seq of the last event it replaces; ``from_seq`` is the first (the seqs between are gone).
 MESSAGE_SNAPSHOT = "message.snapshot"
+# A run lost its worker (a crash, or a hand-back while the worker stops): another worker
+# continues it; clients show that the assistant is reconnecting.
+RUN_RETRYING = "run.retrying"
 
 ALL_TYPES = frozenset(
     {
@@ -58,6 +61,7 @@ ALL_TYPES = frozenset(
         PART_ENDED,
         TOOL_UPDATED,
         MESSAGE_SNAPSHOT,
+        RUN_RETRYING,
     }
 )
 

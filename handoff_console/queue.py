@@ -129,7 +129,9 @@ def row(session: DurableSession, user: AnyUser) -> dict[str, Any]:
         "agent": (
             "awaiting_approval"
             if session.awaiting_approval
-            else status_of_run(session.run_status, session.run_message_id)
+            else status_of_run(
+                session.run_status, session.run_message_id, session.run_retry_reason or ""
+            )
         ),
         "created_at": wire.iso(session.created_at),
         "updated_at": wire.iso(session.updated_at),

@@ -42,7 +42,8 @@ def server_env(
         env["DS_PROCESSES"] = "2"
     # No agent answers unless a test asks for one (RUNNER "embedded" or a worker process).
     env["DURABLE_SESSIONS_JSON"] = json.dumps(
-        {"RESYNC_INTERVAL": 0.5, "RUNNER": "worker", **(ds_settings or {})}
+        # A stopped process drains its runs for a second only, unless a test says otherwise.
+        {"RESYNC_INTERVAL": 0.5, "RUNNER": "worker", "DRAIN_GRACE": 1.0, **(ds_settings or {})}
     )
     # Same key as this process, so the session cookies made here are valid there.
     env["SECRET_KEY"] = settings.SECRET_KEY

@@ -52,6 +52,7 @@ async def test_kill_9_of_the_worker_mid_stream_is_detected_and_escalated(
         redis_url=redis_url,
         ds_settings={
             "RUNNER": "worker",
+            "RUN_MAX_ATTEMPTS": 1,  # no retry (test_e2e_retries covers retries)
             "LEASE_TIMEOUT": 2.0,
             "HEARTBEAT_INTERVAL": 0.5,
             "RUN_SWEEP_INTERVAL": 0.3,

@@ -222,7 +222,8 @@ def _dead_run(session) -> AgentRun:
     return run
 
 
-async def test_a_reaped_run_counts_a_lease_expiry_and_an_escalation():
+async def test_a_reaped_run_counts_a_lease_expiry_and_an_escalation(settings):
+    settings.DURABLE_SESSIONS = {"RUN_MAX_ATTEMPTS": 1}
     session, _ = await db(anonymous_session)()
     await db(_dead_run)(session)
     expiries = value("ds_lease_expiries_total")
@@ -231,6 +232,18 @@ async def test_a_reaped_run_counts_a_lease_expiry_and_an_escalation():
     assert value("ds_lease_expiries_total") == expiries + 1
     assert value("ds_crash_escalations_total") == escalations + 1
     assert value("ds_runs_finished_total", status="crashed") >= 1
+
+
+async def test_a_retried_run_counts_a_lease_expiry_and_a_retry():
+    session, _ = await db(anonymous_session)()
+    run = await db(_dead_run)(session)
+    expiries = value("ds_lease_expiries_total")
+    retries = value("ds_run_retries_total", reason="worker_lost")
+    escalations = value("ds_crash_escalations_total")
+    assert await service.acrash_run(run.pk)  # RUN_MAX_ATTEMPTS 2: pending again
+    assert value("ds_lease_expiries_total") == expiries + 1
+    assert value("ds_run_retries_total", reason="worker_lost") == retries + 1
+    assert value("ds_crash_escalations_total") == escalations
 
 
 # --- health ---------------------------------------------------------------------------------

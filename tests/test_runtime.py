@@ -259,7 +259,7 @@ def _dead_run(session) -> AgentRun:
 
 
 async def test_a_dead_run_is_failed_escalated_and_shown_to_everyone(settings):
-    runtime_settings(settings)
+    runtime_settings(settings, RUN_MAX_ATTEMPTS=1)  # no retry: see test_run_retries
     session, store = await db(anonymous_session)()
     run = await db(_dead_run)(session)
     comm, first = await open_ws(session.id, store=store)

@@ -107,7 +107,8 @@ def test_a_failing_receiver_is_logged_and_the_change_stays(caplog):
     assert "signal receiver" in caplog.text and "broken" in caplog.text
 
 
-def test_failed_and_crashed_runs_are_signalled():
+def test_failed_and_crashed_runs_are_signalled(settings):
+    settings.DURABLE_SESSIONS = {"RUN_MAX_ATTEMPTS": 1}
     from datetime import timedelta
 
     from django.utils import timezone
@@ -129,6 +130,30 @@ def test_failed_and_crashed_runs_are_signalled():
     assert got == [
         ("run_failed", {"session_id": session.id, "run_id": run.pk, "error": "the model refused"}),
         ("run_crashed", {"session_id": session.id, "run_id": second.pk, "escalated": True}),
+    ]
+
+
+def test_a_run_retried_after_its_worker_died_is_signalled():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from durable_sessions.service import runs
+
+    session, _ = anonymous_session()
+    customer = service.participant_for(session.id, "customer")
+    service.post_message(session.id, author=customer, content="hi")
+    run = runs.claim(AgentRun.objects.get(session=session).pk, "w1")
+    AgentRun.objects.filter(pk=run.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    with received(signals.run_retried, signals.run_crashed) as got:
+        assert service.crash_run(run.pk)
+    assert got == [
+        (
+            "run_retried",
+            {"session_id": session.id, "run_id": run.pk, "attempt": 2, "reason": "worker_lost"},
+        )
     ]
 
 

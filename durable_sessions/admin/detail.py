@@ -17,7 +17,9 @@ from django.core.paginator import Page, Paginator
 from django.http import HttpRequest
 
 from durable_sessions import wire
+from durable_sessions.app_settings import ds_settings
 from durable_sessions.models import (
+    AgentRun,
     Control,
     DurableSession,
     Event,
@@ -218,6 +220,11 @@ def handoff_timeline(session: DurableSession) -> tuple[list[HandoffEntry], bool]
     return entries, truncated
 
 
+def agent_runs(session: DurableSession) -> list[AgentRun]:
+    """The session's latest runs, newest first, with their attempts."""
+    return list(AgentRun.objects.filter(session=session).order_by("-id")[:TIMELINE_LIMIT])
+
+
 def detail_context(request: HttpRequest, session: DurableSession) -> dict[str, Any]:
     """The template context of the sections below the session's fields."""
     page, entries, links = transcript_page(request, session)
@@ -229,4 +236,6 @@ def detail_context(request: HttpRequest, session: DurableSession) -> dict[str, A
         "ds_participants": participants(session),
         "ds_timeline": timeline,
         "ds_timeline_truncated": timeline_truncated,
+        "ds_runs": agent_runs(session),
+        "ds_max_attempts": ds_settings.RUN_MAX_ATTEMPTS,
     }

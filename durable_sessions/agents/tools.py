@@ -50,7 +50,9 @@ class Tool:
     hold; it may be ``async``. ``requires_approval`` (a bool, or a function of
     the input) suspends the run until a person answers; ``approvers`` (``"any"``,
     ``"customer"``, ``"operator"``, or a function of the input) says who, else the
-    adapter decides. ``timeout`` overrides ``TOOL_TIMEOUT`` (seconds).
+    adapter decides. ``timeout`` overrides ``TOOL_TIMEOUT`` (seconds). ``idempotent``
+    says that calling it twice with the same input does no harm: a call cut off by a
+    crash is then run again, else it is reported to the agent as of unknown outcome.
     """
 
     name: str
@@ -60,6 +62,7 @@ class Tool:
     requires_approval: ApprovalRule = False
     approvers: ApproversRule = None
     timeout: float | None = None
+    idempotent: bool = False
 
     def needs_approval(self, tool_input: dict[str, Any]) -> bool:
         rule = self.requires_approval
@@ -124,6 +127,7 @@ def tool(
     requires_approval: ApprovalRule = False,
     approvers: ApproversRule = None,
     timeout: float | None = None,
+    idempotent: bool = False,
 ) -> Any:
     """Make a :class:`Tool` of a function (a decorator, with or without arguments); the
     name defaults to the function's, the description to its docstring."""
@@ -137,6 +141,7 @@ def tool(
             requires_approval=requires_approval,
             approvers=approvers,
             timeout=timeout,
+            idempotent=idempotent,
         )
 
     return make(fn) if fn is not None else make

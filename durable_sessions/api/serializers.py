@@ -15,7 +15,15 @@ from typing import Any
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
-from durable_sessions.models import Control, MessageState, PartState, PartType, Role, Status
+from durable_sessions.models import (
+    Control,
+    MessageState,
+    PartState,
+    PartType,
+    Role,
+    RunStatus,
+    Status,
+)
 from durable_sessions.service.validation import MAX_REASON_CHARS, MAX_TITLE_CHARS
 
 MAX_PAGE = 1000
@@ -178,6 +186,32 @@ class SessionSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     closed_at = serializers.DateTimeField(allow_null=True)
     metadata = serializers.DictField()
+
+
+class RunSerializer(serializers.Serializer):
+    """The session's newest agent run: how many workers tried it."""
+
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    attempts = serializers.IntegerField(help_text="How often a worker claimed the run.")
+    crashes = serializers.IntegerField(
+        help_text="Attempts that ended with a lost worker (a planned hand-back is not one)."
+    )
+    max_attempts = serializers.IntegerField(
+        help_text="RUN_MAX_ATTEMPTS: after this many crashes the run fails and escalates."
+    )
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class SessionDetailSerializer(SessionSerializer):
+    """A session with what its agent does now and its newest run."""
+
+    agent_status = serializers.CharField(
+        help_text="thinking, streaming, calling_tool, awaiting_approval, reconnecting, "
+        "unresponsive or idle."
+    )
+    run = RunSerializer(allow_null=True)
 
 
 class AuthorSerializer(serializers.Serializer):

@@ -26,6 +26,7 @@ from durable_sessions.api.serializers import (
     MessagePageSerializer,
     PostedMessageSerializer,
     SessionCreateSerializer,
+    SessionDetailSerializer,
     SessionListQuery,
     SessionPageSerializer,
     SessionSerializer,
@@ -35,6 +36,7 @@ from durable_sessions.delivery import limits
 from durable_sessions.delivery.replay import read_events_page
 from durable_sessions.errors import InvalidInput
 from durable_sessions.models import DurableSession, Message, ParticipantKind
+from durable_sessions.service import runs
 from durable_sessions.service.text import with_streaming_text
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -122,10 +124,15 @@ class SessionDetailView(SessionView):
         operation_id="sessions_retrieve",
         tags=["sessions"],
         summary="Read a session",
-        responses={200: SessionSerializer, **error_responses(404)},
+        responses={200: SessionDetailSerializer, **error_responses(404)},
     )
     def get(self, request: Request, session_id: str) -> Response:
-        return Response(wire.session_data(self.session))
+        run = runs.latest_run(self.session.pk)
+        if run is not None:
+            run["created_at"] = wire.iso(run["created_at"])
+            run["finished_at"] = wire.iso(run["finished_at"])
+        agent = runs.agent_status(self.session.pk)
+        return Response({**wire.session_data(self.session), "agent_status": agent, "run": run})
 
 
 class MessageListView(SessionView):

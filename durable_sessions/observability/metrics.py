@@ -157,6 +157,12 @@ TIME_TO_FIRST_TOKEN = _metric(
 LEASE_EXPIRIES = _metric(
     "Counter", "ds_lease_expiries", "Runs reaped because their lease expired (a dead process)."
 )
+RUN_RETRIES = _metric(
+    "Counter",
+    "ds_run_retries",
+    "Runs put back to pending for another worker, by reason (worker_lost, handed_back).",
+    ["reason"],
+)
 CRASH_ESCALATIONS = _metric(
     "Counter",
     "ds_crash_escalations",
@@ -319,6 +325,13 @@ def run_crashed(escalated: bool) -> None:
         RUNS_FINISHED.labels("crashed").inc()
         if escalated:
             CRASH_ESCALATIONS.inc()
+
+
+def run_retried(reason: str) -> None:
+    if enabled():
+        RUN_RETRIES.labels(reason).inc()
+        if reason == "worker_lost":
+            LEASE_EXPIRIES.inc()
 
 
 def queue_waited(seconds: float) -> None:

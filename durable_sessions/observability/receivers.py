@@ -14,6 +14,10 @@ def _run_crashed(sender: Any, session_id: uuid.UUID, escalated: bool, **kwargs: 
     metrics.run_crashed(escalated)
 
 
+def _run_retried(sender: Any, session_id: uuid.UUID, reason: str, **kwargs: Any) -> None:
+    metrics.run_retried(reason)
+
+
 def _taken_over(sender: Any, session_id: uuid.UUID, **kwargs: Any) -> None:
     """How long the session waited in the queue, when it was taken from there."""
     if not metrics.enabled():
@@ -32,4 +36,5 @@ def _taken_over(sender: Any, session_id: uuid.UUID, **kwargs: Any) -> None:
 
 def connect() -> None:
     signals.run_crashed.connect(_run_crashed, dispatch_uid="ds-metrics-run-crashed")
+    signals.run_retried.connect(_run_retried, dispatch_uid="ds-metrics-run-retried")
     signals.taken_over.connect(_taken_over, dispatch_uid="ds-metrics-taken-over")

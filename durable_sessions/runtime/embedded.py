@@ -8,8 +8,11 @@ The process's :class:`~durable_sessions.runtime.worker.Worker` then starts with 
 server: on the ASGI ``lifespan`` startup where the server sends one (Uvicorn,
 Hypercorn), as soon as Daphne's reactor runs (Daphne sends no lifespan events), and in
 any case with the first connection. Runs left pending by a restart are picked up by its
-sweep at once, without waiting for a client. With ``RUNNER = "worker"`` the wrapper does
-nothing: ``manage.py run_agents`` processes execute the runs.
+sweep at once, without waiting for a client. When the server stops (SIGTERM, the ASGI
+lifespan shutdown), the worker drains: its runs get ``DRAIN_GRACE`` seconds to finish,
+the rest is handed back to pending for another process to continue. With
+``RUNNER = "worker"`` the wrapper does nothing: ``manage.py run_agents`` processes
+execute the runs.
 """
 
 from __future__ import annotations
@@ -58,6 +61,17 @@ def _start_with_server() -> None:
         if isinstance(reactor_module, asyncioreactor.AsyncioSelectorReactor):
             # callLater runs in the asyncio loop once the reactor is running.
             reactor_module.callWhenRunning(reactor_module.callLater, 0, start_embedded_worker)
+            # On SIGTERM the reactor waits for the drain before it stops.
+            reactor_module.addSystemEventTrigger("before", "shutdown", _drain_deferred)
+
+
+def _drain_deferred() -> Any:
+    """A Deferred that fires once this process's worker has drained (Daphne's shutdown)."""
+    if _worker is None or not _worker.running:
+        return None
+    from twisted.internet.defer import Deferred
+
+    return Deferred.fromFuture(asyncio.ensure_future(_worker.drain()))
 
 
 class EmbeddedRunner:
@@ -86,6 +100,6 @@ class EmbeddedRunner:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if _worker is not None:
-                    await _worker.stop()
+                    await _worker.drain()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

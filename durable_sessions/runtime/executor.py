@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
@@ -62,6 +63,8 @@ _STOP_EVENTS = {
     wire.CONTROL_CHANGED,
     wire.SESSION_CLOSED,
     wire.MESSAGE_FAILED,
+    # Its lease expired while it still ran (a long pause): another worker now continues it.
+    wire.RUN_RETRYING,
 }
 _DONE = object()
 
@@ -113,9 +116,18 @@ class RunExecutor:
     """Executes one run for the worker ``worker_id``; ``submit`` hands it the session's
     next pending run when this one ends."""
 
-    def __init__(self, worker_id: str, run_id: int, submit: Callable[[int], object]) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        run_id: int,
+        submit: Callable[[int], object],
+        *,
+        fair: bool = False,
+    ) -> None:
         self.worker_id = worker_id
         self.submit = submit
+        self.fair = fair  # claim only within this worker's fair share (see service.workers)
+        self.handing_back = False  # the worker stops: the run goes back to pending
         self.run_id = run_id
         self.run: AgentRun | None = None
         self.writer: ReplyWriter | None = None
@@ -142,7 +154,9 @@ class RunExecutor:
             await layer.group_add(session_group(session_id), channel)
         watcher = asyncio.create_task(self._watch(layer, channel)) if channel else None
         try:
-            self.run = await self._db(runs.claim, self.run_id, self.worker_id, what="claim")
+            self.run = await self._db(
+                partial(runs.claim, fair=self.fair), self.run_id, self.worker_id, what="claim"
+            )
             if self.run is None:
                 return
             with tracing.span("ds.run", session_id=session_id, run_id=self.run_id):
@@ -170,21 +184,30 @@ class RunExecutor:
 
     async def _execute_claimed(self, session_id: uuid.UUID) -> None:
         heartbeat = asyncio.create_task(self._heartbeat())
-        outcome, error = RunStatus.COMPLETED, ""
+        outcome: str | None = RunStatus.COMPLETED  # None: handed back to another worker
+        error = ""
         handoff: Handoff | None = None
         self.writer = ReplyWriter(self.run_id, session_id, self._announce)
         self.writer.run_created_at = self.run.created_at if self.run else None
         try:
             # No "thinking" here: it went out with the message that made the run (or with
             # the end of the run this one waited for, or with the answer to an approval).
+            # A retry's clients saw "reconnecting": they hear that the agent is back.
             self._announced = ("thinking", None)
+            if self.run is not None and self.run.attempts > 1:
+                self._announced = None
+                await self._announce("thinking", None)
             with tracing.span("ds.agent.stream", session_id=session_id, run_id=self.run_id):
                 handoff = await self._steps(session_id)
         except asyncio.CancelledError:
-            if self.stop_reason is None:
+            if self.handing_back:
+                asyncio.current_task().uncancel()
+                outcome = None
+            elif self.stop_reason is None:
                 raise  # the worker is shutting down
-            asyncio.current_task().uncancel()
-            outcome, error = RunStatus.CANCELLED, self.stop_reason
+            else:
+                asyncio.current_task().uncancel()
+                outcome, error = RunStatus.CANCELLED, self.stop_reason
         except (Interrupted, NotInControl, MessageFinished, SessionClosed) as exc:
             outcome, error = RunStatus.CANCELLED, str(exc)
         except Exception as exc:  # the agent failed: keep the partial text, mark it failed
@@ -204,6 +227,9 @@ class RunExecutor:
                 await heartbeat
         if self.suspended:
             return  # waits for an answer, holding no worker; any worker continues it
+        if outcome is None:
+            await self._release()
+            return
         ended = await self._db(
             runs.finish, self.run_id, self.worker_id, outcome, error, what="finish"
         )
@@ -329,6 +355,24 @@ class RunExecutor:
             raise
         except BaseException as exc:
             await queue.put(exc)
+
+    def hand_back(self) -> None:
+        """The worker stops: end this attempt now, and leave the run to another worker."""
+        if self._finishing or self.handing_back or self.stop_reason is not None:
+            return
+        if self._main is not None and not self._main.done() and self.run is not None:
+            self.handing_back = True
+            self._main.cancel()
+
+    async def _release(self) -> None:
+        """Write what the reply holds, then put the run back to pending (no crash is
+        counted); if that fails, its lease expires and it is retried as after a crash."""
+        try:
+            if self.writer is not None and self.writer.message is not None:
+                await self.writer.flush()
+            await service.arelease_run(self.run_id, self.worker_id)
+        except Exception as exc:
+            logger.warning("run %s: hand-back failed (%s); its lease will expire", self.run_id, exc)
 
     def _interrupt(self, reason: str) -> None:
         if self._finishing or self.stop_reason is not None:

@@ -32,6 +32,7 @@ from durable_sessions.app_settings import ds_settings
 from durable_sessions.errors import MessageFinished, ReplyInProgress
 from durable_sessions.models import Message, MessagePart, PartType
 from durable_sessions.observability import metrics
+from durable_sessions.runtime import resumption
 from durable_sessions.runtime.coalescer import Coalescer
 from durable_sessions.service import parts, runs
 from durable_sessions.service.transient import retrying
@@ -78,6 +79,8 @@ class ReplyWriter:
     tool_parts: dict[str, OpenPart] = field(default_factory=dict)
     # When the run was created: its time to first token is measured from there.
     run_created_at: datetime | None = None
+    # A text part an interrupted attempt left open, while this attempt says it again.
+    cut: resumption.CutPart | None = None
 
     def __post_init__(self) -> None:
         self.buffer = Coalescer(ds_settings.FLUSH_INTERVAL_MS / 1000.0, ds_settings.FLUSH_MAX_CHARS)
@@ -89,10 +92,16 @@ class ReplyWriter:
     # --- the reply -----------------------------------------------------------------------
 
     async def adopt(self, message: Message, existing: list[MessagePart]) -> None:
-        """Continue a reply an earlier worker began (after its run was suspended)."""
+        """Continue a reply an earlier worker began (after its run was suspended, or an
+        attempt that was interrupted: its open text part is continued)."""
         self.message = message
         self.next_index = max((p.index for p in existing), default=-1) + 1
         self.step = max((p.step for p in existing), default=-1) + 1
+        cut = resumption.find_cut(existing)
+        if cut is not None:
+            text = resumption.cut_text(cut)
+            self.part = OpenPart(cut.pk, cut.wire_id, PartType.TEXT, written=len(text))
+            self.cut = resumption.CutPart(cut.pk, text)
 
     async def open(self, *, announce: bool = True) -> None:
         attempts = 0
@@ -157,6 +166,8 @@ class ReplyWriter:
 
     async def end_part(self) -> None:
         """Write what the current part holds and end it (text and reasoning)."""
+        if self.cut is not None:
+            await resumption.settle(self)
         await self.flush()
         part, self.part = self.part, None
         if part is not None and part.type in (PartType.TEXT, PartType.REASONING):
@@ -216,6 +227,8 @@ class ReplyWriter:
     async def add(self, item: Any) -> None:
         """Write one item the agent yielded (not a Handoff)."""
         if isinstance(item, str):
+            if item and self.cut is not None:
+                item = await resumption.continue_text(self, item)
             if item:
                 await self._grow(PartType.TEXT, item)
         elif isinstance(item, Reasoning):

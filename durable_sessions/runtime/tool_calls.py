@@ -1,8 +1,9 @@
 """Executing an agent's tool calls: validate, ask for approval or run, store the outcome.
 
 A call is moved to ``running`` in a committed write before its function is called, and a
-call found ``running`` when a run continues is never called again (it ends in ``error``):
-a tool with side effects runs at most once per call, across retries, crashes and resumes.
+call found ``running`` when a run continues is never called again (it ends in ``error``,
+its outcome unknown) unless its tool declares itself ``idempotent``: a tool with side
+effects runs at most once per call, across retries, crashes and resumes.
 Whatever the function raises, or a timeout, becomes the call's ``error``; the run goes on.
 """
 
@@ -29,6 +30,11 @@ from durable_sessions.service import parts
 from durable_sessions.service.transient import retrying
 
 logger = logging.getLogger(__name__)
+# The error of a call that was running when its worker was lost (see docs/agents.md).
+OUTCOME_UNKNOWN = (
+    "outcome unknown: the assistant was interrupted while the tool ran; "
+    "it may or may not have completed"
+)
 db = database_sync_to_async
 Announce = Callable[[str, str | None], Awaitable[None]]
 
@@ -56,11 +62,11 @@ class ToolCalls:
             if part.type != "tool_call":
                 continue
             if part.state == PartState.RUNNING:
-                await self._write(
-                    parts.finish_tool,
-                    part.pk,
-                    error="interrupted: the tool may or may not have completed",
-                )
+                tool = self.agent.tool_named(part.tool_name)
+                if tool is not None and tool.idempotent:
+                    await self._execute(part)  # harmless to call again
+                    continue
+                await self._write(parts.finish_tool, part.pk, error=OUTCOME_UNKNOWN)
             elif part.state == PartState.APPROVED:
                 started = await retrying(
                     lambda pk=part.pk: db(parts.start_tool)(pk), f"run {self.run_id}: start tool"

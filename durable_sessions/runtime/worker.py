@@ -2,7 +2,10 @@
 
 A :class:`Worker` (one per process) hears about new runs on ``RUN_CHANNEL``, sweeps for
 pending runs whose announcement was lost, and reaps runs whose lease expired (their
-process died). Each run executes in a :class:`~durable_sessions.runtime.executor.RunExecutor`.
+process died: the run is retried by another worker, or fails). It claims only its fair
+share of the runs in flight (:mod:`durable_sessions.service.workers`). Stopping, it
+drains: it claims nothing more, lets its runs finish within ``DRAIN_GRACE`` and hands the
+rest back. Each run executes in a :class:`~durable_sessions.runtime.executor.RunExecutor`.
 It runs in ``manage.py run_agents`` processes, or inside the server
 (:mod:`durable_sessions.runtime.embedded`).
 """
@@ -16,6 +19,7 @@ import os
 import random
 import socket
 import uuid
+from functools import partial
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -24,7 +28,7 @@ from durable_sessions import service
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.delivery.publish import RUN_MESSAGE_TYPE
 from durable_sessions.runtime.executor import RunExecutor
-from durable_sessions.service import compaction, runs
+from durable_sessions.service import compaction, runs, workers
 from durable_sessions.service.transient import is_transient
 from durable_sessions.tasks import background_task
 
@@ -37,19 +41,29 @@ class Worker:
     def __init__(self, name: str | None = None) -> None:
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.executors: dict[int, RunExecutor] = {}
+        self.draining = False
         self._loops: list[asyncio.Task[None]] = []
 
-    def submit(self, run_id: int) -> bool:
-        """Start executing ``run_id`` unless it already runs here or the worker is full."""
-        if run_id in self.tasks or len(self.tasks) >= ds_settings.MAX_CONCURRENT_RUNS:
+    def submit(self, run_id: int, *, fair: bool = True) -> bool:
+        """Start executing ``run_id`` unless it already runs here, the worker is full or
+        it is stopping; ``fair`` claims it only within this worker's fair share."""
+        if (
+            self.draining
+            or run_id in self.tasks
+            or len(self.tasks) >= ds_settings.MAX_CONCURRENT_RUNS
+        ):
             return False
-        task = background_task(RunExecutor(self.id, run_id, self.submit).execute())
+        executor = RunExecutor(self.id, run_id, self.submit, fair=fair)
+        task = background_task(executor.execute())
         self.tasks[run_id] = task
+        self.executors[run_id] = executor
         task.add_done_callback(lambda _t, rid=run_id: self._done(rid, _t))
         return True
 
     def _done(self, run_id: int, task: asyncio.Task[None]) -> None:
         self.tasks.pop(run_id, None)
+        self.executors.pop(run_id, None)
         if not task.cancelled() and task.exception() is not None:
             logger.error("run %s crashed in its executor", run_id, exc_info=task.exception())
 
@@ -75,6 +89,31 @@ class Worker:
         for task in [*self._loops, *self.tasks.values()]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        with contextlib.suppress(Exception):
+            await database_sync_to_async(workers.gone)(self.id)
+
+    async def drain(self, grace: float | None = None) -> None:
+        """Stop for a planned restart: claim nothing more, let the runs in hand finish
+        within ``grace`` seconds (``DRAIN_GRACE``), hand the others back to pending for
+        another worker to continue (no crash is counted), then stop."""
+        grace = ds_settings.DRAIN_GRACE if grace is None else grace
+        self.draining = True
+        for task in self._loops:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await database_sync_to_async(workers.seen)(self.id, draining=True)
+        if self.tasks:
+            logger.info("worker %s draining %d runs (%g s)", self.id, len(self.tasks), grace)
+            await asyncio.wait(list(self.tasks.values()), timeout=grace)
+        left = list(self.executors.values())
+        for executor in left:
+            executor.hand_back()
+        if self.tasks:
+            # The hand-back is one write each; a run stuck beyond it is left to its lease.
+            await asyncio.wait(list(self.tasks.values()), timeout=max(ds_settings.LEASE_TIMEOUT, 5))
+        if left:
+            logger.info("worker %s handed back %d runs", self.id, len(left))
+        await self.stop()
 
     async def _listen(self) -> None:
         layer = get_channel_layer()
@@ -108,10 +147,25 @@ class Worker:
                 logger.exception("reaping run %s failed", run_id)
         # Approvals past APPROVAL_TIMEOUT are denied; their runs go on (pending again).
         await service.aexpire_approvals()
-        room = ds_settings.MAX_CONCURRENT_RUNS - len(self.tasks)
+        if self.draining:
+            return
+        await database_sync_to_async(workers.seen)(self.id)
+        room = min(
+            ds_settings.MAX_CONCURRENT_RUNS - len(self.tasks),
+            await database_sync_to_async(workers.room)(self.id),
+        )
         if room > 0:
             for run_id in await database_sync_to_async(runs.pending_ids)(room):
                 self.submit(run_id)
+        # A run that no worker took for two sweeps (their shares were full, or a worker
+        # counted as live has died) is taken within MAX_CONCURRENT_RUNS alone.
+        left = ds_settings.MAX_CONCURRENT_RUNS - len(self.tasks)
+        if left > 0:
+            waited = 2 * ds_settings.RUN_SWEEP_INTERVAL
+            for run_id in await database_sync_to_async(partial(runs.pending_ids, waited=waited))(
+                left
+            ):
+                self.submit(run_id, fair=False)
 
     async def _compact(self) -> None:
         """Fold the deltas of replies that ended ``COMPACT_AFTER`` ago (0: never)."""
@@ -132,6 +186,8 @@ class Worker:
                     logger.exception("compaction failed")
 
     async def _sweep(self) -> None:
+        with contextlib.suppress(Exception):  # counted among the live workers at once
+            await database_sync_to_async(workers.seen)(self.id)
         while True:
             await asyncio.sleep(ds_settings.RUN_SWEEP_INTERVAL)
             try:

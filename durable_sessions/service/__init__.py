@@ -40,6 +40,7 @@ from durable_sessions.service.messages import (
     post_system_message,
     start_assistant_message,
 )
+from durable_sessions.service.retries import release as release_run
 from durable_sessions.service.runs import agent_status_frame
 from durable_sessions.service.sessions import create_session, join_operator, participant_for
 from durable_sessions.service.unit import SessionWrite, session_write
@@ -61,6 +62,7 @@ __all__ = [
     "aoperator_reply",
     "apost_message",
     "append_delta",
+    "arelease_run",
     "arequest_handoff",
     "astart_assistant_message",
     "cancel_reply",
@@ -81,6 +83,7 @@ __all__ = [
     "post_customer_message",
     "post_message",
     "post_system_message",
+    "release_run",
     "request_handoff",
     "session_write",
     "start_assistant_message",
@@ -98,5 +101,6 @@ afail_assistant_message = make_async(fail_assistant_message)
 acancel_reply = make_async(cancel_reply)
 arequest_handoff = make_async(request_handoff)
 acrash_run = make_async(crash_run)
+arelease_run = make_async(release_run)
 aanswer_approval = make_async(answer_approval)
 aexpire_approvals = make_async(expire_approvals)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.db.models import F
 from django.utils import timezone
 
 from durable_sessions import signals, wire
@@ -27,7 +28,7 @@ from durable_sessions.models import (
     RunStatus,
     Status,
 )
-from durable_sessions.service import runs
+from durable_sessions.service import retries, runs
 from durable_sessions.service.messages import (
     PostResult,
     add_notice,
@@ -381,9 +382,10 @@ def close_by_operator(session_id: uuid.UUID | str, operator: AnyUser, *, reason:
 def crash_run(run_id: int) -> bool:
     """Record that the process running ``run_id`` died (its lease expired).
 
-    Its reply is marked failed (keeping the partial text) and, with
-    ``ESCALATE_ON_CRASH``, the session moves to the human queue. False when the run was
-    not (or no longer) a running run with an expired lease.
+    While it has attempts left (``RUN_MAX_ATTEMPTS``) it is pending again and another
+    worker continues it (:mod:`.retries`). Otherwise its reply is marked failed (keeping
+    the partial text) and, with ``ESCALATE_ON_CRASH``, the session moves to the human
+    queue. False when the run was not (or no longer) a running run with an expired lease.
     """
     session_id = runs.session_of(run_id)
     if session_id is None:
@@ -392,10 +394,18 @@ def crash_run(run_id: int) -> bool:
         expired = AgentRun.objects.filter(
             pk=run_id, status=RunStatus.RUNNING, lease_expires_at__lt=timezone.now()
         )
-        if not expired.update(
-            status=RunStatus.CRASHED, finished_at=timezone.now(), error="lease expired"
-        ):
+        run = expired.first()
+        if run is None:
             return False
+        if retries.can_retry(w, run, crashed=True):
+            retries.requeue(w, run, retries.LOST)
+            return True
+        expired.update(
+            status=RunStatus.CRASHED,
+            finished_at=timezone.now(),
+            error="lease expired",
+            crashes=F("crashes") + 1,
+        )
         pending, streaming = runs.active_work(w.session_id)
         end_streaming(w, streaming, MessageState.FAILED, error="the agent stopped responding")
         w.ephemeral(agent_status_frame("unresponsive", run_id))

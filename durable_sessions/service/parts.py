@@ -130,6 +130,34 @@ def end_part(part_pk: int) -> int | None:
         )
 
 
+def cut_part(part_pk: int) -> int | None:
+    """End a text part that an interrupted attempt left open and the next attempt
+    restarts: ``cancelled``, its text taken out of the message's content (the restart
+    says it again), with a ``part.ended`` event that says so (``"cut": true``). None if
+    it was no longer open."""
+    part = MessagePart.objects.get(pk=part_pk)
+    with session_write(part.session_id) as w:
+        _require_streaming(w, part.message_id)
+        if not MessagePart.objects.filter(pk=part_pk, state=PartState.STREAMING).update(
+            state=PartState.CANCELLED, completed_at=timezone.now()
+        ):
+            return None
+        # The open part is the reply's last one, so its text ends the content.
+        message = Message.objects.get(pk=part.message_id)
+        if part.text and message.content.endswith(part.text):
+            message.content = message.content[: -len(part.text)]
+            message.save(update_fields=["content"])
+        return w.append(
+            wire.PART_ENDED,
+            {
+                "message_id": part.message_id,
+                "part_id": part.wire_id,
+                "state": PartState.CANCELLED,
+                "cut": True,
+            },
+        )
+
+
 def _locked_tool(w: SessionWrite, part_pk: int) -> MessagePart:
     part = MessagePart.objects.select_related("decided_by").get(pk=part_pk)
     if part.type != PartType.TOOL_CALL or part.session_id != w.session_id:

@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, Value
+from django.db.models import F, Q, Value
 from django.utils import timezone
 
 from durable_sessions import signals
@@ -30,6 +30,7 @@ from durable_sessions.models import (
     RunStatus,
     Status,
 )
+from durable_sessions.service import workers
 from durable_sessions.service.text import current_content
 from durable_sessions.service.unit import SessionWrite, send_signal, session_write
 
@@ -104,14 +105,17 @@ def cancel(run_ids: list[int], reason: str) -> None:
     )
 
 
-def claim(run_id: int, worker: str) -> AgentRun | None:
+def claim(run_id: int, worker: str, *, fair: bool = False) -> AgentRun | None:
     """Atomically move a pending run to running for ``worker``; None if it cannot run now.
 
     A run whose session left AI control (or closed) is cancelled; a run whose session
-    already has a running run stays pending until that one ends.
+    already has a running run stays pending until that one ends. With ``fair``, a worker
+    that holds its share of the live workers' runs leaves the run to another one.
     """
     session_id = session_of(run_id, status=RunStatus.PENDING)
     if session_id is None:
+        return None
+    if fair and not workers.has_room(worker):
         return None
     with session_write(session_id) as w:
         pending = AgentRun.objects.filter(pk=run_id, status=RunStatus.PENDING)
@@ -135,7 +139,12 @@ def claim(run_id: int, worker: str) -> AgentRun | None:
             return None
         now = timezone.now()
         if not pending.update(
-            status=RunStatus.RUNNING, worker=worker, started_at=now, lease_expires_at=lease_until()
+            status=RunStatus.RUNNING,
+            worker=worker,
+            started_at=now,
+            lease_expires_at=lease_until(),
+            attempts=F("attempts") + 1,
+            retry_reason="",
         ):
             return None
         return AgentRun.objects.get(pk=run_id)
@@ -196,17 +205,23 @@ def streaming_reply(session_id: uuid.UUID) -> Message | None:
     ).first()
 
 
-def pending_ids(limit: int) -> list[int]:
-    return list(
-        AgentRun.objects.filter(status=RunStatus.PENDING)
-        .order_by("id")
-        .values_list("pk", flat=True)[:limit]
-    )
+def pending_ids(limit: int, *, waited: float = 0.0) -> list[int]:
+    """The oldest pending runs; with ``waited``, only those created that many seconds ago
+    or more (or waiting for another worker after an attempt)."""
+    pending = AgentRun.objects.filter(status=RunStatus.PENDING)
+    if waited:
+        since = timezone.now() - timedelta(seconds=waited)
+        pending = pending.filter(Q(created_at__lte=since) | ~Q(retry_reason=""))
+    return list(pending.order_by("id").values_list("pk", flat=True)[:limit])
 
 
 def next_pending_in_session(session_id: uuid.UUID) -> int | None:
+    """The session's next run: a pending one, or one a sweep claimed already (the agent
+    goes on thinking about it either way)."""
     return (
-        AgentRun.objects.filter(session_id=session_id, status=RunStatus.PENDING)
+        AgentRun.objects.filter(
+            session_id=session_id, status__in=(RunStatus.PENDING, RunStatus.RUNNING)
+        )
         .order_by("id")
         .values_list("pk", flat=True)
         .first()
@@ -223,7 +238,7 @@ def expired_ids(limit: int = 100) -> list[int]:
 
 def agent_status(session_id: uuid.UUID) -> str:
     """What clients show for the agent: thinking, streaming, calling_tool,
-    awaiting_approval, unresponsive or idle."""
+    awaiting_approval, reconnecting, unresponsive or idle."""
     return str(agent_state(session_id)["status"])
 
 
@@ -231,11 +246,13 @@ def agent_state(session_id: uuid.UUID) -> dict[str, Any]:
     """The agent's status as the ``agent`` of a snapshot: ``{"status", "tool", "run_id"}``,
     from the
     session's newest run (a suspended run first) and its reply's last part."""
-    runs = AgentRun.objects.filter(session_id=session_id).only("status", "message_id")
+    runs = AgentRun.objects.filter(session_id=session_id).only(
+        "status", "message_id", "retry_reason"
+    )
     run = runs.filter(status=RunStatus.AWAITING).first() or runs.order_by("-id").first()
     if run is None:
         return {"status": "idle", "tool": None, "run_id": None}
-    status = status_of_run(run.status, run.message_id)
+    status = status_of_run(run.status, run.message_id, run.retry_reason)
     tool = None
     if run.status == RunStatus.RUNNING and run.message_id:
         reply_state = Message.objects.filter(pk=run.message_id).values_list("state", flat=True)
@@ -263,10 +280,24 @@ def agent_state(session_id: uuid.UUID) -> dict[str, Any]:
     return {"status": status, "tool": tool, "run_id": run.pk}
 
 
-def status_of_run(status: str, message_id: int | None) -> str:
-    """The agent status a session's latest run means (queue views compute it in bulk)."""
+def latest_run(session_id: uuid.UUID) -> dict[str, Any] | None:
+    """The session's newest run as the API shows it: its status and attempts."""
+    run = (
+        AgentRun.objects.filter(session_id=session_id)
+        .order_by("-id")
+        .values("id", "status", "attempts", "crashes", "created_at", "finished_at")
+        .first()
+    )
+    if run is None:
+        return None
+    return {**run, "max_attempts": ds_settings.RUN_MAX_ATTEMPTS}
+
+
+def status_of_run(status: str, message_id: int | None, retry_reason: str = "") -> str:
+    """The agent status a session's latest run means (queue views compute it in bulk);
+    a run pending again because its worker was lost is "reconnecting"."""
     if status == RunStatus.PENDING:
-        return "thinking"
+        return "reconnecting" if retry_reason else "thinking"
     if status == RunStatus.RUNNING:
         return "streaming" if message_id else "thinking"
     if status == RunStatus.CRASHED:

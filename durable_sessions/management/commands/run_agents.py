@@ -17,7 +17,9 @@ from durable_sessions.runtime.worker import Worker
 class Command(BaseCommand):
     help = (
         "Execute agent runs in this process. Start as many as you need: each run is "
-        "claimed by exactly one worker, and runs of a dead worker are failed and escalated."
+        "claimed by exactly one worker, runs are spread over the live workers, and the runs "
+        "of a dead worker are continued by another one. SIGTERM drains: no new claims, "
+        "DRAIN_GRACE seconds to finish, then the rest is handed back."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -64,8 +66,10 @@ class Command(BaseCommand):
         self.stdout.flush()
         await worker.sweep_once()
         await stop.wait()
+        self.stdout.write(f"agent worker {worker.id} draining")
+        self.stdout.flush()
+        await worker.drain()
         for task in extras:
             task.cancel()
         if health is not None:
             await health.stop()
-        await worker.stop()

@@ -173,8 +173,9 @@ export class DurableSessionClient {
     /** `{access, participant_id}` from the last snapshot, or null before the first one. */
     this.you = null;
     /**
-     * The agent's status: idle, thinking, streaming, calling_tool, awaiting_approval or
-     * unresponsive; `agentTool` names the tool it calls or waits on.
+     * The agent's status: idle, thinking, streaming, calling_tool, awaiting_approval,
+     * reconnecting (its worker was lost; another one continues the reply) or unresponsive;
+     * `agentTool` names the tool it calls or waits on.
      */
     this.agentStatus = "idle";
     this.agentTool = null;
@@ -758,6 +759,15 @@ export class DurableSessionClient {
         else part.text = (part.text ?? "") + data.text;
       } else if (change === "ended") {
         part.state = data.state;
+        if (data.cut && part.type === "text") {
+          // A text part cut off by a lost worker and said again in a new part: its text
+          // leaves the message's content, as on the server.
+          part.cut = true;
+          const text = part.text ?? "";
+          if (text && message.content.endsWith(text)) {
+            message.content = message.content.slice(0, message.content.length - text.length);
+          }
+        }
       } else {
         const { message_id, part_id, ...fields } = data;
         Object.assign(part, fields);
@@ -782,7 +792,7 @@ export class DurableSessionClient {
     if (data.error) message.error = data.error;
     // "thinking" may already be about the next message; only a streaming status ends here.
     if (message.role === "assistant") {
-      this._agentStopped(frame, ["streaming", "calling_tool", "awaiting_approval"]);
+      this._agentStopped(frame, ["streaming", "calling_tool", "awaiting_approval", "reconnecting"]);
     }
     this._emit("message", message, "state");
     // The server says how long the text is: a cheap proof that no delta was lost or doubled.
@@ -1041,7 +1051,7 @@ const EVENT_HANDLERS = {
   },
   "session.closed"(data, frame) {
     this.session = { ...this.session, status: "closed", closed_at: frame.at };
-    this._agentStopped(frame, ["thinking", "streaming"]);
+    this._agentStopped(frame, ["thinking", "streaming", "reconnecting"]);
     this._emit("session", this.session);
   },
   "session.reopened"() {
@@ -1063,8 +1073,13 @@ const EVENT_HANDLERS = {
     const message = this._upsertMessage(data.message);
     this._confirm(message.client_id);
   },
-  "message.delta"(data) {
+  "message.delta"(data, frame) {
     this._appendDelta(data);
+    // A delta after a retry proves the agent is back, whether or not its status frame came.
+    if (this.agentStatus === "reconnecting" && frame.seq > this._snapshotSeq) {
+      this.agentStatus = "streaming";
+      this._emit("agent", this.agentStatus);
+    }
   },
   "message.snapshot"(data) {
     // A compacted reply, whole: it replaces whatever of it was applied before.
@@ -1087,6 +1102,15 @@ const EVENT_HANDLERS = {
   "tool.updated"(data) {
     this._partEvent(data, "tool");
   },
+  "run.retrying"(data, frame) {
+    // The worker writing the reply was lost: another one continues it. A replayed retry
+    // that the snapshot already reflects changes nothing.
+    this._emit("retry", data);
+    if (frame.seq <= this._snapshotSeq) return;
+    this.agentStatus = "reconnecting";
+    this.agentTool = null;
+    this._emit("agent", this.agentStatus);
+  },
   "message.completed"(data, frame) {
     this._endMessage(data, frame);
   },
@@ -1100,7 +1124,13 @@ const EVENT_HANDLERS = {
     const assigned = "assigned_operator_id" in data ? data.assigned_operator_id : null;
     this.session = { ...this.session, control: data.control, assigned_operator_id: assigned };
     if (data.control !== "ai") {
-      this._agentStopped(frame, ["thinking", "streaming", "calling_tool", "awaiting_approval"]);
+      this._agentStopped(frame, [
+        "thinking",
+        "streaming",
+        "calling_tool",
+        "awaiting_approval",
+        "reconnecting",
+      ]);
     }
     this._emit("control", { ...data, operator: this.operatorInCharge() });
     this._emit("session", this.session);

@@ -211,10 +211,13 @@ function showState() {
   const agent = part("agent");
   const thinking = client?.agentStatus === "thinking" && session.control === "ai";
   const unresponsive = client?.agentStatus === "unresponsive";
-  agent.hidden = !(thinking || unresponsive);
+  const reconnecting = client?.agentStatus === "reconnecting" && session.control === "ai";
+  agent.hidden = !(thinking || unresponsive || reconnecting);
   agent.textContent = unresponsive
     ? "The assistant is not responding. A colleague has been asked to help."
-    : "The assistant is thinking…";
+    : reconnecting
+      ? "Reconnecting to the assistant…"
+      : "The assistant is thinking…";
 }
 
 let noticeTimer;

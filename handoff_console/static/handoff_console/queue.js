@@ -12,6 +12,7 @@ const AGENT_TEXT = {
   streaming: "writing a reply…",
   calling_tool: "using a tool…",
   awaiting_approval: "awaiting approval",
+  reconnecting: "reconnecting…",
   unresponsive: "not responding",
   idle: "idle",
 };

@@ -26,6 +26,7 @@ const AGENT_TEXT = {
   streaming: "writing a reply…",
   calling_tool: "using a tool…",
   awaiting_approval: "awaiting approval",
+  reconnecting: "reconnecting (its worker was lost; another continues)",
   unresponsive: "not responding (crashed?)",
 };
 const CONNECTION_TEXT = {
@@ -126,6 +127,10 @@ class SessionPage {
     client.on("control", (data) => this._controlEvent(data));
     client.on("participant", () => this._renderState());
     client.on("agent", (status) => this._renderAgent(status));
+    client.on("retry", (retry) => {
+      this._retry = retry;
+      this._renderAgent(client.agentStatus);
+    });
     client.on("presence", (presence) => this._renderPresence(presence));
     client.on("error", (error) => this._showError(error.message));
     client.on("frame", (frame) => this._sideFrame(frame));
@@ -335,6 +340,13 @@ class SessionPage {
     const agent = $("presence-agent");
     agent.textContent = AGENT_TEXT[status] ?? status;
     agent.dataset.status = status;
+    const retry = this._retry;
+    if (retry && status === "reconnecting") {
+      // Which attempt comes, of how many, and why: a lost worker or one that stopped.
+      const why = retry.reason === "handed_back" ? "its worker stopped" : "its worker was lost";
+      agent.textContent = `reconnecting: attempt ${retry.attempt} of run ${retry.run_id} (${why}; at most ${retry.max_attempts} crashes)`;
+      agent.dataset.attempt = String(retry.attempt);
+    }
   }
 
   _renderPresence(presence) {

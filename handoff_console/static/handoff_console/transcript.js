@@ -44,7 +44,11 @@ export function authorLabel(message) {
 
 /** A part of a reply: reasoning (collapsed), a tool call (with its approval), data or a source. */
 function renderPart(part, answer) {
-  if (part.type === "text") return el("div", { className: "part-text", dir: "auto", text: part.text });
+  if (part.type === "text") {
+    // A part cut off when the assistant's worker was lost, and said again after it.
+    const className = part.cut ? "part-text part-cut" : "part-text";
+    return el("div", { className, dir: "auto", text: part.text });
+  }
   if (part.type === "reasoning") {
     return el(
       "details",
@@ -107,7 +111,7 @@ export function renderMessage(item, message, { answer } = {}) {
   // A reply with reasoning, tool calls, data or sources shows its parts in order; a plain
   // one its text.
   const body = item.querySelector(".body");
-  const typed = (message.parts ?? []).some((part) => part.type !== "text");
+  const typed = (message.parts ?? []).some((part) => part.type !== "text" || part.cut);
   if (typed) body.replaceChildren(...message.parts.map((part) => renderPart(part, answer)));
   else body.textContent = message.content;
   item.querySelector(".state").textContent = stateNote(message);

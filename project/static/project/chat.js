@@ -85,7 +85,8 @@ function showMessage(message) {
     row.querySelector(".time").dateTime = sent.toISOString();
     row.querySelector(".time").textContent = clock(message.created_at);
   }
-  const typed = (message.parts ?? []).some((part) => part.type !== "text");
+  // A text part cut off when the assistant reconnected shows apart (struck through).
+  const typed = (message.parts ?? []).some((part) => part.type !== "text" || part.cut);
   // A reply with reasoning, tool calls, data or sources shows its parts in order; a
   // plain one its text.
   row.querySelector(".text").hidden = typed;
@@ -131,6 +132,9 @@ function showPart(container, message, part) {
     const node = partNode(container, part, "div", "text part-text");
     node.dir = "auto";
     node.textContent = part.text;
+    // Cut off when the assistant reconnected, and said again below: struck through.
+    node.classList.toggle("part-cut", Boolean(part.cut));
+    if (part.cut) node.title = "Interrupted; the assistant started this part again.";
   } else if (part.type === "reasoning") {
     // Collapsed: the reader opens it if they care; opening survives new deltas.
     const node = partNode(container, part, "details", "reasoning");
@@ -283,6 +287,10 @@ function agentText() {
     return "The assistant is not responding. A colleague has been asked to help.";
   }
   if (client.session?.control !== "ai") return "";
+  if (client.agentStatus === "reconnecting") {
+    // Its worker was lost and another one continues the answer: not an error.
+    return "Reconnecting to the assistant…";
+  }
   if (client.agentStatus === "calling_tool") {
     return `Assistant is using ${client.agentTool ?? "a tool"}…`;
   }
