@@ -99,7 +99,7 @@ class ReplyWriter:
         self.step = max((p.step for p in existing), default=-1) + 1
         cut = resumption.find_cut(existing)
         if cut is not None:
-            text = resumption.cut_text(cut)
+            text = await db(resumption.cut_text)(cut)
             self.part = OpenPart(cut.pk, cut.wire_id, PartType.TEXT, written=len(text))
             self.cut = resumption.CutPart(cut.pk, text)
 

@@ -20,6 +20,7 @@ from channels.db import database_sync_to_async
 
 from durable_sessions.models import MessagePart, PartState, PartType
 from durable_sessions.service import parts
+from durable_sessions.service.text import streaming_text
 from durable_sessions.service.transient import retrying
 
 db = database_sync_to_async
@@ -38,8 +39,10 @@ class ReplyWriter(Protocol):
 
 
 def cut_text(part: MessagePart) -> str:
-    """The text a part cut mid-stream holds so far (the one place that reads it)."""
-    return part.text
+    """The text a part cut mid-stream holds so far (the one place that reads it): its
+    stored text and its deltas, read afresh."""
+    fresh = MessagePart.objects.select_related("message").get(pk=part.pk)
+    return streaming_text(fresh.message, part_id=fresh.wire_id).part(fresh)
 
 
 @dataclass

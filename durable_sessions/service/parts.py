@@ -135,18 +135,18 @@ def cut_part(part_pk: int) -> int | None:
     restarts: ``cancelled``, its text taken out of the message's content (the restart
     says it again), with a ``part.ended`` event that says so (``"cut": true``). None if
     it was no longer open."""
-    part = MessagePart.objects.get(pk=part_pk)
+    part = MessagePart.objects.select_related("message").get(pk=part_pk)
     with session_write(part.session_id) as w:
         _require_streaming(w, part.message_id)
-        if not MessagePart.objects.filter(pk=part_pk, state=PartState.STREAMING).update(
-            state=PartState.CANCELLED, completed_at=timezone.now()
-        ):
+        part.refresh_from_db(fields=["state", "text"])  # under the session's lock
+        if part.state != PartState.STREAMING:
             return None
-        # The open part is the reply's last one, so its text ends the content.
-        message = Message.objects.get(pk=part.message_id)
-        if part.text and message.content.endswith(part.text):
-            message.content = message.content[: -len(part.text)]
-            message.save(update_fields=["content"])
+        # Its text, so far only in its deltas, is written once (see service/text.py); the
+        # reply's content leaves it out from the event below on.
+        text = streaming_text(part.message, part_id=part.wire_id).part(part)
+        MessagePart.objects.filter(pk=part_pk).update(
+            state=PartState.CANCELLED, text=text, completed_at=timezone.now()
+        )
         return w.append(
             wire.PART_ENDED,
             {

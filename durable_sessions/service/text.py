@@ -43,18 +43,24 @@ def streaming_text(message: Message, *, part_id: str | None = None) -> StreamedT
     query = Event.objects.filter(
         session_id=message.session_id,
         seq__gt=message.seq,
-        type__in=(wire.MESSAGE_DELTA, wire.PART_DELTA),
+        type__in=(wire.MESSAGE_DELTA, wire.PART_DELTA, wire.PART_ENDED),
         payload__message_id=message.pk,
     )
     if part_id is not None:
         query = query.filter(payload__part_id=part_id)
+    rows = list(query.order_by("seq").values_list("type", "payload"))
+    # A text part cut off by a lost worker and said again in a new part (``"cut": true``
+    # on its end): its deltas are no longer the reply's content.
+    cut = {p.get("part_id") for t, p in rows if t == wire.PART_ENDED and p.get("cut")}
     content: list[str] = []
     by_part: dict[str, list[str]] = {}
-    for type_, payload in query.order_by("seq").values_list("type", "payload"):
+    for type_, payload in rows:
+        if type_ == wire.PART_ENDED:
+            continue
         text = payload.get("text") or ""
-        if type_ == wire.MESSAGE_DELTA:
-            content.append(text)
         pid = payload.get("part_id")
+        if type_ == wire.MESSAGE_DELTA and pid not in cut:
+            content.append(text)
         if pid is None and type_ == wire.MESSAGE_DELTA:
             pid = part_id_zero(message.pk)  # a reply without part rows: one text part
         if pid is not None:

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("durable_sessions", "0008_message_parts"),
+        ("durable_sessions", "0009_message_compaction"),
     ]
 
     operations = [
