@@ -713,14 +713,23 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def on_message_send(self, frame: Frame) -> dict[str, Any]:
         await limits.acheck("message", self.limit_slot.who)  # refused: nothing stored
         content, client_id = frame.fields["content"], frame.fields["client_id"]
+        mode = frame.fields.get("mode")
         if self.access is Access.OWNER:
             result = await service.apost_message(
                 self.session_id,
                 author=await self._participant(),
                 content=content,
                 client_id=client_id,
+                mode=mode,
             )
         else:
+            if mode is not None:
+                raise FrameError(
+                    "invalid_field",
+                    "mode: only the customer's messages steer or interrupt the agent",
+                    ref=frame.ref,
+                    field="mode",
+                )
             result = await service.aoperator_reply(
                 self.session_id, operator=self.scope["user"], content=content, client_id=client_id
             )
@@ -731,6 +740,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             "client_id": client_id,
             "seq": result.seq,
             "duplicate": result.duplicate,
+            "mode": result.mode,
             "message": wire.message_data(result.message),
         }
 

@@ -15,7 +15,11 @@ from durable_sessions.service.validation import has_surrogate, printable
 
 # Frame type -> {field: (required, allowed types)}; "ref" is allowed on every frame.
 CLIENT_FRAMES: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
-    "message.send": {"content": (True, (str,)), "client_id": (True, (str,))},
+    "message.send": {
+        "content": (True, (str,)),
+        "client_id": (True, (str,)),
+        "mode": (False, (str,)),
+    },
     "handoff.request": {"reason": (False, (str,))},
     "reply.cancel": {},
     "ping": {},
@@ -28,7 +32,10 @@ CLIENT_FRAMES: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
     },
 }
 # Allowed values of string fields.
-FIELD_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {("typing", "state"): ("start", "stop")}
+FIELD_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("typing", "state"): ("start", "stop"),
+    ("message.send", "mode"): ("queue", "steer", "interrupt"),
+}
 MAX_REF_CHARS = 64
 # A frame too large to decode may still name its ref near the start (clients put it
 # before the content): looked for in this many leading characters, so that the error

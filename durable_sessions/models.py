@@ -191,6 +191,13 @@ class Message(models.Model):
     client_id = models.CharField(max_length=64, null=True, blank=True)
     # The seq of the event that created the message.
     seq = models.BigIntegerField()
+    # How a customer's message sent while the agent was busy was taken: "queue", "steer"
+    # or "interrupt" (see service/steering.py); empty for every other message.
+    send_mode = models.CharField(max_length=10, blank=True, default="")
+    # The running run a steering message was sent into (it reads it at a step boundary).
+    steer_run = models.ForeignKey(
+        "AgentRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # A default, not auto_now_add: a complete message gets the same instant for both.
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -358,6 +365,8 @@ class AgentRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    # The seq of the newest steering message the run has read (0: none yet).
+    steered_seq = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["session_id", "id"]

@@ -38,6 +38,8 @@ PART_STARTED = "part.started"
 PART_DELTA = "part.delta"
 PART_ENDED = "part.ended"
 TOOL_UPDATED = "tool.updated"
+# A running run read steering messages at a step boundary (see service/steering.py).
+RUN_STEERED = "run.steered"
 
 ALL_TYPES = frozenset(
     {
@@ -54,6 +56,7 @@ ALL_TYPES = frozenset(
         PART_DELTA,
         PART_ENDED,
         TOOL_UPDATED,
+        RUN_STEERED,
     }
 )
 
@@ -166,7 +169,7 @@ def message_parts(message: Message) -> list[dict[str, Any]]:
 
 
 def message_data(message: Message) -> dict[str, Any]:
-    return {
+    data = {
         "id": message.pk,
         "role": message.role,
         "author": {
@@ -182,6 +185,10 @@ def message_data(message: Message) -> dict[str, Any]:
         "created_at": iso(message.created_at),
         "completed_at": iso(message.completed_at),
     }
+    if message.send_mode:
+        # Sent while the agent was busy: how it was taken (queue, steer or interrupt).
+        data["mode"] = message.send_mode
+    return data
 
 
 def session_data(session: DurableSession) -> dict[str, Any]:
