@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from durable_sessions import service
 from durable_sessions.agents import HistoryMessage, Part, Turn
-from durable_sessions.agents.demo import REPLIES, DemoAgent
+from durable_sessions.agents.demo import REPLIES
 from durable_sessions.agents.openai_compatible import OpenAICompatibleAgent
 from durable_sessions.errors import InvalidInput
 from durable_sessions.frames import FrameError, parse
@@ -151,12 +152,15 @@ def test_modes_are_the_customers_only_and_bad_ones_change_nothing(settings):
     assert DurableSession.objects.get(pk=session.pk).last_seq == before
 
 
+ANY_MODE = st.one_of(
+    st.text(max_size=12), st.integers(), st.booleans(), st.none(), st.lists(st.text())
+)
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.one_of(st.text(max_size=12), st.integers(), st.booleans(), st.none(), st.lists(st.text())))
+@given(ANY_MODE)
 def test_any_mode_in_a_frame_is_checked_before_anything(mode):
     frame = {"type": "message.send", "content": "hi", "client_id": "c", "mode": mode}
-    import json
-
     text = json.dumps(frame)
     if mode is None:
         with pytest.raises(FrameError):  # null is not a string

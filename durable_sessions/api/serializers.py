@@ -268,8 +268,7 @@ class MessageSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(
         choices=["queue", "steer", "interrupt"],
         required=False,
-        help_text="Only on a customer's message sent while the agent was busy: how it was "
-        "taken.",
+        help_text="Only on a customer's message sent while the agent was busy: how it was taken.",
     )
 
 
