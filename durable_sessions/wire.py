@@ -169,7 +169,7 @@ def message_parts(message: Message) -> list[dict[str, Any]]:
 
 
 def message_data(message: Message) -> dict[str, Any]:
-    data = {
+    return {
         "id": message.pk,
         "role": message.role,
         "author": {
@@ -184,11 +184,9 @@ def message_data(message: Message) -> dict[str, Any]:
         "seq": message.seq,
         "created_at": iso(message.created_at),
         "completed_at": iso(message.completed_at),
-    }
-    if message.send_mode:
         # Sent while the agent was busy: how it was taken (queue, steer or interrupt).
-        data["mode"] = message.send_mode
-    return data
+        "mode": message.send_mode or None,
+    }
 
 
 def session_data(session: DurableSession) -> dict[str, Any]:

@@ -23,6 +23,9 @@
  */
 export const REFUSED_CLOSE_CODES = Object.freeze([4400, 4403, 4404]);
 
+/** What a message sent while the agent answers may do (see `send`). */
+export const SEND_MODES = Object.freeze(["queue", "steer", "interrupt"]);
+
 /**
  * Errors after which a message would be refused again: it leaves the outbox. These are the
  * codes a `message.send` can get back with its `ref` (docs/protocol.md, error codes), plus
@@ -324,12 +327,20 @@ export class DurableSessionClient {
 
   /**
    * Send a message. It goes to the outbox (kept in storage) at once and is sent now if
-   * connected, else after the next reconnect; returns its outbox entry.
+   * connected, else after the next reconnect; returns its outbox entry. While the agent
+   * answers, `mode` says what the message does: `"queue"` (answered after this answer),
+   * `"steer"` (the agent takes it into the answer it is writing) or `"interrupt"` (the
+   * answer stops, keeping its text, and a new one starts); without it, the session's
+   * default applies. The `sent` event tells which mode the server applied.
    */
-  send(text) {
+  send(text, { mode } = {}) {
     const content = String(text ?? "");
     if (!content.trim()) throw new RangeError("a message must not be blank");
+    if (mode !== undefined && !SEND_MODES.includes(mode)) {
+      throw new RangeError(`mode must be one of ${SEND_MODES.join(", ")}`);
+    }
     const entry = { client_id: newClientId(), content, created_at: new Date().toISOString() };
+    if (mode !== undefined) entry.mode = mode;
     this._outbox.push(entry);
     this._writeOutbox((stored) => [...stored, entry]);
     this._emit("pending", this.pending);
@@ -675,6 +686,8 @@ export class DurableSessionClient {
     if (frame.for === "message.send") {
       if (frame.message) this._upsertMessage(frame.message);
       this._confirm(frame.client_id);
+      // Which mode applied: "steer" may have fallen back to "queue".
+      this._emit("sent", { client_id: frame.client_id, mode: frame.mode ?? "queue" });
     }
     if (frame.ref !== undefined) this._settle(frame.ref, false, frame);
   }
@@ -844,6 +857,7 @@ export class DurableSessionClient {
       client_id: entry.client_id,
       content: entry.content,
     };
+    if (SEND_MODES.includes(entry.mode)) frame.mode = entry.mode;
     if (this._sendFrame(frame)) entry._sentAt = Date.now();
   }
 
@@ -916,11 +930,9 @@ export class DurableSessionClient {
   /** Read-modify-write, so that entries another tab added meanwhile are kept. */
   _writeOutbox(change) {
     if (!this.storage) return;
-    const entries = change(this._storedOutbox()).map(({ client_id, content, created_at }) => ({
-      client_id,
-      content,
-      created_at,
-    }));
+    const entries = change(this._storedOutbox()).map(
+      ({ client_id, content, created_at, mode }) => ({ client_id, content, created_at, mode }),
+    );
     if (entries.length) this._storageSet(this._key("outbox"), JSON.stringify(entries));
     else this._storageRemove(this._key("outbox"));
   }
@@ -1068,6 +1080,14 @@ const EVENT_HANDLERS = {
   },
   "tool.updated"(data) {
     this._partEvent(data, "tool");
+  },
+  "run.steered"(data) {
+    // The agent read these steering messages: the answer goes on with them in mind.
+    const ids = Array.isArray(data.message_ids) ? data.message_ids : [];
+    for (const message of this._messages) {
+      if (ids.includes(message.id)) message.steered = true;
+    }
+    this._emit("steered", { ...data });
   },
   "message.completed"(data, frame) {
     this._endMessage(data, frame);

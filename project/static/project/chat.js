@@ -28,6 +28,13 @@ const CANCEL_NOTES = {
   handoff: "Stopped: a colleague will take over",
   takeover: "Stopped: a colleague took over",
   closed: "Stopped: the conversation was closed",
+  interrupted: "Stopped: you sent a new message",
+};
+// How a message sent while the assistant answered was taken (its `mode`).
+const MODE_NOTES = {
+  steer: "Sent into the answer being written",
+  queue: "Answered after the answer being written",
+  interrupt: "Stopped the answer being written",
 };
 
 // --- transcript --------------------------------------------------------------------
@@ -66,7 +73,7 @@ function rowOf(message) {
   row.dataset.seq = message.seq;
   const text = element("div", "text");
   text.dir = "auto"; // the message's own direction, isolated from the page's
-  row.append(element("bdi", "author"), element("time", "time"), text, element("div", "parts"), element("span", "note"));
+  row.append(element("bdi", "author"), element("time", "time"), text, element("div", "parts"), element("span", "note"), element("span", "mode"));
   const later = [...$("log").children].find((other) => Number(other.dataset.seq) > message.seq);
   $("log").insertBefore(row, later ?? null);
   rows.set(message.id, row);
@@ -94,6 +101,9 @@ function showMessage(message) {
   parts.hidden = !typed;
   if (typed) for (const part of message.parts) showPart(parts, message, part);
   row.querySelector(".note").textContent = noteOf(message);
+  const mode = message.mode ? MODE_NOTES[message.mode] ?? "" : "";
+  row.querySelector(".mode").textContent = message.steered ? "Taken into the answer" : mode;
+  if (message.mode) row.dataset.mode = message.mode;
 }
 
 // --- parts: reasoning, tool calls, approvals, data, sources ---------------------------
@@ -333,6 +343,8 @@ function showState() {
   const session = client.session ?? {};
   const open = session.status !== "closed" && client.status !== "refused";
   $("stop").hidden = !(open && client.replying);
+  // While an answer streams: whether the next message steers, waits for or stops it.
+  $("send-mode-box").hidden = !(open && client.replying && session.control === "ai");
   $("send").disabled = !open;
   $("text").disabled = !open;
   $("human").disabled = !(open && session.control === "ai" && client.status === "live");
@@ -364,6 +376,12 @@ client.on("status", () => { showPending(); showState(); });
 for (const type of ["session", "agent", "presence", "participant", "control"]) {
   client.on(type, showState);
 }
+client.on("steered", (data) => {
+  for (const id of data.message_ids ?? []) {
+    const message = client.messages.find((m) => m.id === id);
+    if (message) showMessage(message);
+  }
+});
 client.on("error", (error) => {
   if (error.entry) notice(`Your message could not be sent: ${error.message}`);
   else if (error.code !== "integrity") notice(error.message);
@@ -373,7 +391,8 @@ $("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("text").value;
   if (!text.trim()) return;
-  client.send(text);
+  const busy = !$("send-mode-box").hidden;
+  client.send(text, busy ? { mode: $("send-mode").value } : {});
   $("text").value = "";
   $("text").focus();
 });
