@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from durable_sessions import service
-from durable_sessions.agents import HistoryMessage, Part, Turn
+from durable_sessions.agents import Agent, HistoryMessage, Part, Turn
 from durable_sessions.agents.demo import REPLIES
 from durable_sessions.agents.openai_compatible import OpenAICompatibleAgent
 from durable_sessions.errors import InvalidInput
@@ -229,8 +229,8 @@ async def test_a_steering_message_changes_the_rest_of_the_same_answer(settings):
         reply = await Message.objects.aget(role="assistant")
         assert steered["data"]["reply_id"] == reply.pk
         assert steered["data"]["message_ids"] == [(await Message.objects.aget(client_id="c2")).pk]
-        said = 'Change of plan, you said: "Actually, what about a refund?". '
-        assert reply.content.endswith(said + REPLIES["refund"])
+        said = ' Change of plan, you said: "Actually, what about a refund?". '
+        assert reply.content.endswith(". " + said[1:] + REPLIES["refund"])
         assert "Sentence 60 of the plan." not in reply.content  # the plan was dropped
         assert reply.content.startswith("Sentence 1 of the plan.")  # what it wrote stays
         # The text before the steering is a part of its own, ended before the event.
@@ -260,4 +260,43 @@ async def test_interrupt_stops_the_answer_and_a_new_run_answers(settings):
         assert first.state == MessageState.CANCELLED and 0 < len(first.content) < len(SENTENCES)
         assert second.state == MessageState.COMPLETE and second.content == SENTENCES
         assert second.seq > (await Message.objects.aget(client_id="c2")).seq
+        await comm.disconnect()
+
+
+class PatientAgent(Agent):
+    """Writes a sentence, then waits (without asking for steering) until a steering message
+    was sent; at the next step it goes on with what it was told."""
+
+    supports_steering = True
+
+    async def stream(self, turn: Turn):
+        if turn.step == 0:
+            yield "First part."
+            steered = Message.objects.filter(send_mode="steer")
+            for _ in range(500):  # bounded: the test fails rather than hangs
+                if await db(steered.exists)():
+                    return
+                await asyncio.sleep(0.02)
+            return
+        yield " Then, as asked: " + turn.steered[-1].content
+
+
+async def test_steering_after_the_last_boundary_gets_a_step_of_its_own(settings):
+    runtime_settings(settings, AGENT="tests.test_steering.PatientAgent")
+    async with running_worker("w"):
+        session, store = await db(anonymous_session)()
+        comm, _ = await open_ws(session.id, store=store)
+        await _send(comm, "hello", "c1")
+        await frames_until(comm, lambda f: f.get("type") == "message.delta")
+        ack = await _send(comm, "be brief", "c2", mode="steer")
+        assert ack["mode"] == "steer"
+        frames = await frames_until(comm, is_end)
+        assert frames[-1]["type"] == "message.completed"
+        assert [f["type"] for f in frames].count("run.steered") == 1
+        reply = await Message.objects.aget(role="assistant")
+        assert reply.content == "First part. Then, as asked: be brief"
+        steps = [p.step async for p in reply.parts.order_by("index")]
+        assert steps == [0, 1]
+        runs_ = await _wait_runs(lambda rs: rs and rs[-1].status == RunStatus.COMPLETED)
+        assert len(runs_) == 1
         await comm.disconnect()

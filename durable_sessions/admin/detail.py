@@ -87,6 +87,14 @@ def _endings(session: DurableSession, message_ids: list[int]) -> dict[int, dict[
     return {row["message_id"]: row for row in rows if isinstance(row, dict)}
 
 
+# A customer's message sent while the agent answered: how it was taken.
+_MODE_NOTES = {
+    "queue": "Sent while the agent answered: queued after that answer.",
+    "steer": "Sent while the agent answered: steered that answer.",
+    "interrupt": "Sent while the agent answered: interrupted that answer.",
+}
+
+
 def _entry(message: Message, ending: dict[str, Any] | None) -> TranscriptEntry:
     role = message.role if message.role in Role.values else "other"
     note = ""
@@ -97,6 +105,8 @@ def _entry(message: Message, ending: dict[str, Any] | None) -> TranscriptEntry:
         note = "Error: " + str((ending or {}).get("error") or "unknown")
     elif message.state == MessageState.STREAMING:
         note = "The reply was still being written when this page was loaded."
+    elif message.send_mode:
+        note = _MODE_NOTES.get(message.send_mode, "")
     return TranscriptEntry(
         message=message,
         css_class=f"ds-role-{role} ds-state-{message.state}",

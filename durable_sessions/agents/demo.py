@@ -189,7 +189,8 @@ class DemoAgent(Agent):
         await asyncio.sleep(self.thinking_seconds)
         if turn.steered and turn.reply and turn.reply[-1].type != "tool_call":
             # A step of its own for steering that came after the answer's last sentence.
-            async for chunk in self._steerable(self.steered_text(turn.steered[-1].content), turn):
+            text = self.steered_text(turn.steered[-1].content)
+            async for chunk in self._steerable(text, turn, lead=" "):
                 yield chunk
             return
         if self.use_tools and turn.tool_results:
@@ -217,15 +218,17 @@ class DemoAgent(Agent):
         async for chunk in self._steerable(text, turn):
             yield chunk
 
-    async def _steerable(self, text: str, turn: Turn) -> AsyncIterator[str]:
+    async def _steerable(self, text: str, turn: Turn, lead: str = "") -> AsyncIterator[str]:
         """``text`` word by word, reading steering messages after each sentence: a new one
         replaces the rest of ``text`` with :meth:`steered_text` (which is steerable too)."""
+        # ``lead``: after a steering message, the space between the parts' sentences.
         while True:
             steering: str | None = None
             words = self._words(text)
             try:
                 async for word in words:
-                    yield word
+                    yield lead + word
+                    lead = ""
                     if word.endswith((".", "?", "!")):
                         arrived = await turn.steering()
                         if arrived:
@@ -235,7 +238,7 @@ class DemoAgent(Agent):
                 await words.aclose()
             if steering is None:
                 return
-            text = self.steered_text(steering)
+            text, lead = self.steered_text(steering), " "
 
     async def _words(self, text: str) -> AsyncIterator[str]:
         delay = 1.0 / self.tokens_per_second if self.tokens_per_second > 0 else 0.0

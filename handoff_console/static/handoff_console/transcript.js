@@ -21,12 +21,21 @@ const STOPPED_BECAUSE = {
   handoff: "stopped: handed off to a human",
   takeover: "stopped: taken over",
   closed: "stopped: the conversation was closed",
+  interrupted: "stopped: the customer interrupted it",
+};
+// A customer's message sent while the agent answered: how it was taken.
+const SENT_AS = {
+  queue: "sent during an answer: queued",
+  steer: "sent during an answer: steered it",
+  interrupt: "sent during an answer: interrupted it",
 };
 
-/** What a finished reply's note says: stopped (and why) or failed. */
+/** What a message's note says: a reply stopped (and why) or failed; how a message sent
+ * during an answer was taken. */
 export function stateNote(message) {
   if (message.state === "cancelled") return STOPPED_BECAUSE[message.reason] ?? "stopped";
   if (message.state === "failed") return `failed${message.error ? `: ${message.error}` : ""}`;
+  if (message.mode) return SENT_AS[message.mode] ?? "";
   return "";
 }
 
