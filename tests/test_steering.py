@@ -300,3 +300,33 @@ async def test_steering_after_the_last_boundary_gets_a_step_of_its_own(settings)
         runs_ = await _wait_runs(lambda rs: rs and rs[-1].status == RunStatus.COMPLETED)
         assert len(runs_) == 1
         await comm.disconnect()
+
+
+def test_the_rest_api_posts_with_a_mode_and_says_which_applied(settings):
+    from django.test import Client
+
+    from tests.test_api import as_visitor, error, url
+
+    runtime_settings(settings)
+    session, _ = anonymous_session("v-rest")
+    run, _ = _running(session)
+    client = as_visitor(Client(), "v-rest")
+    steered = client.post(
+        url("session-messages", session),
+        {"content": "shorter", "client_id": "r1", "mode": "steer"},
+        content_type="application/json",
+    )
+    assert steered.status_code == 201
+    body = steered.json()
+    assert body["mode"] == "steer" and body["message"]["mode"] == "steer"
+    assert Message.objects.get(client_id="r1").steer_run_id == run.pk
+    before = DurableSession.objects.get(pk=session.pk).last_seq
+    for bad in ("STEER", 3, True, ["steer"]):
+        refused = client.post(
+            url("session-messages", session),
+            {"content": "x", "client_id": f"bad-{bad!r}", "mode": bad},
+            content_type="application/json",
+        )
+        assert refused.status_code == 400
+        assert (error(refused)["code"], error(refused)["field"]) == ("invalid_field", "mode")
+    assert DurableSession.objects.get(pk=session.pk).last_seq == before
