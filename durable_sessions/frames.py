@@ -24,6 +24,13 @@ CLIENT_FRAMES: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
     "reply.cancel": {},
     "ping": {},
     "typing": {"state": (True, (str,)), "private": (False, (bool,))},
+    "message.edit": {
+        "message_id": (True, (int,)),
+        "content": (True, (str,)),
+        "client_id": (True, (str,)),
+    },
+    "reply.regenerate": {"message_id": (True, (int,))},
+    "branch.switch": {"message_id": (True, (int,))},
     "approval.answer": {
         "approval_id": (True, (str,)),
         "approved": (True, (bool,)),
@@ -132,9 +139,13 @@ def parse(text: str | None, binary: bytes | None = None) -> Frame:
                 raise FrameError("invalid_field", f"{name}: missing", ref=ref, field=name)
             continue
         value = data[name]
-        if not isinstance(value, types):
-            expected = " or ".join(t.__name__ for t in types)
-            raise FrameError("invalid_field", f"{name}: must be a {expected}", ref=ref, field=name)
+        # JSON true is no number: bool is an int to Python only.
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            expected = " or ".join({"int": "integer"}.get(t.__name__, t.__name__) for t in types)
+            article = "an" if expected[0] in "aeiou" else "a"
+            raise FrameError(
+                "invalid_field", f"{name}: must be {article} {expected}", ref=ref, field=name
+            )
         if isinstance(value, str) and has_surrogate(value):
             raise FrameError(
                 "invalid_field",

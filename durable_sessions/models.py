@@ -198,6 +198,16 @@ class Message(models.Model):
     steer_run = models.ForeignKey(
         "AgentRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Branches (see service/branches.py). An edit or a regeneration is a new version of a
+    # message: ``version_of`` is the first version of its sibling group (null on firsts).
+    version_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="versions"
+    )
+    # Null while the message is on the shown branch; else the version whose subtree was
+    # hidden with it (showing that version again shows it). Linear sessions never set it.
+    hidden_under = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # A default, not auto_now_add: a complete message gets the same instant for both.
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -367,6 +377,10 @@ class AgentRun(models.Model):
     error = models.TextField(blank=True, default="")
     # The seq of the newest steering message the run has read (0: none yet).
     steered_seq = models.BigIntegerField(default=0)
+    # The reply this run writes a new version of (a regeneration), if any.
+    regenerates = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["session_id", "id"]

@@ -40,6 +40,8 @@ PART_ENDED = "part.ended"
 TOOL_UPDATED = "tool.updated"
 # A running run read steering messages at a step boundary (see service/steering.py).
 RUN_STEERED = "run.steered"
+# The shown branch of the conversation changed (an edit, a regeneration, a switch).
+BRANCH_SWITCHED = "branch.switched"
 
 ALL_TYPES = frozenset(
     {
@@ -57,6 +59,7 @@ ALL_TYPES = frozenset(
         PART_ENDED,
         TOOL_UPDATED,
         RUN_STEERED,
+        BRANCH_SWITCHED,
     }
 )
 
@@ -186,6 +189,10 @@ def message_data(message: Message) -> dict[str, Any]:
         "completed_at": iso(message.completed_at),
         # Sent while the agent was busy: how it was taken (queue, steer or interrupt).
         "mode": message.send_mode or None,
+        # Branches: the first version of its sibling group (null on firsts), and whether it
+        # is on the shown branch.
+        "version_of": message.version_of_id,
+        "active": message.hidden_under_id is None,
     }
 
 

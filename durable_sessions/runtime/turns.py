@@ -46,7 +46,8 @@ def build_turn(
     (the steering messages sent into it are :attr:`Turn.steered`, not history)."""
     session = DurableSession.objects.get(pk=session_id)
     has_parts = Exists(MessagePart.objects.filter(message_id=OuterRef("pk")))
-    messages = Message.objects.filter(session_id=session_id)
+    # The shown branch only: edited and regenerated versions off it are not history.
+    messages = Message.objects.filter(session_id=session_id, hidden_under__isnull=True)
     if run_id is not None:
         messages = messages.exclude(steer_run_id=run_id)
     recent = list(

@@ -18,6 +18,12 @@ from durable_sessions.service.approvals import (
     expire_approvals,
     pending_approvals,
 )
+from durable_sessions.service.branches import (
+    edit_message,
+    hidden_ids,
+    regenerate,
+    switch_branch,
+)
 from durable_sessions.service.control import (
     change_control,
     close_by_operator,
@@ -53,6 +59,7 @@ __all__ = [
     "acancel_reply",
     "acrash_run",
     "acreate_session",
+    "aedit_message",
     "aexpire_approvals",
     "afail_assistant_message",
     "afinish_assistant_message",
@@ -61,8 +68,10 @@ __all__ = [
     "aoperator_reply",
     "apost_message",
     "append_delta",
+    "aregenerate",
     "arequest_handoff",
     "astart_assistant_message",
+    "aswitch_branch",
     "cancel_reply",
     "change_control",
     "close_by_operator",
@@ -70,10 +79,12 @@ __all__ = [
     "crash_run",
     "create_session",
     "delta_writer",
+    "edit_message",
     "expire_approvals",
     "fail_assistant_message",
     "finish_assistant_message",
     "hand_back",
+    "hidden_ids",
     "join_operator",
     "operator_reply",
     "participant_for",
@@ -81,9 +92,11 @@ __all__ = [
     "post_customer_message",
     "post_message",
     "post_system_message",
+    "regenerate",
     "request_handoff",
     "session_write",
     "start_assistant_message",
+    "switch_branch",
     "take_over",
     "transfer",
 ]
@@ -100,3 +113,6 @@ arequest_handoff = make_async(request_handoff)
 acrash_run = make_async(crash_run)
 aanswer_approval = make_async(answer_approval)
 aexpire_approvals = make_async(expire_approvals)
+aedit_message = make_async(edit_message)
+aregenerate = make_async(regenerate)
+aswitch_branch = make_async(switch_branch)

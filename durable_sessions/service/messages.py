@@ -195,7 +195,11 @@ def start_assistant_message(session_id: uuid.UUID | str) -> Message:
             raise ReplyInProgress("an assistant reply is already streaming in this session")
         agent = w.participant(ParticipantKind.AGENT)
         message = Message(
-            author=agent, role=Role.ASSISTANT, content="", state=MessageState.STREAMING
+            author=agent,
+            role=Role.ASSISTANT,
+            content="",
+            state=MessageState.STREAMING,
+            version_of_id=runs.regenerated_group(w.session_id),
         )
         w.add_message(message)
     return message
