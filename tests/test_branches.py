@@ -211,3 +211,39 @@ async def test_a_switch_on_one_device_shows_on_another_and_resume_is_exact(setti
     assert await db(last_seq)(session) == total
     for comm in (laptop, phone, back):
         await comm.disconnect()
+
+
+def test_the_rest_api_edits_regenerates_and_switches_for_the_customer_only(settings):
+    from django.test import Client
+
+    from tests.test_api import as_visitor, error, url
+
+    runtime_settings(settings)
+    session, _ = anonymous_session("v-rest")
+    q1, a1 = answered(session, "first", "one")
+    client = as_visitor(Client(), "v-rest")
+    base = url("session-messages", session)
+    edited = client.post(
+        f"{base}{q1.pk}/edit/", {"content": "first!", "client_id": "e1"}, "application/json"
+    )
+    assert edited.status_code == 201, edited.content
+    version = edited.json()["message"]
+    assert (version["version_of"], version["active"]) == (q1.pk, True)
+    switched = client.post(f"{base}{q1.pk}/activate/")
+    assert (switched.status_code, switched.json()) == (200, {"changed": True})
+    regenerated = client.post(f"{base}{a1.pk}/regenerate/")
+    assert (regenerated.status_code, regenerated.json()) == (200, {"hidden": [a1.pk]})
+    before = last_seq(session)
+    for path, body in (
+        (f"{base}{q1.pk}/edit/", {"content": 5}),
+        (f"{base}{q1.pk}/edit/", {"content": "x", "extra": 1}),
+        (f"{base}999999/activate/", None),
+        (f"{base}{a1.pk}/edit/", {"content": "x"}),
+    ):
+        refused = client.post(path, body, "application/json") if body else client.post(path)
+        assert refused.status_code in (400, 409) and error(refused)["code"]
+    olga = make_user("olga", operator=True)
+    operator = Client()
+    operator.force_login(olga)
+    assert operator.post(f"{base}{q1.pk}/activate/").status_code == 403
+    assert last_seq(session) == before

@@ -267,8 +267,18 @@ class MessageSerializer(serializers.Serializer):
     completed_at = serializers.DateTimeField(allow_null=True)
     mode = serializers.ChoiceField(
         choices=["queue", "steer", "interrupt"],
-        required=False,
-        help_text="Only on a customer's message sent while the agent was busy: how it was taken.",
+        allow_null=True,
+        help_text="How a customer's message sent while the agent was busy was taken; null "
+        "for every other message.",
+    )
+    version_of = serializers.IntegerField(
+        allow_null=True,
+        help_text="An edited or regenerated version: the id of the first version of its "
+        "sibling group; null on a first version.",
+    )
+    active = serializers.BooleanField(
+        help_text="Whether the message is on the shown branch (what the agent reads and "
+        "pages show)."
     )
 
 
