@@ -351,6 +351,51 @@ export class DurableSessionClient {
     return { ...entry };
   }
 
+  /**
+   * Edit one of the customer's own messages: a new version with `text`, answered by the
+   * agent; the old version and what followed it are kept off the shown branch. Resolves
+   * with the ack (its `message` is the new version); rejects with `not_editable` (an
+   * operator's message, a notice, after an operator wrote) or `human_in_control`.
+   */
+  edit(messageId, text, { clientId = newClientId() } = {}) {
+    const content = String(text ?? "");
+    if (!content.trim()) throw new RangeError("a message must not be blank");
+    return this._request({
+      type: "message.edit",
+      message_id: messageId,
+      content,
+      client_id: clientId,
+    });
+  }
+
+  /** Ask for a new version of one of the agent's answers. Resolves with the ack. */
+  regenerate(messageId) {
+    return this._request({ type: "reply.regenerate", message_id: messageId });
+  }
+
+  /** Show the branch of this version of a message (every device follows). */
+  switchBranch(messageId) {
+    return this._request({ type: "branch.switch", message_id: messageId });
+  }
+
+  /**
+   * The versions of a message (itself included), oldest first, and which one is shown:
+   * `{versions, index}` where `versions[index]` is the shown one (or the message itself).
+   * A message never edited or regenerated has one version.
+   */
+  versionsOf(message) {
+    const group = message.version_of ?? message.id;
+    const versions = this._messages.filter((m) => m.id === group || m.version_of === group);
+    let index = versions.findIndex((m) => m.active !== false);
+    if (index < 0) index = versions.findIndex((m) => m.id === message.id);
+    return { versions, index };
+  }
+
+  /** The messages on the shown branch, in order (what the agent reads as history). */
+  get shownMessages() {
+    return this._messages.filter((m) => m.active !== false);
+  }
+
   /** Stop the agent's current reply (its partial text is kept). Resolves with the ack. */
   cancel() {
     return this._request({ type: "reply.cancel" });
@@ -667,6 +712,9 @@ export class DurableSessionClient {
     this.you = frame.you;
     this.agentStatus = frame.agent?.status ?? "idle";
     this.agentTool = frame.agent?.tool ?? null;
+    // The shown branch now; a replay that follows moves known messages to it in order.
+    const hidden = new Set(frame.branches?.hidden ?? []);
+    for (const message of this._messages) message.active = !hidden.has(message.id);
     this._snapshotApprovals = Array.isArray(frame.approvals) ? frame.approvals : [];
     this.presence = frame.presence ?? null;
     this._setStatus("syncing");
@@ -1080,6 +1128,23 @@ const EVENT_HANDLERS = {
   },
   "tool.updated"(data) {
     this._partEvent(data, "tool");
+  },
+  "branch.switched"(data) {
+    // An edit, a regeneration or a switch: which messages are on the shown branch.
+    const changed = [];
+    for (const [ids, active] of [
+      [data.hidden, false],
+      [data.shown, true],
+    ]) {
+      for (const id of Array.isArray(ids) ? ids : []) {
+        const message = this._byId.get(id);
+        if (message) {
+          message.active = active;
+          changed.push(message);
+        }
+      }
+    }
+    this._emit("branch", { ...data, changed });
   },
   "run.steered"(data) {
     // The agent read these steering messages: the answer goes on with them in mind.
