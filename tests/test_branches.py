@@ -247,3 +247,16 @@ def test_the_rest_api_edits_regenerates_and_switches_for_the_customer_only(setti
     operator.force_login(olga)
     assert operator.post(f"{base}{q1.pk}/activate/").status_code == 403
     assert last_seq(session) == before
+
+
+def test_the_admin_shows_which_version_is_shown_and_that_others_exist(admin_client, settings):
+    from tests.test_admin import change_url
+
+    runtime_settings(settings)
+    session, _ = anonymous_session()
+    q1, _ = answered(session, "first", "one")
+    service.edit_message(session.id, q1.pk, "first, edited")
+    html = admin_client.get(change_url(session)).content.decode()
+    assert "Version 1 of 2. Not on the shown branch (kept)." in html
+    assert "Version 2 of 2. On the shown branch." in html
+    assert html.count("Not on the shown branch (kept).") == 2  # the question and its answer

@@ -81,3 +81,34 @@ async def test_edit_regenerate_and_versions_follow_on_another_tab(browser, daphn
     no_trouble(laptop)
     no_trouble(other)
     await context.close()
+
+
+@browser_test
+async def test_the_console_marks_the_shown_version_and_keeps_the_others(browser, daphne):
+    from channels.db import database_sync_to_async
+
+    from durable_sessions import service
+    from durable_sessions.models import Message
+    from tests import test_browser_console as console_pages
+
+    server = agent_server(daphne, **QUICK)
+    context = await new_context(browser, server)
+    customer = await open_page(context)
+    session_id = await start_chat(customer)
+    await send(customer.page, "Where is my order?")
+    await shown_answer(customer.page)
+    await console_pages.operator("olga")
+    console = await console_pages.open_page(browser, server)
+    await console_pages.log_in(console, "olga")
+    await console_pages.open_session(console, session_id)
+    question = await database_sync_to_async(Message.objects.get)(role="user")
+    await database_sync_to_async(service.edit_message)(session_id, question.pk, "Reset password?")
+    old = f"#transcript li[data-id='{question.pk}'] .state"
+    await wait_text(console.page, old, "version 1 of 2 · not on the shown branch")
+    assert await console.page.locator("#transcript li[data-active=false]").count() == 2
+    new = "#transcript li.role-user[data-active=true] .state"
+    await wait_text(console.page, new, "version 2 of 2 · shown")
+    await screenshot(console.page, "branches-console")
+    no_trouble(customer)
+    await context.close()
+    await console.page.context.close()

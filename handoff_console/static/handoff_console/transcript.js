@@ -104,9 +104,26 @@ function toolCard(part, answer) {
   return card;
 }
 
+/**
+ * Where a message stands among its versions (edits and regenerations), from the messages
+ * `known`: "" for a message with one version, else e.g. "version 2 of 2 · shown".
+ */
+export function versionNote(message, known) {
+  const group = message.version_of ?? message.id;
+  const versions = [...known.values()]
+    .filter((m) => m.id === group || m.version_of === group)
+    .sort((a, b) => a.seq - b.seq);
+  const shown = message.active === false ? "not on the shown branch" : "shown";
+  if (versions.length < 2) return message.active === false ? shown : "";
+  const index = versions.findIndex((m) => m.id === message.id);
+  return `version ${index + 1} of ${versions.length} · ${shown}`;
+}
+
 /** Fill one message's item (created empty by `Transcript`) from the message. */
-export function renderMessage(item, message, { answer } = {}) {
+export function renderMessage(item, message, { answer, branch = "" } = {}) {
   item.className = `msg role-${message.role} state-${message.state}`;
+  // Messages off the shown branch stay in the transcript, marked (and dimmed).
+  item.dataset.active = String(message.active !== false);
   item.dataset.seq = String(message.seq);
   const { name, role } = authorLabel(message);
   const who = [el("bdi", { className: "author", text: name })];
@@ -119,7 +136,9 @@ export function renderMessage(item, message, { answer } = {}) {
   const typed = (message.parts ?? []).some((part) => part.type !== "text");
   if (typed) body.replaceChildren(...message.parts.map((part) => renderPart(part, answer)));
   else body.textContent = message.content;
-  item.querySelector(".state").textContent = stateNote(message);
+  item.querySelector(".state").textContent = [stateNote(message), branch]
+    .filter(Boolean)
+    .join(" · ");
 }
 
 export class Transcript {
@@ -128,10 +147,12 @@ export class Transcript {
     this.list = list;
     this.answer = answer;
     this.items = new Map();
+    this.messages = new Map(); // id -> message, for the versions of a message
   }
 
   clear() {
     this.items.clear();
+    this.messages.clear();
     this.list.replaceChildren();
   }
 
@@ -151,8 +172,21 @@ export class Transcript {
       this.items.set(message.id, item);
       this._insert(item, message.seq);
     }
-    renderMessage(item, message, { answer: this.answer });
+    this.messages.set(message.id, message);
+    renderMessage(item, message, { answer: this.answer, branch: versionNote(message, this.messages) });
+    if (message.version_of) this.showBranch(); // its siblings' notes count it
     if (atBottom) list.scrollTop = list.scrollHeight;
+  }
+
+  /** Re-mark every message with versions (after an edit, a regeneration or a switch). */
+  showBranch() {
+    for (const message of this.messages.values()) {
+      const item = this.items.get(message.id);
+      const branch = versionNote(message, this.messages);
+      if (item && (branch || item.dataset.active === "false")) {
+        renderMessage(item, message, { answer: this.answer, branch });
+      }
+    }
   }
 
   /** After the last item with a smaller seq: the log's order, whatever the arrival order. */
