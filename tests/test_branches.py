@@ -147,7 +147,14 @@ def test_operators_messages_and_human_control_are_refused_and_change_nothing(set
     )
 
 
-any_id = st.one_of(st.integers(), st.booleans(), st.text(max_size=5), st.none(), st.floats())
+any_id = st.one_of(
+    st.integers(),
+    st.integers(2**62, 2**80),
+    st.booleans(),
+    st.text(max_size=5),
+    st.none(),
+    st.floats(),
+)
 
 
 @settings(max_examples=40, deadline=None)

@@ -35,6 +35,7 @@ from durable_sessions.service.validation import clean_client_id, clean_text
 BRANCHED = "branched"
 # Roles whose presence after a message freezes it: an operator's words, a notice (handoff).
 _FREEZING = (Role.OPERATOR, Role.SYSTEM)
+MAX_ID = 2**63
 
 
 def group_of(message: Message) -> int:
@@ -54,6 +55,8 @@ def _require_ai(w: SessionWrite) -> None:
 def _message(w: SessionWrite, message_id: Any) -> Message:
     if isinstance(message_id, bool) or not isinstance(message_id, int):
         raise NotEditable("message_id: must be the id of a message", field="message_id")
+    if not 0 < message_id < MAX_ID:  # beyond a database integer: no message has it
+        raise NotEditable(f"message {message_id} is not in this session", field="message_id")
     message = (
         Message.objects.select_related("author")
         .filter(session_id=w.session_id, pk=message_id)
@@ -199,7 +202,9 @@ def switch_branch(session_id: uuid.UUID | str, message_id: Any) -> bool:
             .first()
         )
         if current is None:
-            raise NotEditable(f"message {target.pk} is not a version on the shown branch")
+            raise NotEditable(
+                f"message {target.pk} has no version on the shown branch", field="message_id"
+            )
         after = _shown_after(w, current)
         _require_free(current, after)
         stop_ai(w, BRANCHED)
