@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 from django.db.models import Subquery
 
 from durable_sessions.agents import HistoryMessage
+from durable_sessions.errors import ServiceError
 from durable_sessions.models import AgentRun, Message
 from durable_sessions.runtime.reply import ReplyWriter
 from durable_sessions.service import steering
@@ -105,8 +106,10 @@ async def answer(request: SteerRequest, writer: ReplyWriter, run_id: int) -> Non
 
 async def requeue_unread(run_id: int) -> bool:
     """After the run ended: a new run answers the steering messages it never read."""
-    if not await db(has_unread)(run_id):
+    what = f"run {run_id}: requeue steering"
+    try:
+        if not await retrying(lambda: db(has_unread)(run_id), what):
+            return False
+        return await retrying(lambda: db(steering.requeue_unread)(run_id), what)
+    except ServiceError:  # e.g. the session was deleted meanwhile: nothing left to answer
         return False
-    return await retrying(
-        lambda: db(steering.requeue_unread)(run_id), f"run {run_id}: requeue steering"
-    )
