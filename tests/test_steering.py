@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 db = database_sync_to_async
 # Sentences the demo reads steering after; long enough that a message sent after the first
 # delta arrives well before the end.
-SENTENCES = " ".join(f"Sentence {i} of the plan." for i in range(1, 61))
+SENTENCES = " ".join(f"Sentence {i} of the plan." for i in range(1, 101))
 
 
 def _running(session) -> tuple[AgentRun, Any]:
@@ -231,7 +231,7 @@ async def test_a_steering_message_changes_the_rest_of_the_same_answer(settings):
         assert steered["data"]["message_ids"] == [(await Message.objects.aget(client_id="c2")).pk]
         said = ' Change of plan, you said: "Actually, what about a refund?". '
         assert reply.content.endswith(". " + said[1:] + REPLIES["refund"])
-        assert "Sentence 60 of the plan." not in reply.content  # the plan was dropped
+        assert "Sentence 100 of the plan." not in reply.content  # the plan was dropped
         assert reply.content.startswith("Sentence 1 of the plan.")  # what it wrote stays
         # The text before the steering is a part of its own, ended before the event.
         parts = [p async for p in reply.parts.order_by("index")]
