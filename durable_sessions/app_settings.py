@@ -87,6 +87,12 @@ class DurableSessionsSettings(AppSettings):
         60.0, "fail a reply when the agent yields nothing for this long", positive=True
     )
     HISTORY_LIMIT = Int(50, "messages of history given to the agent", positive=True)
+    DEFAULT_SEND_MODE = Str(
+        "queue",
+        "how a customer's message sent while the agent answers is taken, unless the message "
+        "or the session's metadata `send_mode` says otherwise",
+        choices=("queue", "steer", "interrupt"),
+    )
     MAX_AGENT_STEPS = Int(
         8, "steps (model calls between tool calls) of one run before its reply ends", positive=True
     )

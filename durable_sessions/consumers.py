@@ -96,6 +96,8 @@ class _Opened:
     participants: list[Participant]
     agent: dict[str, Any]
     approvals: list[dict[str, Any]]
+    # Messages off the shown branch (edited or regenerated versions): none in a linear one.
+    hidden: list[int]
 
 
 _AFTER_SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only: isdigit() accepts "²"
@@ -292,7 +294,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
             {"message_id": p.message_id, "part": wire.part_data(p)}
             for p in service.pending_approvals(session.pk)
         ]
-        return _Opened(session, access, mine, participants, runs.agent_state(session.pk), approvals)
+        hidden = service.hidden_ids(session.pk)
+        agent = runs.agent_state(session.pk)
+        return _Opened(session, access, mine, participants, agent, approvals, hidden)
 
     def _snapshot(self, opened: _Opened, after: int) -> dict[str, Any]:
         return {
@@ -302,6 +306,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
             "agent": opened.agent,
             # Tool calls waiting for an answer (also in the log): shown before any replay.
             "approvals": opened.approvals,
+            # The shown branch: every message not listed here is on it.
+            "branches": {"hidden": opened.hidden},
             "you": {
                 "access": opened.access.value,
                 "participant_id": opened.participant.pk if opened.participant else None,
@@ -713,14 +719,23 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def on_message_send(self, frame: Frame) -> dict[str, Any]:
         await limits.acheck("message", self.limit_slot.who)  # refused: nothing stored
         content, client_id = frame.fields["content"], frame.fields["client_id"]
+        mode = frame.fields.get("mode")
         if self.access is Access.OWNER:
             result = await service.apost_message(
                 self.session_id,
                 author=await self._participant(),
                 content=content,
                 client_id=client_id,
+                mode=mode,
             )
         else:
+            if mode is not None:
+                raise FrameError(
+                    "invalid_field",
+                    "mode: only the customer's messages steer or interrupt the agent",
+                    ref=frame.ref,
+                    field="mode",
+                )
             result = await service.aoperator_reply(
                 self.session_id, operator=self.scope["user"], content=content, client_id=client_id
             )
@@ -731,6 +746,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             "client_id": client_id,
             "seq": result.seq,
             "duplicate": result.duplicate,
+            "mode": result.mode,
             "message": wire.message_data(result.message),
         }
 
@@ -773,6 +789,33 @@ class SessionConsumer(AsyncWebsocketConsumer):
             "decision": result.part.decision,
         }
 
+    async def on_message_edit(self, frame: Frame) -> dict[str, Any]:
+        self._require_owner(frame)
+        await limits.acheck("message", self.limit_slot.who)  # an edit is a message
+        fields = frame.fields
+        result = await service.aedit_message(
+            self.session_id, fields["message_id"], fields["content"], client_id=fields["client_id"]
+        )
+        return {
+            "type": "ack",
+            "for": frame.type,
+            "client_id": fields["client_id"],
+            "seq": result.seq,
+            "duplicate": result.duplicate,
+            "message": wire.message_data(result.message),
+        }
+
+    async def on_reply_regenerate(self, frame: Frame) -> dict[str, Any]:
+        self._require_owner(frame)
+        await limits.acheck("message", self.limit_slot.who)  # it starts a run, as a message
+        hidden = await service.aregenerate(self.session_id, frame.fields["message_id"])
+        return {"type": "ack", "for": frame.type, "hidden": hidden}
+
+    async def on_branch_switch(self, frame: Frame) -> dict[str, Any]:
+        self._require_owner(frame)
+        changed = await service.aswitch_branch(self.session_id, frame.fields["message_id"])
+        return {"type": "ack", "for": frame.type, "changed": changed}
+
     async def on_reply_cancel(self, frame: Frame) -> dict[str, Any]:
         cancelled = await service.acancel_reply(
             self.session_id, reason="user" if self.access is Access.OWNER else "operator"
@@ -784,7 +827,17 @@ class SessionConsumer(AsyncWebsocketConsumer):
 _KINDS = {Access.OWNER: "customer", Access.OPERATOR: "operator"}
 
 # Frames that change the session: access is re-read before them.
-_STATE_CHANGING = frozenset({"message.send", "handoff.request", "reply.cancel", "approval.answer"})
+_STATE_CHANGING = frozenset(
+    {
+        "message.send",
+        "handoff.request",
+        "reply.cancel",
+        "approval.answer",
+        "message.edit",
+        "reply.regenerate",
+        "branch.switch",
+    }
+)
 # Log events after which the agent's status is re-read (its frame may have been lost).
 _AGENT_CHANGES = frozenset(
     {
@@ -795,6 +848,7 @@ _AGENT_CHANGES = frozenset(
         wire.SESSION_CLOSED,
         wire.TOOL_UPDATED,
         wire.RUN_RETRYING,
+        wire.BRANCH_SWITCHED,
     }
 )
 

@@ -189,3 +189,20 @@ class NotAllowed(ServiceError):
 
     code = "not_allowed"
     status_code = 403
+
+
+class NotEditable(ServiceError):
+    """The message cannot be edited, regenerated or made the shown branch: an operator's
+    message, a notice, a handoff record, another kind of message, or a message not (or no
+    longer) where the request says."""
+
+    code = "not_editable"
+    status_code = 409
+
+
+class HumanInControl(ServiceError):
+    """A human operator has the conversation (or it waits for one): the customer cannot
+    edit, regenerate or switch branches until it is back with the AI."""
+
+    code = "human_in_control"
+    status_code = 409

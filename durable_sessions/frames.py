@@ -15,11 +15,22 @@ from durable_sessions.service.validation import has_surrogate, printable
 
 # Frame type -> {field: (required, allowed types)}; "ref" is allowed on every frame.
 CLIENT_FRAMES: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
-    "message.send": {"content": (True, (str,)), "client_id": (True, (str,))},
+    "message.send": {
+        "content": (True, (str,)),
+        "client_id": (True, (str,)),
+        "mode": (False, (str,)),
+    },
     "handoff.request": {"reason": (False, (str,))},
     "reply.cancel": {},
     "ping": {},
     "typing": {"state": (True, (str,)), "private": (False, (bool,))},
+    "message.edit": {
+        "message_id": (True, (int,)),
+        "content": (True, (str,)),
+        "client_id": (True, (str,)),
+    },
+    "reply.regenerate": {"message_id": (True, (int,))},
+    "branch.switch": {"message_id": (True, (int,))},
     "approval.answer": {
         "approval_id": (True, (str,)),
         "approved": (True, (bool,)),
@@ -28,7 +39,10 @@ CLIENT_FRAMES: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
     },
 }
 # Allowed values of string fields.
-FIELD_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {("typing", "state"): ("start", "stop")}
+FIELD_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("typing", "state"): ("start", "stop"),
+    ("message.send", "mode"): ("queue", "steer", "interrupt"),
+}
 MAX_REF_CHARS = 64
 # A frame too large to decode may still name its ref near the start (clients put it
 # before the content): looked for in this many leading characters, so that the error
@@ -125,9 +139,13 @@ def parse(text: str | None, binary: bytes | None = None) -> Frame:
                 raise FrameError("invalid_field", f"{name}: missing", ref=ref, field=name)
             continue
         value = data[name]
-        if not isinstance(value, types):
-            expected = " or ".join(t.__name__ for t in types)
-            raise FrameError("invalid_field", f"{name}: must be a {expected}", ref=ref, field=name)
+        # JSON true is no number: bool is an int to Python only.
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            expected = " or ".join({"int": "integer"}.get(t.__name__, t.__name__) for t in types)
+            article = "an" if expected[0] in "aeiou" else "a"
+            raise FrameError(
+                "invalid_field", f"{name}: must be {article} {expected}", ref=ref, field=name
+            )
         if isinstance(value, str) and has_surrogate(value):
             raise FrameError(
                 "invalid_field",

@@ -192,6 +192,23 @@ class Message(models.Model):
     client_id = models.CharField(max_length=64, null=True, blank=True)
     # The seq of the event that created the message.
     seq = models.BigIntegerField()
+    # How a customer's message sent while the agent was busy was taken: "queue", "steer"
+    # or "interrupt" (see service/steering.py); empty for every other message.
+    send_mode = models.CharField(max_length=10, blank=True, default="")
+    # The running run a steering message was sent into (it reads it at a step boundary).
+    steer_run = models.ForeignKey(
+        "AgentRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Branches (see service/branches.py). An edit or a regeneration is a new version of a
+    # message: ``version_of`` is the first version of its sibling group (null on firsts).
+    version_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="versions"
+    )
+    # Null while the message is on the shown branch; else the version whose subtree was
+    # hidden with it (showing that version again shows it). Linear sessions never set it.
+    hidden_under = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # A default, not auto_now_add: a complete message gets the same instant for both.
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -378,6 +395,12 @@ class AgentRun(models.Model):
     # Why a pending run waits for another worker ("worker_lost", "handed_back"); empty once
     # claimed (and for a run that waits for its first worker or after an approval).
     retry_reason = models.CharField(max_length=12, blank=True, default="")
+    # The seq of the newest steering message the run has read (0: none yet).
+    steered_seq = models.BigIntegerField(default=0)
+    # The reply this run writes a new version of (a regeneration), if any.
+    regenerates = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["session_id", "id"]

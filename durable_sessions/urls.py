@@ -6,7 +6,7 @@ id gets the API's JSON 404 like an unknown one.
 
 from django.urls import path
 
-from durable_sessions.api import actions, approvals, devices, docs, ops, views
+from durable_sessions.api import actions, approvals, branches, devices, docs, ops, views
 
 app_name = "durable_sessions"
 
@@ -16,6 +16,21 @@ urlpatterns = [
     path("sessions/", views.SessionListView.as_view(), name="session-create"),
     path(SESSION, views.SessionDetailView.as_view(), name="session-detail"),
     path(f"{SESSION}messages/", views.MessageListView.as_view(), name="session-messages"),
+    path(
+        f"{SESSION}messages/<int:message_id>/edit/",
+        branches.EditView.as_view(),
+        name="session-message-edit",
+    ),
+    path(
+        f"{SESSION}messages/<int:message_id>/regenerate/",
+        branches.RegenerateView.as_view(),
+        name="session-message-regenerate",
+    ),
+    path(
+        f"{SESSION}messages/<int:message_id>/activate/",
+        branches.ActivateView.as_view(),
+        name="session-message-activate",
+    ),
     path(f"{SESSION}events/", views.EventListView.as_view(), name="session-events"),
     path(f"{SESSION}handoff/", actions.HandoffRequestView.as_view(), name="session-handoff"),
     path(f"{SESSION}take-over/", actions.TakeOverView.as_view(), name="session-take-over"),

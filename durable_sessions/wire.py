@@ -44,6 +44,10 @@ MESSAGE_SNAPSHOT = "message.snapshot"
 # A run lost its worker (a crash, or a hand-back while the worker stops): another worker
 # continues it; clients show that the assistant is reconnecting.
 RUN_RETRYING = "run.retrying"
+# A running run read steering messages at a step boundary (see service/steering.py).
+RUN_STEERED = "run.steered"
+# The shown branch of the conversation changed (an edit, a regeneration, a switch).
+BRANCH_SWITCHED = "branch.switched"
 
 ALL_TYPES = frozenset(
     {
@@ -62,6 +66,8 @@ ALL_TYPES = frozenset(
         TOOL_UPDATED,
         MESSAGE_SNAPSHOT,
         RUN_RETRYING,
+        RUN_STEERED,
+        BRANCH_SWITCHED,
     }
 )
 
@@ -189,6 +195,12 @@ def message_data(message: Message) -> dict[str, Any]:
         "seq": message.seq,
         "created_at": iso(message.created_at),
         "completed_at": iso(message.completed_at),
+        # Sent while the agent was busy: how it was taken (queue, steer or interrupt).
+        "mode": message.send_mode or None,
+        # Branches: the first version of its sibling group (null on firsts), and whether it
+        # is on the shown branch.
+        "version_of": message.version_of_id,
+        "active": message.hidden_under_id is None,
     }
 
 

@@ -660,6 +660,10 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
         ),
         session_path + "devices/{grant_id}/",
         session_path + "approvals/{approval_id}/",
+        *(
+            f"{session_path}messages/{{message_id}}/{tail}/"
+            for tail in ("edit", "regenerate", "activate")
+        ),
         url("device-redeem"),
         # The session as a Durable Stream, described by hand (docs/durable-streams.md).
         "/v1/session/{session_id}",

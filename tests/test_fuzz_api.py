@@ -39,7 +39,7 @@ ENDPOINTS: dict[str, tuple[str, str, bool, list[str]]] = {
         "post",
         "durable_sessions:session-messages",
         True,
-        ["content", "client_id"],
+        ["content", "client_id", "mode"],
     ),
     "events_list": ("get", "durable_sessions:session-events", True, ["after_seq", "limit", "wait"]),
     "handoff_request": ("post", "durable_sessions:session-handoff", True, ["reason"]),
@@ -145,6 +145,34 @@ def test_any_input_gets_an_answer_and_a_refusal_stores_nothing(callers, endpoint
         else:
             response = client.get(f"{path}?{query_string(without_a_wait(data))}")
         check(response, before)
+
+    run()
+
+
+# The branch endpoints name a message in the URL: any id, the customer's own among them.
+BRANCH_URLS = (
+    "durable_sessions:session-message-edit",
+    "durable_sessions:session-message-regenerate",
+    "durable_sessions:session-message-activate",
+)
+
+
+@pytest.mark.parametrize("name", BRANCH_URLS)
+def test_any_branch_request_gets_an_answer_and_a_refusal_stores_nothing(callers, name):
+    session = callers["session"]
+    customer = service.participant_for(session.pk, "customer")
+    posted = service.post_message(session.pk, author=customer, content="hello").message
+
+    @FUZZ
+    @given(
+        data=bodies(["content", "client_id"]),
+        who=st.sampled_from(CALLERS),
+        message_id=st.one_of(st.just(posted.pk), st.integers(0, 2**70)),
+    )
+    def run(data: Any, who: str, message_id: int) -> None:
+        before = stored()
+        path = reverse(name, args=[session.pk, message_id])
+        check(callers[who].post(path, data, content_type=JSON), before)
 
     run()
 

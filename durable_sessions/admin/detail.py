@@ -8,7 +8,7 @@ writes: the admin changes sessions only through the session service.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -90,6 +90,14 @@ def _endings(session: DurableSession, message_ids: list[int]) -> dict[int, dict[
     return {row["message_id"]: row for row in rows if isinstance(row, dict)}
 
 
+# A customer's message sent while the agent answered: how it was taken.
+_MODE_NOTES = {
+    "queue": "Sent while the agent answered: queued after that answer.",
+    "steer": "Sent while the agent answered: steered that answer.",
+    "interrupt": "Sent while the agent answered: interrupted that answer.",
+}
+
+
 def _entry(message: Message, ending: dict[str, Any] | None) -> TranscriptEntry:
     role = message.role if message.role in Role.values else "other"
     note = ""
@@ -100,6 +108,8 @@ def _entry(message: Message, ending: dict[str, Any] | None) -> TranscriptEntry:
         note = "Error: " + str((ending or {}).get("error") or "unknown")
     elif message.state == MessageState.STREAMING:
         note = "The reply was still being written when this page was loaded."
+    elif message.send_mode:
+        note = _MODE_NOTES.get(message.send_mode, "")
     return TranscriptEntry(
         message=message,
         css_class=f"ds-role-{role} ds-state-{message.state}",
@@ -151,8 +161,39 @@ def transcript_page(
         session,
         [m.pk for m in items if m.state in (MessageState.CANCELLED, MessageState.FAILED)],
     )
-    entries = [_entry(m, endings.get(m.pk)) for m in items]
+    versioned = _versioned(session)
+    entries = [_with_branch(_entry(m, endings.get(m.pk)), versioned) for m in items]
     return page, entries, _pager_links(request, page)
+
+
+def _versioned(session: DurableSession) -> dict[int, list[int]]:
+    """Sibling group -> its versions' ids in order, for groups with more than one (one
+    query; none in a linear session)."""
+    groups: dict[int, list[int]] = {}
+    rows = Message.objects.filter(session=session, version_of__isnull=False).order_by("seq")
+    for pk, group in rows.values_list("pk", "version_of_id"):
+        groups.setdefault(group, [group]).append(pk)
+    return groups
+
+
+def _with_branch(entry: TranscriptEntry, versioned: dict[int, list[int]]) -> TranscriptEntry:
+    """The entry with where its message stands among its versions and the shown branch."""
+    message = entry.message
+    versions = versioned.get(message.version_of_id or message.pk, [])
+    notes = []
+    if len(versions) > 1:
+        notes.append(f"Version {versions.index(message.pk) + 1} of {len(versions)}.")
+    if message.hidden_under_id is not None:
+        notes.append("Not on the shown branch (kept).")
+    elif versions:
+        notes.append("On the shown branch.")
+    if not notes:
+        return entry
+    return replace(
+        entry,
+        note=" ".join(filter(None, [entry.note, *notes])),
+        css_class=entry.css_class + (" ds-hidden" if message.hidden_under_id else ""),
+    )
 
 
 def _pager_links(request: HttpRequest, page: Page) -> list[tuple[str, str]]:

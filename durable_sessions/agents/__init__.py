@@ -12,7 +12,7 @@ and calls the agent again with them in :attr:`Turn.reply`. Choose an agent with
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,22 @@ class Turn:
     reply: tuple[Part, ...] = ()
     # Which step this is (0 first); the runtime stops at MAX_AGENT_STEPS.
     step: int = 0
+    # Steering messages the customer sent into this run that it has read before this step,
+    # in order; they come after :attr:`reply` in the conversation, not in :attr:`history`.
+    steered: tuple[HistoryMessage, ...] = ()
+    # Set by the runtime: reads the steering messages that arrived since (see steering()).
+    steering_reader: Callable[[], Awaitable[list[HistoryMessage]]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    async def steering(self) -> list[HistoryMessage]:
+        """The customer's steering messages that arrived since the run last looked, read
+        now (an agent with ``supports_steering`` calls this at its own boundaries, e.g.
+        after a sentence). The text written so far ends its part first; the messages are
+        read for good (a ``run.steered`` event): continue the answer with them in mind."""
+        if self.steering_reader is None:
+            return []
+        return list(await self.steering_reader())
 
     @property
     def tool_results(self) -> list[Part]:
@@ -153,6 +169,9 @@ class Agent:
 
     #: The tools this agent may call (see :func:`durable_sessions.agents.tools.tool`).
     tools: list[Tool] = []
+    #: Whether the agent reads steering messages (:attr:`Turn.steered`,
+    #: :meth:`Turn.steering`); without it, a message sent with ``mode: "steer"`` is queued.
+    supports_steering: bool = False
 
     def __init__(self, **options: Any) -> None:
         self.options = options

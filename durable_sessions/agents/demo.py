@@ -99,9 +99,13 @@ class DemoAgent(Agent):
     ``reply`` (always answer this text; useful in tests), ``repeat`` (repeat the reply
     this many times, for long streams), ``use_tools`` (default True: "where is order
     1001?" looks it up, "refund order 1001" asks for an approval; off with ``reply``).
+
+    It reads steering messages after each sentence: one that arrived ends the planned
+    answer there, and the demo goes on with a reply to it (see :meth:`steered_text`).
     """
 
     tools = [order_status, refund_order]
+    supports_steering = True
 
     def __init__(
         self,
@@ -170,10 +174,27 @@ class DemoAgent(Agent):
             "Anything else I can help with?"
         )
 
+    @staticmethod
+    def steered_text(steering: str) -> str:
+        """How the demo goes on after a steering message: it quotes it (so a reader sees
+        that it took it in) and answers it, from the canned replies when one fits."""
+        lowered = steering.lower()
+        answer = next((a for k, a in REPLIES.items() if k in lowered), None)
+        quoted = " ".join(steering.split())[:200]
+        return f'Change of plan, you said: "{quoted}". ' + (
+            answer or "I will take that into account from here."
+        )
+
     async def stream(self, turn: Turn) -> AsyncIterator[AgentOutput]:
         await asyncio.sleep(self.thinking_seconds)
+        if turn.steered and turn.reply and turn.reply[-1].type != "tool_call":
+            # A step of its own for steering that came after the answer's last sentence.
+            text = self.steered_text(turn.steered[-1].content)
+            async for chunk in self._steerable(text, turn, lead=" "):
+                yield chunk
+            return
         if self.use_tools and turn.tool_results:
-            async for chunk in self._words(self.after_tool(turn.tool_results[-1])):
+            async for chunk in self._steerable(self.after_tool(turn.tool_results[-1]), turn):
                 yield chunk
             return
         planned = self.plan(turn) if self.use_tools and not self.wants_human(turn) else None
@@ -194,8 +215,30 @@ class DemoAgent(Agent):
             yield Handoff(reason="customer asked for a person", summary=self.summarize(turn))
             return
         text = " ".join([self.answer_for(turn)] * self.repeat)
-        async for chunk in self._words(text):
+        async for chunk in self._steerable(text, turn):
             yield chunk
+
+    async def _steerable(self, text: str, turn: Turn, lead: str = "") -> AsyncIterator[str]:
+        """``text`` word by word, reading steering messages after each sentence: a new one
+        replaces the rest of ``text`` with :meth:`steered_text` (which is steerable too)."""
+        # ``lead``: after a steering message, the space between the parts' sentences.
+        while True:
+            steering: str | None = None
+            words = self._words(text)
+            try:
+                async for word in words:
+                    yield lead + word
+                    lead = ""
+                    if word.endswith((".", "?", "!")):
+                        arrived = await turn.steering()
+                        if arrived:
+                            steering = arrived[-1].content
+                            break
+            finally:
+                await words.aclose()
+            if steering is None:
+                return
+            text, lead = self.steered_text(steering), " "
 
     async def _words(self, text: str) -> AsyncIterator[str]:
         delay = 1.0 / self.tokens_per_second if self.tokens_per_second > 0 else 0.0

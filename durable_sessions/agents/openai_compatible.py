@@ -42,7 +42,12 @@ class OpenAICompatibleAgent(Agent):
     default 30), ``connect_timeout`` (default 10), ``extra_body`` (merged into the request),
     ``tools`` (:class:`~durable_sessions.agents.tools.Tool` objects or their dotted paths;
     a subclass may declare ``tools`` instead).
+
+    It supports steering: the customer's steering messages are read between steps (a
+    completion is not interrupted mid-stream) and follow the reply so far in the request.
     """
+
+    supports_steering = True
 
     def __init__(
         self,
@@ -130,6 +135,9 @@ class OpenAICompatibleAgent(Agent):
         for message in turn.history:
             messages += self.to_chat_messages(message)
         messages += self.reply_messages(turn.reply)  # this reply's earlier steps
+        # What the customer added while this reply was being written: after it, so the
+        # model's next step goes on from there.
+        messages += [self.to_chat_message(m) for m in turn.steered]
         body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True}
         if self.tools:
             body["tools"] = [t.spec() for t in self.tools]

@@ -95,6 +95,16 @@ class MessageCreateSerializer(BodySerializer):
         help_text="Chosen by the client; a retry with the same id is stored once. "
         "The Idempotency-Key header may carry it instead.",
     )
+    mode = serializers.ChoiceField(
+        choices=["queue", "steer", "interrupt"],
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="The customer's choice while the agent answers: `queue` (after this "
+        "answer), `steer` (into this answer, at its next step boundary) or `interrupt` "
+        "(stop this answer, keeping its text, and answer this message); default: the "
+        "session's `send_mode` metadata, else the DEFAULT_SEND_MODE setting.",
+    )
 
 
 class ReasonSerializer(BodySerializer):
@@ -289,6 +299,21 @@ class MessageSerializer(serializers.Serializer):
     seq = serializers.IntegerField()
     created_at = serializers.DateTimeField()
     completed_at = serializers.DateTimeField(allow_null=True)
+    mode = serializers.ChoiceField(
+        choices=["queue", "steer", "interrupt"],
+        allow_null=True,
+        help_text="How a customer's message sent while the agent was busy was taken; null "
+        "for every other message.",
+    )
+    version_of = serializers.IntegerField(
+        allow_null=True,
+        help_text="An edited or regenerated version: the id of the first version of its "
+        "sibling group; null on a first version.",
+    )
+    active = serializers.BooleanField(
+        help_text="Whether the message is on the shown branch (what the agent reads and "
+        "pages show)."
+    )
 
 
 class EventSerializer(serializers.Serializer):
@@ -325,6 +350,12 @@ class PostedMessageSerializer(serializers.Serializer):
     seq = serializers.IntegerField(help_text="The seq of the message's `message.created` event.")
     duplicate = serializers.BooleanField(
         help_text="True when this was a retry: the message was stored by an earlier request."
+    )
+    mode = serializers.ChoiceField(
+        choices=["queue", "steer", "interrupt"],
+        help_text="How the agent takes the message: `queue` (also when it was idle), `steer` "
+        "or `interrupt`; `steer` falls back to `queue` when the agent is not writing an "
+        "answer or cannot read steering messages.",
     )
     message = MessageSerializer()
 

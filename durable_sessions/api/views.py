@@ -173,7 +173,10 @@ class MessageListView(SessionView):
         description="The owner posts as the customer; an operator replies as themself, "
         "taking the session over from the AI or the queue if needed. With a `client_id` "
         "(or an `Idempotency-Key` header) a retry returns the stored message with status "
-        "200 and `duplicate: true`; the same id with other content is a 409.",
+        "200 and `duplicate: true`; the same id with other content is a 409. While the "
+        "agent answers, the customer's `mode` says whether the message waits (`queue`), "
+        "steers the answer being written (`steer`) or interrupts it (`interrupt`); the "
+        "response's `mode` says which applied.",
         parameters=[
             OpenApiParameter(
                 IDEMPOTENCY_HEADER,
@@ -196,9 +199,15 @@ class MessageListView(SessionView):
         if self.access is Access.OWNER:
             author = service.participant_for(self.session.pk, ParticipantKind.CUSTOMER)
             result = service.post_message(
-                self.session.pk, author=author, content=body["content"], client_id=client_id
+                self.session.pk,
+                author=author,
+                content=body["content"],
+                client_id=client_id,
+                mode=body["mode"],
             )
         else:
+            if body["mode"] is not None:
+                raise InvalidInput("mode", "only the customer's messages steer or interrupt")
             result = service.operator_reply(
                 self.session.pk, operator=request.user, content=body["content"], client_id=client_id
             )
@@ -206,6 +215,7 @@ class MessageListView(SessionView):
             {
                 "seq": result.seq,
                 "duplicate": result.duplicate,
+                "mode": result.mode,
                 "message": wire.message_data(result.message),
             },
             status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED,

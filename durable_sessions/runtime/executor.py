@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -48,6 +49,7 @@ from durable_sessions.models import (
     RunStatus,
 )
 from durable_sessions.observability import logs, metrics, tracing
+from durable_sessions.runtime import steering
 from durable_sessions.runtime.reply import ReplyWriter
 from durable_sessions.runtime.tool_calls import ToolCalls
 from durable_sessions.runtime.turns import build_turn
@@ -233,6 +235,7 @@ class RunExecutor:
         ended = await self._db(
             runs.finish, self.run_id, self.worker_id, outcome, error, what="finish"
         )
+        await steering.requeue_unread(self.run_id)  # steering it never read: a run of its own
         metrics.run_finished(outcome, self.run.started_at if self.run else None)
         if handoff is not None and outcome == RunStatus.COMPLETED:
             if ended:
@@ -288,13 +291,19 @@ class RunExecutor:
                 await writer.finish()
                 return None
             reply_id = writer.message.pk if writer.message is not None else None
-            turn = await self._db(build_turn, session_id, reply_id, writer.step, what="read")
+            if steering.supported(agent):
+                await steering.take(self.run_id)  # sent during the last step: read them now
+            turn = await self._db(
+                build_turn, session_id, reply_id, writer.step, self.run_id, what="read"
+            )
             handoff = await self._stream(agent, turn)
             if handoff is not None:
                 await writer.finish()
                 return handoff
             calls = writer.take_calls()
             if not calls:
+                if await self._steered_on(agent):
+                    continue  # one more step, with what the customer added
                 await writer.finish()
                 return None
             await writer.end_part()
@@ -309,6 +318,19 @@ class RunExecutor:
             await tools.run_approved(message_id)  # answered before the run could wait
             writer.step += 1
 
+    async def _steered_on(self, agent: Agent) -> bool:
+        """At the end of a step without tool calls: whether steering messages arrived that
+        the agent has not read (the reply then goes on, in a step of its own)."""
+        writer = self.writer
+        assert writer is not None
+        if not steering.supported(agent) or writer.step + 1 >= ds_settings.MAX_AGENT_STEPS:
+            return False
+        if not await self._db(steering.has_unread, self.run_id, what="look for steering"):
+            return False
+        await writer.end_part()
+        writer.step += 1
+        return True
+
     async def _stream(self, agent: Agent, turn: Turn) -> Handoff | None:
         """Pump one step of the agent's output into the reply's parts; returns a
         requested handoff."""
@@ -317,6 +339,8 @@ class RunExecutor:
         idle = ds_settings.AGENT_IDLE_TIMEOUT
         buffer = writer.buffer
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1024)
+        if steering.supported(agent):
+            turn = dataclasses.replace(turn, steering_reader=steering.reader(queue))
         producer = asyncio.create_task(self._produce(agent, turn, queue))
         try:
             idle_deadline = time.monotonic() + idle
@@ -337,6 +361,9 @@ class RunExecutor:
                 idle_deadline = time.monotonic() + idle
                 if isinstance(item, Handoff):
                     return item
+                if isinstance(item, steering.SteerRequest):
+                    await steering.answer(item, writer, self.run_id)
+                    continue
                 await writer.add(item)
             await writer.flush()
             return None

@@ -19,6 +19,8 @@ from durable_sessions.models import (
     PartType,
     Role,
 )
+from durable_sessions.runtime import steering
+from durable_sessions.service.steering import agent_steers
 from durable_sessions.service.text import with_part_text, with_streaming_text
 
 
@@ -38,14 +40,20 @@ def agent_part(part: MessagePart) -> Part:
     )
 
 
-def build_turn(session_id: uuid.UUID, reply_id: int | None = None, step: int = 0) -> Turn:
+def build_turn(
+    session_id: uuid.UUID, reply_id: int | None = None, step: int = 0, run_id: int | None = None
+) -> Turn:
     """The history and context an agent answers from; ``reply_id`` is the reply this run
-    is writing (its parts so far are :attr:`Turn.reply`, not history)."""
+    is writing (its parts so far are :attr:`Turn.reply`, not history), ``run_id`` the run
+    (the steering messages sent into it are :attr:`Turn.steered`, not history)."""
     session = DurableSession.objects.get(pk=session_id)
     has_parts = Exists(MessagePart.objects.filter(message_id=OuterRef("pk")))
+    # The shown branch only: edited and regenerated versions off it are not history.
+    messages = Message.objects.filter(session_id=session_id, hidden_under__isnull=True)
+    if run_id is not None:
+        messages = messages.exclude(steer_run_id=run_id)
     recent = list(
-        Message.objects.filter(session_id=session_id)
-        .filter(~Q(content="") | Q(has_parts) | Q(state=MessageState.STREAMING))
+        messages.filter(~Q(content="") | Q(has_parts) | Q(state=MessageState.STREAMING))
         .exclude(pk=reply_id)
         .select_related("author")
         .prefetch_related("parts")
@@ -84,4 +92,7 @@ def build_turn(session_id: uuid.UUID, reply_id: int | None = None, step: int = 0
             session_id=session_id, role=Role.ASSISTANT, seq__gt=last_control[0]
         ).exists()
     )
-    return Turn(str(session_id), history, dict(session.metadata), handed_back, reply, step)
+    # Only a steering agent's runs have steering messages (see service/steering.py).
+    steers = run_id is not None and agent_steers()
+    steered = steering.read_so_far(run_id) if steers else ()
+    return Turn(str(session_id), history, dict(session.metadata), handed_back, reply, step, steered)

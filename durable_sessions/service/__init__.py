@@ -18,6 +18,12 @@ from durable_sessions.service.approvals import (
     expire_approvals,
     pending_approvals,
 )
+from durable_sessions.service.branches import (
+    edit_message,
+    hidden_ids,
+    regenerate,
+    switch_branch,
+)
 from durable_sessions.service.control import (
     change_control,
     close_by_operator,
@@ -54,6 +60,7 @@ __all__ = [
     "acancel_reply",
     "acrash_run",
     "acreate_session",
+    "aedit_message",
     "aexpire_approvals",
     "afail_assistant_message",
     "afinish_assistant_message",
@@ -62,9 +69,11 @@ __all__ = [
     "aoperator_reply",
     "apost_message",
     "append_delta",
+    "aregenerate",
     "arelease_run",
     "arequest_handoff",
     "astart_assistant_message",
+    "aswitch_branch",
     "cancel_reply",
     "change_control",
     "close_by_operator",
@@ -72,10 +81,12 @@ __all__ = [
     "crash_run",
     "create_session",
     "delta_writer",
+    "edit_message",
     "expire_approvals",
     "fail_assistant_message",
     "finish_assistant_message",
     "hand_back",
+    "hidden_ids",
     "join_operator",
     "operator_reply",
     "participant_for",
@@ -83,10 +94,12 @@ __all__ = [
     "post_customer_message",
     "post_message",
     "post_system_message",
+    "regenerate",
     "release_run",
     "request_handoff",
     "session_write",
     "start_assistant_message",
+    "switch_branch",
     "take_over",
     "transfer",
 ]
@@ -104,3 +117,6 @@ acrash_run = make_async(crash_run)
 arelease_run = make_async(release_run)
 aanswer_approval = make_async(answer_approval)
 aexpire_approvals = make_async(expire_approvals)
+aedit_message = make_async(edit_message)
+aregenerate = make_async(regenerate)
+aswitch_branch = make_async(switch_branch)

@@ -25,7 +25,7 @@ from durable_sessions.models import (
     ParticipantKind,
     Role,
 )
-from durable_sessions.service import parts, runs
+from durable_sessions.service import parts, runs, steering
 from durable_sessions.service.runs import agent_status_frame
 from durable_sessions.service.sessions import system_participant
 from durable_sessions.service.text import StreamedText, streaming_text
@@ -48,11 +48,16 @@ END_EVENT = {
 
 @dataclass(frozen=True)
 class PostResult:
-    """The stored message, the seq of its ``message.created`` event, and whether it was a retry."""
+    """The stored message, the seq of its ``message.created`` event, and whether it was a
+    retry; ``mode`` is how the agent takes it (``queue``, ``steer`` or ``interrupt``)."""
 
     message: Message
     seq: int
     duplicate: bool
+
+    @property
+    def mode(self) -> str:
+        return steering.applied(self.message)
 
 
 def post_message(
@@ -61,42 +66,53 @@ def post_message(
     author: Participant,
     content: Any,
     client_id: Any = None,
+    mode: Any = None,
 ) -> PostResult:
     """Store a complete message by a customer or operator.
 
     A retry with the same ``client_id`` returns the original and stores nothing;
     the same id with different content raises :class:`ClientIdConflict`. A customer's
-    message to the AI starts a run, committed with it.
+    message to the AI starts a run, committed with it; while the agent is busy, ``mode``
+    (``queue``, ``steer`` or ``interrupt``, see :mod:`~durable_sessions.service.steering`)
+    says how it is taken. Only a customer's message has a mode.
     """
     content = clean_text("content", content, limit=ds_settings.MAX_MESSAGE_CHARS)
     client_id = clean_client_id(client_id)
+    mode = steering.clean_mode(mode)
     if author.kind not in (ParticipantKind.CUSTOMER, ParticipantKind.OPERATOR):
         raise InvalidInput("author", "only customers and operators post complete messages")
+    if mode is not None and author.kind != ParticipantKind.CUSTOMER:
+        raise InvalidInput("mode", "only a customer's message steers or interrupts the agent")
     with session_write(session_id) as w:
         if author.session_id != w.session_id:
             raise InvalidInput("author", "is not a participant of this session")
-        return _post_once(w, author, content, client_id)
+        return _post_once(w, author, content, client_id, mode)
 
 
 def post_customer_message(
-    session_id: uuid.UUID | str, content: Any, *, client_id: Any = None
+    session_id: uuid.UUID | str, content: Any, *, client_id: Any = None, mode: Any = None
 ) -> PostResult:
     """Store a message from the session's customer (e.g. from a host project's own view,
     after checking that the request may act for them); as :func:`post_message`."""
     content = clean_text("content", content, limit=ds_settings.MAX_MESSAGE_CHARS)
     client_id = clean_client_id(client_id)
+    mode = steering.clean_mode(mode)
     with session_write(session_id) as w:
         customer = w.participant(ParticipantKind.CUSTOMER)
         assert customer is not None  # every session is made with its customer
-        return _post_once(w, customer, content, client_id)
+        return _post_once(w, customer, content, client_id, mode)
 
 
 def _post_once(
-    w: SessionWrite, author: Participant, content: str, client_id: str | None
+    w: SessionWrite,
+    author: Participant,
+    content: str,
+    client_id: str | None,
+    mode: str | None = None,
 ) -> PostResult:
     """The post, or the message a retry with the same ``client_id`` already stored."""
     retry = find_retry(w, client_id, author=author, content=content)
-    return retry if retry is not None else add_post(w, author, content, client_id)
+    return retry if retry is not None else add_post(w, author, content, client_id, mode)
 
 
 def find_retry(
@@ -120,10 +136,19 @@ def find_retry(
 
 
 def add_post(
-    w: SessionWrite, author: Participant, content: str, client_id: str | None
+    w: SessionWrite,
+    author: Participant,
+    content: str,
+    client_id: str | None,
+    mode: str | None = None,
 ) -> PostResult:
     w.require_open()
     now = timezone.now()
+    to_ai = author.kind == ParticipantKind.CUSTOMER and w.control == Control.AI
+    send_mode, steers = steering.choose(w, mode) if to_ai else ("", None)
+    if send_mode == steering.INTERRUPT:
+        # The current answer ends first (keeping its text): the message follows it.
+        stop_ai(w, steering.INTERRUPTED)
     message = Message(
         author=author,
         role=ROLE_BY_KIND[author.kind],
@@ -132,9 +157,11 @@ def add_post(
         client_id=client_id,
         created_at=now,
         completed_at=now,
+        send_mode=send_mode,
+        steer_run_id=steers,
     )
     seq = w.add_message(message)
-    if author.kind == ParticipantKind.CUSTOMER and w.control == Control.AI:
+    if to_ai and steers is None:
         runs.start_pending(w, message)
     return PostResult(message, seq, False)
 
@@ -169,7 +196,11 @@ def start_assistant_message(session_id: uuid.UUID | str) -> Message:
             raise ReplyInProgress("an assistant reply is already streaming in this session")
         agent = w.participant(ParticipantKind.AGENT)
         message = Message(
-            author=agent, role=Role.ASSISTANT, content="", state=MessageState.STREAMING
+            author=agent,
+            role=Role.ASSISTANT,
+            content="",
+            state=MessageState.STREAMING,
+            version_of_id=runs.regenerated_group(w.session_id),
         )
         w.add_message(message)
     return message

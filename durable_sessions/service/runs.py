@@ -42,14 +42,17 @@ def lease_until() -> datetime:
     return timezone.now() + timedelta(seconds=ds_settings.LEASE_TIMEOUT)
 
 
-def start_pending(w: SessionWrite, trigger: Message) -> None:
+def start_pending(w: SessionWrite, trigger: Message, *, regenerates: Message | None = None) -> None:
     """A new pending run for ``trigger``, announced with the unit, unless one is already
-    pending (it will read the newer history)."""
+    pending (it will read the newer history); ``regenerates``: the answer whose new
+    version the run writes."""
 
     def create() -> None:
         if AgentRun.objects.filter(session_id=w.session_id, status=RunStatus.PENDING).exists():
             return
-        run = AgentRun.objects.create(session_id=w.session_id, trigger=trigger)
+        run = AgentRun.objects.create(
+            session_id=w.session_id, trigger=trigger, regenerates=regenerates
+        )
         w.announce_run(run.pk)
         # Behind a run that waits for an approval, the agent still waits: it starts thinking
         # about this message once that run ends.
@@ -203,6 +206,19 @@ def streaming_reply(session_id: uuid.UUID) -> Message | None:
     return Message.objects.filter(
         session_id=session_id, role=Role.ASSISTANT, state=MessageState.STREAMING
     ).first()
+
+
+def regenerated_group(session_id: uuid.UUID) -> int | None:
+    """When the session's running run regenerates an answer: that answer's sibling group
+    (the reply it opens is a new version in it)."""
+    row = (
+        AgentRun.objects.filter(
+            session_id=session_id, status=RunStatus.RUNNING, regenerates__isnull=False
+        )
+        .values_list("regenerates_id", "regenerates__version_of_id")
+        .first()
+    )
+    return None if row is None else (row[1] or row[0])
 
 
 def pending_ids(limit: int, *, waited: float = 0.0) -> list[int]:

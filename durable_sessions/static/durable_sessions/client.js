@@ -23,6 +23,9 @@
  */
 export const REFUSED_CLOSE_CODES = Object.freeze([4400, 4403, 4404]);
 
+/** What a message sent while the agent answers may do (see `send`). */
+export const SEND_MODES = Object.freeze(["queue", "steer", "interrupt"]);
+
 /**
  * Errors after which a message would be refused again: it leaves the outbox. These are the
  * codes a `message.send` can get back with its `ref` (docs/protocol.md, error codes), plus
@@ -325,12 +328,20 @@ export class DurableSessionClient {
 
   /**
    * Send a message. It goes to the outbox (kept in storage) at once and is sent now if
-   * connected, else after the next reconnect; returns its outbox entry.
+   * connected, else after the next reconnect; returns its outbox entry. While the agent
+   * answers, `mode` says what the message does: `"queue"` (answered after this answer),
+   * `"steer"` (the agent takes it into the answer it is writing) or `"interrupt"` (the
+   * answer stops, keeping its text, and a new one starts); without it, the session's
+   * default applies. The `sent` event tells which mode the server applied.
    */
-  send(text) {
+  send(text, { mode } = {}) {
     const content = String(text ?? "");
     if (!content.trim()) throw new RangeError("a message must not be blank");
+    if (mode !== undefined && !SEND_MODES.includes(mode)) {
+      throw new RangeError(`mode must be one of ${SEND_MODES.join(", ")}`);
+    }
     const entry = { client_id: newClientId(), content, created_at: new Date().toISOString() };
+    if (mode !== undefined) entry.mode = mode;
     this._outbox.push(entry);
     this._writeOutbox((stored) => [...stored, entry]);
     this._emit("pending", this.pending);
@@ -339,6 +350,51 @@ export class DurableSessionClient {
     clearTimeout(this._typing.idleTimer);
     if (this.status === "live") this._sendEntry(entry);
     return { ...entry };
+  }
+
+  /**
+   * Edit one of the customer's own messages: a new version with `text`, answered by the
+   * agent; the old version and what followed it are kept off the shown branch. Resolves
+   * with the ack (its `message` is the new version); rejects with `not_editable` (an
+   * operator's message, a notice, after an operator wrote) or `human_in_control`.
+   */
+  edit(messageId, text, { clientId = newClientId() } = {}) {
+    const content = String(text ?? "");
+    if (!content.trim()) throw new RangeError("a message must not be blank");
+    return this._request({
+      type: "message.edit",
+      message_id: messageId,
+      content,
+      client_id: clientId,
+    });
+  }
+
+  /** Ask for a new version of one of the agent's answers. Resolves with the ack. */
+  regenerate(messageId) {
+    return this._request({ type: "reply.regenerate", message_id: messageId });
+  }
+
+  /** Show the branch of this version of a message (every device follows). */
+  switchBranch(messageId) {
+    return this._request({ type: "branch.switch", message_id: messageId });
+  }
+
+  /**
+   * The versions of a message (itself included), oldest first, and which one is shown:
+   * `{versions, index}` where `versions[index]` is the shown one (or the message itself).
+   * A message never edited or regenerated has one version.
+   */
+  versionsOf(message) {
+    const group = message.version_of ?? message.id;
+    const versions = this._messages.filter((m) => m.id === group || m.version_of === group);
+    let index = versions.findIndex((m) => m.active !== false);
+    if (index < 0) index = versions.findIndex((m) => m.id === message.id);
+    return { versions, index };
+  }
+
+  /** The messages on the shown branch, in order (what the agent reads as history). */
+  get shownMessages() {
+    return this._messages.filter((m) => m.active !== false);
   }
 
   /** Stop the agent's current reply (its partial text is kept). Resolves with the ack. */
@@ -657,6 +713,9 @@ export class DurableSessionClient {
     this.you = frame.you;
     this.agentStatus = frame.agent?.status ?? "idle";
     this.agentTool = frame.agent?.tool ?? null;
+    // The shown branch now; a replay that follows moves known messages to it in order.
+    const hidden = new Set(frame.branches?.hidden ?? []);
+    for (const message of this._messages) message.active = !hidden.has(message.id);
     this._snapshotApprovals = Array.isArray(frame.approvals) ? frame.approvals : [];
     this.presence = frame.presence ?? null;
     this._setStatus("syncing");
@@ -676,6 +735,8 @@ export class DurableSessionClient {
     if (frame.for === "message.send") {
       if (frame.message) this._upsertMessage(frame.message);
       this._confirm(frame.client_id);
+      // Which mode applied: "steer" may have fallen back to "queue".
+      this._emit("sent", { client_id: frame.client_id, mode: frame.mode ?? "queue" });
     }
     if (frame.ref !== undefined) this._settle(frame.ref, false, frame);
   }
@@ -854,6 +915,7 @@ export class DurableSessionClient {
       client_id: entry.client_id,
       content: entry.content,
     };
+    if (SEND_MODES.includes(entry.mode)) frame.mode = entry.mode;
     if (this._sendFrame(frame)) entry._sentAt = Date.now();
   }
 
@@ -926,11 +988,9 @@ export class DurableSessionClient {
   /** Read-modify-write, so that entries another tab added meanwhile are kept. */
   _writeOutbox(change) {
     if (!this.storage) return;
-    const entries = change(this._storedOutbox()).map(({ client_id, content, created_at }) => ({
-      client_id,
-      content,
-      created_at,
-    }));
+    const entries = change(this._storedOutbox()).map(
+      ({ client_id, content, created_at, mode }) => ({ client_id, content, created_at, mode }),
+    );
     if (entries.length) this._storageSet(this._key("outbox"), JSON.stringify(entries));
     else this._storageRemove(this._key("outbox"));
   }
@@ -1110,6 +1170,30 @@ const EVENT_HANDLERS = {
     this.agentStatus = "reconnecting";
     this.agentTool = null;
     this._emit("agent", this.agentStatus);
+  "branch.switched"(data) {
+    // An edit, a regeneration or a switch: which messages are on the shown branch.
+    const changed = [];
+    for (const [ids, active] of [
+      [data.hidden, false],
+      [data.shown, true],
+    ]) {
+      for (const id of Array.isArray(ids) ? ids : []) {
+        const message = this._byId.get(id);
+        if (message) {
+          message.active = active;
+          changed.push(message);
+        }
+      }
+    }
+    this._emit("branch", { ...data, changed });
+  },
+  "run.steered"(data) {
+    // The agent read these steering messages: the answer goes on with them in mind.
+    const ids = Array.isArray(data.message_ids) ? data.message_ids : [];
+    for (const message of this._messages) {
+      if (ids.includes(message.id)) message.steered = true;
+    }
+    this._emit("steered", { ...data });
   },
   "message.completed"(data, frame) {
     this._endMessage(data, frame);

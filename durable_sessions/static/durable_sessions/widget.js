@@ -133,7 +133,8 @@ function showMessage(message) {
     rows.delete(`c:${message.client_id}`);
     pendingRow.remove();
   }
-  fill(row(message.id, message.seq), {
+  const item = row(message.id, message.seq);
+  fill(item, {
     role: message.role,
     author: authorOf(message),
     content: message.content,
@@ -141,6 +142,8 @@ function showMessage(message) {
     at: message.created_at,
     note: NOTES[message.state] ?? "",
   });
+  // Only the shown branch: earlier versions of edited messages stay out of view.
+  item.hidden = message.active === false;
   part("empty").hidden = true;
 }
 
@@ -272,6 +275,7 @@ function start(id) {
   });
   client.on("pending", () => keepingScroll(showPending));
   client.on("reset", () => keepingScroll(showAll));
+  client.on("branch", ({ changed }) => keepingScroll(() => changed.forEach(showMessage)));
   for (const type of ["status", "session", "control", "agent", "refused"]) {
     client.on(type, () => {
       showState();

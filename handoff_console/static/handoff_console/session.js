@@ -122,6 +122,7 @@ class SessionPage {
       $("connection").textContent = CONNECTION_TEXT[status] ?? status;
     });
     client.on("message", (message) => this._renderMessage(message));
+    client.on("branch", () => this.transcript.showBranch());
     client.on("reset", () => this._clearTranscript());
     client.on("session", () => this._renderState());
     client.on("control", (data) => this._controlEvent(data));

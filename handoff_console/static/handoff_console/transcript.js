@@ -21,12 +21,21 @@ const STOPPED_BECAUSE = {
   handoff: "stopped: handed off to a human",
   takeover: "stopped: taken over",
   closed: "stopped: the conversation was closed",
+  interrupted: "stopped: the customer interrupted it",
+};
+// A customer's message sent while the agent answered: how it was taken.
+const SENT_AS = {
+  queue: "sent during an answer: queued",
+  steer: "sent during an answer: steered it",
+  interrupt: "sent during an answer: interrupted it",
 };
 
-/** What a finished reply's note says: stopped (and why) or failed. */
+/** What a message's note says: a reply stopped (and why) or failed; how a message sent
+ * during an answer was taken. */
 export function stateNote(message) {
   if (message.state === "cancelled") return STOPPED_BECAUSE[message.reason] ?? "stopped";
   if (message.state === "failed") return `failed${message.error ? `: ${message.error}` : ""}`;
+  if (message.mode) return SENT_AS[message.mode] ?? "";
   return "";
 }
 
@@ -99,9 +108,26 @@ function toolCard(part, answer) {
   return card;
 }
 
+/**
+ * Where a message stands among its versions (edits and regenerations), from the messages
+ * `known`: "" for a message with one version, else e.g. "version 2 of 2 · shown".
+ */
+export function versionNote(message, known) {
+  const group = message.version_of ?? message.id;
+  const versions = [...known.values()]
+    .filter((m) => m.id === group || m.version_of === group)
+    .sort((a, b) => a.seq - b.seq);
+  const shown = message.active === false ? "not on the shown branch" : "shown";
+  if (versions.length < 2) return message.active === false ? shown : "";
+  const index = versions.findIndex((m) => m.id === message.id);
+  return `version ${index + 1} of ${versions.length} · ${shown}`;
+}
+
 /** Fill one message's item (created empty by `Transcript`) from the message. */
-export function renderMessage(item, message, { answer } = {}) {
+export function renderMessage(item, message, { answer, branch = "" } = {}) {
   item.className = `msg role-${message.role} state-${message.state}`;
+  // Messages off the shown branch stay in the transcript, marked (and dimmed).
+  item.dataset.active = String(message.active !== false);
   item.dataset.seq = String(message.seq);
   const { name, role } = authorLabel(message);
   const who = [el("bdi", { className: "author", text: name })];
@@ -114,7 +140,9 @@ export function renderMessage(item, message, { answer } = {}) {
   const typed = (message.parts ?? []).some((part) => part.type !== "text" || part.cut);
   if (typed) body.replaceChildren(...message.parts.map((part) => renderPart(part, answer)));
   else body.textContent = message.content;
-  item.querySelector(".state").textContent = stateNote(message);
+  item.querySelector(".state").textContent = [stateNote(message), branch]
+    .filter(Boolean)
+    .join(" · ");
 }
 
 export class Transcript {
@@ -123,10 +151,12 @@ export class Transcript {
     this.list = list;
     this.answer = answer;
     this.items = new Map();
+    this.messages = new Map(); // id -> message, for the versions of a message
   }
 
   clear() {
     this.items.clear();
+    this.messages.clear();
     this.list.replaceChildren();
   }
 
@@ -146,8 +176,21 @@ export class Transcript {
       this.items.set(message.id, item);
       this._insert(item, message.seq);
     }
-    renderMessage(item, message, { answer: this.answer });
+    this.messages.set(message.id, message);
+    renderMessage(item, message, { answer: this.answer, branch: versionNote(message, this.messages) });
+    if (message.version_of) this.showBranch(); // its siblings' notes count it
     if (atBottom) list.scrollTop = list.scrollHeight;
+  }
+
+  /** Re-mark every message with versions (after an edit, a regeneration or a switch). */
+  showBranch() {
+    for (const message of this.messages.values()) {
+      const item = this.items.get(message.id);
+      const branch = versionNote(message, this.messages);
+      if (item && (branch || item.dataset.active === "false")) {
+        renderMessage(item, message, { answer: this.answer, branch });
+      }
+    }
   }
 
   /** After the last item with a smaller seq: the log's order, whatever the arrival order. */

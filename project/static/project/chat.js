@@ -28,6 +28,13 @@ const CANCEL_NOTES = {
   handoff: "Stopped: a colleague will take over",
   takeover: "Stopped: a colleague took over",
   closed: "Stopped: the conversation was closed",
+  interrupted: "Stopped: you sent a new message",
+};
+// How a message sent while the assistant answered was taken (its `mode`).
+const MODE_NOTES = {
+  steer: "Sent into the answer being written",
+  queue: "Answered after the answer being written",
+  interrupt: "Stopped the answer being written",
 };
 
 // --- transcript --------------------------------------------------------------------
@@ -66,7 +73,7 @@ function rowOf(message) {
   row.dataset.seq = message.seq;
   const text = element("div", "text");
   text.dir = "auto"; // the message's own direction, isolated from the page's
-  row.append(element("bdi", "author"), element("time", "time"), text, element("div", "parts"), element("span", "note"));
+  row.append(element("bdi", "author"), element("time", "time"), text, element("div", "parts"), element("span", "note"), element("span", "mode"), element("div", "tools"));
   const later = [...$("log").children].find((other) => Number(other.dataset.seq) > message.seq);
   $("log").insertBefore(row, later ?? null);
   rows.set(message.id, row);
@@ -95,6 +102,93 @@ function showMessage(message) {
   parts.hidden = !typed;
   if (typed) for (const part of message.parts) showPart(parts, message, part);
   row.querySelector(".note").textContent = noteOf(message);
+  const mode = message.mode ? MODE_NOTES[message.mode] ?? "" : "";
+  row.querySelector(".mode").textContent = message.steered ? "Taken into the answer" : mode;
+  if (message.mode) row.dataset.mode = message.mode;
+  // Branches: only the shown branch is on the page; versions are reached with ‹ ›.
+  row.hidden = message.active === false;
+  if (!row.querySelector(".tools .editing")) showTools(row, message);
+}
+
+// --- branches: edit, regenerate, versions ---------------------------------------------
+
+function button(text, className, onClick, label) {
+  const node = element("button", className);
+  node.type = "button";
+  node.textContent = text;
+  if (label) node.setAttribute("aria-label", label);
+  node.addEventListener("click", onClick);
+  return node;
+}
+
+function changeable() {
+  const session = client.session ?? {};
+  return session.status !== "closed" && session.control === "ai" && client.status === "live";
+}
+
+function refused(what) {
+  return (error) => notice(`Could not ${what}: ${error.message}`);
+}
+
+/** A message's buttons: edit (the customer's own), regenerate (an ended answer), and
+ * "‹ 1 / 2 ›" between its versions. */
+function showTools(row, message) {
+  const tools = row.querySelector(".tools");
+  const items = [];
+  const { versions, index } = client.versionsOf(message);
+  if (versions.length > 1) {
+    const nav = element("span", "versions");
+    const go = (step) => () => {
+      const target = versions[index + step];
+      if (target) client.switchBranch(target.id).catch(refused("show that version"));
+    };
+    const previous = button("‹", "prev", go(-1), "Previous version");
+    const next = button("›", "next", go(1), "Next version");
+    previous.disabled = index <= 0 || !changeable();
+    next.disabled = index >= versions.length - 1 || !changeable();
+    const count = element("span", "count");
+    count.textContent = `${index + 1} / ${versions.length}`;
+    nav.append(previous, count, next);
+    items.push(nav);
+  }
+  const ended = message.state !== "streaming";
+  if (message.role === "user" && changeable()) {
+    items.push(button("Edit", "edit", () => startEditing(row, message)));
+  }
+  if (message.role === "assistant" && ended && changeable()) {
+    items.push(
+      button("Regenerate", "regenerate", () =>
+        client.regenerate(message.id).catch(refused("regenerate the answer")),
+      ),
+    );
+  }
+  tools.replaceChildren(...items);
+}
+
+function startEditing(row, message) {
+  const tools = row.querySelector(".tools");
+  const box = element("div", "editing");
+  const field = element("textarea", "edit-text");
+  field.value = message.content;
+  field.setAttribute("aria-label", "Edit your message");
+  const done = () => showTools(row, message);
+  const save = button("Save", "save primary", () => {
+    if (!field.value.trim()) return;
+    client.edit(message.id, field.value).then(done, (error) => {
+      refused("edit the message")(error);
+      done();
+    });
+  });
+  box.append(field, save, button("Cancel", "cancel", done));
+  tools.replaceChildren(box);
+  field.focus();
+}
+
+function showAllTools() {
+  for (const message of client.messages) {
+    const row = rows.get(message.id);
+    if (row) showMessage(message);
+  }
 }
 
 // --- parts: reasoning, tool calls, approvals, data, sources ---------------------------
@@ -341,6 +435,8 @@ function showState() {
   const session = client.session ?? {};
   const open = session.status !== "closed" && client.status !== "refused";
   $("stop").hidden = !(open && client.replying);
+  // While an answer streams: whether the next message steers, waits for or stops it.
+  $("send-mode-box").hidden = !(open && client.replying && session.control === "ai");
   $("send").disabled = !open;
   $("text").disabled = !open;
   $("human").disabled = !(open && session.control === "ai" && client.status === "live");
@@ -372,6 +468,15 @@ client.on("status", () => { showPending(); showState(); });
 for (const type of ["session", "agent", "presence", "participant", "control"]) {
   client.on(type, showState);
 }
+client.on("branch", () => keepingScroll(showAllTools));
+client.on("control", showAllTools);
+client.on("live", showAllTools); // the buttons need a live connection
+client.on("steered", (data) => {
+  for (const id of data.message_ids ?? []) {
+    const message = client.messages.find((m) => m.id === id);
+    if (message) showMessage(message);
+  }
+});
 client.on("error", (error) => {
   if (error.entry) notice(`Your message could not be sent: ${error.message}`);
   else if (error.code !== "integrity") notice(error.message);
@@ -381,7 +486,8 @@ $("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("text").value;
   if (!text.trim()) return;
-  client.send(text);
+  const busy = !$("send-mode-box").hidden;
+  client.send(text, busy ? { mode: $("send-mode").value } : {});
   $("text").value = "";
   $("text").focus();
 });
