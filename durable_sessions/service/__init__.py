@@ -40,6 +40,13 @@ from durable_sessions.service.messages import (
     post_system_message,
     start_assistant_message,
 )
+from durable_sessions.service.retention import (
+    erase_customer,
+    erase_session_customer,
+    expired_sessions,
+    purge_expired,
+    retention_cutoff,
+)
 from durable_sessions.service.runs import agent_status_frame
 from durable_sessions.service.sessions import create_session, join_operator, participant_for
 from durable_sessions.service.unit import SessionWrite, session_write
@@ -70,7 +77,10 @@ __all__ = [
     "crash_run",
     "create_session",
     "delta_writer",
+    "erase_customer",
+    "erase_session_customer",
     "expire_approvals",
+    "expired_sessions",
     "fail_assistant_message",
     "finish_assistant_message",
     "hand_back",
@@ -81,7 +91,9 @@ __all__ = [
     "post_customer_message",
     "post_message",
     "post_system_message",
+    "purge_expired",
     "request_handoff",
+    "retention_cutoff",
     "session_write",
     "start_assistant_message",
     "take_over",
