@@ -41,7 +41,7 @@ class Plan:
     # Runs of the measurements that decide a goal (overhead, scale-out, connections): the
     # goals table shows their median and spread.
     goal_runs: int = 3
-    # 8. the event table after many events
+    # 9. the event table after many events
     eventlog_events: int = 10_000_000
     eventlog_sessions: int = 10_000
 

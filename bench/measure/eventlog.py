@@ -1,4 +1,4 @@
-"""8. The event table after many events: its size, and the append rate it still allows.
+"""9. The event table after many events: its size, and the append rate it still allows.
 
 A database of its own (``BENCH_EVENTLOG_DATABASE``) is filled once, in bulk, to
 ``eventlog_events`` events (10 million; fewer in the quick plan) spread over
@@ -63,8 +63,10 @@ def fill(ctx: Context) -> dict[str, Any]:
             """,
             [FILL_TITLE, plan.eventlog_sessions, FILL_TITLE],
         )
-        per_round = max(1, ROUND_EVENTS // plan.eventlog_sessions)
-        rounds = math.ceil(need / (per_round * plan.eventlog_sessions))
+        # Events per session in each round: never more than the rounds still need.
+        per_session = math.ceil(need / plan.eventlog_sessions)
+        per_round = max(1, min(ROUND_EVENTS // plan.eventlog_sessions, per_session))
+        rounds = math.ceil(per_session / per_round)
         for index in range(rounds):
             with conn.transaction():
                 conn.execute(

@@ -1,4 +1,4 @@
-"""7. Scale-out: the streaming overhead with two Daphne processes behind the Redis layer.
+"""8. Scale-out: the streaming overhead with two Daphne processes behind the Redis layer.
 
 The overhead measurement's load (sessions of three devices, a stamped delta every 40 ms
 per streaming session, one writer process) on one and on two Daphne processes, the
