@@ -14,6 +14,7 @@ import asyncio
 import gc
 import os
 import signal
+import socket
 import sys
 import time
 import tracemalloc
@@ -47,15 +48,33 @@ async def _open(urls: list[str], cookie: str) -> list[object]:
     import websockets
 
     sockets = []
-    headers = {"Cookie": f"sessionid={cookie}", "Origin": f"http://{HOST}"}
+    headers = {"Cookie": f"sessionid={cookie}"}
     for url in urls:
-        ws = await websockets.connect(url, additional_headers=headers, max_size=None)
+        origin = "http://" + url.split("//", 1)[1].split("/", 1)[0]  # the server's own
+        ws = await websockets.connect(
+            url,
+            additional_headers=headers,
+            origin=origin,  # type: ignore[arg-type]
+            max_size=None,
+        )
         while True:  # until the replay is done
             frame = await asyncio.wait_for(ws.recv(), 30)
             if '"live"' in frame:
                 break
         sockets.append(ws)
     return sockets
+
+
+def _listening(port: int, timeout: float = 180) -> None:
+    """Wait until the server accepts connections (tracemalloc makes its start slow)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((HOST, port), 0.5):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"the server did not listen on {port}")
 
 
 def _wait_for(path: Path, timeout: float = 120) -> None:
@@ -70,6 +89,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.memprobe")
     parser.add_argument("--connections", type=int, default=300)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--stacks", action="store_true", help="group by call stack")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -90,11 +110,16 @@ def main() -> int:
         old.unlink()
     port = free_port()
     env = process_env(layer="redis")
+    SNAPSHOTS.mkdir(parents=True, exist_ok=True)
+    log = (SNAPSHOTS / "server.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "bench.memprobe", "--serve", str(port)], env=env
+        [sys.executable, "-m", "bench.memprobe", "--serve", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
-        time.sleep(8)  # Django and the layer start
+        _listening(port)
 
         def url(session: str) -> str:
             return f"ws://{HOST}:{port}/ws/sessions/{session}/?after_seq={after[session]}&batch=1"
@@ -116,9 +141,10 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(30)
+        log.close()
     before = tracemalloc.Snapshot.load(str(SNAPSHOTS / "snap1.bin"))
     after_snap = tracemalloc.Snapshot.load(str(SNAPSHOTS / "snap2.bin"))
-    stats = after_snap.compare_to(before, "lineno")
+    stats = after_snap.compare_to(before, "traceback" if args.stacks else "lineno")
     n = args.connections
     total = sum(s.size_diff for s in stats)
     print(f"traced growth: {total / n:,.0f} bytes per idle connection ({n} connections)")
@@ -127,6 +153,9 @@ def main() -> int:
         where = frame.filename.split("site-packages/")[-1].replace(str(Path.cwd()) + "/", "")
         per = f"{stat.size_diff / n:8,.0f} B {stat.count_diff / n:6.1f} blocks"
         print(f"{per}  {where}:{frame.lineno}")
+        for caller in list(stat.traceback)[1:] if args.stacks else []:
+            name = caller.filename.split("site-packages/")[-1]
+            print(f"{'':26}<- {name.replace(str(Path.cwd()) + '/', '')}:{caller.lineno}")
     return 0
 
 
