@@ -425,3 +425,27 @@ def test_fuzz_api_erase_body_gets_a_clear_error_and_deletes_nothing(body):
     error = response.json()["error"]
     assert error["code"] and error["message"]
     assert DurableSession.objects.filter(pk=session.pk).exists()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    visitor=st.one_of(
+        st.text(max_size=80),
+        st.integers(),
+        st.none(),
+        st.lists(st.text(max_size=3), max_size=2),
+    )
+)
+def test_fuzz_erase_visitor_erases_that_visitor_only_or_refuses(visitor):
+    keep = DurableSession.objects.filter(owner_visitor="v-keep-fuzz").first()
+    keep = keep or full_session(visitor="v-keep-fuzz")
+    before = footprint([keep.pk])
+    try:
+        record = service.erase_customer(visitor=visitor)
+    except InvalidInput as refused:
+        assert refused.field in ("user", "visitor") and refused.message
+    else:
+        assert isinstance(visitor, str) and 0 < len(visitor) <= 64
+        assert record.sessions == 0 or visitor != "v-keep-fuzz"
+    if visitor != "v-keep-fuzz":
+        assert footprint([keep.pk]) == before
