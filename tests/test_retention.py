@@ -4,7 +4,9 @@ live connections of a deleted session close with 4410."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +17,7 @@ from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.models import ForeignKey
-from django.test import Client
+from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -449,3 +451,23 @@ def test_fuzz_erase_visitor_erases_that_visitor_only_or_refuses(visitor):
         assert record.sessions == 0 or visitor != "v-keep-fuzz"
     if visitor != "v-keep-fuzz":
         assert footprint([keep.pk]) == before
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_long_poll_on_an_erased_session_answers_404_when_it_goes():
+    session = await make_async(service.create_session)(visitor="v-poll", title="t")
+    client = AsyncClient()
+    await client.aforce_login(await make_async(make_user)("olga-poll", operator=True))
+
+    async def erase_later() -> None:
+        await asyncio.sleep(0.3)
+        await make_async(service.erase_customer)(visitor="v-poll")
+
+    eraser = asyncio.create_task(erase_later())
+    started = time.monotonic()
+    path = reverse("durable_sessions:session-events", args=[session.pk])
+    response = await client.get(f"{path}?after_seq=1&wait=30")
+    elapsed = time.monotonic() - started
+    await eraser
+    assert response.status_code == 404
+    assert elapsed < 20  # woken by the deletion, not by the end of the wait
