@@ -44,7 +44,7 @@ def _median_cell(goal: Goal) -> tuple[str, bool | None]:
         return "-", None
     spread = (
         f"{min(known):,.{goal.digits}f} to {max(known):,.{goal.digits}f}, "
-        if len(known) > 1
+        if min(known) != max(known)
         else ""
     )
     runs = f"{len(known)} run{'s' if len(known) != 1 else ''}"
