@@ -127,7 +127,10 @@ def purge_expired(
             )
             archive(records)
             ids = [r["session"]["id"] for r in records]  # only what was archived
-        done.add(*delete_batch(ids, _expired(closed_before)))
+        deleted, counts = delete_batch(ids, _expired(closed_before))
+        if not deleted:
+            break  # all of them changed meanwhile: asking again would find the same ones
+        done.add(deleted, counts)
     return DeletionRecord.objects.create(
         kind=DeletionKind.RETENTION,
         via=via,
@@ -182,8 +185,7 @@ def erase_customer(
         )
         if not ids:
             break
-        deleted, counts = delete_batch(ids)
-        done.add(deleted, counts)
+        done.add(*delete_batch(ids))  # ids deleted meanwhile are not asked for again
     with transaction.atomic():
         if visitor:
             _, counts = DeviceGrant.objects.filter(redeemed_by_visitor=visitor).delete()
