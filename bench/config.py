@@ -19,6 +19,8 @@ HOST = "127.0.0.1"
 POSTGRES = os.environ.get("BENCH_POSTGRES", f"postgres://postgres@{HOST}:5432")
 DATABASE = os.environ.get("BENCH_DATABASE", "ds_bench")
 EVENTSTREAM_DATABASE = os.environ.get("BENCH_EVENTSTREAM_DATABASE", "ds_bench_eventstream")
+# The event table filled to millions of events, kept between runs (bench/measure/eventlog.py).
+EVENTLOG_DATABASE = os.environ.get("BENCH_EVENTLOG_DATABASE", "ds_bench_eventlog")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", f"redis://{HOST}:6379/5")
 
 # Shared by every process, so that the session cookies made by the runner are valid

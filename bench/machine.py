@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import time
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -97,3 +98,59 @@ def describe() -> dict[str, Any]:
             **_service_versions(),
         },
     }
+
+
+# Processes of the measured workload that the bench does not start itself.
+WORKLOAD_COMMANDS = frozenset({"postgres", "redis-server"})
+
+
+def _process_table() -> dict[int, tuple[int, str, int]]:
+    """pid -> (parent pid, command, CPU ticks used so far) of every process."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        head, _, rest = text.rpartition(")")
+        fields = rest.split()
+        command = head.split("(", 1)[1] if "(" in head else ""
+        table[int(entry.name)] = (int(fields[1]), command, int(fields[11]) + int(fields[12]))
+    return table
+
+
+def _others(table: dict[int, tuple[int, str, int]]) -> dict[int, int]:
+    """CPU ticks of the processes that are not the bench's (nor PostgreSQL and Redis)."""
+    ours = {os.getpid()}
+    grew = True
+    while grew:  # the bench's descendants, however deep
+        found = {pid for pid, (parent, _, _) in table.items() if parent in ours} - ours
+        ours |= found
+        grew = bool(found)
+    return {
+        pid: ticks
+        for pid, (_, command, ticks) in table.items()
+        if pid not in ours and command not in WORKLOAD_COMMANDS
+    }
+
+
+class LoadProbe:
+    """The machine's load over one step: the load average at its end and the CPU that
+    processes other than the bench's workload used during it (other people's work).
+
+    A change of background load lands on whichever step runs then; recording it beside
+    each step shows which figures it touched."""
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+        self._before = _others(_process_table())
+
+    def finish(self) -> dict[str, Any]:
+        seconds = max(time.monotonic() - self._started, 1e-3)
+        after = _others(_process_table())
+        ticks = sum(t - self._before.get(pid, 0) for pid, t in after.items())
+        cpus = os.cpu_count() or 1
+        share = 100.0 * ticks / os.sysconf("SC_CLK_TCK") / seconds / cpus
+        return {"loadavg": load_average(), "others_cpu_pct": round(max(share, 0.0), 1)}

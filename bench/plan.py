@@ -38,6 +38,12 @@ class Plan:
     append_seconds: float
     append_sessions: tuple[int, ...]
     eventstream_threads: tuple[int, ...]
+    # Runs of the measurements that decide a goal (overhead, scale-out, connections): the
+    # goals table shows their median and spread.
+    goal_runs: int = 3
+    # 9. the event table after many events
+    eventlog_events: int = 10_000_000
+    eventlog_sessions: int = 10_000
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +70,9 @@ FULL = Plan(
     append_seconds=4.0,
     append_sessions=(200, 1000),
     eventstream_threads=(1, 8),
+    goal_runs=3,
+    eventlog_events=10_000_000,
+    eventlog_sessions=10_000,
 )
 
 QUICK = Plan(
@@ -87,4 +96,7 @@ QUICK = Plan(
     append_seconds=1.5,
     append_sessions=(200,),
     eventstream_threads=(1,),
+    goal_runs=1,
+    eventlog_events=200_000,
+    eventlog_sessions=1_000,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 
 import psycopg
@@ -58,16 +59,21 @@ def analyze(*, vacuum: bool = False) -> None:
     """
     command = "VACUUM (ANALYZE)" if vacuum else "ANALYZE"
     for database in (DATABASE, EVENTSTREAM_DATABASE):
-        with psycopg.connect(database_url(database), autocommit=True, connect_timeout=5) as conn:
+        try:
+            conn = psycopg.connect(database_url(database), autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError:
+            continue  # not made (no django-eventstream)
+        with conn:
             conn.execute(command)
 
 
 def prepare() -> None:
-    """Both databases exist and are migrated; Redis is empty."""
-    for settings_module, database in (
-        ("project.settings", DATABASE),
-        ("bench.eventstream.settings", EVENTSTREAM_DATABASE),
-    ):
+    """Both databases exist and are migrated; Redis is empty. Without django-eventstream
+    (the ``[bench]`` extra) its database is left alone: only its comparison fails."""
+    databases = [("project.settings", DATABASE)]
+    if importlib.util.find_spec("django_eventstream") is not None:
+        databases.append(("bench.eventstream.settings", EVENTSTREAM_DATABASE))
+    for settings_module, database in databases:
         ensure_database(database)
         migrate(settings_module, database)
     flush_redis()

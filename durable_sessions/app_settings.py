@@ -219,6 +219,17 @@ class DurableSessionsSettings(AppSettings):
         positive=True,
     )
 
+    # --- retention and erasure (docs/operations.md) ---
+    RETAIN_CLOSED_DAYS = Float(
+        0.0,
+        "days a closed session and its log are kept before ds_retention deletes them "
+        "(0: kept for ever)",
+        positive=True,
+        zero_is_off=True,
+    )
+    RETENTION_BATCH_SIZE = Int(
+        100, "sessions archived and deleted per transaction by retention and erasure", positive=True
+    )
     # --- operations: metrics, health, tracing (docs/operations.md) ---
     METRICS_ENABLED = Bool(True, "record Prometheus metrics (when prometheus_client is installed)")
     METRICS_TOKEN = Str(

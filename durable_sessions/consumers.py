@@ -66,6 +66,7 @@ logger = logging.getLogger(__name__)
 CLOSE_BAD_REQUEST = 4400  # malformed session id or after_seq
 CLOSE_REAUTH = 4401  # the Django session the connection was opened with is gone: reconnect
 CLOSE_FORBIDDEN = 4403  # no such session, or not yours: deliberately indistinguishable
+CLOSE_GONE = 4410  # the session was deleted (erased, or past retention): never retry
 CLOSE_TOO_SLOW = 4408  # the client did not read for SLOW_CLIENT_TIMEOUT: resume with after_seq
 CLOSE_SERVER_ERROR = 4500  # the server failed while opening the connection: retry later
 
@@ -585,6 +586,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if not key or secrets.compare_digest(session_key_digest(key), message["session"]):
             logger.info("closing a connection to session %s: logged out", self.session_id)
             await self._close_quietly(CLOSE_FORBIDDEN)
+
+    async def session_removed(self, message: dict[str, Any]) -> None:
+        """The session was deleted: nothing of it may be sent any more."""
+        logger.info("closing a connection to session %s: deleted", self.session_id)
+        await self._close_quietly(CLOSE_GONE)
 
     async def session_access(self, message: dict[str, Any]) -> None:
         """The user's permissions or account changed: re-read access now."""

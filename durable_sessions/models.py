@@ -115,6 +115,8 @@ class DurableSession(models.Model):
         ordering = ["-updated_at"]
         indexes = [
             models.Index(fields=["status", "control", "updated_at"], name="ds_session_queue_idx"),
+            # What retention looks for: closed sessions by closing time.
+            models.Index(fields=["status", "closed_at"], name="ds_session_closed_idx"),
         ]
         # Declared here, not by the console: the core decides who is an operator.
         permissions = [("operate_sessions", "Can read and operate any session")]
@@ -538,7 +540,9 @@ class DeviceGrant(models.Model):
         return "pending"
 
 
-# Generic Durable Streams live in a module of their own; importing them here registers them.
+# Generic Durable Streams and the audit trail of deletions live in modules of their own;
+# importing them here registers them.
+from durable_sessions.retention_models import DeletionRecord  # noqa: E402, F401
 from durable_sessions.stream_models import (  # noqa: E402, F401
     Stream,
     StreamEntry,

@@ -656,6 +656,7 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
                 "close",
                 "cancel-reply",
                 "devices",
+                "erase-customer",
             )
         ),
         session_path + "devices/{grant_id}/",

@@ -21,8 +21,15 @@ class Context:
 
 @dataclass(frozen=True)
 class Goal:
-    """One row of the goals table: the goal, what each run achieved, and whether met."""
+    """One row of the goals table: the goal, what each run achieved, and whether met.
+
+    With ``values`` (the figure of each run) and ``meets`` (whether a figure meets the
+    goal), the table shows the median with its spread, and the goal is met when the
+    median meets it: one run on a busy machine does not decide."""
 
     goal: str
     achieved: list[str]
     met: list[bool | None]
+    values: list[float | None] | None = None
+    meets: Callable[[float], bool] | None = None
+    digits: int = 2

@@ -33,6 +33,14 @@ def relay_server(sup: Supervisor, name: str) -> tuple[Server, dict[str, str]]:
     return sup.daphne(f"{name}-daphne", RELAY_APP, env), env
 
 
+def relay_servers(
+    sup: Supervisor, name: str, processes: int
+) -> tuple[list[Server], dict[str, str]]:
+    """Daphne processes of the bare relay behind the Redis layer."""
+    env = process_env(layer="redis", settings_module="bench.relay.settings")
+    return [sup.daphne(f"{name}-daphne-{i}", RELAY_APP, env) for i in range(processes)], env
+
+
 def durable_targets(
     servers: list[Server],
     sessions: list[str],
@@ -52,10 +60,17 @@ def durable_targets(
     return targets
 
 
-def relay_targets(server: Server, sessions: list[str], count: int) -> list[tuple[str, str]]:
-    """``count`` connections to the relay, three per stream key."""
+def relay_targets(
+    server: Server | list[Server], sessions: list[str], count: int
+) -> list[tuple[str, str]]:
+    """``count`` connections to the relay, three per stream key; with several servers
+    the devices of a key alternate between them."""
+    servers = server if isinstance(server, list) else [server]
     return [
-        (f"{server.ws}/ws/relay/{sessions[i // DEVICES]}/", sessions[i // DEVICES])
+        (
+            f"{servers[i % len(servers)].ws}/ws/relay/{sessions[i // DEVICES]}/",
+            sessions[i // DEVICES],
+        )
         for i in range(count)
     ]
 

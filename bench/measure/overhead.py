@@ -4,9 +4,10 @@ The same load on both, in the same run: sessions of three devices, each streamin
 session getting a stamped delta every 40 ms; one Daphne process on the Redis pub/sub
 layer; the writer in a process of its own (``bench.writer`` through
 ``service.delta_writer`` for the durable path, ``bench.relay.publisher`` with a plain
-``group_send`` for the relay). The rate is stepped up by streaming more sessions at once
-until a step is not sustained (a gap, a lost delta, the writer falling behind, or
-p99 > 100 ms), then bisected between the last good and the first bad step.
+``group_send`` for the relay). Both set-ups stay up side by side and are measured in turn
+at each rate (:mod:`bench.interleave`), with the machine's load beside each step; the rate
+is stepped up by streaming more sessions at once until both have failed a step (a gap, a
+lost delta, the writer falling behind, or p99 > 100 ms), then each boundary is bisected.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench import pool
+from bench import interleave, pool
 from bench.clients import ClientPool, StepLoad, stream_step, warm_up
+from bench.interleave import RigSpec
 from bench.measure import Context, Goal
 from bench.measure.common import durable_servers, durable_targets, fmt, relay_server, relay_targets
 from bench.plan import DEVICES, RATE_HZ, Plan
@@ -136,13 +138,18 @@ def run_path(
         return {"connections": connected["connected"], "fixed": fixed, **ramp}
 
 
+DECIDES_GOAL = True
+SPECS: list[RigSpec] = [("durable", "durable", 1), ("relay", "relay", 1)]
+
+
 def measure(ctx: Context) -> dict[str, Any]:
-    """Both paths, the relay first on odd runs so that neither always goes first."""
-    order = ["durable", "relay"] if ctx.run % 2 == 0 else ["relay", "durable"]
-    result: dict[str, Any] = {}
-    for path in order:
-        ctx.log(f" {path} path")
-        result[path] = run_path(ctx, path)
+    """Both paths interleaved step by step; which one starts alternates between runs."""
+    result: dict[str, Any] = interleave.measure_rigs(
+        ctx,
+        SPECS,
+        ctx.plan.overhead_max_streams,
+        order=lambda run: [0, 1] if run % 2 == 0 else [1, 0],
+    )
     relay = result["relay"]["sustainable_per_s"]
     result["ratio"] = result["durable"]["sustainable_per_s"] / relay if relay else None
     return result
@@ -156,10 +163,13 @@ def goals(runs: list[dict[str, Any]]) -> list[Goal]:
             "(same layer, same process count)",
             [
                 f"{fmt(r, 2)} ({fmt(run['durable']['sustainable_per_s'])} vs "
-                f"{fmt(run['relay']['sustainable_per_s'])} deliveries/s)"
+                f"{fmt(run['relay']['sustainable_per_s'])}"
+                f"{' capped' if run['relay'].get('capped') else ''})"
                 for r, run in zip(ratios, runs, strict=True)
             ],
             [None if r is None else r >= 0.8 for r in ratios],
+            values=ratios,
+            meets=lambda r: r >= 0.8,
         )
     ]
 
@@ -179,6 +189,7 @@ def render(runs: list[dict[str, Any]], plan: Plan) -> str:
             r = run[path]
             fixed = r["fixed"]
             cpu = fixed.get("cpu_ms_per_delivery", {})
+            cpu = {"server": cpu.get("server", cpu.get("server0")), "writer": cpu.get("writer")}
             capped = " (all steps passed)" if r["capped"] else ""
             rows.append(
                 f"| {index} | {path} | {fmt(r['sustainable_per_s'])}{capped} "
@@ -188,26 +199,7 @@ def render(runs: list[dict[str, Any]], plan: Plan) -> str:
                 f"| {_us(cpu.get('server'))} / {_us(cpu.get('writer'))} |"
             )
         rows.append(f"| {index} | **ratio** | **{fmt(run['ratio'], 2)}** | | | | |")
-    steps = [
-        "",
-        "Every step (deliveries/s offered → delivered, p99, verdict):",
-        "",
-        "| run | path | streams | offered/s | delivered/s | p50 ms | p99 ms "
-        "| CPU µs/delivery server / writer | machine busy % | sustained |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for index, run in enumerate(runs, start=1):
-        for path in ("durable", "relay"):
-            for s in run[path]["steps"]:
-                why = "yes" if s["sustained"] else "no: " + "; ".join(s["why_not"])
-                cpu = s.get("cpu_ms_per_delivery", {})
-                steps.append(
-                    f"| {index} | {path} | {s['streams']} | {fmt(s['offered_per_s'])} "
-                    f"| {fmt(s['delivered_per_s'])} | {fmt(s['latency_ms']['p50'], 1)} "
-                    f"| {fmt(s['latency_ms']['p99'], 1)} "
-                    f"| {_us(cpu.get('server'))} / {_us(cpu.get('writer'))} "
-                    f"| {s.get('machine_busy_pct', '-')} | {why} |"
-                )
+    steps = ["", *interleave.steps_table(runs, ["durable", "relay"])]
     load = (
         f"Load: {plan.overhead_max_streams} sessions x {DEVICES} devices connected "
         f"({plan.overhead_max_streams * DEVICES} websockets, {plan.client_processes} client "
@@ -215,14 +207,21 @@ def render(runs: list[dict[str, Any]], plan: Plan) -> str:
         f"k x {RATE_HZ * DEVICES:.0f} deliveries/s. One Daphne process, RedisPubSubChannelLayer. "
         f"Replies grow through the steps up to {LONGEST_REPLY:,} characters (a delta does "
         "not rewrite its reply's text, so a long reply costs no more per delta). "
+        "Both set-ups are up side by side and measured in turn at each rate (durable, relay, "
+        "and again for a failed step), so a change of the machine's other work reaches both; "
+        "the run alternates which goes first. "
         f"Steps start at the fixed rate, k = {plan.overhead_fixed_streams} "
         f"({plan.overhead_fixed_streams * RATE_HZ * DEVICES:.0f} deliveries/s, after an "
-        f"unmeasured {WARM_UP_S:.0f} s stream at that rate), and grow (or shrink) "
-        f"x{plan.overhead_factor} until the verdict changes, then {plan.overhead_bisect_steps} "
-        "bisection steps; a failed step is run twice and the better attempt counts. Each step: "
+        f"unmeasured {WARM_UP_S:.0f} s stream at that rate), and grow "
+        f"x{plan.overhead_factor} until both have failed (the relay's top step is never "
+        f"the ceiling, up to {plan.overhead_max_streams} streams), then "
+        f"{plan.overhead_bisect_steps} bisection steps at each boundary; a failed step is "
+        "run twice and the better attempt counts. Each step: "
         f"{plan.warmup_s} s warm-up + {plan.window_s} s measured. CPU per"
         " delivery: the process's CPU time over the whole step divided by its deliveries;"
         " machine busy: all CPUs of the machine over the step (clients, PostgreSQL and Redis"
-        " included, and whatever else the machine was running)."
+        " included, and whatever else the machine was running); others' CPU: the share of"
+        " all CPUs used by processes that are neither the bench's nor PostgreSQL or Redis"
+        " (other work on the machine); load avg: /proc/loadavg at the end of the step."
     )
     return "\n".join([load, "", *rows, *steps])

@@ -39,6 +39,7 @@ from django.utils.timesince import timesince
 from durable_sessions import wire
 from durable_sessions.admin import actions as admin_actions
 from durable_sessions.admin import devices as devices
+from durable_sessions.admin import erasure as erasure
 from durable_sessions.admin import streams as streams
 from durable_sessions.admin.detail import detail_context
 from durable_sessions.admin.events import event_log_url
@@ -120,7 +121,7 @@ class DurableSessionAdmin(admin.ModelAdmin):
         "Search titles, owners and operators (username or email), participant names "
         "and message text; a pasted session id finds that session."
     )
-    actions = admin_actions.SESSION_ACTIONS
+    actions = [*admin_actions.SESSION_ACTIONS, erasure.erase_customers]
     fieldsets = [
         (None, {"fields": ["id", "title", "owner_label", "control", "status"]}),
         ("Handoff", {"fields": ["assigned_operator", "waiting_time"]}),
@@ -170,6 +171,10 @@ class DurableSessionAdmin(admin.ModelAdmin):
         """Whether the user may run the state-changing actions (the model's change perm)."""
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.{get_permission_codename('change', opts)}")
+
+    def has_erase_permission(self, request: HttpRequest) -> bool:
+        """Whether the user may erase customers (the model's delete permission)."""
+        return erasure.has_erase_permission(self, request)
 
     # --- queries ---
 

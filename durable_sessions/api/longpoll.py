@@ -30,7 +30,7 @@ from durable_sessions.api.permissions import parse_session_id
 from durable_sessions.api.serializers import MAX_WAIT_SECONDS
 from durable_sessions.delivery import limits
 from durable_sessions.delivery.groups import session_group
-from durable_sessions.delivery.publish import LIVE_MESSAGE_TYPE
+from durable_sessions.delivery.publish import LIVE_MESSAGE_TYPE, REMOVED_MESSAGE_TYPE
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,8 @@ class Wakeups:
                 self._degrade(exc)
                 continue
             self._receive()
+            if message.get("type") == REMOVED_MESSAGE_TYPE:
+                return True  # deleted: the next read answers 404 at once
             if message.get("type") == LIVE_MESSAGE_TYPE and any(
                 frame.get("seq", 0) > after for frame in message.get("events", ())
             ):

@@ -36,6 +36,8 @@ EPHEMERAL_MESSAGE_TYPE = "session.ephemeral"
 ACTIVITY_MESSAGE_TYPE = "sessions.activity"
 # Channel message type that announces a new run to workers.
 RUN_MESSAGE_TYPE = "run.pending"
+# Group message type: the session was deleted (erased, or past retention).
+REMOVED_MESSAGE_TYPE = "session.removed"
 
 # Event types that change what a queue of sessions shows (not the deltas of a stream).
 ACTIVITY_TYPES = frozenset(
@@ -92,6 +94,20 @@ def activity_wakeup(session_id: uuid.UUID, frames: list[dict[str, Any]]) -> Wake
         "seq": frames[-1]["seq"],
     }
     return Wakeup(activity_group(), message)
+
+
+def removed_wakeups(session_id: uuid.UUID) -> list[Wakeup]:
+    """Tell a deleted session's connections to close, and queue views to drop its row."""
+    activity = {
+        "type": ACTIVITY_MESSAGE_TYPE,
+        "session_id": str(session_id),
+        "types": [REMOVED_MESSAGE_TYPE],
+        "seq": 0,
+    }
+    return [
+        Wakeup(session_group(session_id), {"type": REMOVED_MESSAGE_TYPE}),
+        Wakeup(activity_group(), activity),
+    ]
 
 
 def run_wakeup(run_id: int) -> Wakeup:

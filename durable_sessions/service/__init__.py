@@ -46,6 +46,13 @@ from durable_sessions.service.messages import (
     post_system_message,
     start_assistant_message,
 )
+from durable_sessions.service.retention import (
+    erase_customer,
+    erase_session_customer,
+    expired_sessions,
+    purge_expired,
+    retention_cutoff,
+)
 from durable_sessions.service.retries import release as release_run
 from durable_sessions.service.runs import agent_status_frame
 from durable_sessions.service.sessions import create_session, join_operator, participant_for
@@ -82,7 +89,10 @@ __all__ = [
     "create_session",
     "delta_writer",
     "edit_message",
+    "erase_customer",
+    "erase_session_customer",
     "expire_approvals",
+    "expired_sessions",
     "fail_assistant_message",
     "finish_assistant_message",
     "hand_back",
@@ -94,9 +104,11 @@ __all__ = [
     "post_customer_message",
     "post_message",
     "post_system_message",
+    "purge_expired",
     "regenerate",
     "release_run",
     "request_handoff",
+    "retention_cutoff",
     "session_write",
     "start_assistant_message",
     "switch_branch",

@@ -21,7 +21,7 @@
  * close is retried with backoff from the last seq: 4401 (login changed), 4408 (too slow to
  * read), 4500 (server failed at connect), 1006 (also a failed handshake), and the rest.
  */
-export const REFUSED_CLOSE_CODES = Object.freeze([4400, 4403, 4404]);
+export const REFUSED_CLOSE_CODES = Object.freeze([4400, 4403, 4404, 4410]);
 
 /** What a message sent while the agent answers may do (see `send`). */
 export const SEND_MODES = Object.freeze(["queue", "steer", "interrupt"]);
@@ -167,7 +167,7 @@ export class DurableSessionClient {
 
     /** Connection state: idle, connecting, syncing, live, offline, refused or closed. */
     this.status = "idle";
-    /** The close code of a refusal (4400 or 4403), when `status` is "refused". */
+    /** The close code of a refusal (4400, 4403, 4404 or 4410), when `status` is "refused". */
     this.closeCode = null;
     /** The `seq` of the last log event applied. */
     this.lastSeq = 0;

@@ -180,6 +180,9 @@ function showAll() {
 // --- state ----------------------------------------------------------------------------
 
 function bannerOf(session) {
+  if (client?.status === "refused" && client.closeCode === 4410) {
+    return "This conversation was deleted.";
+  }
   if (client?.status === "refused") return "This conversation is not available here.";
   if (session.status === "closed") return "This conversation is closed.";
   if (session.control === "human") {

@@ -119,7 +119,8 @@ class SessionPage {
     });
     this.client = client;
     client.on("status", (status) => {
-      $("connection").textContent = CONNECTION_TEXT[status] ?? status;
+      const deleted = status === "refused" && client.closeCode === 4410;
+      $("connection").textContent = deleted ? "Session deleted" : (CONNECTION_TEXT[status] ?? status);
     });
     client.on("message", (message) => this._renderMessage(message));
     client.on("branch", () => this.transcript.showBranch());

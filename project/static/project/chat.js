@@ -360,6 +360,9 @@ function showTranscript() {
 
 function bannerText() {
   const session = client.session ?? {};
+  if (client.status === "refused" && client.closeCode === 4410) {
+    return ["refused", ["This conversation was deleted."]];
+  }
   if (client.status === "refused") {
     return ["refused", ["This conversation is not available here. Reload, or log in again."]];
   }
