@@ -34,6 +34,7 @@ from durable_sessions.models import (
 from durable_sessions.service.runs import status_of_run
 from handoff_console.adapter import get_console_adapter
 from handoff_console.app_settings import console_settings
+from handoff_console.assignment import team_of
 from handoff_console.permissions import can_view
 from handoff_console.reading import with_unread
 
@@ -115,6 +116,8 @@ def row(session: DurableSession, user: AnyUser) -> dict[str, Any]:
         ),
         # When the session joined the queue: the latest control change put it there.
         "waiting_since": wire.iso(session.control_at) if queued else None,
+        # The team it waits for (the handoff's, a transfer's, or the adapter's rule).
+        "team": team_of(session, payload) if queued else "",
         "reason": payload.get("reason", ""),
         "summary": payload.get("summary", ""),
         "last_message": (

@@ -40,6 +40,7 @@ from durable_sessions.service.messages import (
     post_system_message,
     start_assistant_message,
 )
+from durable_sessions.service.requeue import release_claim, transfer_to_team
 from durable_sessions.service.runs import agent_status_frame
 from durable_sessions.service.sessions import create_session, join_operator, participant_for
 from durable_sessions.service.unit import SessionWrite, session_write
@@ -81,11 +82,13 @@ __all__ = [
     "post_customer_message",
     "post_message",
     "post_system_message",
+    "release_claim",
     "request_handoff",
     "session_write",
     "start_assistant_message",
     "take_over",
     "transfer",
+    "transfer_to_team",
 ]
 
 # The async twins that transports, the runtime and async host code call.
