@@ -106,3 +106,11 @@ def recently_seen(now: datetime | None = None) -> Q:
     """A filter of the availability rows whose pages beat within OFFLINE_AFTER_SECONDS."""
     limit = (now or timezone.now()) - timedelta(seconds=console_settings.OFFLINE_AFTER_SECONDS)
     return Q(seen_at__gte=limit)
+
+
+def with_operators(snapshot: dict[str, Any], user: AnyUser) -> dict[str, Any]:
+    """A queue snapshot with colleagues' availability and the viewer's (as the feed and
+    the pages send it)."""
+    snapshot["operators"] = operators()
+    snapshot["me"] = {"availability": availability_of(user)}
+    return snapshot

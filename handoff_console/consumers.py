@@ -167,10 +167,7 @@ class ConsoleFeedConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=dumps(snap))
 
     def _read_snapshot(self) -> dict[str, Any]:
-        snap = queue.snapshot(self.user)
-        snap["operators"] = availability.operators()
-        snap["me"] = {"availability": availability.availability_of(self.user)}
-        return snap
+        return availability.with_operators(queue.snapshot(self.user), self.user)
 
     async def _send_rows(self, ids: set[str]) -> list[dict[str, Any]]:
         async with self._send_lock:

@@ -458,7 +458,7 @@ async def test_an_operator_transfers_to_a_colleague_who_closes(browser, daphne):
     # A transfer without a colleague chosen is explained, not sent.
     await olga_page.page.click("#transfer")
     await olga_page.page.wait_for_selector(
-        "#action-error:text-is('Choose a colleague to transfer to.')"
+        "#action-error:text-is('Choose a colleague or a team to transfer to.')"
     )
     await olga_page.page.select_option("#transfer-to", str(omar.pk))
     await olga_page.page.fill("#transfer-note", "billing question, over to you")

@@ -262,12 +262,15 @@ class SessionPage {
     act("take-over", "take_over");
     act("hand-back", "hand_back");
     act("close", "close");
-    act("transfer", "transfer", () => {
+    $("transfer").addEventListener("click", (event) => {
       const to = $("transfer-to").value;
-      if (!to) this._showError("Choose a colleague to transfer to.");
+      if (!to) return this._showError("Choose a colleague or a team to transfer to.");
       // The note is the transfer's reason: the colleague reads it as "why a human".
       const note = $("transfer-note").value.trim();
-      return to ? { to: Number(to), ...(note ? { reason: note } : {}) } : null;
+      const reason = note ? { reason: note } : {};
+      if (to.startsWith("team:")) {
+        this._act("transfer_team", { team: to.slice(5), ...reason }, event.currentTarget);
+      } else this._act("transfer", { to: Number(to), ...reason }, event.currentTarget);
     });
   }
 
