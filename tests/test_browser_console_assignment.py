@@ -78,9 +78,10 @@ async def test_operators_get_conversations_within_capacity_by_team_and_transfer_
     page = olga_page.page
     await page.wait_for_selector(f"#section-mine li[data-id='{first}']", timeout=WAIT_MS)
     await page.wait_for_selector(f"#section-waiting li[data-id='{invoice}'] .badge.team")
-    assert await page.text_content(
-        f"#section-waiting li[data-id='{invoice}'] .badge.team"
-    ) == "billing"
+    assert (
+        await page.text_content(f"#section-waiting li[data-id='{invoice}'] .badge.team")
+        == "billing"
+    )
     assert await db(_holder)(third) is None and await db(_holder)(invoice) is None
     # The team filter keeps the team's conversations, in the URL.
     await page.select_option("#filter-team", "billing")
