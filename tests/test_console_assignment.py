@@ -5,7 +5,10 @@ the log, the queue's rows, the admin and the API; bad input refused, nothing cha
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -23,8 +26,11 @@ from handoff_console import assignment, availability, queue
 from handoff_console.adapter import ConsoleAdapter
 from handoff_console.models import OperatorAvailability, Team
 from tests.factories import make_user
+from tests.live import server_env
 
 pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def queued(title: str = "help", *, team: str = "") -> DurableSession:
@@ -293,3 +299,30 @@ def test_admin_lists_teams_and_availability():
     assert teams.status_code == 200 and b"Billing" in teams.content
     records = client.get(reverse("admin:handoff_console_operatoravailability_changelist"))
     assert records.status_code == 200 and b"away" in records.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_passes_in_several_processes_at_once_never_exceed_the_capacity(postgres):
+    """Four ``console_assign`` processes on PostgreSQL at once: each operator gets exactly
+    their capacity, each session at most one take-over."""
+    operators = [make_user(f"op{i}", operator=True) for i in range(3)]
+    online(*operators)
+    sessions = [queued(f"s{i}") for i in range(10)]
+    env = server_env()
+    env["HANDOFF_CONSOLE_JSON"] = json.dumps({"AUTO_ASSIGN": "least_busy", "CAPACITY": 2})
+    command = [sys.executable, str(ROOT / "manage.py"), "console_assign"]
+    processes = [
+        subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outputs = [process.communicate(timeout=60)[0] for process in processes]
+    assert all(process.returncode == 0 for process in processes), outputs
+    assert sum(int(out.split()[1].rstrip(",")) for out in outputs) == 6, outputs
+    assert availability.open_load() == {op.pk: 2 for op in operators}
+    held = DurableSession.objects.filter(pk__in=[s.pk for s in sessions], control=Control.HUMAN)
+    assert held.count() == 6
+    for session in held:
+        taken = Event.objects.filter(
+            session=session, type="control.changed", payload__control="human"
+        )
+        assert taken.count() == 1
