@@ -3,10 +3,15 @@
  * place where a message is turned into DOM (`renderMessage`), so that richer message
  * content has one function to extend.
  *
- * Message text is untrusted: it only ever reaches the page as text.
+ * Message text is untrusted: the customer's is shown as text; AI and operator messages as
+ * markdown, sanitized (durable_sessions/markdown.js): raw HTML in them stays text.
  */
 
+import { showMarkdown } from "../durable_sessions/markdown.js";
 import { bdi, clock, el } from "./dom.js";
+
+/** Roles whose text is markdown (the customer's is shown exactly as typed). */
+const MARKDOWN_ROLES = new Set(["assistant", "operator"]);
 
 export const ROLE_NAMES = {
   user: "Customer",
@@ -44,7 +49,11 @@ export function authorLabel(message) {
 
 /** A part of a reply: reasoning (collapsed), a tool call (with its approval), data or a source. */
 function renderPart(part, answer) {
-  if (part.type === "text") return el("div", { className: "part-text", dir: "auto", text: part.text });
+  if (part.type === "text") {
+    const node = el("div", { className: "part-text", dir: "auto" });
+    showMarkdown(node, part.text);
+    return node;
+  }
   if (part.type === "reasoning") {
     return el(
       "details",
@@ -109,6 +118,7 @@ export function renderMessage(item, message, { answer } = {}) {
   const body = item.querySelector(".body");
   const typed = (message.parts ?? []).some((part) => part.type !== "text");
   if (typed) body.replaceChildren(...message.parts.map((part) => renderPart(part, answer)));
+  else if (MARKDOWN_ROLES.has(message.role)) showMarkdown(body, message.content);
   else body.textContent = message.content;
   item.querySelector(".state").textContent = stateNote(message);
 }
