@@ -753,6 +753,21 @@ class SessionConsumer(AsyncWebsocketConsumer):
         )
         return {"type": "ack", "for": frame.type, "changed": changed}
 
+    async def on_session_rate(self, frame: Frame) -> dict[str, Any]:
+        self._require_owner(frame)
+        result = await service.arate_session(
+            self.session_id,
+            by=await self._participant(),
+            score=frame.fields["score"],
+            comment=frame.fields.get("comment", ""),
+        )
+        return {
+            "type": "ack",
+            "for": frame.type,
+            "changed": result.changed,
+            "rating": wire.rating_data(result.rating),
+        }
+
     async def on_approval_answer(self, frame: Frame) -> dict[str, Any]:
         fields = frame.fields
         result = await service.aanswer_approval(
@@ -784,7 +799,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
 _KINDS = {Access.OWNER: "customer", Access.OPERATOR: "operator"}
 
 # Frames that change the session: access is re-read before them.
-_STATE_CHANGING = frozenset({"message.send", "handoff.request", "reply.cancel", "approval.answer"})
+_STATE_CHANGING = frozenset(
+    {"message.send", "handoff.request", "reply.cancel", "approval.answer", "session.rate"}
+)
 # Log events after which the agent's status is re-read (its frame may have been lost).
 _AGENT_CHANGES = frozenset(
     {

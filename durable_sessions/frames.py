@@ -18,6 +18,7 @@ CLIENT_FRAMES: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
     "message.send": {"content": (True, (str,)), "client_id": (True, (str,))},
     "handoff.request": {"reason": (False, (str,))},
     "reply.cancel": {},
+    "session.rate": {"score": (True, (int,)), "comment": (False, (str,))},
     "ping": {},
     "typing": {"state": (True, (str,)), "private": (False, (bool,))},
     "approval.answer": {

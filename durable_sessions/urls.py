@@ -6,7 +6,7 @@ id gets the API's JSON 404 like an unknown one.
 
 from django.urls import path
 
-from durable_sessions.api import actions, approvals, devices, docs, ops, views
+from durable_sessions.api import actions, approvals, devices, docs, ops, rating, views
 
 app_name = "durable_sessions"
 
@@ -22,6 +22,7 @@ urlpatterns = [
     path(f"{SESSION}hand-back/", actions.HandBackView.as_view(), name="session-hand-back"),
     path(f"{SESSION}transfer/", actions.TransferView.as_view(), name="session-transfer"),
     path(f"{SESSION}close/", actions.CloseView.as_view(), name="session-close"),
+    path(f"{SESSION}rating/", rating.RatingView.as_view(), name="session-rating"),
     path(f"{SESSION}cancel-reply/", actions.CancelReplyView.as_view(), name="session-cancel-reply"),
     path(
         f"{SESSION}approvals/<str:approval_id>/",

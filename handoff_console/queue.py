@@ -29,6 +29,7 @@ from durable_sessions.models import (
     ParticipantKind,
     PartState,
     Role,
+    SessionRating,
     Status,
 )
 from durable_sessions.service.runs import status_of_run
@@ -62,6 +63,12 @@ def _annotated(sessions: QuerySet[DurableSession], user: AnyUser) -> QuerySet[Du
                 MessagePart.objects.filter(
                     session=OuterRef("pk"), state=PartState.AWAITING_APPROVAL
                 )
+            ),
+            rating_score=Subquery(
+                SessionRating.objects.filter(session=OuterRef("pk")).values("score")[:1]
+            ),
+            rating_comment=Subquery(
+                SessionRating.objects.filter(session=OuterRef("pk")).values("comment")[:1]
             ),
             first_preview=Subquery(
                 first.annotate(head=Substr("content", 1, PREVIEW_CHARS)).values("head")[:1]
@@ -137,6 +144,12 @@ def row(session: DurableSession, user: AnyUser) -> dict[str, Any]:
         "created_at": wire.iso(session.created_at),
         "updated_at": wire.iso(session.updated_at),
         "closed_at": wire.iso(session.closed_at),
+        # The customer's rating after close (CSAT), or None.
+        "rating": (
+            {"score": session.rating_score, "comment": session.rating_comment or ""}
+            if session.rating_score
+            else None
+        ),
         "last_seq": session.last_seq,
     }
 

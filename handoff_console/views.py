@@ -103,6 +103,7 @@ class SessionView(OperatorRequiredMixin, TemplateView):
             snapshot=availability.with_operators(queue.snapshot(user), user),
             teams=availability.teams(),
             notes=notes_for(session.id),
+            rating=getattr(session, "rating", None),
             operators=operator_choices(exclude=user),
             config={
                 "session_id": str(session.id),

@@ -40,6 +40,7 @@ from durable_sessions.service.messages import (
     post_system_message,
     start_assistant_message,
 )
+from durable_sessions.service.rating import RateResult, rate_session, rating_of
 from durable_sessions.service.requeue import release_claim, transfer_to_team
 from durable_sessions.service.runs import agent_status_frame
 from durable_sessions.service.sessions import create_session, join_operator, participant_for
@@ -49,6 +50,7 @@ __all__ = [
     "ApprovalResult",
     "DeltaWriter",
     "PostResult",
+    "RateResult",
     "SessionWrite",
     "aanswer_approval",
     "acancel_reply",
@@ -62,6 +64,7 @@ __all__ = [
     "aoperator_reply",
     "apost_message",
     "append_delta",
+    "arate_session",
     "arequest_handoff",
     "astart_assistant_message",
     "cancel_reply",
@@ -82,6 +85,8 @@ __all__ = [
     "post_customer_message",
     "post_message",
     "post_system_message",
+    "rate_session",
+    "rating_of",
     "release_claim",
     "request_handoff",
     "session_write",
@@ -103,3 +108,4 @@ arequest_handoff = make_async(request_handoff)
 acrash_run = make_async(crash_run)
 aanswer_approval = make_async(answer_approval)
 aexpire_approvals = make_async(expire_approvals)
+arate_session = make_async(rate_session)

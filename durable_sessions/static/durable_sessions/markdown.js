@@ -46,7 +46,8 @@ purifier.addHook("afterSanitizeAttributes", (node) => {
 
 /** The markdown `text` as a sanitized DocumentFragment. */
 export function markdownFragment(text) {
-  const html = parser.parse(String(text ?? ""));
+  // Trimmed: no stray newline text node after the last block.
+  const html = parser.parse(String(text ?? "")).trim();
   const fragment = purifier.sanitize(html, {
     ALLOWED_TAGS,
     ALLOWED_ATTR,

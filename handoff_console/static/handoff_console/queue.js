@@ -145,6 +145,10 @@ export function renderRow(row) {
   } else if (row.section === "closed") {
     meta.append(el("span", { text: `closed ${clock(row.closed_at)}` }));
   }
+  if (row.rating) {
+    const label = `rated ${row.rating.score} out of 5`;
+    meta.append(el("span", { className: "rating", title: row.rating.comment || label, "aria-label": label, text: `★ ${row.rating.score}/5` }));
+  }
   if (row.last_message?.at) meta.append(el("span", { text: `last ${clock(row.last_message.at)}` }));
 
   const item = el(

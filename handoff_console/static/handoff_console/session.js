@@ -122,7 +122,10 @@ class SessionPage {
     });
     client.on("message", (message) => this._renderMessage(message));
     client.on("reset", () => this._clearTranscript());
-    client.on("session", () => this._renderState());
+    client.on("session", (session) => {
+      this._renderState();
+      this._renderRating(session);
+    });
     client.on("control", (data) => this._controlEvent(data));
     client.on("participant", () => this._renderState());
     client.on("agent", (status) => this._renderAgent(status));
@@ -192,6 +195,14 @@ class SessionPage {
   _controlEvent() {
     this.brief.reload(); // "why a human" is the latest change's reason
     this._renderState();
+  }
+
+  /** The customer's rating after close (from the log's session.rated, on any device). */
+  _renderRating(session) {
+    if (session?.status === "closed") $("rating").hidden = false;
+    if (!session?.rating) return;
+    $("rating-score").textContent = `${session.rating.score} out of 5`;
+    $("rating-comment").textContent = session.rating.comment ?? "";
   }
 
   _renderState() {

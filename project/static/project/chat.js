@@ -342,7 +342,32 @@ function showState() {
   $("text").disabled = !open;
   $("human").disabled = !(open && session.control === "ai" && client.status === "live");
   if ($("handover")) $("handover").disabled = !open;
+  showRating(session);
 }
+
+/** After close: the rating form, or the rating given (from any device, by the log). */
+function showRating(session) {
+  const closed = session.status === "closed" && client.you?.kind !== "operator";
+  const rating = session.rating;
+  $("rating").hidden = !closed || Boolean(rating);
+  $("rated").hidden = !rating;
+  if (rating) {
+    $("rated").textContent = `Thank you: you rated this conversation ${rating.score} out of 5.`;
+  }
+}
+
+$("rating").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData($("rating"));
+  $("rate").disabled = true;
+  try {
+    await client.rate(Number(form.get("score")), String(form.get("comment") ?? "").trim());
+  } catch (error) {
+    notice(`The rating was not sent: ${error.message}`);
+  } finally {
+    $("rate").disabled = false;
+  }
+});
 
 let noticeTimer;
 function notice(text) {
