@@ -654,6 +654,7 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
                 "hand-back",
                 "transfer",
                 "close",
+                "rating",
                 "cancel-reply",
                 "devices",
             )
