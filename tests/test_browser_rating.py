@@ -8,6 +8,8 @@ from channels.db import database_sync_to_async
 
 from durable_sessions import service
 from durable_sessions.models import SessionRating
+from tests import services
+from tests.test_browser_accessibility import violations
 from tests.test_browser_chat import (
     PHONE,
     SHORT_REPLY,
@@ -22,8 +24,6 @@ from tests.test_browser_chat import (
     send,
     start_chat,
 )
-from tests import services
-from tests.test_browser_accessibility import violations
 from tests.test_browser_console import log_in, open_session
 
 
