@@ -18,7 +18,7 @@ import { InboxList } from "./inbox-list.js";
 import { NotesPanel } from "./notes.js";
 import { ReplyOutbox } from "./replies.js";
 import { bindShortcuts } from "./shortcuts.js";
-import { Transcript } from "./transcript.js";
+import { Transcript, toolCard } from "./transcript.js";
 
 const AGENT_TEXT = {
   idle: "idle",
@@ -51,17 +51,16 @@ class SessionPage {
     this.config = config;
     this.me = config.me;
     this.snapshot = snapshot;
-    this.transcript = new Transcript($("transcript"), {
-      // A tool call's approval, answered through the REST API; the first answer decides.
-      answer: async (approval, approved) => {
-        try {
-          const url = this.config.api.approval.replace("approval-id", encodeURIComponent(approval.id));
-          await postJSON(url, { approved, client_id: `op-${approval.id}-${approved}` });
-        } catch (error) {
-          this._showError(error.message);
-        }
-      },
-    });
+    // A tool call's approval, answered through the REST API; the first answer decides.
+    this.answer = async (approval, approved) => {
+      try {
+        const url = this.config.api.approval.replace("approval-id", encodeURIComponent(approval.id));
+        await postJSON(url, { approved, client_id: `op-${approval.id}-${approved}` });
+      } catch (error) {
+        this._showError(error.message);
+      }
+    };
+    this.transcript = new Transcript($("transcript"), { answer: this.answer });
     this.brief = new BriefPanel({ url: config.api.brief, brief });
     this.canned = new CannedReplies({
       url: config.api.replies,
@@ -171,9 +170,23 @@ class SessionPage {
 
   _renderMessage(message) {
     this.transcript.show(message);
+    if ((message.parts ?? []).some((part) => part.type === "tool_call")) this._renderTools();
     this._markRead();
     if (message.role === "assistant" && message.content) this.brief.aiSaid(message.content);
     this._renderState();
+  }
+
+  /** The context panel's list of this conversation's tool calls, newest first, with the
+   * approvals still waiting answerable from there too. */
+  _renderTools() {
+    const calls = this.client.messages
+      .flatMap((message) => message.parts ?? [])
+      .filter((part) => part.type === "tool_call")
+      .reverse();
+    $("tool-calls").replaceChildren(...calls.map((part) => el("li", {}, toolCard(part, this.answer))));
+    $("no-tools").hidden = calls.length > 0;
+    const waiting = calls.filter((part) => part.state === "awaiting-approval").length;
+    $("tools-waiting").textContent = waiting ? `${waiting} waiting for approval` : "";
   }
 
   // --- control and actions --------------------------------------------------------------

@@ -70,7 +70,7 @@ function renderPart(part, answer) {
 }
 
 /** A tool call's card: its input, state, output or error, and who decided its approval. */
-function toolCard(part, answer) {
+export function toolCard(part, answer) {
   const card = el(
     "div",
     { className: "tool-card", dataset: { state: part.state, tool: part.tool_name } },
