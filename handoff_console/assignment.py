@@ -144,15 +144,12 @@ def release_absent() -> list[str]:
     limit = timezone.now() - timedelta(
         seconds=console_settings.OFFLINE_AFTER_SECONDS + console_settings.RELEASE_AFTER_SECONDS
     )
-    present = set(
-        OperatorAvailability.objects.filter(seen_at__gte=limit).values_list("user_id", flat=True)
-    )
-    held = (
-        DurableSession.objects.filter(status=Status.OPEN, control=Control.HUMAN)
-        .exclude(assigned_operator=None)
-        .exclude(assigned_operator__in=present)
-        .select_related("owner")
-    )
+    # Only operators the console has seen and lost: one who never opened it (e.g. who
+    # works through the API) is not the console's to release.
+    absent = OperatorAvailability.objects.filter(seen_at__lt=limit).values("user_id")
+    held = DurableSession.objects.filter(
+        status=Status.OPEN, control=Control.HUMAN, assigned_operator__in=absent
+    ).select_related("owner")
     released = []
     for session in held[:MAX_PER_PASS]:
         team = _team_before_claim(session)

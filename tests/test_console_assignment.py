@@ -183,6 +183,10 @@ def test_an_absent_operators_claims_return_to_the_queue_for_their_team(console_c
     service.take_over(billing.id, olga)
     kept = queued("kept")
     service.take_over(kept.id, piet)
+    # An operator who never opened the console (e.g. works through the API) is not released.
+    omar = make_user("omar", operator=True)
+    by_api = queued("api")
+    service.take_over(by_api.id, omar)
     OperatorAvailability.objects.filter(user=olga).update(
         seen_at=timezone.now() - timedelta(seconds=70)
     )
@@ -193,6 +197,7 @@ def test_an_absent_operators_claims_return_to_the_queue_for_their_team(console_c
     assert assignment.run_pass().released == [str(billing.id)]
     billing.refresh_from_db()
     assert billing.control == Control.QUEUED and holder(kept) == piet.pk
+    assert holder(by_api) == omar.pk
     event = Event.objects.filter(session=billing, type="control.changed").last()
     assert event.payload["team"] == "billing"
     assert event.payload["reason"] == "the operator went offline"
