@@ -53,7 +53,7 @@ class ConsoleSettings(AppSettings):
         positive=True,
     )
     RELEASE_AFTER_SECONDS = Float(
-        300.0,
+        0.0,
         "a session held by an operator offline for this long goes back to the queue (0: never)",
         positive=True,
         zero_is_off=True,

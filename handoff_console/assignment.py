@@ -8,7 +8,7 @@ longest without an assignment. Each assignment is a take-over through the sessio
 load re-counted, so that passes running at once in several processes never exceed the
 capacity, and of two passes giving the same session exactly one wins.
 
-Then sessions held by an operator offline for longer than ``RELEASE_AFTER_SECONDS`` go back
+Then (when ``RELEASE_AFTER_SECONDS`` is set) sessions held by an operator offline for longer go back
 to the queue, for their team. Every console feed runs a pass on each refresh; the
 ``console_assign`` command runs one from cron when no console is open.
 """
