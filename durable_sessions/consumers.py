@@ -775,6 +775,21 @@ class SessionConsumer(AsyncWebsocketConsumer):
         )
         return {"type": "ack", "for": frame.type, "changed": changed}
 
+    async def on_session_rate(self, frame: Frame) -> dict[str, Any]:
+        self._require_owner(frame)
+        result = await service.arate_session(
+            self.session_id,
+            by=await self._participant(),
+            score=frame.fields["score"],
+            comment=frame.fields.get("comment", ""),
+        )
+        return {
+            "type": "ack",
+            "for": frame.type,
+            "changed": result.changed,
+            "rating": wire.rating_data(result.rating),
+        }
+
     async def on_approval_answer(self, frame: Frame) -> dict[str, Any]:
         fields = frame.fields
         result = await service.aanswer_approval(
@@ -842,6 +857,7 @@ _STATE_CHANGING = frozenset(
         "message.edit",
         "reply.regenerate",
         "branch.switch",
+        "session.rate",
     }
 )
 # Log events after which the agent's status is re-read (its frame may have been lost).

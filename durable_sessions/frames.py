@@ -22,6 +22,7 @@ CLIENT_FRAMES: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
     },
     "handoff.request": {"reason": (False, (str,))},
     "reply.cancel": {},
+    "session.rate": {"score": (True, (int,)), "comment": (False, (str,))},
     "ping": {},
     "typing": {"state": (True, (str,)), "private": (False, (bool,))},
     "message.edit": {

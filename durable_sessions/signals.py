@@ -32,7 +32,8 @@ handoff_requested = Signal()
 #: ``reason``: text.
 taken_over = Signal()
 
-#: The operator holding the session passed it to another. ``operator``, ``to``: users.
+#: The operator holding the session passed it to another. ``operator``, ``to``: users;
+#: a transfer to a team has ``to=None`` and ``team`` (its slug).
 transferred = Signal()
 
 #: The operator holding the session handed it back to the AI. ``operator``: the user;

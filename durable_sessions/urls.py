@@ -6,7 +6,17 @@ id gets the API's JSON 404 like an unknown one.
 
 from django.urls import path
 
-from durable_sessions.api import actions, approvals, branches, devices, docs, erasure, ops, views
+from durable_sessions.api import (
+    actions,
+    approvals,
+    branches,
+    devices,
+    docs,
+    erasure,
+    ops,
+    rating,
+    views,
+)
 
 app_name = "durable_sessions"
 
@@ -42,6 +52,7 @@ urlpatterns = [
         erasure.EraseCustomerView.as_view(),
         name="session-erase-customer",
     ),
+    path(f"{SESSION}rating/", rating.RatingView.as_view(), name="session-rating"),
     path(f"{SESSION}cancel-reply/", actions.CancelReplyView.as_view(), name="session-cancel-reply"),
     path(
         f"{SESSION}approvals/<str:approval_id>/",

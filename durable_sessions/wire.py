@@ -25,6 +25,7 @@ from durable_sessions.models import (
 
 SESSION_CREATED = "session.created"
 SESSION_CLOSED = "session.closed"
+SESSION_RATED = "session.rated"
 PARTICIPANT_JOINED = "participant.joined"
 MESSAGE_CREATED = "message.created"
 MESSAGE_DELTA = "message.delta"
@@ -53,6 +54,7 @@ ALL_TYPES = frozenset(
     {
         SESSION_CREATED,
         SESSION_CLOSED,
+        SESSION_RATED,
         PARTICIPANT_JOINED,
         MESSAGE_CREATED,
         MESSAGE_DELTA,
@@ -215,6 +217,16 @@ def session_data(session: DurableSession) -> dict[str, Any]:
         "created_at": iso(session.created_at),
         "closed_at": iso(session.closed_at),
         "metadata": session.metadata,
+    }
+
+
+def rating_data(rating: Any) -> dict[str, Any]:
+    """A session's rating (CSAT) as the API and the log carry it."""
+    return {
+        "score": rating.score,
+        "comment": rating.comment,
+        "seq": rating.seq,
+        "created_at": iso(rating.created_at),
     }
 
 

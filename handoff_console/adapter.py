@@ -49,6 +49,12 @@ class ConsoleAdapter:
             fields.append({"label": "Customer since", "value": f"{joined:%Y-%m-%d}"})
         return {"fields": fields, "links": []}
 
+    def team_for(self, session: DurableSession) -> str:
+        """The team (a :class:`~handoff_console.models.Team` slug) a queued session goes to
+        when its handoff named none, e.g. by the customer's plan or language; "" for any
+        operator. A team named by the handoff or a transfer comes first."""
+        return ""
+
     def priority(self, session: DurableSession) -> str:
         """One of :data:`PRIORITIES`; by default ``metadata["priority"]``, else "normal"."""
         value = (session.metadata or {}).get("priority")

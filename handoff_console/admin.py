@@ -1,4 +1,5 @@
-"""The console's data in the admin: private notes (read-only) and canned replies."""
+"""The console's data in the admin: private notes (read-only), canned replies, teams and
+operators' availability."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from durable_sessions.admin import user_search_fields
-from handoff_console.models import CannedReply, OperatorNote
+from handoff_console.availability import effective
+from handoff_console.models import CannedReply, OperatorAvailability, OperatorNote, Team
 
 
 @admin.register(OperatorNote)
@@ -46,3 +48,35 @@ class CannedReplyAdmin(admin.ModelAdmin):
     @admin.display(description="text")
     def short_text(self, reply: CannedReply) -> str:
         return reply.text if len(reply.text) <= 80 else reply.text[:79] + "…"
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    """Teams of operators: a session queued for a team's slug goes to its members."""
+
+    list_display = ("name", "slug", "member_count")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    filter_horizontal = ("members",)
+
+    @admin.display(description="members")
+    def member_count(self, team: Team) -> int:
+        return team.members.count()
+
+
+@admin.register(OperatorAvailability)
+class OperatorAvailabilityAdmin(admin.ModelAdmin):
+    """What operators chose, and what is in effect (offline without a console page)."""
+
+    list_display = ("user", "status", "in_effect", "seen_at", "last_assigned_at")
+    list_select_related = ("user",)
+    list_filter = ("status",)
+    readonly_fields = ("seen_at", "last_assigned_at", "changed_at")
+    raw_id_fields = ("user",)
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        return user_search_fields("user")
+
+    @admin.display(description="in effect")
+    def in_effect(self, record: OperatorAvailability) -> str:
+        return effective(record)

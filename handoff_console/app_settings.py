@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from durable_sessions.conf import AppSettings, ClassPath, Float, Int
+from durable_sessions.conf import AppSettings, ClassPath, Float, Int, Str
 
 SETTING_NAME = "HANDOFF_CONSOLE"
 
@@ -37,6 +37,27 @@ class ConsoleSettings(AppSettings):
     )
     CLOSED_LIMIT = Int(20, "recently closed sessions shown", positive=True)
     MAX_NOTE_CHARS = Int(4000, "longest private note accepted, in characters", positive=True)
+    AUTO_ASSIGN = Str(
+        "off",
+        "how queued sessions are given to available operators: 'off' (operators take them), "
+        "'least_busy' (the fewest open conversations first) or 'round_robin' (the longest "
+        "since their last assignment first)",
+        choices=("off", "least_busy", "round_robin"),
+    )
+    CAPACITY = Int(
+        3, "open conversations auto-assignment gives one operator at most", positive=True
+    )
+    OFFLINE_AFTER_SECONDS = Float(
+        20.0,
+        "an operator with no console page connected for this long counts as offline",
+        positive=True,
+    )
+    RELEASE_AFTER_SECONDS = Float(
+        0.0,
+        "a session held by an operator offline for this long goes back to the queue (0: never)",
+        positive=True,
+        zero_is_off=True,
+    )
     # A handoff_console.adapter.ConsoleAdapter subclass (not imported here: the adapter
     # module reads these settings).
     ADAPTER: ClassPath[type[Any]] = ClassPath(

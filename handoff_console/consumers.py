@@ -10,11 +10,16 @@ that reconnects starts from a fresh snapshot, so it misses nothing and doubles n
 
 Frames to the client (JSON):
 
-- ``{"type": "snapshot", "now", "limits", "sections": {"waiting": [row, ...], ...}}``
+- ``{"type": "snapshot", "now", "limits", "sections": {"waiting": [row, ...], ...},
+  "operators": [{"id", "name", "availability", "open", "teams"}, ...], "me": {"availability"}}``
 - ``{"type": "rows", "now", "rows": [row, ...], "removed": [session id, ...]}``
 - ``{"type": "pong"}`` in answer to ``{"type": "ping"}``
 
 The client may also send ``{"type": "refresh"}`` to get a fresh snapshot.
+
+The feed is also the operator's heartbeat (:mod:`handoff_console.availability`): while a
+page is connected they are not offline. Each refresh, and each update that shows a session
+waiting, runs an assignment pass (:mod:`handoff_console.assignment`).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from durable_sessions.delivery.groups import activity_group
 from durable_sessions.errors import error_payload
 from durable_sessions.observability import metrics
 from durable_sessions.wire import dumps
-from handoff_console import queue
+from handoff_console import assignment, availability, queue
 from handoff_console.app_settings import console_settings
 from handoff_console.permissions import is_operator
 from handoff_console.presence import add_presence
@@ -63,6 +68,8 @@ class ConsoleFeedConsumer(AsyncWebsocketConsumer):
         # whatever committed before is in the snapshot.
         self.group = activity_group()
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await database_sync_to_async(availability.beat)(self.user)
+        await self._assign()
         await self._send_snapshot(force=True)
         self._refresh_task = asyncio.create_task(self._refresh_forever())
 
@@ -110,7 +117,9 @@ class ConsoleFeedConsumer(AsyncWebsocketConsumer):
                 if len(ids) > console_settings.SNAPSHOT_AFTER:
                     await self._send_snapshot(force=True)
                 else:
-                    await self._send_rows(ids)
+                    rows = await self._send_rows(ids)
+                    if any(r["section"] == "waiting" for r in rows):
+                        await self._assign()
             except Exception:
                 logger.exception("console feed update failed; the next refresh corrects it")
 
@@ -122,6 +131,8 @@ class ConsoleFeedConsumer(AsyncWebsocketConsumer):
                     # Access was revoked (or the account deactivated) while connected.
                     await self.close(code=CLOSE_FORBIDDEN)
                     return
+                await database_sync_to_async(availability.beat)(self.user)
+                await self._assign()
                 await self._send_snapshot(force=False)
             except Exception:
                 logger.exception("console feed refresh failed; trying again")
@@ -134,24 +145,35 @@ class ConsoleFeedConsumer(AsyncWebsocketConsumer):
         self.user = fresh
         return is_operator(fresh)
 
+    async def _assign(self) -> None:
+        """Run an assignment pass; its take-overs wake every feed up as usual."""
+        try:
+            await database_sync_to_async(assignment.run_pass)()
+        except Exception:
+            logger.exception("assignment pass failed; the next refresh tries again")
+
     # --- sending --------------------------------------------------------------------------
 
     async def _send_snapshot(self, *, force: bool) -> None:
         """Read the queue and send it (when ``force`` or when it changed)."""
         # One read-and-send at a time, so frames leave in the order they were read.
         async with self._send_lock:
-            snap = await database_sync_to_async(queue.snapshot)(self.user)
+            snap = await database_sync_to_async(self._read_snapshot)()
             await add_presence(row for rows in snap["sections"].values() for row in rows)
-            sections = dumps(snap["sections"])
+            sections = dumps([snap["sections"], snap["operators"], snap["me"]])
             if not force and sections == self._last_snapshot:
                 return
             self._last_snapshot = sections
             await self.send(text_data=dumps(snap))
 
-    async def _send_rows(self, ids: set[str]) -> None:
+    def _read_snapshot(self) -> dict[str, Any]:
+        return availability.with_operators(queue.snapshot(self.user), self.user)
+
+    async def _send_rows(self, ids: set[str]) -> list[dict[str, Any]]:
         async with self._send_lock:
             rows = await database_sync_to_async(queue.rows_for)(ids, self.user)
             await add_presence(rows["rows"])
             # The next periodic refresh compares with a snapshot that rows have changed.
             self._last_snapshot = None
             await self.send(text_data=dumps(rows))
+            return rows["rows"]

@@ -86,3 +86,49 @@ class CannedReply(models.Model):
 
     def __str__(self) -> str:
         return f"/{self.shortcut}"
+
+
+class Team(models.Model):
+    """A team of operators; a session queued for its slug (the agent's
+    ``Handoff(team=...)``, a transfer, or the adapter's rule) goes to its members."""
+
+    slug = models.SlugField(max_length=50, unique=True, help_text="The routing key.")
+    name = models.CharField(max_length=100)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["name", "slug"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Availability(models.TextChoices):
+    ONLINE = "online", "Online"
+    AWAY = "away", "Away"
+    OFFLINE = "offline", "Offline"
+
+
+class OperatorAvailability(models.Model):
+    """Whether an operator takes conversations, as they set it in the console, and when
+    their console was last connected (without one they count as offline)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    status = models.CharField(
+        max_length=10, choices=Availability.choices, default=Availability.ONLINE
+    )
+    seen_at = models.DateTimeField(
+        null=True, blank=True, help_text="The last heartbeat of one of their console pages."
+    )
+    last_assigned_at = models.DateTimeField(
+        null=True, blank=True, help_text="When auto-assignment last gave them a conversation."
+    )
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "operator availability"
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.status}"

@@ -29,11 +29,13 @@ from durable_sessions.models import (
     ParticipantKind,
     PartState,
     Role,
+    SessionRating,
     Status,
 )
 from durable_sessions.service.runs import status_of_run
 from handoff_console.adapter import get_console_adapter
 from handoff_console.app_settings import console_settings
+from handoff_console.assignment import team_of
 from handoff_console.permissions import can_view
 from handoff_console.reading import with_unread
 
@@ -61,6 +63,12 @@ def _annotated(sessions: QuerySet[DurableSession], user: AnyUser) -> QuerySet[Du
                 MessagePart.objects.filter(
                     session=OuterRef("pk"), state=PartState.AWAITING_APPROVAL
                 )
+            ),
+            rating_score=Subquery(
+                SessionRating.objects.filter(session=OuterRef("pk")).values("score")[:1]
+            ),
+            rating_comment=Subquery(
+                SessionRating.objects.filter(session=OuterRef("pk")).values("comment")[:1]
             ),
             first_preview=Subquery(
                 first.annotate(head=Substr("content", 1, PREVIEW_CHARS)).values("head")[:1]
@@ -115,6 +123,8 @@ def row(session: DurableSession, user: AnyUser) -> dict[str, Any]:
         ),
         # When the session joined the queue: the latest control change put it there.
         "waiting_since": wire.iso(session.control_at) if queued else None,
+        # The team it waits for (the handoff's, a transfer's, or the adapter's rule).
+        "team": team_of(session, payload) if queued else "",
         "reason": payload.get("reason", ""),
         "summary": payload.get("summary", ""),
         "last_message": (
@@ -136,6 +146,12 @@ def row(session: DurableSession, user: AnyUser) -> dict[str, Any]:
         "created_at": wire.iso(session.created_at),
         "updated_at": wire.iso(session.updated_at),
         "closed_at": wire.iso(session.closed_at),
+        # The customer's rating after close (CSAT), or None.
+        "rating": (
+            {"score": session.rating_score, "comment": session.rating_comment or ""}
+            if session.rating_score
+            else None
+        ),
         "last_seq": session.last_seq,
     }
 

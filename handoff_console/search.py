@@ -1,7 +1,7 @@
 """The queue's search and filters, read from the page's URL.
 
 Search (``q``) runs on the server, over the sessions' titles, their participants' names
-and their messages; the filters (``state``, ``assignee``, ``waited``) are applied by the
+and their messages; the filters (``state``, ``assignee``, ``team``, ``waited``) are applied by the
 page to the live rows, so that they keep holding while the queue changes. A value that
 is not understood is dropped with a note on the page, never a server error.
 """
@@ -14,7 +14,9 @@ from typing import Any
 from django.db.models import Q
 from django.http import QueryDict
 
+from durable_sessions.errors import InvalidInput
 from durable_sessions.models import DurableSession, Message, Participant
+from durable_sessions.service.validation import clean_team
 from handoff_console.queue import SECTIONS
 
 MAX_QUERY_CHARS = 200
@@ -30,6 +32,7 @@ class QueueFilters:
     q: str = ""
     state: str = ""
     assignee: str = ""
+    team: str = ""
     waited: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -51,6 +54,11 @@ class QueueFilters:
             found.assignee = assignee
         else:
             found.problems.append("Unknown assignee filter ignored.")
+        team = params.get("team", "")
+        try:
+            found.team = clean_team(team)
+        except InvalidInput:
+            found.problems.append("Unknown team filter ignored.")
         waited = params.get("waited", "")
         if waited:
             if waited.isascii() and waited.isdigit() and int(waited) <= MAX_WAITED_MINUTES:
@@ -60,7 +68,13 @@ class QueueFilters:
         return found
 
     def as_dict(self) -> dict[str, Any]:
-        return {"q": self.q, "state": self.state, "assignee": self.assignee, "waited": self.waited}
+        return {
+            "q": self.q,
+            "state": self.state,
+            "assignee": self.assignee,
+            "team": self.team,
+            "waited": self.waited,
+        }
 
 
 def matching_sessions(q: str) -> list[str]:

@@ -7,7 +7,7 @@ the session id of an API path is any segment, so that a malformed id gets a JSON
 
 from django.urls import path
 
-from handoff_console import api, views
+from handoff_console import api, api_assignment, views
 
 app_name = "handoff_console"
 
@@ -18,4 +18,11 @@ urlpatterns = [
     path("api/sessions/<str:session_id>/brief/", api.BriefView.as_view(), name="api-brief"),
     path("api/sessions/<str:session_id>/read/", api.ReadView.as_view(), name="api-read"),
     path("api/replies/", api.CannedRepliesView.as_view(), name="api-replies"),
+    path(
+        "api/sessions/<str:session_id>/transfer-team/",
+        api_assignment.TeamTransferView.as_view(),
+        name="api-transfer-team",
+    ),
+    path("api/availability/", api_assignment.AvailabilityView.as_view(), name="api-availability"),
+    path("api/operators/", api_assignment.OperatorsView.as_view(), name="api-operators"),
 ]

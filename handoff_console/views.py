@@ -11,7 +11,7 @@ from django.views.generic import TemplateView
 
 from durable_sessions.adapter import get_adapter
 from durable_sessions.models import DurableSession
-from handoff_console import queue
+from handoff_console import availability, queue
 from handoff_console.brief import brief
 from handoff_console.canned import replies_for
 from handoff_console.context import customer_profile, previous_conversations
@@ -48,9 +48,12 @@ class QueueView(OperatorRequiredMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         filters = QueueFilters.from_query(self.request.GET)
         matches = matching_sessions(filters.q) if filters.q else None
-        snapshot = queue.snapshot(self.request.user, only=matches)
+        snapshot = availability.with_operators(
+            queue.snapshot(self.request.user, only=matches), self.request.user
+        )
         context.update(
             snapshot=snapshot,
+            teams=availability.teams(),
             counts=queue.counts(snapshot),
             filters=filters,
             operators=operator_choices(exclude=None),
@@ -97,8 +100,10 @@ class SessionView(OperatorRequiredMixin, TemplateView):
             customer_name=customer_name,
             canned=replies_for(user),
             # The conversation list beside this one starts from this, then follows the feed.
-            snapshot=queue.snapshot(user),
+            snapshot=availability.with_operators(queue.snapshot(user), user),
+            teams=availability.teams(),
             notes=notes_for(session.id),
+            rating=getattr(session, "rating", None),
             operators=operator_choices(exclude=user),
             config={
                 "session_id": str(session.id),
@@ -127,6 +132,7 @@ class SessionView(OperatorRequiredMixin, TemplateView):
                     ),
                     "brief": reverse("handoff_console:api-brief", args=args),
                     "read": reverse("handoff_console:api-read", args=args),
+                    "transfer_team": reverse("handoff_console:api-transfer-team", args=args),
                     "replies": reverse("handoff_console:api-replies"),
                 },
             },

@@ -117,6 +117,8 @@ DURABLE_SESSIONS = {
     # Any other key as JSON, e.g. DURABLE_SESSIONS_JSON='{"RESYNC_INTERVAL": 1}'.
     **json.loads(os.environ.get("DURABLE_SESSIONS_JSON") or "{}"),
 }
+# The console's keys the same way, e.g. HANDOFF_CONSOLE_JSON='{"AUTO_ASSIGN": "least_busy"}'.
+HANDOFF_CONSOLE = json.loads(os.environ.get("HANDOFF_CONSOLE_JSON") or "{}")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

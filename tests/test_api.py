@@ -654,6 +654,7 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
                 "hand-back",
                 "transfer",
                 "close",
+                "rating",
                 "cancel-reply",
                 "devices",
                 "erase-customer",
@@ -672,6 +673,9 @@ def test_the_schema_is_valid_openapi_3_and_lists_every_endpoint(db):
         brief_path,
         read_path,
         reverse("handoff_console:api-replies"),
+        unquote(reverse("handoff_console:api-transfer-team", args=["{session_id}"])),
+        reverse("handoff_console:api-availability"),
+        reverse("handoff_console:api-operators"),
     }
     operations = {op["operationId"] for item in schema["paths"].values() for op in item.values()}
     assert {"sessions_list", "sessions_create", "messages_create", "events_list"} <= operations

@@ -458,7 +458,7 @@ async def test_an_operator_transfers_to_a_colleague_who_closes(browser, daphne):
     # A transfer without a colleague chosen is explained, not sent.
     await olga_page.page.click("#transfer")
     await olga_page.page.wait_for_selector(
-        "#action-error:text-is('Choose a colleague to transfer to.')"
+        "#action-error:text-is('Choose a colleague or a team to transfer to.')"
     )
     await olga_page.page.select_option("#transfer-to", str(omar.pk))
     await olga_page.page.fill("#transfer-note", "billing question, over to you")
@@ -549,7 +549,7 @@ async def test_markup_shows_as_text_in_the_console_and_runs_nothing(browser, dap
     await page.wait_for_selector("#control-badge:text('You are answering')")
     await page.fill("#reply", f"operator {IMG}")
     await page.click("#send")
-    await page.wait_for_selector(f"#transcript li.role-operator .body:text-is('operator {IMG}')")
+    await page.wait_for_selector(f"#transcript li.role-operator .body p:text-is('operator {IMG}')")
     await asyncio.sleep(0.5)  # time for an injected handler to fire, were there one
     assert await page.evaluate(INJECTED) == 0
     await screenshot(page, "console-markup-as-text")

@@ -257,7 +257,7 @@ async def test_the_inbox_list_and_the_keyboard_move_and_act(browser, daphne):
     assert await page.is_hidden("#canned-suggestions")
     await page.keyboard.press("Enter")
     await page.wait_for_selector(
-        f"#transcript li.role-operator .body:text-is('{greeting}')", timeout=WAIT_MS
+        f"#transcript li.role-operator .body p:text-is('{greeting}')", timeout=WAIT_MS
     )
     await page.keyboard.press("Escape")
     await page.keyboard.press("n")

@@ -106,8 +106,12 @@ async def test_an_operator_approves_a_refund_over_the_limit_from_the_console(bro
     row = console.page.locator(f"li[data-id='{session_id}'][data-agent=awaiting_approval]")
     await row.wait_for(timeout=WAIT_MS)  # "awaiting approval" in the queue
     await open_session(console, session_id)
-    await console.page.locator(".tool-card .approve").click()
-    await console.page.wait_for_selector(".tool-card[data-state=done]", timeout=WAIT_MS)
+    # The context panel lists the conversation's tool calls; the approval is answered there.
+    await console.page.wait_for_selector("#tools-waiting:text('1 waiting for approval')")
+    await console.page.locator("#tool-calls .tool-card .approve").click()
+    await console.page.wait_for_selector("#tool-calls .tool-card[data-state=done]", timeout=WAIT_MS)
+    await console.page.wait_for_selector("#transcript .tool-card[data-state=done]")
+    assert await console.page.text_content("#tools-waiting") == ""
     await wait_for_card(customer.page, "done")
     await customer.page.wait_for_selector(f"{ASSISTANT}[data-state=complete]", timeout=WAIT_MS)
     assert console.api_posts(session_id)[-1].startswith("approvals/")

@@ -79,6 +79,7 @@ ACTION_ROUTES = {
     "notes": "handoff_console:api-notes",
     "brief": "handoff_console:api-brief",
     "read": "handoff_console:api-read",
+    "transfer_team": "handoff_console:api-transfer-team",
 }
 OPERATOR_ACTIONS = ("take_over", "hand_back", "transfer", "close", "notes")
 

@@ -40,7 +40,7 @@ def test_the_core_declares_the_operator_permission_and_the_console_none(db):
     assert found.filter(codename="operate_sessions").exists()
     # Only the default permissions of its models: none that could gate the console.
     assert not Permission.objects.filter(content_type__app_label="handoff_console").exclude(
-        codename__regex=r"^(add|change|delete|view)_(operatornote|cannedreply|readmark)$"
+        codename__regex=r"^(add|change|delete|view)_(operatornote|cannedreply|readmark|team|operatoravailability)$"
     )
 
 

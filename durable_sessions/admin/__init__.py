@@ -40,6 +40,7 @@ from durable_sessions import wire
 from durable_sessions.admin import actions as admin_actions
 from durable_sessions.admin import devices as devices
 from durable_sessions.admin import erasure as erasure
+from durable_sessions.admin import ratings as ratings
 from durable_sessions.admin import streams as streams
 from durable_sessions.admin.detail import detail_context
 from durable_sessions.admin.events import event_log_url

@@ -105,10 +105,12 @@ class Turn:
 
 @dataclass(frozen=True)
 class Handoff:
-    """Yielded by an agent to ask for a human, with a brief for the operator."""
+    """Yielded by an agent to ask for a human, with a brief for the operator; ``team``
+    (a slug) routes the conversation to a team of operators."""
 
     reason: str
     summary: str = ""
+    team: str = ""
 
 
 @dataclass(frozen=True)

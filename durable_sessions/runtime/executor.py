@@ -35,6 +35,7 @@ from durable_sessions.delivery.publish import (
     publish_now,
 )
 from durable_sessions.errors import (
+    InvalidInput,
     MessageFinished,
     NotInControl,
     ServiceError,
@@ -55,7 +56,7 @@ from durable_sessions.runtime.tool_calls import ToolCalls
 from durable_sessions.runtime.turns import build_turn
 from durable_sessions.service import approvals, parts, runs
 from durable_sessions.service.transient import is_transient, retrying
-from durable_sessions.service.validation import MAX_REASON_CHARS, MAX_SUMMARY_CHARS
+from durable_sessions.service.validation import MAX_REASON_CHARS, MAX_SUMMARY_CHARS, clean_team
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,16 @@ class Interrupted(Exception):
 def _clip(text: object, limit: int) -> str:
     """An agent's text made acceptable to the service: a string, no NUL, bounded."""
     return str(text).replace("\x00", "")[:limit]
+
+
+def _team(team: object, run_id: int) -> str:
+    """The agent's team for a handoff; one that is not a slug is dropped (the handoff
+    still happens, to the whole queue)."""
+    try:
+        return clean_team(team)
+    except InvalidInput as exc:
+        logger.warning("run %s: handoff team ignored: %s", run_id, exc)
+        return ""
 
 
 def _continued_reply(message_id: int) -> tuple[Message, list[MessagePart]]:
@@ -264,6 +275,7 @@ class RunExecutor:
                     by=agent,
                     reason=_clip(handoff.reason, MAX_REASON_CHARS),
                     summary=_clip(handoff.summary, MAX_SUMMARY_CHARS),
+                    team=_team(handoff.team, self.run_id),
                 ),
                 f"run {self.run_id}: hand off",
             )

@@ -46,6 +46,8 @@ from durable_sessions.service.messages import (
     post_system_message,
     start_assistant_message,
 )
+from durable_sessions.service.rating import RateResult, rate_session, rating_of
+from durable_sessions.service.requeue import release_claim, transfer_to_team
 from durable_sessions.service.retention import (
     erase_customer,
     erase_session_customer,
@@ -62,6 +64,7 @@ __all__ = [
     "ApprovalResult",
     "DeltaWriter",
     "PostResult",
+    "RateResult",
     "SessionWrite",
     "aanswer_approval",
     "acancel_reply",
@@ -76,6 +79,7 @@ __all__ = [
     "aoperator_reply",
     "apost_message",
     "append_delta",
+    "arate_session",
     "aregenerate",
     "arelease_run",
     "arequest_handoff",
@@ -105,7 +109,10 @@ __all__ = [
     "post_message",
     "post_system_message",
     "purge_expired",
+    "rate_session",
+    "rating_of",
     "regenerate",
+    "release_claim",
     "release_run",
     "request_handoff",
     "retention_cutoff",
@@ -114,6 +121,7 @@ __all__ = [
     "switch_branch",
     "take_over",
     "transfer",
+    "transfer_to_team",
 ]
 
 # The async twins that transports, the runtime and async host code call.
@@ -132,3 +140,4 @@ aexpire_approvals = make_async(expire_approvals)
 aedit_message = make_async(edit_message)
 aregenerate = make_async(regenerate)
 aswitch_branch = make_async(switch_branch)
+arate_session = make_async(rate_session)

@@ -44,6 +44,7 @@ from durable_sessions.service.validation import (
     MAX_REASON_CHARS,
     MAX_SUMMARY_CHARS,
     clean_client_id,
+    clean_team,
     clean_text,
 )
 
@@ -124,9 +125,15 @@ def request_handoff(
     reason: str = "",
     summary: str = "",
     actor: AnyUser | None = None,
+    team: str = "",
 ) -> bool:
-    """Queue the session for a human. Stops the AI's reply. False if already queued/human."""
+    """Queue the session for a human. Stops the AI's reply. False if already queued/human.
+
+    ``team`` (a slug, optional) routes it to a team of operators: it travels in the
+    ``control.changed`` event, so the console reads it with the queue.
+    """
     reason = _reason(reason)
+    team = clean_team(team)
     summary = clean_text("summary", summary, limit=MAX_SUMMARY_CHARS, allow_empty=True)
     with session_write(session_id) as w:
         w.require_open()
@@ -141,6 +148,7 @@ def request_handoff(
             actor=actor,
             reason=reason,
             summary=summary,
+            **({"team": team} if team else {}),
         )
         add_notice(w, "A member of our team will join you shortly.")
         w.signal(signals.handoff_requested, by=by, reason=reason, summary=summary)

@@ -13,6 +13,8 @@ MAX_CLIENT_ID = 64
 MAX_TITLE_CHARS = 200
 MAX_REASON_CHARS = 500
 MAX_SUMMARY_CHARS = 4000
+MAX_TEAM_CHARS = 50
+_TEAM = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 # Lone UTF-16 surrogates: JSON's "\ud800" escape decodes to one, and no UTF-8 database
 # or websocket can carry it.
@@ -52,4 +54,21 @@ def clean_client_id(value: Any) -> str | None:
         raise InvalidInput("client_id", f"must be a non-empty string of at most {MAX_CLIENT_ID}")
     if not value.isprintable():
         raise InvalidInput("client_id", "must contain printable characters only")
+    return value
+
+
+def clean_team(value: Any) -> str:
+    """A team's routing key (a slug: a-z, 0-9, ``-``, ``_``), or "" for no team.
+
+    The core stores it opaquely in the queue's control event; which teams exist, and who
+    belongs to them, is the console's business.
+    """
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput("team", "must be a string")
+    if len(value) > MAX_TEAM_CHARS or not _TEAM.fullmatch(value):
+        raise InvalidInput(
+            "team", f"must be a slug of a-z, 0-9, - and _ of at most {MAX_TEAM_CHARS} characters"
+        )
     return value

@@ -410,6 +410,17 @@ export class DurableSessionClient {
   }
 
   /**
+   * Rate the closed conversation: `score` 1-5 and an optional comment (the customer only,
+   * once; the same rating again resolves with `changed` false). Resolves with the ack;
+   * every device then sees `session.rating` through the `session.rated` event.
+   */
+  rate(score, comment = "") {
+    const frame = { type: "session.rate", score };
+    if (comment) frame.comment = String(comment);
+    return this._request(frame);
+  }
+
+  /**
    * Tell the others whether the user is typing: call with true on every keystroke.
    * `{ private: true }` is an operator writing a private note, shown to operators only
    * (a customer's connection is refused with `not_allowed`).
@@ -707,7 +718,8 @@ export class DurableSessionClient {
   }
 
   _onSnapshot(frame) {
-    this.session = { ...frame.session };
+    // The rating is in the log only (session.rated): a snapshot keeps the one we know.
+    this.session = { rating: this.session?.rating ?? null, ...frame.session };
     this._snapshotSeq = frame.session.last_seq ?? 0;
     this._participants = new Map(frame.participants.map((p) => [p.id, { ...p }]));
     this.you = frame.you;
@@ -1112,6 +1124,11 @@ const EVENT_HANDLERS = {
   "session.closed"(data, frame) {
     this.session = { ...this.session, status: "closed", closed_at: frame.at };
     this._agentStopped(frame, ["thinking", "streaming", "reconnecting"]);
+    this._emit("session", this.session);
+  },
+  "session.rated"(data, frame) {
+    const rating = { score: data.score, comment: data.comment ?? "", seq: frame.seq, created_at: frame.at };
+    this.session = { ...this.session, rating };
     this._emit("session", this.session);
   },
   "session.reopened"() {

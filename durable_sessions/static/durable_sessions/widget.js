@@ -1,11 +1,13 @@
 // The chat widget of {% durable_chat %}: a launcher button that opens a panel following
 // one durable session with client.js. It resumes the caller's open conversation, or
 // creates one (POST sessions/) when the first message is sent, so merely opening the
-// panel costs nothing. Every text goes in through textContent: shown as text, never HTML.
+// panel costs nothing. Every text goes in through textContent: shown as text, never HTML;
+// AI and operator messages are markdown, sanitized by markdown.js.
 
 const root = document.querySelector("[data-ds-chat]");
 const config = JSON.parse(document.getElementById("ds-chat-config").textContent);
 const { DurableSessionClient } = await import(config.client_url);
+const { showMarkdown } = await import(new URL("markdown.js", new URL(config.client_url, location.href)));
 
 const part = (name) => root.querySelector(`.ds-chat-${name}`);
 const panel = part("panel");
@@ -117,7 +119,9 @@ function fill(item, { role, author, content, state, at, note }) {
   item.dataset.role = role;
   item.dataset.state = state;
   item.querySelector(".ds-chat-author").textContent = author;
-  item.querySelector(".ds-chat-body").textContent = content;
+  const body = item.querySelector(".ds-chat-body");
+  if (role === "assistant" || role === "operator") showMarkdown(body, content);
+  else body.textContent = content;
   item.querySelector(".ds-chat-note").textContent = note;
   const time = item.querySelector(".ds-chat-time");
   const when = at ? new Date(at) : null;

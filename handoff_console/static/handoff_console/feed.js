@@ -3,11 +3,13 @@
  *
  * A snapshot replaces the map; a `rows` frame updates some rows (an older copy of a row,
  * by `last_seq`, never replaces a newer one). On reconnect the server starts with a fresh
- * snapshot, so nothing is missed and nothing doubled. Emits `change`, `status` and
- * `waiting` (rows that just started waiting for a human).
+ * snapshot, so nothing is missed and nothing doubled. Emits `change`, `status`,
+ * `waiting` (rows that just started waiting for a human) and `operators` (colleagues'
+ * availability and the viewer's own, with each snapshot from the server).
  */
 
 import { Alerts } from "./alerts.js";
+import { bindAvailability } from "./availability.js";
 import { announce, titleWithCounts } from "./dom.js";
 
 const SORTS = {
@@ -149,6 +151,11 @@ export class ConsoleFeed {
       this._setStatus("live");
     }
     this._changed(before);
+    if (snapshot.operators) {
+      this.operators = snapshot.operators;
+      this.me = snapshot.me;
+      this._emit("operators", { operators: snapshot.operators, me: snapshot.me });
+    }
   }
 
   _applyRows(frame) {
@@ -215,6 +222,7 @@ export function watchQueue({ path, snapshot = null }) {
   const alerts = new Alerts(document.getElementById("enable-alerts"));
   const baseTitle = document.title;
   bindStatus(feed, document.getElementById("feed-status"));
+  bindAvailability(feed);
   feed.on("change", () => {
     document.title = titleWithCounts(baseTitle, feed.counts());
   });

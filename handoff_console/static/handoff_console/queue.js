@@ -18,12 +18,13 @@ const AGENT_TEXT = {
 };
 
 /**
- * Whether a row passes the page's filters (`state`, `assignee`, `waited` in minutes) and,
+ * Whether a row passes the page's filters (`state`, `assignee`, `team`, `waited` in minutes) and,
  * while searching, is one of the server's `matches`.
  */
 export function passes(row, filters, { me, matches, now }) {
   if (matches && !matches.has(row.id)) return false;
   if (filters.state && row.section !== filters.state) return false;
+  if (filters.team && row.team !== filters.team) return false;
   const holder = row.assigned_operator?.id ?? null;
   if (filters.assignee === "me" && holder !== me) return false;
   if (filters.assignee === "none" && holder !== null) return false;
@@ -39,7 +40,7 @@ export function passes(row, filters, { me, matches, now }) {
 function bindFilters(config, onChange) {
   const form = document.getElementById("filters");
   const filters = { ...config.filters };
-  for (const name of ["state", "assignee", "waited"]) {
+  for (const name of ["state", "assignee", "team", "waited"]) {
     form.elements[name].addEventListener("change", (event) => {
       filters[name] = name === "waited" ? Number(event.target.value) : event.target.value;
       const url = new URL(location.href);
@@ -70,7 +71,7 @@ export function startQueuePage({ snapshot, config }) {
       document.querySelector(`[data-count="${name}"]`).textContent = String(rows.length);
       document.querySelector(`[data-empty="${name}"]`).hidden = rows.length > 0;
     }
-    const filtering = matches || filters.state || filters.assignee || filters.waited;
+    const filtering = matches || filters.state || filters.assignee || filters.team || filters.waited;
     summary.textContent = [problems, filtering ? `${shown} shown` : ""].filter(Boolean).join(" ");
     tick();
   };
@@ -124,6 +125,9 @@ export function renderRow(row) {
     const label = `${row.unread} unread`;
     head.append(el("span", { className: "unread", title: label, "aria-label": label, text: String(row.unread) }));
   }
+  if (row.team) {
+    head.append(el("span", { className: "badge team", title: "team", text: row.team }));
+  }
   if (row.priority && row.priority !== "normal") {
     head.prepend(el("span", { className: `priority priority-${row.priority}`, text: row.priority }));
   }
@@ -141,6 +145,10 @@ export function renderRow(row) {
     );
   } else if (row.section === "closed") {
     meta.append(el("span", { text: `closed ${clock(row.closed_at)}` }));
+  }
+  if (row.rating) {
+    const label = `rated ${row.rating.score} out of 5`;
+    meta.append(el("span", { className: "rating", title: row.rating.comment || label, "aria-label": label, text: `★ ${row.rating.score}/5` }));
   }
   if (row.last_message?.at) meta.append(el("span", { text: `last ${clock(row.last_message.at)}` }));
 

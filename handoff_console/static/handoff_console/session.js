@@ -18,7 +18,7 @@ import { InboxList } from "./inbox-list.js";
 import { NotesPanel } from "./notes.js";
 import { ReplyOutbox } from "./replies.js";
 import { bindShortcuts } from "./shortcuts.js";
-import { Transcript } from "./transcript.js";
+import { Transcript, toolCard } from "./transcript.js";
 
 const AGENT_TEXT = {
   idle: "idle",
@@ -52,17 +52,16 @@ class SessionPage {
     this.config = config;
     this.me = config.me;
     this.snapshot = snapshot;
-    this.transcript = new Transcript($("transcript"), {
-      // A tool call's approval, answered through the REST API; the first answer decides.
-      answer: async (approval, approved) => {
-        try {
-          const url = this.config.api.approval.replace("approval-id", encodeURIComponent(approval.id));
-          await postJSON(url, { approved, client_id: `op-${approval.id}-${approved}` });
-        } catch (error) {
-          this._showError(error.message);
-        }
-      },
-    });
+    // A tool call's approval, answered through the REST API; the first answer decides.
+    this.answer = async (approval, approved) => {
+      try {
+        const url = this.config.api.approval.replace("approval-id", encodeURIComponent(approval.id));
+        await postJSON(url, { approved, client_id: `op-${approval.id}-${approved}` });
+      } catch (error) {
+        this._showError(error.message);
+      }
+    };
+    this.transcript = new Transcript($("transcript"), { answer: this.answer });
     this.brief = new BriefPanel({ url: config.api.brief, brief });
     this.canned = new CannedReplies({
       url: config.api.replies,
@@ -125,7 +124,10 @@ class SessionPage {
     client.on("message", (message) => this._renderMessage(message));
     client.on("branch", () => this.transcript.showBranch());
     client.on("reset", () => this._clearTranscript());
-    client.on("session", () => this._renderState());
+    client.on("session", (session) => {
+      this._renderState();
+      this._renderRating(session);
+    });
     client.on("control", (data) => this._controlEvent(data));
     client.on("participant", () => this._renderState());
     client.on("agent", (status) => this._renderAgent(status));
@@ -175,9 +177,23 @@ class SessionPage {
 
   _renderMessage(message) {
     this.transcript.show(message);
+    if ((message.parts ?? []).some((part) => part.type === "tool_call")) this._renderTools();
     this._markRead();
     if (message.role === "assistant" && message.content) this.brief.aiSaid(message.content);
     this._renderState();
+  }
+
+  /** The context panel's list of this conversation's tool calls, newest first, with the
+   * approvals still waiting answerable from there too. */
+  _renderTools() {
+    const calls = this.client.messages
+      .flatMap((message) => message.parts ?? [])
+      .filter((part) => part.type === "tool_call")
+      .reverse();
+    $("tool-calls").replaceChildren(...calls.map((part) => el("li", {}, toolCard(part, this.answer))));
+    $("no-tools").hidden = calls.length > 0;
+    const waiting = calls.filter((part) => part.state === "awaiting-approval").length;
+    $("tools-waiting").textContent = waiting ? `${waiting} waiting for approval` : "";
   }
 
   // --- control and actions --------------------------------------------------------------
@@ -199,6 +215,14 @@ class SessionPage {
   _controlEvent() {
     this.brief.reload(); // "why a human" is the latest change's reason
     this._renderState();
+  }
+
+  /** The customer's rating after close (from the log's session.rated, on any device). */
+  _renderRating(session) {
+    if (session?.status === "closed") $("rating").hidden = false;
+    if (!session?.rating) return;
+    $("rating-score").textContent = `${session.rating.score} out of 5`;
+    $("rating-comment").textContent = session.rating.comment ?? "";
   }
 
   _renderState() {
@@ -269,12 +293,15 @@ class SessionPage {
     act("take-over", "take_over");
     act("hand-back", "hand_back");
     act("close", "close");
-    act("transfer", "transfer", () => {
+    $("transfer").addEventListener("click", (event) => {
       const to = $("transfer-to").value;
-      if (!to) this._showError("Choose a colleague to transfer to.");
+      if (!to) return this._showError("Choose a colleague or a team to transfer to.");
       // The note is the transfer's reason: the colleague reads it as "why a human".
       const note = $("transfer-note").value.trim();
-      return to ? { to: Number(to), ...(note ? { reason: note } : {}) } : null;
+      const reason = note ? { reason: note } : {};
+      if (to.startsWith("team:")) {
+        this._act("transfer_team", { team: to.slice(5), ...reason }, event.currentTarget);
+      } else this._act("transfer", { to: Number(to), ...reason }, event.currentTarget);
     });
   }
 

@@ -3,10 +3,15 @@
  * place where a message is turned into DOM (`renderMessage`), so that richer message
  * content has one function to extend.
  *
- * Message text is untrusted: it only ever reaches the page as text.
+ * Message text is untrusted: the customer's is shown as text; AI and operator messages as
+ * markdown, sanitized (durable_sessions/markdown.js): raw HTML in them stays text.
  */
 
+import { showMarkdown } from "../durable_sessions/markdown.js";
 import { bdi, clock, el } from "./dom.js";
+
+/** Roles whose text is markdown (the customer's is shown exactly as typed). */
+const MARKDOWN_ROLES = new Set(["assistant", "operator"]);
 
 export const ROLE_NAMES = {
   user: "Customer",
@@ -56,7 +61,9 @@ function renderPart(part, answer) {
   if (part.type === "text") {
     // A part cut off when the assistant's worker was lost, and said again after it.
     const className = part.cut ? "part-text part-cut" : "part-text";
-    return el("div", { className, dir: "auto", text: part.text });
+    const node = el("div", { className, dir: "auto" });
+    showMarkdown(node, part.text);
+    return node;
   }
   if (part.type === "reasoning") {
     return el(
@@ -74,7 +81,7 @@ function renderPart(part, answer) {
 }
 
 /** A tool call's card: its input, state, output or error, and who decided its approval. */
-function toolCard(part, answer) {
+export function toolCard(part, answer) {
   const card = el(
     "div",
     { className: "tool-card", dataset: { state: part.state, tool: part.tool_name } },
@@ -139,6 +146,7 @@ export function renderMessage(item, message, { answer, branch = "" } = {}) {
   const body = item.querySelector(".body");
   const typed = (message.parts ?? []).some((part) => part.type !== "text" || part.cut);
   if (typed) body.replaceChildren(...message.parts.map((part) => renderPart(part, answer)));
+  else if (MARKDOWN_ROLES.has(message.role)) showMarkdown(body, message.content);
   else body.textContent = message.content;
   item.querySelector(".state").textContent = [stateNote(message), branch]
     .filter(Boolean)

@@ -1,11 +1,13 @@
 // The demo customer page, built on client.js. Every text (messages, names, errors)
-// goes into the page through textContent: it is shown as text, never parsed as HTML.
+// goes into the page through textContent: it is shown as text, never parsed as HTML;
+// AI and operator messages are markdown, sanitized by durable_sessions/markdown.js.
 // A static file, not an inline script: the page's Content-Security-Policy allows no
 // inline script. What it needs from the server is in the JSON of #chat-config.
 
 const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("chat-config").textContent);
 const { DurableSessionClient } = await import(config.client_url);
+const { showMarkdown } = await import(new URL("markdown.js", new URL(config.client_url, location.href)));
 const client = new DurableSessionClient(config.session_id, {
   // null keeps transcripts in memory only (DURABLE_SESSIONS["CLIENT_STORAGE"] False).
   ...(config.client_storage ? {} : { storage: null }),
@@ -96,8 +98,11 @@ function showMessage(message) {
   const typed = (message.parts ?? []).some((part) => part.type !== "text" || part.cut);
   // A reply with reasoning, tool calls, data or sources shows its parts in order; a
   // plain one its text.
-  row.querySelector(".text").hidden = typed;
-  row.querySelector(".text").textContent = typed ? "" : message.content;
+  const text = row.querySelector(".text");
+  text.hidden = typed;
+  if (typed) text.textContent = "";
+  else if (message.role === "assistant" || message.role === "operator") showMarkdown(text, message.content);
+  else text.textContent = message.content;
   const parts = row.querySelector(".parts");
   parts.hidden = !typed;
   if (typed) for (const part of message.parts) showPart(parts, message, part);
@@ -225,7 +230,7 @@ function showPart(container, message, part) {
   if (part.type === "text") {
     const node = partNode(container, part, "div", "text part-text");
     node.dir = "auto";
-    node.textContent = part.text;
+    showMarkdown(node, part.text);
     // Cut off when the assistant reconnected, and said again below: struck through.
     node.classList.toggle("part-cut", Boolean(part.cut));
     if (part.cut) node.title = "Interrupted; the assistant started this part again.";
@@ -444,7 +449,32 @@ function showState() {
   $("text").disabled = !open;
   $("human").disabled = !(open && session.control === "ai" && client.status === "live");
   if ($("handover")) $("handover").disabled = !open;
+  showRating(session);
 }
+
+/** After close: the rating form, or the rating given (from any device, by the log). */
+function showRating(session) {
+  const closed = session.status === "closed" && client.you?.kind !== "operator";
+  const rating = session.rating;
+  $("rating").hidden = !closed || Boolean(rating);
+  $("rated").hidden = !rating;
+  if (rating) {
+    $("rated").textContent = `Thank you: you rated this conversation ${rating.score} out of 5.`;
+  }
+}
+
+$("rating").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData($("rating"));
+  $("rate").disabled = true;
+  try {
+    await client.rate(Number(form.get("score")), String(form.get("comment") ?? "").trim());
+  } catch (error) {
+    notice(`The rating was not sent: ${error.message}`);
+  } finally {
+    $("rate").disabled = false;
+  }
+});
 
 let noticeTimer;
 function notice(text) {
