@@ -44,7 +44,13 @@ class DurableSessionQuerySet(models.QuerySet):
     def with_last_message(self, preview_chars: int) -> DurableSessionQuerySet:
         """Annotate ``last_role``, ``last_preview`` (its first ``preview_chars`` characters)
         and ``last_at`` of each session's newest message, one subquery each."""
-        last = Message.objects.filter(session=OuterRef("pk")).order_by("-seq")
+        # A streaming reply's text is in its deltas until it ends (service/text.py): the
+        # preview is of the newest message with stored text.
+        last = (
+            Message.objects.filter(session=OuterRef("pk"))
+            .exclude(content="", state=MessageState.STREAMING)
+            .order_by("-seq")
+        )
         return self.annotate(
             last_role=Subquery(last.values("role")[:1]),
             last_preview=Subquery(

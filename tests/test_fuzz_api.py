@@ -122,8 +122,11 @@ def check(response: Any, before: tuple[int, ...]) -> None:
     if response.status_code >= 400:
         assert isinstance(body, dict) and set(body) == {"error"}, body
         error = body["error"]
-        assert {"code", "message"} <= set(error) <= {"code", "message", "field"}, error
-        assert all(isinstance(error[key], str) for key in error), error
+        # A refusal by the rate limit also says when to try again (documented).
+        extra = {"retry_after"} if error.get("code") == "rate_limited" else set()
+        assert {"code", "message"} <= set(error) <= {"code", "message", "field", *extra}, error
+        assert all(isinstance(error[key], str) for key in set(error) - extra), error
+        assert all(isinstance(error[key], int) for key in extra), error
         assert stored() == before, f"a refused request ({error}) stored something"
 
 

@@ -37,6 +37,7 @@ from durable_sessions.models import (
     PartState,
     PartType,
 )
+from durable_sessions.rating_models import SessionRating
 from handoff_console import notes, reading
 from tests.factories import make_user, open_ws, visitor_session
 
@@ -88,6 +89,8 @@ def full_session(owner: Any = None, *, visitor: str = "", operator: Any = None) 
         notes.add_note(session.id, author=operator, text=f"customer said: {SECRET_TEXT}")
         session.refresh_from_db()
         reading.mark_read(session, operator, session.last_seq)
+    # A rating needs a closed session (the service refuses others): written as stored.
+    SessionRating.objects.create(session=session, score=4, comment="fine", seq=session.last_seq)
     return DurableSession.objects.get(pk=session.pk)
 
 
