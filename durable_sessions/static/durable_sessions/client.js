@@ -1187,6 +1187,7 @@ const EVENT_HANDLERS = {
     this.agentStatus = "reconnecting";
     this.agentTool = null;
     this._emit("agent", this.agentStatus);
+  },
   "branch.switched"(data) {
     // An edit, a regeneration or a switch: which messages are on the shown branch.
     const changed = [];
