@@ -490,9 +490,16 @@ async def test_an_operator_typing_then_taking_over_mid_stream_shows_on_the_page(
 
 @browser_test
 async def test_a_server_killed_mid_stream_shows_the_agent_not_responding(browser, daphne):
+    # One attempt: the first lost worker fails the reply, as once retries are used up
+    # (test_browser_retries shows a retried run continuing instead).
     server = agent_server(
         daphne,
-        ds_settings={"LEASE_TIMEOUT": 2.0, "HEARTBEAT_INTERVAL": 0.5, "RUN_SWEEP_INTERVAL": 0.3},
+        ds_settings={
+            "LEASE_TIMEOUT": 2.0,
+            "HEARTBEAT_INTERVAL": 0.5,
+            "RUN_SWEEP_INTERVAL": 0.3,
+            "RUN_MAX_ATTEMPTS": 1,
+        },
     )
     context = await new_context(browser, server)
     tab = await open_page(context)

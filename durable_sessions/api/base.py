@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.utils.cache import add_never_cache_headers
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
@@ -18,6 +18,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from durable_sessions import wire
 from durable_sessions.adapter import Access
 from durable_sessions.api.authentication import api_authenticators
 from durable_sessions.api.errors import exception_handler
@@ -30,6 +31,20 @@ from durable_sessions.api.permissions import (
 )
 from durable_sessions.api.schema import ApiSchema
 from durable_sessions.models import DurableSession
+from durable_sessions.service.messages import PostResult
+
+
+def posted(result: PostResult) -> Response:
+    """The answer to a stored message (new: 201; a retry of one stored before: 200)."""
+    return Response(
+        {
+            "seq": result.seq,
+            "duplicate": result.duplicate,
+            "mode": result.mode,
+            "message": wire.message_data(result.message),
+        },
+        status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED,
+    )
 
 
 def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:

@@ -6,12 +6,12 @@ For the session's customer only; the rules (and the 409s: ``not_editable``,
 
 from __future__ import annotations
 
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from durable_sessions import service, wire
-from durable_sessions.api.base import SessionView, validated
+from durable_sessions import service
+from durable_sessions.api.base import SessionView, posted, validated
 from durable_sessions.api.permissions import OwnerOnly, SessionAccess
 from durable_sessions.api.schema import document, error_responses
 from durable_sessions.api.serializers import (
@@ -75,15 +75,7 @@ class EditView(BranchView):
         result = service.edit_message(
             self.session.pk, message_id, body["content"], client_id=body["client_id"]
         )
-        return Response(
-            {
-                "seq": result.seq,
-                "duplicate": result.duplicate,
-                "mode": result.mode,
-                "message": wire.message_data(result.message),
-            },
-            status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED,
-        )
+        return posted(result)
 
 
 class RegenerateView(BranchView):

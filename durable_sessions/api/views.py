@@ -15,7 +15,7 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 from durable_sessions import service, wire
 from durable_sessions.adapter import Access, get_adapter, visitor_id
 from durable_sessions.api.authentication import is_token_request, request_visitor
-from durable_sessions.api.base import ApiView, SessionView, validated
+from durable_sessions.api.base import ApiView, SessionView, posted, validated
 from durable_sessions.api.longpoll import long_poll
 from durable_sessions.api.schema import document, error_responses
 from durable_sessions.api.serializers import (
@@ -211,15 +211,7 @@ class MessageListView(SessionView):
             result = service.operator_reply(
                 self.session.pk, operator=request.user, content=body["content"], client_id=client_id
             )
-        return Response(
-            {
-                "seq": result.seq,
-                "duplicate": result.duplicate,
-                "mode": result.mode,
-                "message": wire.message_data(result.message),
-            },
-            status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED,
-        )
+        return posted(result)
 
     @staticmethod
     def _client_id(request: Request, in_body: str | None) -> str | None:
