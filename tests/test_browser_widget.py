@@ -31,6 +31,8 @@ REPLY = ".ds-chat-log li[data-role=assistant][data-state=complete]"
 
 async def open_widget(page) -> None:
     await page.goto("/shop/")
+    # The launcher shows before the widget's module has wired it up.
+    await page.wait_for_selector("[data-ds-chat][data-ready=true]", timeout=WAIT_MS)
     await page.get_by_role("button", name="Chat").click()
     await page.wait_for_selector(f"{PANEL}:not([hidden])", timeout=WAIT_MS)
 

@@ -561,6 +561,8 @@ def test_a_new_project_following_install_md_serves_every_page(
         )
         customer = responses.watch(chromium.new_context(base_url=base).new_page())
         customer.goto("/support/")
+        # The launcher shows before the widget's module has wired it up.
+        customer.wait_for_selector("[data-ds-chat][data-ready=true]")
         customer.get_by_role("button", name="Chat").click()
         customer.fill("#ds-chat-text", "hi")
         customer.press("#ds-chat-text", "Enter")

@@ -375,3 +375,6 @@ window.durableChatWidget = {
   open: () => setOpen(true),
   close: () => setOpen(false),
 };
+// Wired up: until now a click on the launcher had nothing to open it (the module loads
+// after the page shows); pages and tests can wait for this.
+root.dataset.ready = "true";
