@@ -37,6 +37,7 @@ from durable_sessions.models import (
 )
 from durable_sessions.retention_models import DeletionKind, DeletionRecord
 from durable_sessions.service.text import with_streaming_text
+from durable_sessions.service.validation import has_surrogate
 
 # Where a deletion was asked, as the audit record says.
 VIA_CHOICES = ("admin", "api", "command", "python")
@@ -178,6 +179,9 @@ def erase_customer(
         raise InvalidInput(
             "visitor", f"must be a visitor id of at most {MAX_VISITOR_CHARS} characters"
         )
+    if visitor and (not visitor.isprintable() or has_surrogate(visitor)):
+        # No stored visitor id holds these, and PostgreSQL refuses NUL in a query.
+        raise InvalidInput("visitor", "must contain printable characters only")
     if user is None and not visitor:
         raise InvalidInput("user", "name the customer: a user or an anonymous visitor id")
     size, via = _batch_size(batch_size), _via(via)
