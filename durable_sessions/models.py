@@ -549,6 +549,7 @@ class DeviceGrant(models.Model):
 # Generic Durable Streams and the audit trail of deletions live in modules of their own;
 # importing them here registers them.
 # The customer's rating of a closed conversation (CSAT).
+from durable_sessions.chat_models import ChatLink  # noqa: E402, F401
 from durable_sessions.rating_models import SessionRating  # noqa: E402, F401
 from durable_sessions.retention_models import DeletionRecord  # noqa: E402, F401
 from durable_sessions.stream_models import (  # noqa: E402, F401

@@ -6,6 +6,7 @@ id gets the API's JSON 404 like an unknown one.
 
 from django.urls import path
 
+from durable_sessions.aisdk import views as aisdk
 from durable_sessions.api import (
     actions,
     approvals,
@@ -18,9 +19,13 @@ from durable_sessions.api import (
     views,
 )
 
+from durable_sessions.app_settings import ds_settings
+
 app_name = "durable_sessions"
 
 SESSION = "sessions/<str:session_id>/"
+# The AI SDK's endpoints (read when the URLs load): chat, chat/<id>/stream, chat/<id>/cancel.
+AISDK = ds_settings.AISDK_PREFIX
 
 urlpatterns = [
     path("sessions/", views.SessionListView.as_view(), name="session-create"),
@@ -66,6 +71,9 @@ urlpatterns = [
         name="session-device",
     ),
     path("devices/redeem/", devices.DeviceRedeemView.as_view(), name="device-redeem"),
+    path(f"{AISDK}chat", aisdk.ChatView.as_view(), name="aisdk-chat"),
+    path(f"{AISDK}chat/<str:chat_id>/stream", aisdk.ChatStreamView.as_view(), name="aisdk-stream"),
+    path(f"{AISDK}chat/<str:chat_id>/cancel", aisdk.ChatCancelView.as_view(), name="aisdk-cancel"),
     path("api/schema/", docs.SchemaView.as_view(), name="api-schema"),
     path("api/docs/", docs.DocsView.as_view(), name="api-docs"),
     path("health/live/", ops.live, name="health-live"),

@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "durable_sessions.checks": 4,
     "durable_sessions.host_checks": 4,
     "durable_sessions.streams": 4,
+    "durable_sessions.aisdk": 4,
     "handoff_console": 5,
 }
 

@@ -1,0 +1,135 @@
+"""Follow one answer in the session's log and send it as an SSE UI message stream.
+
+Like the other HTTP readers, the response joins the session's channel-layer group before
+its first read, reads the log from the database in bounded pages and, when it has read
+everything, awaits a wake-up (or the resync interval) without holding a thread or a
+connection. The answer ends with ``finish`` when its message ends, when its run waits for
+an approval, or at once when there is no answer to wait for; a response that has been
+open for ``AISDK_STREAM_MAX_SECONDS`` ends without ``finish`` and the client resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from durable_sessions.aisdk.chunks import AnswerChunks, Chunk
+from durable_sessions.app_settings import ds_settings
+from durable_sessions.delivery.groups import session_group
+from durable_sessions.delivery.publish import LIVE_MESSAGE_TYPE
+from durable_sessions.delivery.replay import read_events_page
+from durable_sessions.delivery.stream_wakeups import GroupWaiter
+from durable_sessions.models import (
+    AgentRun,
+    DurableSession,
+    Message,
+    MessageState,
+    Role,
+    RunStatus,
+)
+
+DONE = b"data: [DONE]\n\n"
+
+
+def sse(chunk: Chunk) -> bytes:
+    return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+
+
+def answer_active(session_id: uuid.UUID) -> bool:
+    """Whether an answer is under way: a streaming reply (also one waiting for an
+    approval), or a run that has not written its reply yet. Cleared in the unit that ends
+    the reply, so a reader that saw the end finds nothing active."""
+    if Message.objects.filter(
+        session_id=session_id, role=Role.ASSISTANT, state=MessageState.STREAMING
+    ).exists():
+        return True
+    return AgentRun.objects.filter(
+        session_id=session_id,
+        status__in=(RunStatus.PENDING, RunStatus.RUNNING),
+        message__isnull=True,
+    ).exists()
+
+
+def active_answer_start(session_id: uuid.UUID) -> int | None:
+    """The seq to read after to replay the active answer from its start, or None."""
+    last_seq = (
+        DurableSession.objects.filter(pk=session_id).values_list("last_seq", flat=True).first()
+    )
+    reply = (
+        Message.objects.filter(
+            session_id=session_id, role=Role.ASSISTANT, state=MessageState.STREAMING
+        )
+        .values_list("seq", flat=True)
+        .first()
+    )
+    if reply is not None:
+        return reply - 1
+    if answer_active(session_id):
+        return last_seq or 0  # read before the check: the reply it waits for comes after
+    return None
+
+
+def run_waits(session_id: uuid.UUID) -> bool:
+    return AgentRun.objects.filter(session_id=session_id, status=RunStatus.AWAITING).exists()
+
+
+def read_page(session_id: uuid.UUID, after: int) -> tuple[bool, list[dict[str, Any]], bool]:
+    """Whether an answer was active before the read, the events after ``after``, and
+    whether more follow. Checked first: what the answer wrote before it ended is in the
+    read that follows."""
+    active = answer_active(session_id)
+    frames, more = read_events_page(
+        session_id,
+        after,
+        limit=ds_settings.REPLAY_PAGE_SIZE,
+        max_chars=ds_settings.REPLAY_PAGE_BYTES,
+    )
+    return active, frames, more
+
+
+aread_page = database_sync_to_async(read_page)
+arun_waits = database_sync_to_async(run_waits)
+
+
+async def follow(
+    session_id: uuid.UUID, after: int, chunks: AnswerChunks, opening: list[Chunk] | None = None
+) -> AsyncIterator[bytes]:
+    """The SSE body: ``opening`` chunks, then the answer's chunks from the log after
+    ``after``, then ``[DONE]``."""
+    for chunk in opening or ():
+        yield sse(chunk)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ds_settings.AISDK_STREAM_MAX_SECONDS
+    waiter = GroupWaiter(session_group(session_id), lambda m: m.get("type") == LIVE_MESSAGE_TYPE)
+    async with waiter:
+        while True:
+            active, frames, more = await aread_page(session_id, after)
+            for frame in frames:
+                after = frame["seq"]
+                for chunk in chunks.feed(frame):
+                    yield sse(chunk)
+                if chunks.finished:
+                    yield DONE
+                    return
+            if more:
+                continue
+            if chunks.awaiting_approval and await arun_waits(session_id):
+                for chunk in chunks.finish("awaiting-approval"):
+                    yield sse(chunk)
+                yield DONE
+                return
+            if chunks.reply_id is None and not active:
+                # No answer comes (a human has control, or the run ended without one).
+                for chunk in chunks.finish("idle"):
+                    yield sse(chunk)
+                yield DONE
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return  # the client resumes through GET chat/<id>/stream
+            await waiter.wait(remaining)
