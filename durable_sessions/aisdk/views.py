@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.db import transaction
 from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -27,7 +28,7 @@ from durable_sessions.api.base import ApiView
 from durable_sessions.api.permissions import NOT_FOUND
 from durable_sessions.delivery import limits
 from durable_sessions.errors import InvalidInput
-from durable_sessions.models import DurableSession, Event, Message, MessagePart
+from durable_sessions.models import DurableSession, Event, Message, MessagePart, Role
 from durable_sessions.service.chats import clean_chat_id, find_chat, open_chat
 
 STREAM_HEADER = "x-vercel-ai-ui-message-stream"
@@ -77,6 +78,11 @@ class ChatView(ChatAccessMixin, ApiView):
 
     def post(self, request: Request) -> HttpResponse:
         body = parse_chat_request(request.data)
+        # One transaction: a refusal after a chat's session was made leaves no session.
+        with transaction.atomic():
+            return self._post(request, body)
+
+    def _post(self, request: Request, body: ChatRequest) -> HttpResponse:
         session = self._session(request, body)
         sdk5 = not wants_approval_chunks(request)
         chunks = AnswerChunks(approvals=not sdk5, session_id=str(session.pk))
@@ -101,6 +107,8 @@ class ChatView(ChatAccessMixin, ApiView):
                 raise NotFound(NOT_FOUND)
             self._access = access
             return found
+        if body.trigger == "regenerate-message" or body.approvals:
+            raise NotFound(NOT_FOUND)  # a new chat has nothing to regenerate or approve
         limits.check("session", limits.request_who(request))  # per visitor, user and IP
         user = request.user if request.user.is_authenticated else None
         visitor = "" if user else visitor_id(request._request.session, create=True) or ""
@@ -114,10 +122,22 @@ class ChatView(ChatAccessMixin, ApiView):
     def _regenerate(
         self, request: Request, session: DurableSession, body: ChatRequest, chunks: AnswerChunks
     ) -> HttpResponse:
-        try:
-            target = int(body.message_id or "")
-        except ValueError:
-            raise InvalidInput("messageId", "is not the id of an answer in this chat") from None
+        if body.message_id is None:  # the SDK's regenerate() without an id: the last answer
+            target = (
+                Message.objects.filter(
+                    session_id=session.pk, role=Role.ASSISTANT, hidden_under__isnull=True
+                )
+                .order_by("-seq")
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if target is None:
+                raise InvalidInput("messageId", "this chat has no answer to regenerate")
+        else:
+            try:
+                target = int(body.message_id)
+            except ValueError:
+                raise InvalidInput("messageId", "is not the id of an answer in this chat") from None
         limits.check("message", limits.request_who(request))
         before = DurableSession.objects.filter(pk=session.pk).values_list("last_seq", flat=True)
         after = before.get()

@@ -75,7 +75,14 @@ const generateId = () => `c${Date.now().toString(36)}${(counter++).toString(36)}
 const chatId = chatIdArg || generateId();
 
 function newChat(messages = [], extra = {}) {
-  const transport = new ai.DefaultChatTransport({ api, fetch: browserFetch });
+  const transport = new ai.DefaultChatTransport({
+    api,
+    fetch: browserFetch,
+    // The resume URL is the chat's, with the same dialect as the posts.
+    prepareReconnectToStreamRequest: ({ id }) => ({
+      api: `${base}/ds/ai/chat/${encodeURIComponent(id)}/stream${sdk5 ? "?sdk=5" : ""}`,
+    }),
+  });
   const chat = new ai.AbstractChat({ id: chatId, generateId, transport, state: new MemoryState(messages), ...extra });
   return { chat, transport };
 }
@@ -138,9 +145,10 @@ if (scenario === "send") {
   await chat.stop();
   await sending;
   result.partial = textOf(lastAssistant(chat));
-  result.reconnected = await resumeActive(transport);
+  // Two readers resume the answer still being written: the chat, and a bare stream.
   dropPartial(chat);
-  await chat.resumeStream();
+  const [reconnected] = await Promise.all([resumeActive(transport), chat.resumeStream()]);
+  result.reconnected = reconnected;
   result.chat = summary(chat);
   result.resumeAfterEnd = await resumeActive(transport);
 } else if (scenario === "reload") {
