@@ -18,7 +18,6 @@ from durable_sessions.api import (
     rating,
     views,
 )
-
 from durable_sessions.app_settings import ds_settings
 
 app_name = "durable_sessions"

@@ -6,19 +6,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('durable_sessions', '0014_session_ratings'),
+        ("durable_sessions", "0014_session_ratings"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ChatLink',
+            name="ChatLink",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('chat_id', models.CharField(max_length=200, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('session', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='chat_link', to='durable_sessions.durablesession')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("chat_id", models.CharField(max_length=200, unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "session",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="chat_link",
+                        to="durable_sessions.durablesession",
+                    ),
+                ),
             ],
         ),
     ]
