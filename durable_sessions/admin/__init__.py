@@ -45,6 +45,7 @@ from durable_sessions.admin import streams as streams
 from durable_sessions.admin.detail import detail_context
 from durable_sessions.admin.events import event_log_url
 from durable_sessions.models import Control, DurableSession, Event, Message, Status
+from durable_sessions.service.chats import chat_id_of
 
 PREVIEW_CHARS = 80
 
@@ -124,7 +125,7 @@ class DurableSessionAdmin(admin.ModelAdmin):
     )
     actions = [*admin_actions.SESSION_ACTIONS, erasure.erase_customers]
     fieldsets = [
-        (None, {"fields": ["id", "title", "owner_label", "control", "status"]}),
+        (None, {"fields": ["id", "title", "owner_label", "control", "status", "chat_id"]}),
         ("Handoff", {"fields": ["assigned_operator", "waiting_time"]}),
         (
             "Activity",
@@ -146,6 +147,7 @@ class DurableSessionAdmin(admin.ModelAdmin):
         "owner_label",
         "control",
         "status",
+        "chat_id",
         "assigned_operator",
         "waiting_time",
         "created_at",
@@ -216,6 +218,11 @@ class DurableSessionAdmin(admin.ModelAdmin):
             # A prefix is enough to tell visitors apart; the id itself stays private.
             return f"anonymous visitor {obj.owner_visitor[:8]}"
         return "—"
+
+    @admin.display(description="AI SDK chat id")
+    def chat_id(self, obj: DurableSession) -> str:
+        """The chat id an AI SDK frontend names this session by (docs/aisdk.md)."""
+        return chat_id_of(obj.pk) or "—"
 
     @admin.display(description="messages", ordering="message_count")
     def message_count(self, obj: DurableSession) -> int:

@@ -222,6 +222,10 @@ class SessionDetailSerializer(SessionSerializer):
         "unresponsive or idle."
     )
     run = RunSerializer(allow_null=True)
+    chat_id = serializers.CharField(
+        allow_null=True,
+        help_text="The AI SDK chat id mapped to this session (docs/aisdk.md), or null.",
+    )
 
 
 class AuthorSerializer(serializers.Serializer):

@@ -37,6 +37,7 @@ from durable_sessions.delivery.replay import read_events_page
 from durable_sessions.errors import InvalidInput
 from durable_sessions.models import DurableSession, Message, ParticipantKind
 from durable_sessions.service import runs
+from durable_sessions.service.chats import chat_id_of
 from durable_sessions.service.text import with_streaming_text
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -132,7 +133,14 @@ class SessionDetailView(SessionView):
             run["created_at"] = wire.iso(run["created_at"])
             run["finished_at"] = wire.iso(run["finished_at"])
         agent = runs.agent_status(self.session.pk)
-        return Response({**wire.session_data(self.session), "agent_status": agent, "run": run})
+        return Response(
+            {
+                **wire.session_data(self.session),
+                "agent_status": agent,
+                "run": run,
+                "chat_id": chat_id_of(self.session.pk),
+            }
+        )
 
 
 class MessageListView(SessionView):
