@@ -44,6 +44,10 @@ class Plan:
     # 9. the event table after many events
     eventlog_events: int = 10_000_000
     eventlog_sessions: int = 10_000
+    # 10. AI SDK endpoints: resume of one long answer; concurrent answer streams
+    aisdk_resume_deltas: int = 2_000
+    aisdk_streams: int = 1_000
+    aisdk_rate_hz: float = 2.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,4 +103,5 @@ QUICK = Plan(
     goal_runs=1,
     eventlog_events=200_000,
     eventlog_sessions=1_000,
+    aisdk_streams=50,
 )

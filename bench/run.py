@@ -33,6 +33,7 @@ from bench import machine, pool, report, services
 from bench.config import ARTIFACTS, DOCS, RESULTS
 from bench.measure import (
     Context,
+    aisdk,
     appends,
     connections,
     durable_streams,
@@ -58,6 +59,7 @@ MEASUREMENTS = {
         durable_streams,
         scaleout,
         eventlog,
+        aisdk,
     )
 }
 LATEST = RESULTS / "latest.json"

@@ -11,7 +11,7 @@ wall-clock time of the flush.
 
 Commands: ``prepare`` (open a streaming reply per session), ``stream`` (paced streams),
 ``spread`` (one delta per session, spread over some seconds), ``seed`` (grow one session
-to a number of events), ``finish``.
+to a number of events), ``grow`` (a new reply of some deltas, left streaming), ``finish``.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ class DurableWriter:
             return {"prepared": len(sessions)}
         if kind == "seed":
             return await self.seed(command)
+        if kind == "grow":
+            return await self.grow(command)
         if kind == "finish":
             return {"finished": await self.finish(list(self.messages))}
         raise ValueError(f"unknown command {kind!r}")
@@ -152,6 +154,23 @@ class DurableWriter:
             last = await service.afinish_assistant_message(message_id)
             remaining -= size
         return {"last_seq": last}
+
+    async def grow(self, command: dict[str, Any]) -> dict[str, Any]:
+        """A new reply in ``session`` of ``deltas`` deltas, left streaming (an answer still
+        being written, which readers resume)."""
+        from durable_sessions import service
+
+        session_id: str = command["session"]
+        await self.prepare([session_id], fresh=True)
+        message_id = self.messages[session_id]
+        sid = uuid.UUID(session_id)
+        seqs = await asyncio.gather(
+            *(
+                service.delta_writer.append(sid, message_id, FILLER + " ")
+                for _ in range(int(command["deltas"]))
+            )
+        )
+        return {"message": message_id, "last_seq": max(seqs)}
 
 
 async def _streaming_replies(sessions: list[str]) -> list[tuple[int, str, int]]:
