@@ -138,3 +138,20 @@ def test_the_reports_of_the_new_measurements_render():
     assert "| 1 | 1 | x |" not in text and "| durable | 12 |" in text
     assert "Scale-out" in text and "**1.80**" in text
     assert "The event table after many events" in text
+
+
+def test_the_ai_sdk_measurement_is_registered_and_its_report_renders():
+    from bench.measure import aisdk
+    from bench.run import MEASUREMENTS
+
+    assert MEASUREMENTS["aisdk"] is aisdk
+    delivery = {"written": 100, "delivered": 98, "starved": 0, "per_second": 49.0}
+    run = {
+        "deltas": 2000,
+        "resume": {"sse_ms": [120.0, 130.0], "ws_ms": [90.0, 95.0]},
+        "streams": 50,
+        "delivery": {"sse": delivery, "ws": {**delivery, "delivered": 100}},
+    }
+    text = aisdk.render([run], QUICK)
+    assert "| 1 | 125.0 | 92.5 | 50 | 98 / 100 | 100 / 100 |" in text
+    assert "2,000 deltas" in text and aisdk.goals([run]) == []

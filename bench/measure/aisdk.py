@@ -142,7 +142,7 @@ def measure(ctx: Context) -> dict[str, Any]:
     streams = pool.sessions(plan.aisdk_streams, title=STREAMS_TITLE)
     with Supervisor() as sup:
         servers, env = durable_servers(sup, "aisdk", layer="redis", processes=1)
-        http, ws = servers[0].http, servers[0].ws
+        http, ws = servers[0].origin, servers[0].ws
         writer = sup.module("aisdk-writer", "bench.writer", env)
         grown = writer.request(
             {"cmd": "grow", "session": resume_session, "deltas": plan.aisdk_resume_deltas}, 600
