@@ -91,6 +91,16 @@ def test_stop_then_resume_in_the_middle_of_an_answer(server, release):
 
 
 @pytest.mark.parametrize("release", RELEASES)
+def test_cancel_stops_the_answer_and_keeps_its_text(server, release):
+    result = drive(server, release, "cancel")
+    assert result["cancel"]["cancelled"] is True
+    answer = the_answer(result)  # the text so far, as stored
+    assert not answer["text"].endswith("bring in a colleague.")
+    assert answer["metadata"]["state"] == "cancelled"
+    assert result["resumeAfterEnd"] is None
+
+
+@pytest.mark.parametrize("release", RELEASES)
 def test_a_reloaded_page_resumes_the_answer(server, release):
     the_answer(drive(server, release, "reload"))
 

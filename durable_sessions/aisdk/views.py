@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from durable_sessions import service, wire
 from durable_sessions.adapter import Access, get_adapter, visitor_id
 from durable_sessions.aisdk.chunks import AnswerChunks, Chunk
-from durable_sessions.aisdk.follow import active_answer_start, follow
+from durable_sessions.aisdk.follow import active_answer_start, answer_active, follow
 from durable_sessions.aisdk.requests import ChatRequest, parse_chat_request
 from durable_sessions.api.authentication import request_visitor
 from durable_sessions.api.base import ApiView
@@ -214,5 +214,7 @@ class ChatCancelView(ChatAccessMixin, ApiView):
         session, access = self.chat_session(request, chat_id)
         if access not in (Access.OWNER, Access.OPERATOR):
             raise NotFound(NOT_FOUND)
+        # Whether there was an answer to stop (a run still thinking writes no event).
+        active = answer_active(session.pk)
         seqs = service.cancel_reply(session.pk, reason="user")
-        return Response({"cancelled": bool(seqs), "seqs": seqs})
+        return Response({"cancelled": active, "seqs": seqs})

@@ -170,6 +170,16 @@ if (scenario === "send") {
   dropPartial(chat);
   await chat.resumeStream();
   result.chat = summary(chat);
+} else if (scenario === "cancel") {
+  // The host's stop button: the answer itself stops, kept as far as it got.
+  const { chat, transport } = newChat();
+  const sending = chat.sendMessage({ text: question });
+  await until(() => textOf(lastAssistant(chat)).length > 20, "a few deltas");
+  const res = await browserFetch(`${base}/ds/ai/chat/${chatId}/cancel`, { method: "POST" });
+  result.cancel = await res.json();
+  await sending;
+  result.chat = summary(chat);
+  result.resumeAfterEnd = await resumeActive(transport);
 } else if (scenario === "tools") {
   const { chat } = newChat();
   await chat.sendMessage({ text: "Where is order 1002?" });
