@@ -272,6 +272,10 @@ class DurableSessionsSettings(AppSettings):
     STREAMS_READ_BYTES = Int(
         1024 * 1024, "bytes of a stream read at once (at least one append)", positive=True
     )
+    STREAMS_CORS_ORIGIN = Str(
+        "*", "Access-Control-Allow-Origin of stream responses; empty: no CORS headers"
+    )
+
     # --- the AI SDK's UI message stream endpoints (docs/aisdk.md) ---
     AISDK_PREFIX = Str(
         "ai/", "path, under the app's URLs, of the AI SDK endpoints (chat, chat/<id>/stream)"
@@ -280,9 +284,6 @@ class DurableSessionsSettings(AppSettings):
         300.0,
         "seconds after which an AI SDK answer stream ends unfinished (the client resumes)",
         positive=True,
-    )
-    STREAMS_CORS_ORIGIN = Str(
-        "*", "Access-Control-Allow-Origin of stream responses; empty: no CORS headers"
     )
 
     def rules(self, values: Mapping[str, Any]) -> Iterator[str]:
