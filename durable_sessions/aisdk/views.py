@@ -75,6 +75,7 @@ class ChatView(ChatAccessMixin, ApiView):
     approvals) and stream the answer."""
 
     in_api_schema = False  # an SSE endpoint: documented in docs/aisdk.md
+    _access: Access | None = None  # the caller's access to the chat's session
 
     def post(self, request: Request) -> HttpResponse:
         body = parse_chat_request(request.data)
