@@ -5,6 +5,7 @@ id gets the API's JSON 404 like an unknown one.
 """
 
 from django.urls import path
+from django.views.i18n import JavaScriptCatalog
 
 from durable_sessions.api import (
     actions,
@@ -23,6 +24,12 @@ app_name = "durable_sessions"
 SESSION = "sessions/<str:session_id>/"
 
 urlpatterns = [
+    # The translations of client.js and widget.js for the request's language (a script file).
+    path(
+        "jsi18n/",
+        JavaScriptCatalog.as_view(packages=["durable_sessions"]),
+        name="javascript-catalog",
+    ),
     path("sessions/", views.SessionListView.as_view(), name="session-create"),
     path(SESSION, views.SessionDetailView.as_view(), name="session-detail"),
     path(f"{SESSION}messages/", views.MessageListView.as_view(), name="session-messages"),
