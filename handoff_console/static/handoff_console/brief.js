@@ -2,10 +2,12 @@
  * The handoff brief in the context panel: why a human has the session now (the latest
  * handoff, take over or transfer), the agent's summary or else the customer's latest
  * messages, and what the AI said last. Rendered from the brief's JSON (in the page, then
- * from the console's brief endpoint after every control change), as text only.
+ * from the console's brief endpoint after every control change): the agent's summary as
+ * sanitized markdown (markdown.js, like messages), everything else as text.
  */
 
 import { gettext } from "./i18n.js";
+import { showMarkdown } from "../durable_sessions/markdown.js";
 import { bdi, clock, el, getJSON } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
@@ -29,7 +31,8 @@ export class BriefPanel {
     const summary = $("brief-summary");
     if (brief.summary_from === "agent") {
       $("brief-summary-label").textContent = gettext("Summary");
-      summary.replaceChildren(el("p", { text: handoff.summary }));
+      // The agent writes markdown, like its messages: rendered and sanitized the same way.
+      showMarkdown(summary, handoff.summary ?? "");
     } else {
       $("brief-summary-label").textContent = gettext("The customer wrote");
       const quotes = brief.customer_last ?? [];
