@@ -59,7 +59,10 @@ def _handed_off_with_markdown_summary() -> str:
     session = service.create_session(visitor="md-visitor", title="Refund")
     customer = service.participant_for(session.id, "customer")
     service.post_message(session.id, author=customer, content="I want my money back")
-    summary = "The customer wants a **refund** for:\n\n- order 1001\n- order 1002\n\n<img src=x onerror=alert(1)>"
+    summary = (
+        "The customer wants a **refund** for:\n\n- order 1001\n- order 1002\n\n"
+        "<img src=x onerror=alert(1)>"
+    )
     service.request_handoff(session.id, by=customer, reason="refund", summary=summary)
     return str(session.id)
 
