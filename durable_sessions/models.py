@@ -13,19 +13,21 @@ from django.db import models
 from django.db.models import JSONField, OuterRef, Q, Subquery
 from django.db.models.functions import Substr
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class Control(models.TextChoices):
     """Who is answering the customer; kept apart from open/closed."""
 
-    AI = "ai", "AI agent"
-    QUEUED = "queued", "Waiting for a human"
-    HUMAN = "human", "Human operator"
+    AI = "ai", _("AI agent")
+    QUEUED = "queued", _("Waiting for a human")
+    HUMAN = "human", _("Human operator")
 
 
 class Status(models.TextChoices):
-    OPEN = "open", "Open"
-    CLOSED = "closed", "Closed"
+    OPEN = "open", pgettext_lazy("conversation status", "Open")
+    CLOSED = "closed", pgettext_lazy("conversation status", "Closed")
 
 
 class DurableSessionQuerySet(models.QuerySet):

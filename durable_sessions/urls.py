@@ -5,6 +5,7 @@ id gets the API's JSON 404 like an unknown one.
 """
 
 from django.urls import path
+from django.views.i18n import JavaScriptCatalog
 
 from durable_sessions.aisdk import views as aisdk
 from durable_sessions.api import (
@@ -27,6 +28,12 @@ SESSION = "sessions/<str:session_id>/"
 AISDK = ds_settings.AISDK_PREFIX
 
 urlpatterns = [
+    # The translations of client.js and widget.js for the request's language (a script file).
+    path(
+        "jsi18n/",
+        JavaScriptCatalog.as_view(packages=["durable_sessions"]),
+        name="javascript-catalog",
+    ),
     path("sessions/", views.SessionListView.as_view(), name="session-create"),
     path(SESSION, views.SessionDetailView.as_view(), name="session-detail"),
     path(f"{SESSION}messages/", views.MessageListView.as_view(), name="session-messages"),

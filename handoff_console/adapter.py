@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from django.utils.formats import date_format
+from django.utils.translation import gettext
+
 from durable_sessions.models import DurableSession
 
 PRIORITIES = ("urgent", "high", "normal", "low")
@@ -39,14 +42,23 @@ class ConsoleAdapter:
         """
         owner = session.owner
         if owner is None:
-            return {"fields": [{"label": "Account", "value": "not signed in (a visitor)"}]}
-        fields = [{"label": "Account", "value": owner.get_username()}]
+            return {
+                "fields": [
+                    {"label": gettext("Account"), "value": gettext("not signed in (a visitor)")}
+                ]
+            }
+        fields = [{"label": gettext("Account"), "value": owner.get_username()}]
         email = getattr(owner, "email", "")
         if email:
-            fields.append({"label": "Email", "value": email})
+            fields.append({"label": gettext("Email"), "value": email})
         joined = getattr(owner, "date_joined", None)
         if joined is not None:
-            fields.append({"label": "Customer since", "value": f"{joined:%Y-%m-%d}"})
+            fields.append(
+                {
+                    "label": gettext("Customer since"),
+                    "value": date_format(joined, "SHORT_DATE_FORMAT"),
+                }
+            )
         return {"fields": fields, "links": []}
 
     def team_for(self, session: DurableSession) -> str:

@@ -2,25 +2,34 @@
 offline in any case when none of their console pages has beaten for
 ``OFFLINE_AFTER_SECONDS`` (a closed laptop needs no one to press a button).
 
-Each console page's live feed beats every ``REFRESH_SECONDS``, and colleagues read the
-result on the feed's next refresh: availability is state of the console, not of any one
-session, so it is never an event of a session's log.
+Each console page's live feed beats every ``REFRESH_SECONDS``. A choice an operator makes
+is pushed to every console feed once stored (colleagues' lists change without a reload);
+a page that merely stops beating shows as offline on the feeds' next refresh.
+Availability is state of the console, not of any one session, so it is never an event of
+a session's log.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from durable_sessions.adapter import AnyUser, get_adapter
+from durable_sessions.delivery.groups import activity_group
 from durable_sessions.errors import InvalidInput
 from durable_sessions.models import Control, DurableSession, Status
 from handoff_console.app_settings import console_settings
 from handoff_console.models import Availability, OperatorAvailability, Team
 from handoff_console.permissions import operator_choices
+
+logger = logging.getLogger(__name__)
 
 
 def set_availability(user: AnyUser, status: Any) -> str:
@@ -31,7 +40,24 @@ def set_availability(user: AnyUser, status: Any) -> str:
     OperatorAvailability.objects.update_or_create(
         user=user, defaults={"status": status, "seen_at": timezone.now()}
     )
+    transaction.on_commit(announce_change)
     return status
+
+
+# The consumer method of the console feed that re-reads the operators' list.
+CHANGED_MESSAGE = {"type": "operators.changed"}
+
+
+def announce_change() -> None:
+    """Wake every console feed up to send colleagues' availability again. Only a wake-up:
+    a lost one is corrected by the feeds' next refresh, which reads the database."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(activity_group(), CHANGED_MESSAGE)
+    except Exception:  # the choice is stored; refreshes will show it
+        logger.warning("could not push an availability change to the console feeds", exc_info=True)
 
 
 def beat(user: AnyUser) -> None:

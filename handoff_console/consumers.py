@@ -107,6 +107,13 @@ class ConsoleFeedConsumer(AsyncWebsocketConsumer):
         if self._flush_task is None or self._flush_task.done():
             self._flush_task = asyncio.create_task(self._flush())
 
+    async def operators_changed(self, message: dict[str, Any]) -> None:
+        """An operator chose another availability: send the list again (if it changed)."""
+        try:
+            await self._send_snapshot(force=False)
+        except Exception:
+            logger.exception("console feed update failed; the next refresh corrects it")
+
     async def _flush(self) -> None:
         # Loops until nothing is pending, so an id added while rows were being sent is
         # never left behind.

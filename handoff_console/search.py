@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db.models import Q
 from django.http import QueryDict
+from django.utils.translation import gettext, ngettext
 
 from durable_sessions.errors import InvalidInput
 from durable_sessions.models import DurableSession, Message, Participant
@@ -41,30 +42,37 @@ class QueueFilters:
         found = cls()
         q = params.get("q", "").strip()
         if len(q) > MAX_QUERY_CHARS:
-            found.problems.append(f"The search is limited to {MAX_QUERY_CHARS} characters.")
+            found.problems.append(
+                ngettext(
+                    "The search is limited to %(count)d character.",
+                    "The search is limited to %(count)d characters.",
+                    MAX_QUERY_CHARS,
+                )
+                % {"count": MAX_QUERY_CHARS}
+            )
             q = q[:MAX_QUERY_CHARS]
         found.q = q.replace("\x00", "")
         state = params.get("state", "")
         if state in ("", *SECTIONS):
             found.state = state
         else:
-            found.problems.append("Unknown state filter ignored.")
+            found.problems.append(gettext("Unknown state filter ignored."))
         assignee = params.get("assignee", "")
         if assignee in ASSIGNEES or (assignee.isascii() and assignee.isdigit()):
             found.assignee = assignee
         else:
-            found.problems.append("Unknown assignee filter ignored.")
+            found.problems.append(gettext("Unknown assignee filter ignored."))
         team = params.get("team", "")
         try:
             found.team = clean_team(team)
         except InvalidInput:
-            found.problems.append("Unknown team filter ignored.")
+            found.problems.append(gettext("Unknown team filter ignored."))
         waited = params.get("waited", "")
         if waited:
             if waited.isascii() and waited.isdigit() and int(waited) <= MAX_WAITED_MINUTES:
                 found.waited = int(waited)
             else:
-                found.problems.append("The waiting time is a number of minutes.")
+                found.problems.append(gettext("The waiting time is a number of minutes."))
         return found
 
     def as_dict(self) -> dict[str, Any]:

@@ -6,12 +6,19 @@ the session id of an API path is any segment, so that a malformed id gets a JSON
 """
 
 from django.urls import path
+from django.views.i18n import JavaScriptCatalog
 
 from handoff_console import api, api_assignment, views
 
 app_name = "handoff_console"
 
 urlpatterns = [
+    # The translations of the console's modules and client.js (a script file, no inline script).
+    path(
+        "jsi18n/",
+        JavaScriptCatalog.as_view(packages=["durable_sessions", "handoff_console"]),
+        name="javascript-catalog",
+    ),
     path("", views.QueueView.as_view(), name="queue"),
     path("sessions/<uuid:session_id>/", views.SessionView.as_view(), name="session"),
     path("api/sessions/<str:session_id>/notes/", api.NotesView.as_view(), name="api-notes"),

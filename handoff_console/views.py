@@ -7,6 +7,7 @@ from typing import Any
 
 from django.http import Http404
 from django.urls import reverse
+from django.utils.translation import gettext_lazy, ngettext_lazy
 from django.views.generic import TemplateView
 
 from durable_sessions.adapter import get_adapter
@@ -33,7 +34,11 @@ API_ROUTES = {
 
 # Placeholder of an approval id in the approval URL given to the page.
 APPROVAL_ID = "approval-id"
-WAITED_CHOICES = [(0, "any time"), (1, "1 min"), (5, "5 min"), (15, "15 min"), (60, "1 hour")]
+WAITED_CHOICES = [
+    (0, gettext_lazy("any time")),
+    *((n, ngettext_lazy("%(count)d min", "%(count)d min", n) % {"count": n}) for n in (1, 5, 15)),
+    (60, gettext_lazy("1 hour")),
+]
 
 
 class QueueView(OperatorRequiredMixin, TemplateView):

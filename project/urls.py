@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
+from django.views.i18n import JavaScriptCatalog
 
 from project import views
 from project.login import ThrottledLoginView, admin_login
@@ -11,6 +12,13 @@ urlpatterns = [
     # Browsers ask every site for /favicon.ico, whatever the page says.
     path("favicon.ico", RedirectView.as_view(url=static("project/favicon.svg"), permanent=True)),
     path("shop/", views.shop, name="shop"),
+    # The demo pages' JavaScript translations, and the language switch (set_language).
+    path(
+        "jsi18n/",
+        JavaScriptCatalog.as_view(packages=["durable_sessions", "project"]),
+        name="javascript-catalog",
+    ),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("chat/new/", views.new_chat, name="chat-new"),
     path("chat/<uuid:session_id>/", views.chat, name="chat"),
     path("chat/continue/<str:token>/", views.continue_chat, name="chat-continue"),

@@ -11,7 +11,8 @@ from typing import Any
 from django import template
 from django.middleware.csrf import get_token
 from django.templatetags.static import static
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext, pgettext
 
 from durable_sessions.adapter import visitor_id
 from durable_sessions.app_settings import ds_settings
@@ -41,16 +42,28 @@ def resumable_session(request: Any) -> DurableSession | None:
     )
 
 
+def javascript_catalog_url() -> str | None:
+    """The URL of the widget's JavaScript catalog, or ``None`` where the host did not
+    include ``durable_sessions.urls`` under its namespace (the widget then speaks English)."""
+    try:
+        return reverse("durable_sessions:javascript-catalog")
+    except NoReverseMatch:
+        return None
+
+
 @register.inclusion_tag("durable_sessions/widget.html", takes_context=True)
 def durable_chat(
     context: template.Context,
-    title: str = "Chat with us",
-    label: str = "Chat",
-    greeting: str = "Ask us anything: an assistant answers, and a person takes over when needed.",
+    title: str | None = None,
+    label: str | None = None,
+    greeting: str | None = None,
     session_title: str = "",
 ) -> dict[str, Any]:
     """A floating chat button and panel that resumes the visitor's or user's open
     conversation, or starts one on the first message.
+
+    Texts left out are the widget's own, in the page's language; texts given are shown
+    as given (a host translates its own).
 
     Needs ``request`` in the context (``django.template.context_processors.request``).
     The session is created over the REST API (``POST sessions/``), so the page works
@@ -61,9 +74,12 @@ def durable_chat(
     if request is not None:
         get_token(request)  # sets the csrftoken cookie on this response
     return {
-        "title": title,
-        "label": label,
-        "greeting": greeting,
+        "title": title if title is not None else gettext("Chat with us"),
+        "label": label if label is not None else pgettext("widget launcher", "Chat"),
+        "greeting": greeting
+        if greeting is not None
+        else gettext("Ask us anything: an assistant answers, and a person takes over when needed."),
+        "catalog_url": javascript_catalog_url(),
         "max_chars": ds_settings.MAX_MESSAGE_CHARS,
         "config": {
             "session_id": str(session.id) if session is not None else None,

@@ -16,6 +16,9 @@
  *     client.send("Where is my order?");
  */
 
+// Texts a page may show (a failed request's message) in the page's language; see i18n.js.
+import { format, gettext } from "./i18n.js";
+
 /**
  * Close codes after which a retry would be refused again (see docs/protocol.md). Every other
  * close is retried with backoff from the last seq: 4401 (login changed), 4408 (too slow to
@@ -644,13 +647,13 @@ export class DurableSessionClient {
 
   _request(frame) {
     if (this.status !== "live" && this.status !== "syncing") {
-      return Promise.reject(new RequestError("offline", "not connected; try again shortly"));
+      return Promise.reject(new RequestError("offline", gettext("not connected; try again shortly")));
     }
     const ref = `r${++this._refCounter}`;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this._waiting.delete(ref);
-        reject(new RequestError("timeout", `no answer to ${frame.type}`));
+        reject(new RequestError("timeout", format(gettext("no answer to %(request)s"), { request: frame.type })));
       }, this.options.requestTimeoutMs);
       this._waiting.set(ref, { resolve, reject, timer });
       this._sendFrame({ ...frame, ref });
@@ -670,7 +673,7 @@ export class DurableSessionClient {
   _failWaiting(code) {
     for (const [ref, waiting] of this._waiting) {
       clearTimeout(waiting.timer);
-      waiting.reject(new RequestError(code, "the connection was lost before the answer came"));
+      waiting.reject(new RequestError(code, gettext("the connection was lost before the answer came")));
       this._waiting.delete(ref);
     }
   }

@@ -8,6 +8,9 @@ const root = document.querySelector("[data-ds-chat]");
 const config = JSON.parse(document.getElementById("ds-chat-config").textContent);
 const { DurableSessionClient } = await import(config.client_url);
 const { showMarkdown } = await import(new URL("markdown.js", new URL(config.client_url, location.href)));
+const { format, gettext, ngettext, pageLanguage } = await import(
+  new URL("i18n.js", new URL(config.client_url, location.href))
+);
 
 const part = (name) => root.querySelector(`.ds-chat-${name}`);
 const panel = part("panel");
@@ -17,19 +20,19 @@ const log = part("log");
 const text = part("text");
 const OPEN_KEY = "durable_sessions.widget.open";
 const STATUS_TEXT = {
-  idle: "Not connected",
-  connecting: "Connecting…",
-  syncing: "Catching up…",
-  live: "Connected",
-  offline: "Offline: reconnecting…",
-  refused: "No access",
-  closed: "Disconnected",
+  idle: gettext("Not connected"),
+  connecting: gettext("Connecting…"),
+  syncing: gettext("Catching up…"),
+  live: gettext("Connected"),
+  offline: gettext("Offline: reconnecting…"),
+  refused: gettext("No access"),
+  closed: gettext("Disconnected"),
 };
 const NOTES = {
-  cancelled: "Stopped",
-  failed: "The assistant could not finish this answer.",
+  cancelled: gettext("Stopped"),
+  failed: gettext("The assistant could not finish this answer."),
 };
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
+const timeFormat = new Intl.DateTimeFormat(pageLanguage(), { hour: "numeric", minute: "2-digit" });
 
 let client = null;
 let sessionId = config.session_id;
@@ -63,6 +66,7 @@ function showUnread() {
   const badge = part("unread");
   badge.hidden = unread === 0;
   badge.textContent = unread > 9 ? "9+" : String(unread);
+  badge.setAttribute("aria-label", format(ngettext("%(count)s unread message", "%(count)s unread messages", unread), { count: unread }));
 }
 
 // --- the conversation -----------------------------------------------------------------
@@ -85,7 +89,7 @@ function keepingScroll(update, { announce = false } = {}) {
 }
 
 function authorOf(message) {
-  if (message.role === "user") return "You";
+  if (message.role === "user") return gettext("You");
   if (message.role === "system") return "";
   return message.author?.display_name ?? "";
 }
@@ -158,11 +162,11 @@ function showPending() {
     waiting.add(key);
     fill(row(key), {
       role: "user",
-      author: "You",
+      author: gettext("You"),
       content: entry.content,
       state: "pending",
       at: entry.created_at,
-      note: client.status === "live" ? "Sending…" : "Not sent yet: it goes once you are online",
+      note: client.status === "live" ? gettext("Sending…") : gettext("Not sent yet: it goes once you are online"),
     });
   }
   for (const [key, item] of rows) {
@@ -185,16 +189,16 @@ function showAll() {
 
 function bannerOf(session) {
   if (client?.status === "refused" && client.closeCode === 4410) {
-    return "This conversation was deleted.";
+    return gettext("This conversation was deleted.");
   }
-  if (client?.status === "refused") return "This conversation is not available here.";
-  if (session.status === "closed") return "This conversation is closed.";
+  if (client?.status === "refused") return gettext("This conversation is not available here.");
+  if (session.status === "closed") return gettext("This conversation is closed.");
   if (session.control === "human") {
     // Only a takeover is announced: an operator who merely reads is never shown.
-    const name = client.operatorInCharge()?.display_name ?? "A colleague";
-    return `${name} from our team is answering you now.`;
+    const name = client.operatorInCharge()?.display_name ?? gettext("A colleague");
+    return format(gettext("%(name)s from our team is answering you now."), { name });
   }
-  if (session.control === "queued") return "Waiting for a colleague to join.";
+  if (session.control === "queued") return gettext("Waiting for a colleague to join.");
   return "";
 }
 
@@ -224,10 +228,10 @@ function showState() {
   const reconnecting = client?.agentStatus === "reconnecting" && session.control === "ai";
   agent.hidden = !(thinking || unresponsive || reconnecting);
   agent.textContent = unresponsive
-    ? "The assistant is not responding. A colleague has been asked to help."
+    ? gettext("The assistant is not responding. A colleague has been asked to help.")
     : reconnecting
-      ? "Reconnecting to the assistant…"
-      : "The assistant is thinking…";
+      ? gettext("Reconnecting to the assistant…")
+      : gettext("The assistant is thinking…");
 }
 
 let noticeTimer;
@@ -256,15 +260,24 @@ async function createSession() {
       body: JSON.stringify(config.session_title ? { title: config.session_title } : {}),
     });
   } catch {
-    throw new Error("You are offline. Check your connection, then send again.");
+    throw new Error(gettext("You are offline. Check your connection, then send again."));
   }
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const wait = body.error?.retry_after;
     if (response.status === 429 && wait) {
-      throw new Error(`Too many new conversations: try again in ${wait} s.`);
+      throw new Error(
+        format(
+          ngettext(
+            "Too many new conversations: try again in %(count)s second.",
+            "Too many new conversations: try again in %(count)s seconds.",
+            wait,
+          ),
+          { count: wait },
+        ),
+      );
     }
-    throw new Error(body.error?.message ?? "The conversation could not be started. Reload the page.");
+    throw new Error(body.error?.message ?? gettext("The conversation could not be started. Reload the page."));
   }
   return body.id;
 }
@@ -289,7 +302,7 @@ function start(id) {
       if (type === "status") showPending();
     });
   }
-  client.on("error", (error) => notice(error.message || "Something went wrong."));
+  client.on("error", (error) => notice(error.message || gettext("Something went wrong.")));
   showAll();
   showState();
   client.connect();
@@ -345,7 +358,7 @@ text.addEventListener("keydown", (event) => {
 });
 text.addEventListener("input", () => client?.status === "live" && client.typing(true));
 part("human").addEventListener("click", () => {
-  client?.requestHuman().catch((error) => notice(error.message || "Please try again."));
+  client?.requestHuman().catch((error) => notice(error.message || gettext("Please try again.")));
 });
 part("restart").addEventListener("click", () => {
   client?.close();

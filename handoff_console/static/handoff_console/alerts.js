@@ -3,8 +3,10 @@
  * API (no audio file) and a browser notification where the browser allows it.
  *
  * Browsers allow sound and the notification prompt only after a click, hence the
- * "Enable alerts" button; the choice is remembered in this browser.
+ * gettext("Enable alerts") button; the choice is remembered in this browser.
  */
+
+import { format, gettext } from "./i18n.js";
 
 const STORAGE_KEY = "handoff-console:alerts";
 
@@ -40,9 +42,9 @@ export class Alerts {
     const blocked = "Notification" in window && Notification.permission === "denied";
     this.button.textContent = this.enabled
       ? blocked
-        ? "Alerts on (sound only)"
-        : "Alerts on"
-      : "Enable alerts";
+        ? gettext("Alerts on (sound only)")
+        : gettext("Alerts on")
+      : gettext("Enable alerts");
     this.button.setAttribute("aria-pressed", String(this.enabled));
   }
 
@@ -83,9 +85,9 @@ export class Alerts {
 
   notify(row) {
     if (!("Notification" in window) || Notification.permission !== "granted") return;
-    const who = row.customer || "A customer";
+    const who = row.customer || gettext("A customer");
     // Notification text is plain text; the tag keeps one notification per session.
-    const note = new Notification(`${who} needs a human`, {
+    const note = new Notification(format(gettext("%(name)s needs a human"), { name: who }), {
       body: row.reason || row.title || "",
       tag: `handoff-console:${row.id}`,
     });

@@ -4,9 +4,14 @@
  * The feed's snapshots carry both; a change is posted to the API and shown at once.
  */
 
+import { format, ngettext, pgettext } from "./i18n.js";
 import { el, postJSON } from "./dom.js";
 
-const LABELS = { online: "online", away: "away", offline: "offline" };
+const LABELS = {
+  online: pgettext("availability", "online"),
+  away: pgettext("availability", "away"),
+  offline: pgettext("availability", "offline"),
+};
 
 export function bindAvailability(feed) {
   const select = document.getElementById("availability");
@@ -38,13 +43,17 @@ function renderColleagues(operators) {
   if (!list) return;
   list.replaceChildren(
     ...operators.map((op) => {
-      const state = LABELS[op.availability] ?? "offline";
+      const state = op.availability in LABELS ? op.availability : "offline";
+      const label = LABELS[state];
       return el(
         "li",
         { dataset: { id: String(op.id), availability: state } },
-        el("span", { className: `dot ${state}`, role: "img", "aria-label": state, title: state }),
+        el("span", { className: `dot ${state}`, role: "img", "aria-label": label, title: label }),
         el("bdi", { text: op.name }),
-        el("span", { className: "hint", text: ` ${state} · ${op.open} open` }),
+        el("span", {
+          className: "hint",
+          text: ` ${label} · ${format(ngettext("%(count)s open", "%(count)s open", op.open), { count: op.open })}`,
+        }),
         ...(op.teams.length ? [el("span", { className: "hint", text: ` · ${op.teams.join(", ")}` })] : []),
       );
     }),

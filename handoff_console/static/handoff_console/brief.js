@@ -2,9 +2,12 @@
  * The handoff brief in the context panel: why a human has the session now (the latest
  * handoff, take over or transfer), the agent's summary or else the customer's latest
  * messages, and what the AI said last. Rendered from the brief's JSON (in the page, then
- * from the console's brief endpoint after every control change), as text only.
+ * from the console's brief endpoint after every control change): the agent's summary as
+ * sanitized markdown (markdown.js, like messages), everything else as text.
  */
 
+import { gettext } from "./i18n.js";
+import { showMarkdown } from "../durable_sessions/markdown.js";
 import { bdi, clock, el, getJSON } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
@@ -20,24 +23,25 @@ export class BriefPanel {
     const handoff = brief.handoff;
     const reason = $("brief-reason");
     if (!handoff) {
-      reason.textContent = "Not handed off: the AI is answering.";
+      reason.textContent = gettext("Not handed off: the AI is answering.");
     } else {
-      const by = handoff.by ? [handoff.control === "queued" ? " — asked by " : " — by ", bdi(handoff.by)] : [];
-      reason.replaceChildren(bdi(handoff.reason || "(no reason given)"), ...by);
+      const by = handoff.by ? [handoff.control === "queued" ? gettext(" — asked by ") : gettext(" — by "), bdi(handoff.by)] : [];
+      reason.replaceChildren(bdi(handoff.reason || gettext("(no reason given)")), ...by);
     }
     const summary = $("brief-summary");
     if (brief.summary_from === "agent") {
-      $("brief-summary-label").textContent = "Summary";
-      summary.replaceChildren(el("p", { text: handoff.summary }));
+      $("brief-summary-label").textContent = gettext("Summary");
+      // The agent writes markdown, like its messages: rendered and sanitized the same way.
+      showMarkdown(summary, handoff.summary ?? "");
     } else {
-      $("brief-summary-label").textContent = "The customer wrote";
+      $("brief-summary-label").textContent = gettext("The customer wrote");
       const quotes = brief.customer_last ?? [];
       summary.replaceChildren(
         ...(quotes.length
           ? quotes.map((q) =>
               el("blockquote", { dir: "auto" }, el("time", { datetime: q.at, text: clock(q.at) }), " ", q.text),
             )
-          : [el("p", { text: "(nothing yet)" })]),
+          : [el("p", { text: gettext("(nothing yet)") })]),
       );
     }
     this.aiSaid(brief.ai_last?.content ?? "");
@@ -49,7 +53,7 @@ export class BriefPanel {
   }
 
   aiSaid(text) {
-    $("brief-ai-last").textContent = text || "(nothing yet)";
+    $("brief-ai-last").textContent = text || gettext("(nothing yet)");
   }
 
   /** Read the brief again: the control changed, or the page was away. */

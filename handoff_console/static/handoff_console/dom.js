@@ -5,6 +5,8 @@
  * `textContent` (through `el`), never as HTML.
  */
 
+import { format, gettext, ngettext, pageLanguage, pgettext } from "./i18n.js";
+
 /** Create an element: `el("li", {className: "x", text: "..."}, child, ...)`. */
 export function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -49,7 +51,7 @@ export async function postJSON(url, body = {}) {
       body: JSON.stringify(body),
     });
   } catch {
-    throw actionError("network", "the server could not be reached; try again", 0);
+    throw actionError("network", gettext("the server could not be reached; try again"), 0);
   }
   return readAnswer(response);
 }
@@ -60,12 +62,12 @@ export async function getJSON(url) {
   try {
     response = await fetch(url, { credentials: "same-origin" });
   } catch {
-    throw actionError("network", "the server could not be reached; try again", 0);
+    throw actionError("network", gettext("the server could not be reached; try again"), 0);
   }
   return readAnswer(response);
 }
 
-const RELOAD = "refused: reload the page (your login or its token expired)";
+const RELOAD = () => gettext("refused: reload the page (your login or its token expired)");
 
 async function readAnswer(response) {
   let data = null;
@@ -76,10 +78,10 @@ async function readAnswer(response) {
   }
   const status = response.status;
   if (response.ok && data) return data;
-  if (data?.error?.code === "csrf_failed") throw actionError("csrf_failed", RELOAD, status);
+  if (data?.error?.code === "csrf_failed") throw actionError("csrf_failed", RELOAD(), status);
   if (data?.error) throw actionError(data.error.code, data.error.message, status, data.error);
-  if (status === 403) throw actionError("forbidden", RELOAD, status);
-  throw actionError(`http_${status}`, `the server answered ${status}`, status);
+  if (status === 403) throw actionError("forbidden", RELOAD(), status);
+  throw actionError(`http_${status}`, format(gettext("the server answered %(status)s"), { status }), status);
 }
 
 function actionError(code, message, status, details = {}) {
@@ -103,14 +105,14 @@ export function elapsed(sinceMs, nowMs) {
 /** A short local time for an ISO timestamp. */
 export function clock(iso) {
   if (!iso) return "";
-  return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return new Date(iso).toLocaleTimeString(pageLanguage(), { hour: "2-digit", minute: "2-digit" });
 }
 
 /** Put the queue's counts in front of the tab's title, e.g. "(2 waiting · 1 mine) Queue". */
 export function titleWithCounts(base, counts) {
   const parts = [];
-  if (counts.waiting) parts.push(`${counts.waiting} waiting`);
-  if (counts.mine) parts.push(`${counts.mine} mine`);
+  if (counts.waiting) parts.push(format(ngettext("%(count)s waiting", "%(count)s waiting", counts.waiting), { count: counts.waiting }));
+  if (counts.mine) parts.push(format(pgettext("tab title", "%(count)s mine"), { count: counts.mine }));
   return parts.length ? `(${parts.join(" · ")}) ${base}` : base;
 }
 

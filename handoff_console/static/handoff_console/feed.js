@@ -8,6 +8,7 @@
  * availability and the viewer's own, with each snapshot from the server).
  */
 
+import { format, gettext, ngettext, pgettext } from "./i18n.js";
 import { Alerts } from "./alerts.js";
 import { bindAvailability } from "./availability.js";
 import { announce, titleWithCounts } from "./dom.js";
@@ -196,10 +197,10 @@ export class ConsoleFeed {
 }
 
 const STATUS_TEXT = {
-  connecting: "connecting…",
-  live: "live",
-  offline: "reconnecting…",
-  refused: "no access",
+  connecting: gettext("connecting…"),
+  live: pgettext("connection", "live"),
+  offline: gettext("reconnecting…"),
+  refused: gettext("no access"),
 };
 
 /** Show the feed's state in the page header. */
@@ -228,8 +229,12 @@ export function watchQueue({ path, snapshot = null }) {
   });
   feed.on("waiting", (rows) => {
     alerts.waiting(rows);
-    const names = rows.map((row) => row.customer || row.title || "A customer");
-    announce(`${names.join(", ")} needs a human`);
+    const names = rows.map((row) => row.customer || row.title || gettext("A customer"));
+    announce(
+      format(ngettext("%(names)s needs a human", "%(names)s need a human", names.length), {
+        names: names.join(", "),
+      }),
+    );
   });
   document.title = titleWithCounts(baseTitle, feed.counts());
   return feed;

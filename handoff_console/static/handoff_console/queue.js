@@ -3,18 +3,19 @@
  * title's counts and the alerts come with the feed, see `watchQueue`).
  */
 
+import { format, gettext, ngettext, pgettext } from "./i18n.js";
 import { bdi, clock, el, elapsed } from "./dom.js";
 import { SECTIONS, watchQueue } from "./feed.js";
 
-const ROLE_NAMES = { user: "Customer", assistant: "AI", operator: "Operator", system: "System" };
+const ROLE_NAMES = { user: gettext("Customer"), assistant: gettext("AI"), operator: gettext("Operator"), system: gettext("System") };
 const AGENT_TEXT = {
-  thinking: "thinking…",
-  streaming: "writing a reply…",
-  calling_tool: "using a tool…",
-  awaiting_approval: "awaiting approval",
-  reconnecting: "reconnecting…",
-  unresponsive: "not responding",
-  idle: "idle",
+  thinking: gettext("thinking…"),
+  streaming: gettext("writing a reply…"),
+  calling_tool: gettext("using a tool…"),
+  awaiting_approval: gettext("awaiting approval"),
+  reconnecting: gettext("reconnecting…"),
+  unresponsive: gettext("not responding"),
+  idle: gettext("idle"),
 };
 
 /**
@@ -72,7 +73,7 @@ export function startQueuePage({ snapshot, config }) {
       document.querySelector(`[data-empty="${name}"]`).hidden = rows.length > 0;
     }
     const filtering = matches || filters.state || filters.assignee || filters.team || filters.waited;
-    summary.textContent = [problems, filtering ? `${shown} shown` : ""].filter(Boolean).join(" ");
+    summary.textContent = [problems, filtering ? format(ngettext("%(count)s shown", "%(count)s shown", shown), { count: shown }) : ""].filter(Boolean).join(" ");
     tick();
   };
 
@@ -92,65 +93,71 @@ export function startQueuePage({ snapshot, config }) {
   return feed;
 }
 
+const PRIORITIES = { low: gettext("low"), high: gettext("high"), urgent: gettext("urgent") };
 const BADGES = {
-  waiting: ["queued", "needs a human"],
-  mine: ["human", "mine"],
-  others: ["human", "a colleague's"],
-  ai: ["", "AI answering"],
-  closed: ["closed", "closed"],
+  waiting: ["queued", gettext("needs a human")],
+  mine: ["human", pgettext("section", "mine")],
+  others: ["human", gettext("a colleague's")],
+  ai: ["", gettext("AI answering")],
+  closed: ["closed", pgettext("section", "closed")],
 };
 
 /** A dot for the customer: online (on how many devices), offline, or unknown yet. */
 function presenceDot(row) {
   if (row.status !== "open" || row.customer_online == null) return null;
   const label = row.customer_online
-    ? `customer online${row.customer_devices > 1 ? ` on ${row.customer_devices} devices` : ""}`
-    : "customer offline";
+    ? row.customer_devices > 1
+      ? format(ngettext("customer online on %(count)s device", "customer online on %(count)s devices", row.customer_devices), {
+          count: row.customer_devices,
+        })
+      : gettext("customer online")
+    : gettext("customer offline");
   const state = row.customer_online ? "online" : "offline";
   return el("span", { className: `dot ${state}`, role: "img", "aria-label": label, title: label });
 }
 
 /** One session's row: enough to tell it from the others. Every text is set as text. */
 export function renderRow(row) {
-  const name = row.title || "Conversation";
+  const name = row.title || gettext("Conversation");
   const [badgeClass, badgeText] = BADGES[row.section] ?? ["", row.section];
   const head = el(
     "div",
     { className: "row-head" },
     presenceDot(row),
-    el("bdi", { className: "row-customer", text: row.customer || "Customer" }),
+    el("bdi", { className: "row-customer", text: row.customer || gettext("Customer") }),
     el("span", { className: `badge state ${badgeClass}`, text: badgeText }),
   );
   if (row.unread > 0) {
-    const label = `${row.unread} unread`;
+    const label = format(ngettext("%(count)s unread", "%(count)s unread", row.unread), { count: row.unread });
     head.append(el("span", { className: "unread", title: label, "aria-label": label, text: String(row.unread) }));
   }
   if (row.team) {
-    head.append(el("span", { className: "badge team", title: "team", text: row.team }));
+    head.append(el("span", { className: "badge team", title: gettext("team"), text: row.team }));
   }
   if (row.priority && row.priority !== "normal") {
-    head.prepend(el("span", { className: `priority priority-${row.priority}`, text: row.priority }));
+    head.prepend(el("span", { className: `priority priority-${row.priority}`, text: PRIORITIES[row.priority] ?? row.priority }));
   }
   const meta = el("div", { className: "row-meta" });
   if (row.section === "waiting") {
     meta.append(el("span", { className: "timer", dataset: { since: row.waiting_since ?? "" } }));
   } else if (row.section === "mine" || row.section === "others") {
-    meta.append(el("span", {}, "with ", bdi(row.assigned_operator?.name ?? "an operator")));
+    const [before, after] = gettext("with %(name)s").split("%(name)s");
+    meta.append(el("span", {}, before, bdi(row.assigned_operator?.name ?? gettext("an operator")), after));
   } else if (row.section === "ai") {
     meta.append(
       el("span", {
         className: `agent agent-${row.agent}`,
-        text: `agent ${AGENT_TEXT[row.agent] ?? row.agent}`,
+        text: format(gettext("agent %(state)s"), { state: AGENT_TEXT[row.agent] ?? row.agent }),
       }),
     );
   } else if (row.section === "closed") {
-    meta.append(el("span", { text: `closed ${clock(row.closed_at)}` }));
+    meta.append(el("span", { text: format(gettext("closed %(time)s"), { time: clock(row.closed_at) }) }));
   }
   if (row.rating) {
-    const label = `rated ${row.rating.score} out of 5`;
+    const label = format(gettext("rated %(score)s out of 5"), { score: row.rating.score });
     meta.append(el("span", { className: "rating", title: row.rating.comment || label, "aria-label": label, text: `★ ${row.rating.score}/5` }));
   }
-  if (row.last_message?.at) meta.append(el("span", { text: `last ${clock(row.last_message.at)}` }));
+  if (row.last_message?.at) meta.append(el("span", { text: format(gettext("last %(time)s"), { time: clock(row.last_message.at) }) }));
 
   const item = el(
     "li",

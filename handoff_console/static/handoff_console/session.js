@@ -10,6 +10,7 @@
  * Message text is untrusted: it only ever reaches the page through `textContent`.
  */
 
+import { format, gettext, ngettext, pgettext } from "./i18n.js";
 import { BriefPanel } from "./brief.js";
 import { CannedReplies } from "./canned.js";
 import { bdi, el, postJSON } from "./dom.js";
@@ -20,22 +21,28 @@ import { ReplyOutbox } from "./replies.js";
 import { bindShortcuts } from "./shortcuts.js";
 import { Transcript, toolCard } from "./transcript.js";
 
+/** A translated text with a `%(name)s` placeholder, the name in its own <bdi>. */
+function withName(text, name) {
+  const [before, after = ""] = text.split("%(name)s");
+  return [before, bdi(name), after].filter((piece) => piece !== "");
+}
+
 const AGENT_TEXT = {
-  idle: "idle",
-  thinking: "thinking…",
-  streaming: "writing a reply…",
-  calling_tool: "using a tool…",
-  awaiting_approval: "awaiting approval",
-  reconnecting: "reconnecting (its worker was lost; another continues)",
-  unresponsive: "not responding (crashed?)",
+  idle: gettext("idle"),
+  thinking: gettext("thinking…"),
+  streaming: gettext("writing a reply…"),
+  calling_tool: gettext("using a tool…"),
+  awaiting_approval: gettext("awaiting approval"),
+  reconnecting: gettext("reconnecting (its worker was lost; another continues)"),
+  unresponsive: gettext("not responding (crashed?)"),
 };
 const CONNECTION_TEXT = {
-  connecting: "Connecting…",
-  syncing: "Catching up…",
-  live: "Live",
-  offline: "Reconnecting…",
-  refused: "No access to this session",
-  closed: "Disconnected",
+  connecting: gettext("Connecting…"),
+  syncing: gettext("Catching up…"),
+  live: pgettext("connection", "Live"),
+  offline: gettext("Reconnecting…"),
+  refused: gettext("No access to this session"),
+  closed: gettext("Disconnected"),
 };
 
 const $ = (id) => document.getElementById(id);
@@ -119,7 +126,7 @@ class SessionPage {
     this.client = client;
     client.on("status", (status) => {
       const deleted = status === "refused" && client.closeCode === 4410;
-      $("connection").textContent = deleted ? "Session deleted" : (CONNECTION_TEXT[status] ?? status);
+      $("connection").textContent = deleted ? gettext("Session deleted") : (CONNECTION_TEXT[status] ?? status);
     });
     client.on("message", (message) => this._renderMessage(message));
     client.on("branch", () => this.transcript.showBranch());
@@ -193,7 +200,9 @@ class SessionPage {
     $("tool-calls").replaceChildren(...calls.map((part) => el("li", {}, toolCard(part, this.answer))));
     $("no-tools").hidden = calls.length > 0;
     const waiting = calls.filter((part) => part.state === "awaiting-approval").length;
-    $("tools-waiting").textContent = waiting ? `${waiting} waiting for approval` : "";
+    $("tools-waiting").textContent = waiting
+      ? format(ngettext("%(count)s waiting for approval", "%(count)s waiting for approval", waiting), { count: waiting })
+      : "";
   }
 
   // --- control and actions --------------------------------------------------------------
@@ -221,7 +230,7 @@ class SessionPage {
   _renderRating(session) {
     if (session?.status === "closed") $("rating").hidden = false;
     if (!session?.rating) return;
-    $("rating-score").textContent = `${session.rating.score} out of 5`;
+    $("rating-score").textContent = format(gettext("%(score)s out of 5"), { score: session.rating.score });
     $("rating-comment").textContent = session.rating.comment ?? "";
   }
 
@@ -230,14 +239,14 @@ class SessionPage {
     const closed = state.status === "closed";
     const mine = state.control === "human" && state.assigned_operator_id === this.me.id;
     const other = state.control === "human" && !mine;
-    const holder = other ? (state.holder ?? "another operator") : null;
+    const holder = other ? (state.holder ?? gettext("another operator")) : null;
     const badge = $("control-badge");
     badge.className = `badge ${closed ? "closed" : state.control}`;
-    if (closed) badge.textContent = "Closed";
-    else if (mine) badge.textContent = "You are answering";
-    else if (other) badge.replaceChildren(bdi(holder), " is answering");
-    else if (state.control === "queued") badge.textContent = "Waiting for a human";
-    else badge.textContent = "AI answering";
+    if (closed) badge.textContent = pgettext("conversation status", "Closed");
+    else if (mine) badge.textContent = gettext("You are answering");
+    else if (other) badge.replaceChildren(...withName(gettext("%(name)s is answering"), holder));
+    else if (state.control === "queued") badge.textContent = gettext("Waiting for a human");
+    else badge.textContent = gettext("AI answering");
     $("take-over").disabled = closed || state.control === "human";
     for (const id of ["hand-back", "transfer", "transfer-to", "transfer-note"]) {
       $(id).disabled = closed || !mine;
@@ -245,12 +254,12 @@ class SessionPage {
     for (const id of ["close", "reply", "send"]) $(id).disabled = closed || other;
     const sending = this.replies.pending.length;
     let hint = [];
-    if (sending) hint = [`Sending ${sending} message${sending > 1 ? "s" : ""}…`];
-    else if (closed) hint = ["The conversation is closed."];
-    else if (other) hint = ["Taken by ", bdi(holder), "."];
+    if (sending) hint = [format(ngettext("Sending %(count)s message…", "Sending %(count)s messages…", sending), { count: sending })];
+    else if (closed) hint = [gettext("The conversation is closed.")];
+    else if (other) hint = withName(gettext("Taken by %(name)s."), holder);
     else if (state.control === "queued") {
-      hint = ["The customer is waiting for a human: sending a reply takes the conversation."];
-    } else if (!mine) hint = ["Sending a reply takes the conversation over from the AI."];
+      hint = [gettext("The customer is waiting for a human: sending a reply takes the conversation.")];
+    } else if (!mine) hint = [gettext("Sending a reply takes the conversation over from the AI.")];
     $("reply-hint").replaceChildren(...hint);
   }
 
@@ -295,7 +304,7 @@ class SessionPage {
     act("close", "close");
     $("transfer").addEventListener("click", (event) => {
       const to = $("transfer-to").value;
-      if (!to) return this._showError("Choose a colleague or a team to transfer to.");
+      if (!to) return this._showError(gettext("Choose a colleague or a team to transfer to."));
       // The note is the transfer's reason: the colleague reads it as "why a human".
       const note = $("transfer-note").value.trim();
       const reason = note ? { reason: note } : {};
@@ -352,7 +361,7 @@ class SessionPage {
     if (!text.trim()) return;
     const state = this._state();
     if (state.control === "human" && state.assigned_operator_id !== this.me.id) {
-      this._showError(`Taken by ${state.holder ?? "another operator"}.`);
+      this._showError(format(gettext("Taken by %(name)s."), { name: state.holder ?? gettext("another operator") }));
       return;
     }
     this._showError("");
@@ -372,28 +381,35 @@ class SessionPage {
     const retry = this._retry;
     if (retry && status === "reconnecting") {
       // Which attempt comes, of how many, and why: a lost worker or one that stopped.
-      const why = retry.reason === "handed_back" ? "its worker stopped" : "its worker was lost";
-      agent.textContent = `reconnecting: attempt ${retry.attempt} of run ${retry.run_id} (${why}; at most ${retry.max_attempts} crashes)`;
+      const why = retry.reason === "handed_back" ? gettext("its worker stopped") : gettext("its worker was lost");
+      agent.textContent = format(
+        gettext("reconnecting: attempt %(attempt)s of run %(run)s (%(why)s; at most %(max)s crashes)"),
+        { attempt: retry.attempt, run: retry.run_id, why, max: retry.max_attempts },
+      );
       agent.dataset.attempt = String(retry.attempt);
     }
   }
 
   _renderPresence(presence) {
     const customer = presence.customer ?? {};
-    let text = customer.online ? "online" : "offline";
-    if (customer.online && customer.devices > 1) text += ` on ${customer.devices} devices`;
-    if (customer.typing) text += ", typing…";
+    let text = customer.online ? pgettext("availability", "online") : pgettext("availability", "offline");
+    if (customer.online && customer.devices > 1) {
+      text = format(ngettext("online on %(count)s device", "online on %(count)s devices", customer.devices), {
+        count: customer.devices,
+      });
+    }
+    if (customer.typing) text += gettext(", typing…");
     $("presence-customer").textContent = text;
     const others = (presence.operators ?? []).filter((o) => o.user_id !== this.me.id);
     const lines = others.map((o) => {
       let line = "";
-      if (o.devices > 1) line += ` (${o.devices} devices)`;
-      if (o.typing) line += " — typing a reply…";
-      if (o.writing_note) line += " — writing a note…";
+      if (o.devices > 1) line += ` (${format(ngettext("%(count)s device", "%(count)s devices", o.devices), { count: o.devices })})`;
+      if (o.typing) line += gettext(" — typing a reply…");
+      if (o.writing_note) line += gettext(" — writing a note…");
       return el("div", {}, bdi(o.display_name), line);
     });
     $("presence-operators").replaceChildren(
-      ...(lines.length ? lines : [el("span", { text: "only you" })]),
+      ...(lines.length ? lines : [el("span", { text: gettext("only you") })]),
     );
   }
 }

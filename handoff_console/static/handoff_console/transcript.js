@@ -7,6 +7,7 @@
  * markdown, sanitized (durable_sessions/markdown.js): raw HTML in them stays text.
  */
 
+import { format, gettext, pgettext } from "./i18n.js";
 import { showMarkdown } from "../durable_sessions/markdown.js";
 import { bdi, clock, el } from "./dom.js";
 
@@ -14,25 +15,25 @@ import { bdi, clock, el } from "./dom.js";
 const MARKDOWN_ROLES = new Set(["assistant", "operator"]);
 
 export const ROLE_NAMES = {
-  user: "Customer",
-  assistant: "AI",
-  operator: "Operator",
-  system: "System",
+  user: gettext("Customer"),
+  assistant: gettext("AI"),
+  operator: gettext("Operator"),
+  system: gettext("System"),
 };
 
 const STOPPED_BECAUSE = {
-  user: "stopped by the customer",
-  operator: "stopped by an operator",
-  handoff: "stopped: handed off to a human",
-  takeover: "stopped: taken over",
-  closed: "stopped: the conversation was closed",
-  interrupted: "stopped: the customer interrupted it",
+  user: gettext("stopped by the customer"),
+  operator: gettext("stopped by an operator"),
+  handoff: gettext("stopped: handed off to a human"),
+  takeover: gettext("stopped: taken over"),
+  closed: gettext("stopped: the conversation was closed"),
+  interrupted: gettext("stopped: the customer interrupted it"),
 };
 // A customer's message sent while the agent answered: how it was taken.
 const SENT_AS = {
-  queue: "sent during an answer: queued",
-  steer: "sent during an answer: steered it",
-  interrupt: "sent during an answer: interrupted it",
+  queue: gettext("sent during an answer: queued"),
+  steer: gettext("sent during an answer: steered it"),
+  interrupt: gettext("sent during an answer: interrupted it"),
 };
 
 /** What a message's note says: a reply stopped (and why) or failed; how a message sent
@@ -69,13 +70,13 @@ function renderPart(part, answer) {
     return el(
       "details",
       { className: "reasoning" },
-      el("summary", { text: "Reasoning" }),
+      el("summary", { text: gettext("Reasoning") }),
       el("div", { dir: "auto", text: part.text }),
     );
   }
   if (part.type === "tool_call") return toolCard(part, answer);
   if (part.type === "source") {
-    return el("div", { className: "source-part", text: `Source: ${part.title || ""} ${part.url || ""}` });
+    return el("div", { className: "source-part", text: `${gettext("Source:")} ${part.title || ""} ${part.url || ""}` });
   }
   return el("pre", { className: "data-part", text: `${part.name}: ${JSON.stringify(part.data)}` });
 }
@@ -104,8 +105,8 @@ export function toolCard(part, answer) {
     const box = el("div", { className: "approval" }, `Waiting for approval by ${approval.approvers}`);
     // Operators answer when the call's approvers include them.
     if (answer && (approval.approvers === "any" || approval.approvers === "operator")) {
-      const approve = el("button", { type: "button", className: "approve", text: "Approve" });
-      const deny = el("button", { type: "button", className: "deny", text: "Deny" });
+      const approve = el("button", { type: "button", className: "approve", text: gettext("Approve") });
+      const deny = el("button", { type: "button", className: "deny", text: gettext("Deny") });
       approve.addEventListener("click", () => answer(approval, true));
       deny.addEventListener("click", () => answer(approval, false));
       box.append(" ", approve, " ", deny);
@@ -124,10 +125,10 @@ export function versionNote(message, known) {
   const versions = [...known.values()]
     .filter((m) => m.id === group || m.version_of === group)
     .sort((a, b) => a.seq - b.seq);
-  const shown = message.active === false ? "not on the shown branch" : "shown";
+  const shown = message.active === false ? gettext("not on the shown branch") : pgettext("version", "shown");
   if (versions.length < 2) return message.active === false ? shown : "";
   const index = versions.findIndex((m) => m.id === message.id);
-  return `version ${index + 1} of ${versions.length} · ${shown}`;
+  return `${format(gettext("version %(number)s of %(total)s"), { number: index + 1, total: versions.length })} · ${shown}`;
 }
 
 /** Fill one message's item (created empty by `Transcript`) from the message. */

@@ -8,6 +8,9 @@ const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("chat-config").textContent);
 const { DurableSessionClient } = await import(config.client_url);
 const { showMarkdown } = await import(new URL("markdown.js", new URL(config.client_url, location.href)));
+const { format, gettext, ngettext, pgettext, timeOfDay } = await import(
+  new URL("i18n.js", new URL(config.client_url, location.href))
+);
 const client = new DurableSessionClient(config.session_id, {
   // null keeps transcripts in memory only (DURABLE_SESSIONS["CLIENT_STORAGE"] False).
   ...(config.client_storage ? {} : { storage: null }),
@@ -16,27 +19,27 @@ window.durableChat = client; // handy in the browser console (and used by the br
 
 const rows = new Map(); // message id -> its <li>
 const STATUS_TEXT = {
-  idle: "Connecting…",
-  connecting: "Connecting…",
-  syncing: "Catching up…",
-  live: "Connected",
-  offline: "Offline, reconnecting…",
-  refused: "No access",
-  closed: "Disconnected",
+  idle: gettext("Connecting…"),
+  connecting: gettext("Connecting…"),
+  syncing: gettext("Catching up…"),
+  live: gettext("Connected"),
+  offline: gettext("Offline, reconnecting…"),
+  refused: gettext("No access"),
+  closed: gettext("Disconnected"),
 };
 const CANCEL_NOTES = {
-  user: "Stopped",
-  operator: "Stopped by our team",
-  handoff: "Stopped: a colleague will take over",
-  takeover: "Stopped: a colleague took over",
-  closed: "Stopped: the conversation was closed",
-  interrupted: "Stopped: you sent a new message",
+  user: gettext("Stopped"),
+  operator: gettext("Stopped by our team"),
+  handoff: gettext("Stopped: a colleague will take over"),
+  takeover: gettext("Stopped: a colleague took over"),
+  closed: gettext("Stopped: the conversation was closed"),
+  interrupted: gettext("Stopped: you sent a new message"),
 };
 // How a message sent while the assistant answered was taken (its `mode`).
 const MODE_NOTES = {
-  steer: "Sent into the answer being written",
-  queue: "Answered after the answer being written",
-  interrupt: "Stopped the answer being written",
+  steer: gettext("Sent into the answer being written"),
+  queue: gettext("Answered after the answer being written"),
+  interrupt: gettext("Stopped the answer being written"),
 };
 
 // --- transcript --------------------------------------------------------------------
@@ -55,14 +58,14 @@ function bdi(text) {
 }
 
 function authorOf(message) {
-  if (message.role === "user") return "You";
+  if (message.role === "user") return gettext("You");
   if (message.role === "system") return "";
   return message.author?.display_name ?? "";
 }
 
 function noteOf(message) {
-  if (message.state === "cancelled") return CANCEL_NOTES[message.reason] ?? "Stopped";
-  if (message.state === "failed") return "The assistant stopped before finishing this answer.";
+  if (message.state === "cancelled") return CANCEL_NOTES[message.reason] ?? gettext("Stopped");
+  if (message.state === "failed") return gettext("The assistant stopped before finishing this answer.");
   return "";
 }
 
@@ -131,8 +134,15 @@ function changeable() {
   return session.status !== "closed" && session.control === "ai" && client.status === "live";
 }
 
-function refused(what) {
-  return (error) => notice(`Could not ${what}: ${error.message}`);
+/** Show why an action was refused: `text` is a translated "...: %(error)s". */
+function refused(text) {
+  return (error) => notice(format(text, { error: error.message }));
+}
+
+/** A translated text with a `%(name)s` placeholder, the name in its own <bdi>. */
+function withName(text, name) {
+  const [before, after = ""] = text.split("%(name)s");
+  return [before, bdi(name), after].filter((piece) => piece !== "");
 }
 
 /** A message's buttons: edit (the customer's own), regenerate (an ended answer), and
@@ -145,10 +155,10 @@ function showTools(row, message) {
     const nav = element("span", "versions");
     const go = (step) => () => {
       const target = versions[index + step];
-      if (target) client.switchBranch(target.id).catch(refused("show that version"));
+      if (target) client.switchBranch(target.id).catch(refused(gettext("Could not show that version: %(error)s")));
     };
-    const previous = button("‹", "prev", go(-1), "Previous version");
-    const next = button("›", "next", go(1), "Next version");
+    const previous = button("‹", "prev", go(-1), gettext("Previous version"));
+    const next = button("›", "next", go(1), gettext("Next version"));
     previous.disabled = index <= 0 || !changeable();
     next.disabled = index >= versions.length - 1 || !changeable();
     const count = element("span", "count");
@@ -158,12 +168,12 @@ function showTools(row, message) {
   }
   const ended = message.state !== "streaming";
   if (message.role === "user" && changeable()) {
-    items.push(button("Edit", "edit", () => startEditing(row, message)));
+    items.push(button(pgettext("change a message", "Edit"), "edit", () => startEditing(row, message)));
   }
   if (message.role === "assistant" && ended && changeable()) {
     items.push(
-      button("Regenerate", "regenerate", () =>
-        client.regenerate(message.id).catch(refused("regenerate the answer")),
+      button(gettext("Regenerate"), "regenerate", () =>
+        client.regenerate(message.id).catch(refused(gettext("Could not regenerate the answer: %(error)s"))),
       ),
     );
   }
@@ -175,16 +185,16 @@ function startEditing(row, message) {
   const box = element("div", "editing");
   const field = element("textarea", "edit-text");
   field.value = message.content;
-  field.setAttribute("aria-label", "Edit your message");
+  field.setAttribute("aria-label", gettext("Edit your message"));
   const done = () => showTools(row, message);
-  const save = button("Save", "save primary", () => {
+  const save = button(gettext("Save"), "save primary", () => {
     if (!field.value.trim()) return;
     client.edit(message.id, field.value).then(done, (error) => {
       refused("edit the message")(error);
       done();
     });
   });
-  box.append(field, save, button("Cancel", "cancel", done));
+  box.append(field, save, button(gettext("Cancel"), "cancel", done));
   tools.replaceChildren(box);
   field.focus();
 }
@@ -199,16 +209,16 @@ function showAllTools() {
 // --- parts: reasoning, tool calls, approvals, data, sources ---------------------------
 
 const TOOL_STATES = {
-  "input-streaming": "Preparing…",
-  "awaiting-approval": "Waiting for approval",
-  approved: "Approved",
-  denied: "Denied",
-  running: "Running…",
-  done: "Done",
-  error: "Failed",
-  cancelled: "Cancelled",
+  "input-streaming": gettext("Preparing…"),
+  "awaiting-approval": gettext("Waiting for approval"),
+  approved: gettext("Approved"),
+  denied: gettext("Denied"),
+  running: gettext("Running…"),
+  done: gettext("Done"),
+  error: gettext("Failed"),
+  cancelled: gettext("Cancelled"),
 };
-const APPROVERS = { any: "you or our team", customer: "you", operator: "our team" };
+const APPROVERS = { any: gettext("you or our team"), customer: gettext("you"), operator: gettext("our team") };
 
 function pretty(value) {
   if (value === undefined || value === null) return "";
@@ -233,7 +243,7 @@ function showPart(container, message, part) {
     showMarkdown(node, part.text);
     // Cut off when the assistant reconnected, and said again below: struck through.
     node.classList.toggle("part-cut", Boolean(part.cut));
-    if (part.cut) node.title = "Interrupted; the assistant started this part again.";
+    if (part.cut) node.title = gettext("Interrupted; the assistant started this part again.");
   } else if (part.type === "reasoning") {
     // Collapsed: the reader opens it if they care; opening survives new deltas.
     const node = partNode(container, part, "details", "reasoning");
@@ -245,7 +255,7 @@ function showPart(container, message, part) {
     }
     node.dataset.state = part.state;
     node.querySelector("summary").textContent =
-      part.state === "streaming" ? "Thinking…" : "Reasoning";
+      part.state === "streaming" ? gettext("Thinking…") : gettext("Reasoning");
     node.querySelector(".reasoning-text").textContent = part.text;
   } else if (part.type === "tool_call") {
     showTool(partNode(container, part, "div", "tool-card"), message, part);
@@ -268,9 +278,9 @@ function showPart(container, message, part) {
       link.rel = "noopener noreferrer";
       link.target = "_blank";
       link.textContent = part.title || url.href;
-      node.replaceChildren("Source: ", link);
+      node.replaceChildren(gettext("Source:"), " ", link);
     } else {
-      node.textContent = `Source: ${part.title || part.url || ""}`;
+      node.textContent = `${gettext("Source:")} ${part.title || part.url || ""}`;
     }
   }
 }
@@ -308,24 +318,27 @@ function showTool(card, message, part) {
 function approvalCard(part) {
   const box = element("div", "approval");
   box.setAttribute("role", "group");
-  box.setAttribute("aria-label", `Approve ${part.tool_name}?`);
+  box.setAttribute("aria-label", format(gettext("Approve %(tool)s?"), { tool: part.tool_name }));
   const question = element("p", "approval-question");
   const who = APPROVERS[part.approval.approvers] ?? part.approval.approvers;
-  question.textContent = `The assistant wants to run ${part.tool_name}. This needs approval by ${who}.`;
+  question.textContent = format(gettext("The assistant wants to run %(tool)s. This needs approval by %(who)s."), {
+    tool: part.tool_name,
+    who,
+  });
   box.append(question);
   if (part.approval.approvers === "operator") return box; // not ours to answer
   const approve = element("button", "primary approve");
   approve.type = "button";
-  approve.textContent = "Approve";
+  approve.textContent = gettext("Approve");
   const deny = element("button", "deny");
   deny.type = "button";
-  deny.textContent = "Deny";
+  deny.textContent = gettext("Deny");
   const answer = (approved) => {
     approve.disabled = deny.disabled = true;
     client
       .answerApproval(part.approval.id, approved)
       .catch((error) => {
-        notice(`Your answer was not taken: ${error.message}`);
+        refused(gettext("Your answer was not taken: %(error)s"))(error);
         approve.disabled = deny.disabled = false;
       });
   };
@@ -347,7 +360,7 @@ function showPending() {
     text.textContent = entry.content;
     const note = element("span", "note");
     note.textContent =
-      client.status === "live" ? "Sending…" : "Not sent yet: waiting for the connection";
+      client.status === "live" ? gettext("Sending…") : gettext("Not sent yet: waiting for the connection");
     row.append(element("bdi", "author"), text, note);
     return row;
   });
@@ -366,19 +379,18 @@ function showTranscript() {
 function bannerText() {
   const session = client.session ?? {};
   if (client.status === "refused" && client.closeCode === 4410) {
-    return ["refused", ["This conversation was deleted."]];
+    return ["refused", [gettext("This conversation was deleted.")]];
   }
   if (client.status === "refused") {
-    return ["refused", ["This conversation is not available here. Reload, or log in again."]];
+    return ["refused", [gettext("This conversation is not available here. Reload, or log in again.")]];
   }
-  if (session.status === "closed") return ["closed", ["This conversation is closed."]];
+  if (session.status === "closed") return ["closed", [gettext("This conversation is closed.")]];
   if (session.control === "human") {
-    const name = client.operatorInCharge()?.display_name ?? "A colleague";
-    const rest = " from our team has taken over. You are now talking to a person.";
-    return ["human", [bdi(name), rest]];
+    const name = client.operatorInCharge()?.display_name ?? gettext("A colleague");
+    return ["human", withName(gettext("%(name)s from our team has taken over. You are now talking to a person."), name)];
   }
   if (session.control === "queued") {
-    return ["queued", ["Waiting for a colleague to join. They will see the whole conversation."]];
+    return ["queued", [gettext("Waiting for a colleague to join. They will see the whole conversation.")]];
   }
   // Only a takeover is announced: an operator who merely reads is never shown.
   return ["", []];
@@ -386,21 +398,23 @@ function bannerText() {
 
 function agentText() {
   if (client.agentStatus === "unresponsive") {
-    return "The assistant is not responding. A colleague has been asked to help.";
+    return gettext("The assistant is not responding. A colleague has been asked to help.");
   }
   if (client.session?.control !== "ai") return "";
   if (client.agentStatus === "reconnecting") {
     // Its worker was lost and another one continues the answer: not an error.
-    return "Reconnecting to the assistant…";
+    return gettext("Reconnecting to the assistant…");
   }
   if (client.agentStatus === "calling_tool") {
-    return `Assistant is using ${client.agentTool ?? "a tool"}…`;
+    return client.agentTool
+      ? format(gettext("Assistant is using %(tool)s…"), { tool: client.agentTool })
+      : gettext("Assistant is using a tool…");
   }
   if (client.agentStatus === "awaiting_approval") {
-    return "Waiting for approval…";
+    return gettext("Waiting for approval…");
   }
   if (client.agentStatus === "thinking" && client.session?.control === "ai") {
-    return "Assistant is thinking…";
+    return gettext("Assistant is thinking…");
   }
   return "";
 }
@@ -414,11 +428,13 @@ function presenceText() {
   const holder = client.operatorInCharge();
   for (const person of client.presence?.operators ?? []) {
     if (holder && person.user_id === holder.user_id) {
-      parts.push(bdi(holder.display_name), person.typing ? " is typing…" : " is here", " · ");
+      parts.push(...withName(person.typing ? gettext("%(name)s is typing…") : gettext("%(name)s is here"), holder.display_name), " · ");
     }
   }
   const devices = client.presence?.customer?.devices ?? 0;
-  if (devices > 1) parts.push(`Open on ${devices} of your devices`);
+  if (devices > 1) {
+    parts.push(format(ngettext("Open on %(count)s of your devices", "Open on %(count)s of your devices", devices), { count: devices }));
+  }
   else parts.pop(); // the last separator
   return parts;
 }
@@ -459,7 +475,7 @@ function showRating(session) {
   $("rating").hidden = !closed || Boolean(rating);
   $("rated").hidden = !rating;
   if (rating) {
-    $("rated").textContent = `Thank you: you rated this conversation ${rating.score} out of 5.`;
+    $("rated").textContent = format(gettext("Thank you: you rated this conversation %(score)s out of 5."), { score: rating.score });
   }
 }
 
@@ -470,7 +486,7 @@ $("rating").addEventListener("submit", async (event) => {
   try {
     await client.rate(Number(form.get("score")), String(form.get("comment") ?? "").trim());
   } catch (error) {
-    notice(`The rating was not sent: ${error.message}`);
+    refused(gettext("The rating was not sent: %(error)s"))(error);
   } finally {
     $("rate").disabled = false;
   }
@@ -511,7 +527,7 @@ client.on("steered", (data) => {
   }
 });
 client.on("error", (error) => {
-  if (error.entry) notice(`Your message could not be sent: ${error.message}`);
+  if (error.entry) refused(gettext("Your message could not be sent: %(error)s"))(error);
   else if (error.code !== "integrity") notice(error.message);
 });
 
@@ -534,23 +550,23 @@ $("text").addEventListener("input", () => client.typing($("text").value.length >
 $("text").addEventListener("blur", () => client.typing(false));
 
 $("stop").addEventListener("click", () => {
-  client.cancel().catch((error) => notice(`Could not stop the answer: ${error.message}`));
+  client.cancel().catch(refused(gettext("Could not stop the answer: %(error)s")));
 });
 $("human").addEventListener("click", () => {
   $("human").disabled = true;
   client
     .requestHuman("The customer asked for a person")
-    .catch((error) => notice(`Could not reach our team: ${error.message}`))
+    .catch(refused(gettext("Could not reach our team: %(error)s")))
     .finally(showState);
 });
 
 // --- device links (the REST API of docs/api.md, "Device links") -------------------------
 
 const DEVICE_STATES = {
-  pending: "waiting to be opened",
-  active: "open on a device",
-  expired: "expired unopened",
-  revoked: "revoked",
+  pending: gettext("waiting to be opened"),
+  active: gettext("open on a device"),
+  expired: gettext("expired unopened"),
+  revoked: gettext("revoked"),
 };
 
 async function api(method, url) {
@@ -563,15 +579,15 @@ async function api(method, url) {
     });
   } catch {
     // fetch() rejects only when no answer came: say what to do, not "Failed to fetch".
-    throw new Error("you are offline. Check your connection, then try again");
+    throw new Error(gettext("you are offline. Check your connection, then try again"));
   }
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.error?.message ?? `the server answered ${response.status}`);
+  if (!response.ok) throw new Error(body.error?.message ?? format(gettext("the server answered %(status)s"), { status: response.status }));
   return body;
 }
 
 function clock(iso) {
-  return iso ? new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+  return timeOfDay(iso);
 }
 
 function showDevices(devices) {
@@ -583,7 +599,7 @@ function showDevices(devices) {
       row.dataset.id = device.id;
       row.dataset.state = device.state;
       const text = element("span");
-      text.textContent = `Link made at ${clock(device.created_at)}`;
+      text.textContent = format(gettext("Link made at %(time)s"), { time: clock(device.created_at) });
       const state = element("span", "state");
       state.textContent = DEVICE_STATES[device.state] ?? device.state;
       row.append(text, state);
@@ -591,7 +607,7 @@ function showDevices(devices) {
         const revoke = element("button");
         revoke.type = "button";
         revoke.className = "revoke";
-        revoke.textContent = "Revoke";
+        revoke.textContent = gettext("Revoke");
         revoke.addEventListener("click", () => revokeDevice(device.id));
         row.append(revoke);
       }
@@ -604,7 +620,7 @@ async function loadDevices() {
   try {
     showDevices((await api("GET", config.devices_url)).devices);
   } catch (error) {
-    notice(`Could not list your devices: ${error.message}`);
+    refused(gettext("Could not list your devices: %(error)s"))(error);
   }
 }
 
@@ -612,9 +628,9 @@ async function revokeDevice(id) {
   try {
     await api("DELETE", `${config.devices_url}${id}/`);
     $("handover-box").hidden = true;
-    notice("Revoked: that link and the device that opened it no longer open this conversation.");
+    notice(gettext("Revoked: that link and the device that opened it no longer open this conversation."));
   } catch (error) {
-    notice(`Could not revoke: ${error.message}`);
+    refused(gettext("Could not revoke: %(error)s"))(error);
   }
   await loadDevices();
 }
@@ -634,7 +650,7 @@ if (config.devices_url) {
       $("handover-box").hidden = false;
       $("handover-url").select();
     } catch (error) {
-      notice(`Could not make a link: ${error.message}`);
+      refused(gettext("Could not make a link: %(error)s"))(error);
     }
     await loadDevices();
   });
@@ -645,9 +661,9 @@ $("copy")?.addEventListener("click", async () => {
   $("handover-url").select();
   try {
     await navigator.clipboard.writeText($("handover-url").value);
-    notice("Link copied.");
+    notice(gettext("Link copied."));
   } catch {
-    notice("Select the link and copy it by hand.");
+    notice(gettext("Select the link and copy it by hand."));
   }
 });
 
