@@ -1,5 +1,6 @@
 /**
- * Translated text for the browser modules of durable_sessions and handoff_console.
+ * Translated text for the browser modules of durable_sessions and handoff_console (the
+ * console imports this file too).
  *
  * The page loads Django's JavaScript catalog for its language as a script file (the
  * `javascript-catalog` URL; no inline script, so the Content-Security-Policy holds) before

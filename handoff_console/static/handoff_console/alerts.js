@@ -6,7 +6,7 @@
  * gettext("Enable alerts") button; the choice is remembered in this browser.
  */
 
-import { format, gettext } from "./i18n.js";
+import { format, gettext } from "../durable_sessions/i18n.js";
 
 const STORAGE_KEY = "handoff-console:alerts";
 

@@ -4,7 +4,7 @@
  * The feed's snapshots carry both; a change is posted to the API and shown at once.
  */
 
-import { format, ngettext, pgettext } from "./i18n.js";
+import { format, ngettext, pgettext } from "../durable_sessions/i18n.js";
 import { el, postJSON } from "./dom.js";
 
 const LABELS = {

@@ -6,7 +6,7 @@
  * sanitized markdown (markdown.js, like messages), everything else as text.
  */
 
-import { gettext } from "./i18n.js";
+import { gettext } from "../durable_sessions/i18n.js";
 import { showMarkdown } from "../durable_sessions/markdown.js";
 import { bdi, clock, el, getJSON } from "./dom.js";
 

@@ -5,7 +5,7 @@
  * `textContent` (through `el`), never as HTML.
  */
 
-import { format, gettext, ngettext, pageLanguage, pgettext } from "./i18n.js";
+import { format, gettext, ngettext, pageLanguage, pgettext } from "../durable_sessions/i18n.js";
 
 /** Create an element: `el("li", {className: "x", text: "..."}, child, ...)`. */
 export function el(tag, props = {}, ...children) {

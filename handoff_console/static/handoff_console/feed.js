@@ -8,7 +8,7 @@
  * availability and the viewer's own, with each snapshot from the server).
  */
 
-import { format, gettext, ngettext, pgettext } from "./i18n.js";
+import { format, gettext, ngettext, pgettext } from "../durable_sessions/i18n.js";
 import { Alerts } from "./alerts.js";
 import { bindAvailability } from "./availability.js";
 import { announce, titleWithCounts } from "./dom.js";

@@ -3,7 +3,7 @@
  * title's counts and the alerts come with the feed, see `watchQueue`).
  */
 
-import { format, gettext, ngettext, pgettext } from "./i18n.js";
+import { format, gettext, ngettext, pgettext } from "../durable_sessions/i18n.js";
 import { bdi, clock, el, elapsed } from "./dom.js";
 import { SECTIONS, watchQueue } from "./feed.js";
 

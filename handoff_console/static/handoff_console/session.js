@@ -10,7 +10,7 @@
  * Message text is untrusted: it only ever reaches the page through `textContent`.
  */
 
-import { format, gettext, ngettext, pgettext } from "./i18n.js";
+import { format, gettext, ngettext, pgettext } from "../durable_sessions/i18n.js";
 import { BriefPanel } from "./brief.js";
 import { CannedReplies } from "./canned.js";
 import { bdi, el, postJSON } from "./dom.js";

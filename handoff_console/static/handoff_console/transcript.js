@@ -7,7 +7,7 @@
  * markdown, sanitized (durable_sessions/markdown.js): raw HTML in them stays text.
  */
 
-import { format, gettext, pgettext } from "./i18n.js";
+import { format, gettext, pgettext } from "../durable_sessions/i18n.js";
 import { showMarkdown } from "../durable_sessions/markdown.js";
 import { bdi, clock, el } from "./dom.js";
 
