@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +28,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.m
 
 db = database_sync_to_async
 RUN = ROOT / "tests" / "aisdk_ws" / "run.mjs"
+TANSTACK = ROOT / "tests" / "aisdk_ws" / "tanstack.mjs"
 SCENARIOS = ("stream", "stop", "drop", "reload", "approval")
+TANSTACK_SCENARIOS = ("stream", "stop", "drop", "approval")
 # The demo agent: its generic answer twice, about 30 words a second; "refund order 1001"
 # calls a tool that a person approves first.
 AGENT = {"thinking_seconds": 0.2, "tokens_per_second": 30, "seed": 7, "repeat": 2}
@@ -56,19 +59,21 @@ def user_messages(session_id: str) -> list[Message]:
     return list(Message.objects.filter(session_id=session_id, role="user").order_by("seq"))
 
 
-async def run_scenarios(server: DaphneServer, version: int) -> dict[str, dict[str, Any]]:
+async def run_scenarios(
+    server: DaphneServer, version: int, script: Path = RUN, names: tuple[str, ...] = SCENARIOS
+) -> dict[str, dict[str, Any]]:
     node = services.require_node_packages()
-    cookie, sessions = await db(owner_with_sessions)(len(SCENARIOS))
+    cookie, sessions = await db(owner_with_sessions)(len(names))
     config = {
         "version": version,
         "ws": server.ws,
         "origin": server.http,
         "cookie": cookie,
-        "scenarios": list(zip(SCENARIOS, sessions, strict=True)),
+        "scenarios": list(zip(names, sessions, strict=True)),
     }
     process = await asyncio.create_subprocess_exec(
         node,
-        str(RUN),
+        str(script),
         json.dumps(config),
         cwd=ROOT / "tests",
         stdout=asyncio.subprocess.PIPE,
@@ -143,3 +148,37 @@ async def test_the_ai_sdk_chat_streams_stops_resumes_and_approves_over_the_webso
     daphne, version
 ):
     await check_version(agent_server(daphne), version)
+
+
+async def test_tanstack_ai_chat_client_streams_stops_resumes_and_approves_over_the_websocket(
+    daphne,
+):
+    server = agent_server(daphne)
+    results = await run_scenarios(server, 0, TANSTACK, TANSTACK_SCENARIOS)
+    assert set(results) == set(TANSTACK_SCENARIOS)
+
+    stream = results["stream"]
+    [reply] = await db(replies)(stream["sessionId"])
+    asked = await db(user_messages)(stream["sessionId"])
+    assert stream["roles"] == ["user", "assistant"] and stream["error"] is None
+    assert stream["text"] == reply.content and reply.state == "complete"
+    assert [m.client_id for m in asked] == [stream["ids"][0]]
+    assert stream["ids"][1] == f"ds-{reply.pk}"
+
+    stop = results["stop"]
+    [reply] = await db(replies)(stop["sessionId"])
+    assert reply.state == "cancelled"
+    assert await db(cancel_reasons)(stop["sessionId"]) == ["user"]
+    assert stop["text"] and reply.content.startswith(stop["text"])
+
+    drop = results["drop"]
+    [reply] = await db(replies)(drop["sessionId"])
+    assert drop["sockets"] >= 2 and drop["roles"] == ["user", "assistant"]
+    assert drop["text"] == reply.content == stream["text"]
+
+    approval = results["approval"]
+    [reply] = await db(replies)(approval["sessionId"])
+    assert approval["decision"] == "approved" and approval["requested"] == ["refund_order"]
+    assert reply.state == "complete" and approval["text"] == reply.content
+    [call] = [part for part in approval["parts"] if part["type"] == "tool-call"]
+    assert call["output"]["refunded"] == 89.9
