@@ -30,7 +30,7 @@ db = database_sync_to_async
 RUN = ROOT / "tests" / "aisdk_ws" / "run.mjs"
 TANSTACK = ROOT / "tests" / "aisdk_ws" / "tanstack.mjs"
 SCENARIOS = ("stream", "stop", "drop", "reload", "approval")
-TANSTACK_SCENARIOS = ("stream", "stop", "drop", "approval")
+TANSTACK_SCENARIOS = ("stream", "stop", "drop", "reload", "approval")
 # The demo agent: its generic answer twice, about 30 words a second; "refund order 1001"
 # calls a tool that a person approves first.
 AGENT = {"thinking_seconds": 0.2, "tokens_per_second": 30, "seed": 7, "repeat": 2}
@@ -175,6 +175,13 @@ async def test_tanstack_ai_chat_client_streams_stops_resumes_and_approves_over_t
     [reply] = await db(replies)(drop["sessionId"])
     assert drop["sockets"] >= 2 and drop["roles"] == ["user", "assistant"]
     assert drop["text"] == reply.content == stream["text"]
+
+    # A reload: the new client hydrates the conversation and rejoins the answer, once.
+    reload = results["reload"]
+    [reply] = await db(replies)(reload["sessionId"])
+    assert reload["roles"] == ["user", "assistant"]
+    assert reload["text"] == reply.content == stream["text"]
+    assert reload["text"].startswith(reload["before"])
 
     approval = results["approval"]
     [reply] = await db(replies)(approval["sessionId"])

@@ -33,7 +33,10 @@ function chatOn(made, options = {}) {
   });
   chat.until = (predicate, what) =>
     new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), TIMEOUT_MS);
+      const timer = setTimeout(() => {
+        const state = { loading: chat.getIsLoading(), ...summary(chat) };
+        reject(new Error(`timed out waiting for ${what}: ${JSON.stringify(state).slice(0, 1500)}`));
+      }, TIMEOUT_MS);
       const test = () => {
         if (!predicate(chat)) return;
         clearTimeout(timer);
@@ -92,6 +95,23 @@ const scenarios = {
     await sending;
     made.close();
     return { ...summary(chat), sockets: sockets.length };
+  },
+
+  async reload(sessionId) {
+    const first = transport(sessionId);
+    const chat = chatOn(first);
+    chat.sendMessage("tell me a long story").catch(() => {});
+    await chat.until((c) => textOf(answer(c)).length >= 30, "some text");
+    const before = textOf(answer(chat));
+    first.client.close(); // the page goes away: no stop
+    // A fresh page: the client hydrates from the session and rejoins the answer.
+    const again = transport(sessionId);
+    const fresh = chatOn(again, { persistence: true });
+    fresh.attach(); // what a UI wrapper does on mount
+    const settled = () => again.client.messages.some((m) => m.role === "assistant" && m.state !== "streaming");
+    await fresh.until((c) => settled() && !c.getIsLoading() && textOf(answer(c)).length > before.length, "the rejoined answer");
+    again.close();
+    return { ...summary(fresh), before };
   },
 
   async approval(sessionId) {
