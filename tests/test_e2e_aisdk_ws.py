@@ -111,7 +111,6 @@ async def check_version(server: DaphneServer, version: int) -> None:
     assert await db(cancel_reasons)(stop["sessionId"]) == ["user"]
     assert stop["status"] == "ready"
     assert stored[0].content.startswith(stop["text"]) and stop["text"]
-    assert len(stored[0].content) < len(stream["text"])
 
     # A dropped websocket: the answer goes on, identical to an uninterrupted one.
     drop = results["drop"]

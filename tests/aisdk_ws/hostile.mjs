@@ -126,6 +126,23 @@ for (const odd of [{}, { parts: null }, { parts: [null, 5, { type: "tool_call" }
 }
 assert.equal(toUIMessage({ id: 3, role: "operator", content: "hi", author: { kind: "operator" } }).role, "assistant");
 
+// A message the server refuses for good: the request fails with the server's reason,
+// instead of waiting for an answer that will never come.
+const refused = await transport.sendMessages({
+  trigger: "submit-message",
+  chatId: SESSION,
+  messages: [{ id: "u-2", role: "user", parts: [{ type: "text", text: "again" }] }],
+});
+server.frame({ type: "error", code: "invalid_field", message: "content: not allowed", field: "content", ref: "u-2" });
+await assert.rejects(
+  (async () => {
+    for await (const _ of refused) {
+      // nothing arrives
+    }
+  })(),
+  /the message was refused: invalid_field: content: not allowed/,
+);
+
 // A chat id that is not this session is refused with a clear error.
 await assert.rejects(transport.reconnectToStream({ chatId: "other" }), /not this transport's session/);
 transport.close();

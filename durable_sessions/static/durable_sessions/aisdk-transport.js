@@ -62,7 +62,7 @@ export class DurableChatTransport {
     );
     this.client.on("agent", (status) => this._emit({ type: "agent", status, tool: this.client.agentTool }));
     this.client.on("status", (status) => this._emit({ type: "connection", status }));
-    this.client.on("error", (error) => this._emit({ type: "error", code: error.code, message: error.message }));
+    this.client.on("error", (error) => this._onClientError(error));
   }
 
   // --- what the AI SDK calls ------------------------------------------------------------
@@ -73,6 +73,7 @@ export class DurableChatTransport {
     if (abortSignal?.aborted) throw abortError();
     const client = this.client;
     let matches;
+    let refusedWith = null;
     if (trigger === "regenerate-message") {
       const shown = client.shownMessages;
       const id = messageId ? storedMessageId(messageId, shown) : shown.filter((m) => m.role === "assistant").at(-1)?.id;
@@ -90,12 +91,13 @@ export class DurableChatTransport {
       if (!client.messages.some((m) => m.client_id === clientId)) {
         client.send(textOf(last), { clientId });
       }
+      refusedWith = clientId;
       matches = (m) => {
         const asked = client.messages.find((x) => x.client_id === clientId);
         return Boolean(asked) && m.role === "assistant" && m.seq > asked.seq;
       };
     }
-    return this._stream({ matches, abortSignal });
+    return this._stream({ matches, abortSignal, clientId: refusedWith });
   }
 
   async reconnectToStream({ chatId } = {}) {
@@ -206,7 +208,7 @@ export class DurableChatTransport {
     return new ReadableStream({ start: (controller) => controller.close() });
   }
 
-  _stream({ matches = null, message = null, abortSignal } = {}) {
+  _stream({ matches = null, message = null, abortSignal, clientId = null } = {}) {
     const transport = this;
     let follower;
     const stream = new ReadableStream({
@@ -215,6 +217,7 @@ export class DurableChatTransport {
         if (message) transport._follow(follower, message);
         else {
           follower.matches = matches;
+          follower.clientId = clientId;
           transport._waiting.add(follower);
           // The reply may have started already (a retried send, the ack was late).
           const found = transport.client.messages.find((m) => matches(m));
@@ -267,6 +270,19 @@ export class DurableChatTransport {
     const error = this._refusal(code);
     for (const { reject } of this._liveWaiters.splice(0)) reject(error);
     for (const stream of [...this._followers.values(), ...this._waiting]) stream.fail(error);
+  }
+
+  /** The server refused a message for good: the request waiting for its answer fails. */
+  _onClientError(error) {
+    const refused = error.entry?.client_id;
+    for (const waiting of [...this._waiting]) {
+      if (refused && waiting.clientId === refused) {
+        const failure = new Error(`the message was refused: ${error.code}: ${error.message}`);
+        failure.code = error.code;
+        waiting.fail(failure);
+      }
+    }
+    this._emit({ type: "error", code: error.code, message: error.message });
   }
 
   _onEvent(frame) {
@@ -334,6 +350,7 @@ class ReplyStream {
     this.closed = false;
     this.messageId = null;
     this.matches = () => false;
+    this.clientId = null; // the message whose answer this waits for, when it sent one
   }
 
   push(message) {
