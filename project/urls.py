@@ -22,6 +22,8 @@ urlpatterns = [
     path("chat/new/", views.new_chat, name="chat-new"),
     path("chat/<uuid:session_id>/", views.chat, name="chat"),
     path("chat/continue/<str:token>/", views.continue_chat, name="chat-continue"),
+    path("examples/ai-sdk/", views.aisdk_example, name="aisdk-example"),
+    path("examples/ai-sdk/<uuid:session_id>/", views.aisdk_example_chat, name="aisdk-example-chat"),
     path("ds/", include("durable_sessions.urls")),
     # The Durable Streams protocol: /v1/stream/<path> and /v1/session/<id>.
     path("", include("durable_sessions.streams.urls")),

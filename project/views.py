@@ -134,3 +134,26 @@ def continue_chat(request: HttpRequest, token: str) -> HttpResponse:
     if grant.state != "pending":
         return _link_refused(request, "used" if grant.state == "active" else grant.state)
     return render(request, "continue.html", {"session": session, "grant": grant})
+
+
+@require_http_methods(["GET", "POST"])
+def aisdk_example(request: HttpRequest) -> HttpResponse:
+    """The AI SDK example: a POST starts a conversation (the chat id is its session id)."""
+    if request.method == "POST":
+        user = request.user if request.user.is_authenticated else None
+        visitor = "" if user else visitor_id(request.session, create=True)
+        session = service.create_session(owner=user, visitor=visitor or "", title="AI SDK chat")
+        return redirect("aisdk-example-chat", session_id=session.id)
+    return render(request, "aisdk_example.html", {"session": None})
+
+
+def aisdk_example_chat(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+    """A chat page built on the AI SDK's ``Chat`` with ``DurableChatTransport``."""
+    session = _customer_session(request, session_id)
+    page_config = {
+        "session_id": str(session.id),
+        "chat_url": static("durable_sessions/vendor/ai-chat.js"),
+        "transport_url": static("durable_sessions/aisdk-transport.js"),
+    }
+    context = {"session": session, "page_config": page_config}
+    return render(request, "aisdk_example.html", context)

@@ -335,15 +335,23 @@ export class DurableSessionClient {
    * answers, `mode` says what the message does: `"queue"` (answered after this answer),
    * `"steer"` (the agent takes it into the answer it is writing) or `"interrupt"` (the
    * answer stops, keeping its text, and a new one starts); without it, the session's
-   * default applies. The `sent` event tells which mode the server applied.
+   * default applies. The `sent` event tells which mode the server applied. `clientId`
+   * names the message (1-64 printable characters; a new UUID by default): a message sent
+   * again under the same id is stored once, and not queued twice here.
    */
-  send(text, { mode } = {}) {
+  send(text, { mode, clientId } = {}) {
     const content = String(text ?? "");
     if (!content.trim()) throw new RangeError("a message must not be blank");
     if (mode !== undefined && !SEND_MODES.includes(mode)) {
       throw new RangeError(`mode must be one of ${SEND_MODES.join(", ")}`);
     }
-    const entry = { client_id: newClientId(), content, created_at: new Date().toISOString() };
+    const queued = clientId && this._outbox.find((e) => e.client_id === String(clientId));
+    if (queued) return { ...queued };
+    const entry = {
+      client_id: clientId ? String(clientId) : newClientId(),
+      content,
+      created_at: new Date().toISOString(),
+    };
     if (mode !== undefined) entry.mode = mode;
     this._outbox.push(entry);
     this._writeOutbox((stored) => [...stored, entry]);
