@@ -138,8 +138,8 @@ class DurableSession(models.Model):
         ]
         # Declared here, not by the console: the core decides who is an operator.
         permissions = [("operate_sessions", "Can read and operate any session")]
-        verbose_name = _("session")
-        verbose_name_plural = _("sessions")
+        verbose_name = pgettext_lazy("durable session", "session")
+        verbose_name_plural = pgettext_lazy("durable session", "sessions")
 
     def __str__(self) -> str:
         return self.title or gettext("Session %(id)s") % {"id": self.id}
@@ -266,7 +266,10 @@ class Event(models.Model):
     """One entry of a session's append-only log, addressed by a gapless ``seq``."""
 
     session = models.ForeignKey(
-        DurableSession, on_delete=models.CASCADE, related_name="events", verbose_name=_("session")
+        DurableSession,
+        on_delete=models.CASCADE,
+        related_name="events",
+        verbose_name=pgettext_lazy("durable session", "session"),
     )
     seq = models.BigIntegerField(verbose_name=_("seq"))
     type = models.CharField(max_length=40, verbose_name=_("type"))
@@ -531,7 +534,7 @@ class DeviceGrant(models.Model):
         DurableSession,
         on_delete=models.CASCADE,
         related_name="device_grants",
-        verbose_name=_("session"),
+        verbose_name=pgettext_lazy("durable session", "session"),
     )
     token_hash = models.CharField(
         max_length=64, unique=True, editable=False, verbose_name=_("token hash")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class SessionRating(models.Model):
@@ -16,7 +17,7 @@ class SessionRating(models.Model):
         "durable_sessions.DurableSession",
         on_delete=models.CASCADE,
         related_name="rating",
-        verbose_name=_("session"),
+        verbose_name=pgettext_lazy("durable session", "session"),
     )
     score = models.PositiveSmallIntegerField(
         validators=[MinValueValidator(1), MaxValueValidator(5)], verbose_name=_("score")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class DeletionKind(models.TextChoices):
@@ -35,7 +36,9 @@ class DeletionRecord(models.Model):
     via = models.CharField(max_length=20, blank=True, default="", verbose_name=_("via"))
     # For an erasure: whether the customer was a "user" or an anonymous "visitor".
     subject = models.CharField(max_length=10, blank=True, default="", verbose_name=_("subject"))
-    sessions = models.PositiveIntegerField(default=0, verbose_name=_("sessions"))
+    sessions = models.PositiveIntegerField(
+        default=0, verbose_name=pgettext_lazy("durable session", "sessions")
+    )
     # Rows deleted per model ("durable_sessions.Event": 120, ...).
     counts = models.JSONField(default=dict, blank=True, verbose_name=_("counts"))
     # Retention: the closing time before which sessions were deleted, and the archive's

@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from durable_sessions.models import DurableSession
 
@@ -23,7 +24,7 @@ class OperatorNote(models.Model):
         DurableSession,
         on_delete=models.CASCADE,
         related_name="operator_notes",
-        verbose_name=_("session"),
+        verbose_name=pgettext_lazy("durable session", "session"),
     )
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL,

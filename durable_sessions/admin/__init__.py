@@ -35,7 +35,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.timesince import timesince
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from durable_sessions import wire
@@ -208,7 +208,7 @@ class DurableSessionAdmin(admin.ModelAdmin):
 
     # --- columns ---
 
-    @admin.display(description=_("session"), ordering="title")
+    @admin.display(description=pgettext_lazy("durable session", "session"), ordering="title")
     def session_label(self, obj: DurableSession) -> str:
         return obj.title or gettext("Session %(id)s") % {"id": str(obj.pk)[:8]}
 

@@ -162,6 +162,7 @@ _APPROVERS = {
 _DECISIONS = {
     "approved": pgettext_lazy("tool call", "approved"),
     "denied": pgettext_lazy("tool call", "denied"),
+    "cancelled": pgettext_lazy("tool call", "cancelled"),
 }
 
 

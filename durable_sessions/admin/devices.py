@@ -20,9 +20,9 @@ from durable_sessions.models import DeviceGrant
 
 # A grant's state as the list shows it (the stored value stays English).
 STATES = {
-    "revoked": _("revoked"),
-    "active": _("active"),
-    "expired": _("expired"),
+    "revoked": pgettext_lazy("device link", "revoked"),
+    "active": pgettext_lazy("device link", "active"),
+    "expired": pgettext_lazy("device link", "expired"),
     "pending": pgettext_lazy("device link", "pending"),
 }
 
@@ -66,7 +66,7 @@ class DeviceGrantAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description=_("session"), ordering="session")
+    @admin.display(description=pgettext_lazy("durable session", "session"), ordering="session")
     def session_link(self, obj: DeviceGrant) -> str:
         url = reverse(
             f"{self.admin_site.name}:durable_sessions_durablesession_change", args=[obj.session_id]

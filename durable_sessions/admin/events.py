@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from durable_sessions import wire
@@ -99,7 +99,7 @@ class EventAdmin(admin.ModelAdmin):
             )
         return super().changelist_view(request, extra_context)
 
-    @admin.display(description=_("session"), ordering="session_id")
+    @admin.display(description=pgettext_lazy("durable session", "session"), ordering="session_id")
     def session_link(self, obj: Event) -> str:
         url = reverse(
             "admin:durable_sessions_durablesession_change",

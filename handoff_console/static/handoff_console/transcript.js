@@ -80,6 +80,7 @@ const APPROVERS = {
 const DECISIONS = {
   approved: gettext("Approved by %(name)s"),
   denied: gettext("Denied by %(name)s"),
+  cancelled: gettext("Cancelled by %(name)s"),
 };
 
 /** A part of a reply: reasoning (collapsed), a tool call (with its approval), data or a source. */
