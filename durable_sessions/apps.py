@@ -1,11 +1,12 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class DurableSessionsConfig(AppConfig):
     """Registers the system checks, the settings reload hook and the access receivers."""
 
     name = "durable_sessions"
-    verbose_name = "Durable sessions"
+    verbose_name = _("Durable sessions")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -13,8 +13,8 @@ from django.db import models
 from django.db.models import JSONField, OuterRef, Q, Subquery
 from django.db.models.functions import Substr
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 
 
 class Control(models.TextChoices):
@@ -91,31 +91,41 @@ class DurableSession(models.Model):
     the writers of one session without a table lock.
     """
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(
+        primary_key=True, default=uuid.uuid4, editable=False, verbose_name=_("ID")
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.CASCADE,
         related_name="durable_sessions",
+        verbose_name=_("owner"),
     )
     # For an anonymous visitor: the opaque id kept in their browser's Django session.
-    owner_visitor = models.CharField(max_length=64, blank=True, default="", db_index=True)
-    title = models.CharField(max_length=200, blank=True, default="")
-    control = models.CharField(max_length=10, choices=Control.choices, default=Control.AI)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    owner_visitor = models.CharField(
+        max_length=64, blank=True, default="", db_index=True, verbose_name=_("owner visitor")
+    )
+    title = models.CharField(max_length=200, blank=True, default="", verbose_name=_("title"))
+    control = models.CharField(
+        max_length=10, choices=Control.choices, default=Control.AI, verbose_name=_("control")
+    )
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.OPEN, verbose_name=_("status")
+    )
     assigned_operator = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="assigned_durable_sessions",
+        verbose_name=_("assigned operator"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    closed_at = models.DateTimeField(null=True, blank=True)
-    metadata = models.JSONField(default=dict, blank=True)
-    last_seq = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
+    closed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("closed at"))
+    metadata = models.JSONField(default=dict, blank=True, verbose_name=_("metadata"))
+    last_seq = models.BigIntegerField(default=0, verbose_name=_("last seq"))
 
     objects = DurableSessionQuerySet.as_manager()
 
@@ -128,16 +138,18 @@ class DurableSession(models.Model):
         ]
         # Declared here, not by the console: the core decides who is an operator.
         permissions = [("operate_sessions", "Can read and operate any session")]
+        verbose_name = pgettext_lazy("durable session", "session")
+        verbose_name_plural = pgettext_lazy("durable session", "sessions")
 
     def __str__(self) -> str:
-        return self.title or f"Session {self.id}"
+        return self.title or gettext("Session %(id)s") % {"id": self.id}
 
 
 class ParticipantKind(models.TextChoices):
-    CUSTOMER = "customer", "Customer"
-    AGENT = "agent", "AI agent"
-    OPERATOR = "operator", "Operator"
-    SYSTEM = "system", "System"
+    CUSTOMER = "customer", _("Customer")
+    AGENT = "agent", _("AI agent")
+    OPERATOR = "operator", _("Operator")
+    SYSTEM = "system", _("System")
 
 
 class Participant(models.Model):
@@ -175,17 +187,17 @@ class Participant(models.Model):
 
 
 class Role(models.TextChoices):
-    USER = "user", "User"
-    ASSISTANT = "assistant", "Assistant"
-    OPERATOR = "operator", "Operator"
-    SYSTEM = "system", "System"
+    USER = "user", pgettext_lazy("message role", "User")
+    ASSISTANT = "assistant", _("Assistant")
+    OPERATOR = "operator", _("Operator")
+    SYSTEM = "system", _("System")
 
 
 class MessageState(models.TextChoices):
-    STREAMING = "streaming", "Streaming"
-    COMPLETE = "complete", "Complete"
-    CANCELLED = "cancelled", "Cancelled"
-    FAILED = "failed", "Failed"
+    STREAMING = "streaming", _("Streaming")
+    COMPLETE = "complete", _("Complete")
+    CANCELLED = "cancelled", _("Cancelled")
+    FAILED = "failed", _("Failed")
 
 
 class Message(models.Model):
@@ -253,11 +265,16 @@ class Message(models.Model):
 class Event(models.Model):
     """One entry of a session's append-only log, addressed by a gapless ``seq``."""
 
-    session = models.ForeignKey(DurableSession, on_delete=models.CASCADE, related_name="events")
-    seq = models.BigIntegerField()
-    type = models.CharField(max_length=40)
-    payload = models.JSONField(default=dict)
-    created_at = models.DateTimeField(auto_now_add=True)
+    session = models.ForeignKey(
+        DurableSession,
+        on_delete=models.CASCADE,
+        related_name="events",
+        verbose_name=pgettext_lazy("durable session", "session"),
+    )
+    seq = models.BigIntegerField(verbose_name=_("seq"))
+    type = models.CharField(max_length=40, verbose_name=_("type"))
+    payload = models.JSONField(default=dict, verbose_name=_("payload"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
         ordering = ["session_id", "seq"]
@@ -265,6 +282,8 @@ class Event(models.Model):
             # Also the index that serves "session X after seq N".
             models.UniqueConstraint(fields=["session", "seq"], name="ds_event_session_seq"),
         ]
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.type}"
@@ -273,34 +292,34 @@ class Event(models.Model):
 class PartType(models.TextChoices):
     """What a part of a message holds (one-to-one with the AI SDK's UI message parts)."""
 
-    TEXT = "text", "Text"
-    REASONING = "reasoning", "Reasoning"
-    TOOL_CALL = "tool_call", "Tool call"
-    DATA = "data", "Data"
-    SOURCE = "source", "Source"
+    TEXT = "text", _("Text")
+    REASONING = "reasoning", _("Reasoning")
+    TOOL_CALL = "tool_call", _("Tool call")
+    DATA = "data", _("Data")
+    SOURCE = "source", _("Source")
 
 
 class PartState(models.TextChoices):
     """Where a part is: text and reasoning stream then are done; a tool call moves through
     input, approval, execution and its outcome."""
 
-    STREAMING = "streaming", "Streaming"
-    DONE = "done", "Done"
-    INPUT_STREAMING = "input-streaming", "Input streaming"
-    AWAITING_APPROVAL = "awaiting-approval", "Awaiting approval"
-    APPROVED = "approved", "Approved"
-    DENIED = "denied", "Denied"
-    RUNNING = "running", "Running"
-    ERROR = "error", "Error"
-    CANCELLED = "cancelled", "Cancelled"
+    STREAMING = "streaming", _("Streaming")
+    DONE = "done", _("Done")
+    INPUT_STREAMING = "input-streaming", _("Input streaming")
+    AWAITING_APPROVAL = "awaiting-approval", _("Awaiting approval")
+    APPROVED = "approved", _("Approved")
+    DENIED = "denied", _("Denied")
+    RUNNING = "running", _("Running")
+    ERROR = "error", _("Error")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 class Approvers(models.TextChoices):
     """Who may answer a tool call's approval request."""
 
-    ANY = "any", "The customer or an operator"
-    CUSTOMER = "customer", "The customer"
-    OPERATOR = "operator", "An operator"
+    ANY = "any", _("The customer or an operator")
+    CUSTOMER = "customer", _("The customer")
+    OPERATOR = "operator", _("An operator")
 
 
 class MessagePart(models.Model):
@@ -363,14 +382,14 @@ def part_wire_id(message_id: int, index: int) -> str:
 
 
 class RunStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    RUNNING = "running", "Running"
-    COMPLETED = "completed", "Completed"
-    CANCELLED = "cancelled", "Cancelled"
-    FAILED = "failed", "Failed"
-    CRASHED = "crashed", "Crashed (lease expired)"
+    PENDING = "pending", _("Pending")
+    RUNNING = "running", _("Running")
+    COMPLETED = "completed", _("Completed")
+    CANCELLED = "cancelled", _("Cancelled")
+    FAILED = "failed", _("Failed")
+    CRASHED = "crashed", _("Crashed (lease expired)")
     # Suspended on a tool call that waits for a person's answer: no worker holds it.
-    AWAITING = "awaiting", "Awaiting approval"
+    AWAITING = "awaiting", _("Awaiting approval")
 
 
 class AgentRun(models.Model):
@@ -436,13 +455,13 @@ class AgentWorker(models.Model):
 
 
 class HandoffAction(models.TextChoices):
-    REQUEST = "request", "Asked for a human"
-    TAKE_OVER = "take_over", "Taken over"
-    HAND_BACK = "hand_back", "Handed back to the AI"
-    TRANSFER = "transfer", "Transferred"
-    CLOSE = "close", "Closed"
-    ESCALATE = "escalate", "Escalated after an agent crash"
-    CONTROL = "control", "Control changed"
+    REQUEST = "request", _("Asked for a human")
+    TAKE_OVER = "take_over", _("Taken over")
+    HAND_BACK = "hand_back", _("Handed back to the AI")
+    TRANSFER = "transfer", _("Transferred")
+    CLOSE = "close", _("Closed")
+    ESCALATE = "escalate", _("Escalated after an agent crash")
+    CONTROL = "control", _("Control changed")
 
 
 class HandoffRecord(models.Model):
@@ -460,7 +479,7 @@ class HandoffRecord(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        help_text="The user who acted; empty for the customer, the agent or the system.",
+        help_text=_("The user who acted; empty for the customer, the agent or the system."),
     )
     actor_kind = models.CharField(max_length=10, blank=True, default="")
     operator = models.ForeignKey(
@@ -469,10 +488,10 @@ class HandoffRecord(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        help_text="The operator holding the session afterwards.",
+        help_text=_("The operator holding the session afterwards."),
     )
     reason = models.TextField(blank=True, default="")
-    seq = models.BigIntegerField(help_text="The seq of the control.changed or closing event.")
+    seq = models.BigIntegerField(help_text=_("The seq of the control.changed or closing event."))
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -512,16 +531,23 @@ class DeviceGrant(models.Model):
     """
 
     session = models.ForeignKey(
-        DurableSession, on_delete=models.CASCADE, related_name="device_grants"
+        DurableSession,
+        on_delete=models.CASCADE,
+        related_name="device_grants",
+        verbose_name=pgettext_lazy("durable session", "session"),
     )
-    token_hash = models.CharField(max_length=64, unique=True, editable=False)
-    created_at = models.DateTimeField(default=timezone.now)
+    token_hash = models.CharField(
+        max_length=64, unique=True, editable=False, verbose_name=_("token hash")
+    )
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
     # The last moment the link can be opened; a device that opened it in time keeps access.
-    expires_at = models.DateTimeField()
-    redeemed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(verbose_name=_("expires at"))
+    redeemed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("redeemed at"))
     # The visitor id of the browser that opened the link (its own, never the owner's).
-    redeemed_by_visitor = models.CharField(max_length=64, blank=True, default="")
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    redeemed_by_visitor = models.CharField(
+        max_length=64, blank=True, default="", verbose_name=_("redeemed by visitor")
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, verbose_name=_("revoked at"))
 
     objects = DeviceGrantQuerySet.as_manager()
 
@@ -532,6 +558,8 @@ class DeviceGrant(models.Model):
                 fields=["session", "redeemed_by_visitor"], name="ds_grant_session_visitor"
             ),
         ]
+        verbose_name = _("device grant")
+        verbose_name_plural = _("device grants")
 
     def __str__(self) -> str:
         return f"device grant {self.pk} ({self.state})"

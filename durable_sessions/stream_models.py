@@ -12,6 +12,7 @@ touches its source.
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 JSON_TYPE = "application/json"
 
@@ -19,36 +20,47 @@ JSON_TYPE = "application/json"
 class Stream(models.Model):
     """One generic stream: its configuration, its tail and whether it is closed."""
 
-    path = models.CharField(max_length=1024, unique=True)
-    content_type = models.CharField(max_length=255)
+    path = models.CharField(max_length=1024, unique=True, verbose_name=_("path"))
+    content_type = models.CharField(max_length=255, verbose_name=_("content type"))
     # The content type without parameters, lower case: what appends must match.
-    media_type = models.CharField(max_length=255)
-    created_at = models.DateTimeField()
+    media_type = models.CharField(max_length=255, verbose_name=_("media type"))
+    created_at = models.DateTimeField(verbose_name=_("created at"))
     # Reads and writes move this forward; a stream with ``ttl_seconds`` expires after
     # that much idleness.
-    last_access_at = models.DateTimeField()
-    ttl_seconds = models.BigIntegerField(null=True, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
+    last_access_at = models.DateTimeField(verbose_name=_("last access at"))
+    ttl_seconds = models.BigIntegerField(null=True, blank=True, verbose_name=_("ttl seconds"))
+    expires_at = models.DateTimeField(null=True, blank=True, verbose_name=_("expires at"))
     # The header exactly as given: echoed on HEAD, compared by an idempotent re-create.
-    expires_at_text = models.CharField(max_length=64, blank=True)
-    tail_seq = models.BigIntegerField(default=0)
-    tail_bytes = models.BigIntegerField(default=0)
-    closed = models.BooleanField(default=False)
+    expires_at_text = models.CharField(max_length=64, blank=True, verbose_name=_("expires at text"))
+    tail_seq = models.BigIntegerField(default=0, verbose_name=_("tail seq"))
+    tail_bytes = models.BigIntegerField(default=0, verbose_name=_("tail bytes"))
+    closed = models.BooleanField(default=False, verbose_name=_("closed"))
     # The producer request that closed the stream: its retry is a duplicate, not an error.
-    closed_by = models.CharField(max_length=300, blank=True)
+    closed_by = models.CharField(max_length=300, blank=True, verbose_name=_("closed by"))
     # Highest Stream-Seq accepted (compared as text); the scope is the stream.
-    last_stream_seq = models.CharField(max_length=255, null=True, blank=True)
-    forked_from = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks"
+    last_stream_seq = models.CharField(
+        max_length=255, null=True, blank=True, verbose_name=_("last stream seq")
     )
-    fork_source_path = models.CharField(max_length=1024, blank=True)
-    fork_offset = models.CharField(max_length=64, blank=True)
-    fork_sub_offset = models.BigIntegerField(default=0)
+    forked_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="forks",
+        verbose_name=_("forked from"),
+    )
+    fork_source_path = models.CharField(
+        max_length=1024, blank=True, verbose_name=_("fork source path")
+    )
+    fork_offset = models.CharField(max_length=64, blank=True, verbose_name=_("fork offset"))
+    fork_sub_offset = models.BigIntegerField(default=0, verbose_name=_("fork sub offset"))
     # Deleted (or expired) while forks still refer to it: 410 to everyone, path blocked.
-    soft_deleted = models.BooleanField(default=False)
+    soft_deleted = models.BooleanField(default=False, verbose_name=_("soft deleted"))
 
     class Meta:
         app_label = "durable_sessions"
+        verbose_name = _("stream")
+        verbose_name_plural = _("streams")
 
     def __str__(self) -> str:
         return self.path

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from durable_sessions.admin import user_search_fields
 from handoff_console.availability import effective
-from handoff_console.models import CannedReply, OperatorAvailability, OperatorNote, Team
+from handoff_console.models import (
+    Availability,
+    CannedReply,
+    OperatorAvailability,
+    OperatorNote,
+    Team,
+)
 
 
 @admin.register(OperatorNote)
@@ -20,7 +27,7 @@ class OperatorNoteAdmin(admin.ModelAdmin):
     readonly_fields = ("session", "author", "text", "created_at")
     date_hierarchy = "created_at"
 
-    @admin.display(description="text")
+    @admin.display(description=_("text"))
     def short_text(self, note: OperatorNote) -> str:
         return note.text if len(note.text) <= 80 else note.text[:79] + "…"
 
@@ -45,7 +52,7 @@ class CannedReplyAdmin(admin.ModelAdmin):
     search_fields = ("shortcut", "text", "owner__username")
     raw_id_fields = ("owner",)
 
-    @admin.display(description="text")
+    @admin.display(description=_("text"))
     def short_text(self, reply: CannedReply) -> str:
         return reply.text if len(reply.text) <= 80 else reply.text[:79] + "…"
 
@@ -59,7 +66,7 @@ class TeamAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ("members",)
 
-    @admin.display(description="members")
+    @admin.display(description=_("members"))
     def member_count(self, team: Team) -> int:
         return team.members.count()
 
@@ -77,6 +84,7 @@ class OperatorAvailabilityAdmin(admin.ModelAdmin):
     def get_search_fields(self, request: HttpRequest) -> list[str]:
         return user_search_fields("user")
 
-    @admin.display(description="in effect")
+    @admin.display(description=_("in effect"))
     def in_effect(self, record: OperatorAvailability) -> str:
-        return effective(record)
+        state = effective(record)
+        return str(dict(Availability.choices).get(state, state))

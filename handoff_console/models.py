@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from durable_sessions.models import DurableSession
 
@@ -19,21 +21,27 @@ class OperatorNote(models.Model):
     """A private note an operator wrote about a session; only operators ever see it."""
 
     session = models.ForeignKey(
-        DurableSession, on_delete=models.CASCADE, related_name="operator_notes"
+        DurableSession,
+        on_delete=models.CASCADE,
+        related_name="operator_notes",
+        verbose_name=pgettext_lazy("durable session", "session"),
     )
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        help_text="Empty once the author's account was deleted.",
+        help_text=_("Empty once the author's account was deleted."),
+        verbose_name=_("author"),
     )
-    text = models.TextField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    text = models.TextField(verbose_name=_("text"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
         ordering = ["session_id", "created_at", "id"]
         indexes = [models.Index(fields=["session", "created_at"], name="hc_note_session_idx")]
+        verbose_name = _("operator note")
+        verbose_name_plural = _("operator notes")
 
     def __str__(self) -> str:
         return f"note by {self.author_id} on {self.session_id}"
@@ -44,7 +52,7 @@ class ReadMark(models.Model):
 
     session = models.ForeignKey(DurableSession, on_delete=models.CASCADE, related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    seq = models.BigIntegerField(default=0, help_text="The last seq of the log they have seen.")
+    seq = models.BigIntegerField(default=0, help_text=_("The last seq of the log they have seen."))
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -60,17 +68,18 @@ class CannedReply(models.Model):
     """A saved reply an operator inserts with ``/shortcut``; shared with every operator
     when it has no owner."""
 
-    shortcut = models.SlugField(max_length=40)
-    text = models.TextField()
+    shortcut = models.SlugField(max_length=40, verbose_name=_("shortcut"))
+    text = models.TextField(verbose_name=_("text"))
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.CASCADE,
         related_name="+",
-        help_text="Empty: shared with every operator.",
+        help_text=_("Empty: shared with every operator."),
+        verbose_name=_("owner"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
         ordering = ["shortcut", "id"]
@@ -82,7 +91,8 @@ class CannedReply(models.Model):
                 name="hc_canned_shared_shortcut",
             ),
         ]
-        verbose_name_plural = "canned replies"
+        verbose_name = _("canned reply")
+        verbose_name_plural = _("canned replies")
 
     def __str__(self) -> str:
         return f"/{self.shortcut}"
@@ -92,21 +102,27 @@ class Team(models.Model):
     """A team of operators; a session queued for its slug (the agent's
     ``Handoff(team=...)``, a transfer, or the adapter's rule) goes to its members."""
 
-    slug = models.SlugField(max_length=50, unique=True, help_text="The routing key.")
-    name = models.CharField(max_length=100)
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    slug = models.SlugField(
+        max_length=50, unique=True, help_text=_("The routing key."), verbose_name=_("slug")
+    )
+    name = models.CharField(max_length=100, verbose_name=_("name"))
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="+", verbose_name=_("members")
+    )
 
     class Meta:
         ordering = ["name", "slug"]
+        verbose_name = _("team")
+        verbose_name_plural = _("teams")
 
     def __str__(self) -> str:
         return self.name
 
 
 class Availability(models.TextChoices):
-    ONLINE = "online", "Online"
-    AWAY = "away", "Away"
-    OFFLINE = "offline", "Offline"
+    ONLINE = "online", _("Online")
+    AWAY = "away", _("Away")
+    OFFLINE = "offline", _("Offline")
 
 
 class OperatorAvailability(models.Model):
@@ -114,21 +130,35 @@ class OperatorAvailability(models.Model):
     their console was last connected (without one they count as offline)."""
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="+",
+        verbose_name=_("user"),
     )
     status = models.CharField(
-        max_length=10, choices=Availability.choices, default=Availability.ONLINE
+        max_length=10,
+        choices=Availability.choices,
+        default=Availability.ONLINE,
+        verbose_name=_("status"),
     )
     seen_at = models.DateTimeField(
-        null=True, blank=True, help_text="The last heartbeat of one of their console pages."
+        null=True,
+        blank=True,
+        help_text=_("The last heartbeat of one of their console pages."),
+        verbose_name=_("seen at"),
     )
     last_assigned_at = models.DateTimeField(
-        null=True, blank=True, help_text="When auto-assignment last gave them a conversation."
+        null=True,
+        blank=True,
+        help_text=_("When auto-assignment last gave them a conversation."),
+        verbose_name=_("last assigned at"),
     )
-    changed_at = models.DateTimeField(auto_now_add=True)
+    changed_at = models.DateTimeField(auto_now_add=True, verbose_name=_("changed at"))
 
     class Meta:
-        verbose_name_plural = "operator availability"
+        verbose_name = _("operator availability")
+        verbose_name_plural = _("operator availability")
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.status}"

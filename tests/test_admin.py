@@ -233,8 +233,8 @@ def test_detail_shows_transcript_states_participants_and_handoff_timeline(admin_
         (c.previous, c.control, c.reason, c.by, c.operator) for c in response.context["ds_timeline"]
     ]
     assert timeline == [
-        ("AI agent", "Waiting for a human", "want a human", "Visitor (customer)", ""),
-        ("Waiting for a human", "Human operator", "operator replied", "olga (operator)", "olga"),
+        ("AI agent", "Waiting for a human", "want a human", "Visitor (Customer)", ""),
+        ("Waiting for a human", "Human operator", "operator replied", "olga (Operator)", "olga"),
         ("Human operator", "AI agent", "resolved", "", ""),
     ]
     log_url = reverse(EVENTS) + f"?session__exact={session.pk}"

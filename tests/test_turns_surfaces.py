@@ -28,8 +28,8 @@ def test_the_admin_transcript_shows_reasoning_and_tool_calls_as_text(settings):
     page = client.get(reverse("admin:durable_sessions_durablesession_change", args=[session.pk]))
     html = page.content.decode()
     assert page.status_code == 200
-    assert "Tool call refund_order (awaiting-approval)" in html
-    assert "approval by any: pending" in html and "Reasoning" in html
+    assert "Tool call refund_order (Awaiting approval)" in html
+    assert "approval by the customer or an operator: pending" in html and "Reasoning" in html
     assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
 
 

@@ -35,6 +35,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.timesince import timesince
+from django.utils.translation import gettext, ngettext, pgettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 from durable_sessions import wire
 from durable_sessions.admin import actions as admin_actions
@@ -119,16 +121,16 @@ class DurableSessionAdmin(admin.ModelAdmin):
     ]
     list_select_related = ["owner", "assigned_operator"]
     list_per_page = 50
-    search_help_text = (
+    search_help_text = _(
         "Search titles, owners and operators (username or email), participant names "
         "and message text; a pasted session id finds that session."
     )
     actions = [*admin_actions.SESSION_ACTIONS, erasure.erase_customers]
     fieldsets = [
         (None, {"fields": ["id", "title", "owner_label", "control", "status", "chat_id"]}),
-        ("Handoff", {"fields": ["assigned_operator", "waiting_time"]}),
+        (_("Handoff"), {"fields": ["assigned_operator", "waiting_time"]}),
         (
-            "Activity",
+            _("Activity"),
             {
                 "fields": [
                     "created_at",
@@ -139,7 +141,7 @@ class DurableSessionAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Metadata", {"fields": ["metadata"], "classes": ["collapse"]}),
+        (_("Metadata"), {"fields": ["metadata"], "classes": ["collapse"]}),
     ]
     readonly_fields = [
         "id",
@@ -206,45 +208,45 @@ class DurableSessionAdmin(admin.ModelAdmin):
 
     # --- columns ---
 
-    @admin.display(description="session", ordering="title")
+    @admin.display(description=pgettext_lazy("durable session", "session"), ordering="title")
     def session_label(self, obj: DurableSession) -> str:
-        return obj.title or f"Session {str(obj.pk)[:8]}"
+        return obj.title or gettext("Session %(id)s") % {"id": str(obj.pk)[:8]}
 
-    @admin.display(description="owner", ordering="owner")
+    @admin.display(description=_("owner"), ordering="owner")
     def owner_label(self, obj: DurableSession) -> str:
         if obj.owner_id is not None:
             return obj.owner.get_username()
         if obj.owner_visitor:
             # A prefix is enough to tell visitors apart; the id itself stays private.
-            return f"anonymous visitor {obj.owner_visitor[:8]}"
+            return gettext("anonymous visitor %(id)s") % {"id": obj.owner_visitor[:8]}
         return "—"
 
-    @admin.display(description="AI SDK chat id")
+    @admin.display(description=_("AI SDK chat id"))
     def chat_id(self, obj: DurableSession) -> str:
         """The chat id an AI SDK frontend names this session by (docs/aisdk.md)."""
         return chat_id_of(obj.pk) or "—"
 
-    @admin.display(description="messages", ordering="message_count")
+    @admin.display(description=_("messages"), ordering="message_count")
     def message_count(self, obj: DurableSession) -> int:
         return obj.message_count
 
-    @admin.display(description="last activity", ordering="last_activity")
+    @admin.display(description=_("last activity"), ordering="last_activity")
     def last_activity(self, obj: DurableSession) -> str:
         # Formatted here: the read-only field of the detail page would print the raw value.
         return display_for_value(obj.last_activity, self.get_empty_value_display())
 
-    @admin.display(description="waiting for a human", ordering="queued_since")
+    @admin.display(description=_("waiting for a human"), ordering="queued_since")
     def waiting_time(self, obj: DurableSession) -> str:
         if obj.queued_since is None:
             return self.get_empty_value_display()
         return timesince(obj.queued_since, timezone.now())
 
-    @admin.display(description="last message")
+    @admin.display(description=_("last message"))
     def last_message_preview(self, obj: DurableSession) -> str:
         # Returned as plain text: the admin escapes it like any other value.
         return Truncator(obj.last_preview or "").chars(PREVIEW_CHARS)
 
-    @admin.display(description="event log")
+    @admin.display(description=_("event log"))
     def event_log(self, obj: DurableSession) -> str:
         url = event_log_url(self.admin_site.name, obj.pk)
         # Rows, not seqs: a compacted reply's deltas are message.snapshot rows.
@@ -252,17 +254,18 @@ class DurableSessionAdmin(admin.ModelAdmin):
             rows=Count("pk"), snapshots=Count("pk", filter=Q(type=wire.MESSAGE_SNAPSHOT))
         )
         count, snapshots = counts["rows"], counts["snapshots"]
-        link = format_html('<a href="{}">{} event{}</a>', url, count, "" if count == 1 else "s")
+        events = ngettext("%(count)s event", "%(count)s events", count) % {"count": count}
+        link = format_html('<a href="{}">{}</a>', url, events)
         if not snapshots:
-            return format_html("{}; not compacted", link)
-        return format_html(
-            "{}; compacted ({} message.snapshot event{} in place of finished replies' "
-            "deltas; seqs 1…{})",
-            link,
+            return format_html("{}; {}", link, gettext("not compacted"))
+        compacted = ngettext(
+            "compacted (%(count)s message.snapshot event in place of finished replies' "
+            "deltas; seqs 1…%(last)s)",
+            "compacted (%(count)s message.snapshot events in place of finished replies' "
+            "deltas; seqs 1…%(last)s)",
             snapshots,
-            "" if snapshots == 1 else "s",
-            obj.last_seq,
-        )
+        ) % {"count": snapshots, "last": obj.last_seq}
+        return format_html("{}; {}", link, compacted)
 
     # --- the session's page ---
 
@@ -283,13 +286,13 @@ class DurableSessionAdmin(admin.ModelAdmin):
     def _detail_actions(self, request: HttpRequest, obj: DurableSession) -> dict[str, Any]:
         """The action buttons of a session's page: those that apply to it now."""
         available = self.get_actions(request)
-        wanted = [("export_json", "Export as JSON")]
+        wanted = [("export_json", gettext("Export as JSON"))]
         if obj.status == Status.OPEN:
             if obj.control == Control.AI:
-                wanted.insert(0, ("escalate_to_human", "Escalate to a human"))
+                wanted.insert(0, ("escalate_to_human", gettext("Escalate to a human")))
             else:
-                wanted.insert(0, ("return_to_ai", "Return to the AI"))
-            wanted.insert(0, ("close_sessions", "Close session"))
+                wanted.insert(0, ("return_to_ai", gettext("Return to the AI")))
+            wanted.insert(0, ("close_sessions", gettext("Close session")))
         name = self.admin_site.name
         return {
             "ds_actions": [(key, label) for key, label in wanted if key in available],

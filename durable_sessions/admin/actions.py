@@ -16,6 +16,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from durable_sessions import service
 from durable_sessions.errors import Conflict, ServiceError
@@ -30,14 +32,16 @@ FROM_DETAIL_PARAM = "_ds_from_detail"
 Apply = Callable[[DurableSession], str | None]
 
 _ERROR_TEXT = {
-    "session_closed": "the session is closed",
-    "not_found": "the session no longer exists",
+    "session_closed": _("the session is closed"),
+    "not_found": _("the session no longer exists"),
 }
 
 
 def session_label(session: DurableSession) -> str:
     short = str(session.pk)[:8]
-    return f"“{session.title}” ({short})" if session.title else f"Session {short}"
+    if session.title:
+        return gettext("“%(title)s” (%(id)s)") % {"title": session.title, "id": short}
+    return gettext("Session %(id)s") % {"id": short}
 
 
 # How the customer's page names an admin who acted: the admin's username is for staff only
@@ -61,17 +65,26 @@ def _run(
             skipped = apply(session)
         except ServiceError as exc:
             text = _ERROR_TEXT.get(exc.code, exc.message)
-            modeladmin.message_user(request, f"{label}: not changed, {text}.", messages.ERROR)
+            refused = gettext("%(session)s: not changed, %(reason)s.")
+            modeladmin.message_user(
+                request, refused % {"session": label, "reason": text}, messages.ERROR
+            )
             continue
         if skipped:
-            modeladmin.message_user(request, f"{label}: not changed, {skipped}.", messages.WARNING)
+            skipped_text = gettext("%(session)s: not changed, %(reason)s.")
+            modeladmin.message_user(
+                request, skipped_text % {"session": label, "reason": skipped}, messages.WARNING
+            )
             continue
         applied += 1
-        # The admin log says which admin did it; the session's own log may not.
+        # The admin log says which admin did it; the session's own log may not. Its text
+        # stays in English: the log is read by staff of any language.
         modeladmin.log_change(request, session, f"{done_text} (admin action)")
     if applied:
-        noun = "session" if applied == 1 else "sessions"
-        modeladmin.message_user(request, f"{done_text}: {applied} {noun}.", messages.SUCCESS)
+        done = ngettext("%(done)s: %(count)d session.", "%(done)s: %(count)d sessions.", applied)
+        modeladmin.message_user(
+            request, done % {"done": gettext(done_text), "count": applied}, messages.SUCCESS
+        )
     return _back_to_detail(modeladmin, request, queryset)
 
 
@@ -93,18 +106,18 @@ def _back_to_detail(
     return HttpResponseRedirect(url)
 
 
-@admin.action(description="Close selected sessions", permissions=["operate"])
+@admin.action(description=_("Close selected sessions"), permissions=["operate"])
 def close_sessions(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[DurableSession]
 ) -> HttpResponseRedirect | None:
     def apply(session: DurableSession) -> str | None:
         closed = service.close_session(session.pk, actor=request.user)
-        return None if closed else "it was already closed"
+        return None if closed else gettext("it was already closed")
 
-    return _run(modeladmin, request, queryset, done_text="Closed", apply=apply)
+    return _run(modeladmin, request, queryset, done_text=gettext_noop("Closed"), apply=apply)
 
 
-@admin.action(description="Return selected sessions to the AI", permissions=["operate"])
+@admin.action(description=_("Return selected sessions to the AI"), permissions=["operate"])
 def return_to_ai(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[DurableSession]
 ) -> HttpResponseRedirect | None:
@@ -122,13 +135,15 @@ def return_to_ai(
                 actor=request.user,
             )
         except Conflict:
-            return "the AI agent already has it"
+            return gettext("the AI agent already has it")
         return None
 
-    return _run(modeladmin, request, queryset, done_text="Returned to the AI", apply=apply)
+    return _run(
+        modeladmin, request, queryset, done_text=gettext_noop("Returned to the AI"), apply=apply
+    )
 
 
-@admin.action(description="Escalate selected sessions to a human", permissions=["operate"])
+@admin.action(description=_("Escalate selected sessions to a human"), permissions=["operate"])
 def escalate_to_human(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[DurableSession]
 ) -> HttpResponseRedirect | None:
@@ -136,12 +151,14 @@ def escalate_to_human(
 
     def apply(session: DurableSession) -> str | None:
         queued = service.request_handoff(session.pk, by=None, reason=reason, actor=request.user)
-        return None if queued else "it is already waiting for or with a human"
+        return None if queued else gettext("it is already waiting for or with a human")
 
-    return _run(modeladmin, request, queryset, done_text="Escalated to a human", apply=apply)
+    return _run(
+        modeladmin, request, queryset, done_text=gettext_noop("Escalated to a human"), apply=apply
+    )
 
 
-@admin.action(description="Export selected transcripts as JSON", permissions=["view"])
+@admin.action(description=_("Export selected transcripts as JSON"), permissions=["view"])
 def export_json(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[DurableSession]
 ) -> HttpResponse:

@@ -15,6 +15,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.paginator import Page, Paginator
 from django.http import HttpRequest
+from django.utils.translation import gettext, pgettext, pgettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 from durable_sessions import wire
 from durable_sessions.app_settings import ds_settings
@@ -28,6 +30,7 @@ from durable_sessions.models import (
     MessagePart,
     MessageState,
     Participant,
+    ParticipantKind,
     PartState,
     PartType,
     Role,
@@ -40,9 +43,9 @@ TIMELINE_LIMIT = 100
 PAGE_PARAM = "transcript_page"
 
 _BADGES = {
-    MessageState.STREAMING: "streaming…",
-    MessageState.CANCELLED: "cancelled",
-    MessageState.FAILED: "failed",
+    MessageState.STREAMING: _("streaming…"),
+    MessageState.CANCELLED: _("cancelled"),
+    MessageState.FAILED: _("failed"),
 }
 
 
@@ -92,9 +95,9 @@ def _endings(session: DurableSession, message_ids: list[int]) -> dict[int, dict[
 
 # A customer's message sent while the agent answered: how it was taken.
 _MODE_NOTES = {
-    "queue": "Sent while the agent answered: queued after that answer.",
-    "steer": "Sent while the agent answered: steered that answer.",
-    "interrupt": "Sent while the agent answered: interrupted that answer.",
+    "queue": _("Sent while the agent answered: queued after that answer."),
+    "steer": _("Sent while the agent answered: steered that answer."),
+    "interrupt": _("Sent while the agent answered: interrupted that answer."),
 }
 
 
@@ -103,17 +106,21 @@ def _entry(message: Message, ending: dict[str, Any] | None) -> TranscriptEntry:
     note = ""
     if message.state == MessageState.CANCELLED:
         reason = (ending or {}).get("reason")
-        note = "Stopped" + (f" ({reason})" if reason else "") + "; the partial text is kept."
+        if reason:
+            note = gettext("Stopped (%(reason)s); the partial text is kept.") % {"reason": reason}
+        else:
+            note = gettext("Stopped; the partial text is kept.")
     elif message.state == MessageState.FAILED:
-        note = "Error: " + str((ending or {}).get("error") or "unknown")
+        error = str((ending or {}).get("error") or gettext("unknown"))
+        note = gettext("Error: %(error)s") % {"error": error}
     elif message.state == MessageState.STREAMING:
-        note = "The reply was still being written when this page was loaded."
+        note = gettext("The reply was still being written when this page was loaded.")
     elif message.send_mode:
-        note = _MODE_NOTES.get(message.send_mode, "")
+        note = str(_MODE_NOTES.get(message.send_mode, ""))
     return TranscriptEntry(
         message=message,
         css_class=f"ds-role-{role} ds-state-{message.state}",
-        badge=_BADGES.get(message.state, ""),
+        badge=str(_BADGES.get(message.state, "")),
         note=note,
         parts=tuple(_part_line(p) for p in message.parts.all() if p.type != PartType.TEXT),
     )
@@ -127,21 +134,57 @@ def _part_line(part: MessagePart) -> tuple[str, str, str]:
     """How the admin shows a part (all of it text, escaped by the template)."""
     data = part.data or {}
     if part.type == PartType.REASONING:
-        return ("reasoning", "Reasoning", part.text)
+        return ("reasoning", str(PartType.REASONING.label), part.text)
     if part.type == PartType.TOOL_CALL:
-        detail = f"input {_json(part.input)}"
+        detail = gettext("input %(input)s") % {"input": _json(part.input)}
         if part.state == PartState.DONE:
-            detail += f" → output {_json(part.output)}"
+            detail += " → " + gettext("output %(output)s") % {"output": _json(part.output)}
         elif part.error:
             detail += f" → {part.error}"
         if part.approvers:
-            who = part.decided_by.display_name if part.decided_by else ""
-            answer = part.decision or "pending"
-            detail += f"; approval by {part.approvers}: {answer}" + (f" ({who})" if who else "")
-        return ("tool", f"Tool call {part.tool_name} ({part.state})", detail)
+            detail += "; " + _approval_text(part)
+        state = _choice_label(PartState, part.state)
+        title = gettext("Tool call %(tool)s (%(state)s)") % {"tool": part.tool_name, "state": state}
+        return ("tool", title, detail)
     if part.type == PartType.SOURCE:
-        return ("source", "Source", f"{data.get('title', '')} {data.get('url', '')}".strip())
-    return ("data", f"Data {data.get('name', '')}", _json(data.get("data")))
+        source = f"{data.get('title', '')} {data.get('url', '')}".strip()
+        return ("source", str(PartType.SOURCE.label), source)
+    title = gettext("Data %(name)s") % {"name": data.get("name", "")}
+    return ("data", title.strip(), _json(data.get("data")))
+
+
+# Lower case: the words stand inside a sentence.
+_APPROVERS = {
+    "any": _("the customer or an operator"),
+    "customer": _("the customer"),
+    "operator": _("an operator"),
+}
+_DECISIONS = {
+    "approved": pgettext_lazy("tool call", "approved"),
+    "denied": pgettext_lazy("tool call", "denied"),
+    "cancelled": pgettext_lazy("tool call", "cancelled"),
+}
+
+
+def _choice_label(choices: type[Any], value: str) -> str:
+    """The translated label of a stored choice; an unknown value as it is."""
+    try:
+        return str(choices(value).label)
+    except ValueError:
+        return value
+
+
+def _approval_text(part: MessagePart) -> str:
+    """Who answers the call's approval and what they answered (or that it is pending)."""
+    approvers = str(_APPROVERS.get(part.approvers, part.approvers))
+    answer = str(_DECISIONS.get(part.decision, part.decision)) or pgettext("approval", "pending")
+    text = gettext("approval by %(approvers)s: %(answer)s") % {
+        "approvers": approvers,
+        "answer": answer,
+    }
+    if part.decided_by:
+        text += f" ({part.decided_by.display_name})"
+    return text
 
 
 def transcript_page(
@@ -182,11 +225,12 @@ def _with_branch(entry: TranscriptEntry, versioned: dict[int, list[int]]) -> Tra
     versions = versioned.get(message.version_of_id or message.pk, [])
     notes = []
     if len(versions) > 1:
-        notes.append(f"Version {versions.index(message.pk) + 1} of {len(versions)}.")
+        number = {"number": versions.index(message.pk) + 1, "total": len(versions)}
+        notes.append(gettext("Version %(number)s of %(total)s.") % number)
     if message.hidden_under_id is not None:
-        notes.append("Not on the shown branch (kept).")
+        notes.append(gettext("Not on the shown branch (kept)."))
     elif versions:
-        notes.append("On the shown branch.")
+        notes.append(gettext("On the shown branch."))
     if not notes:
         return entry
     return replace(
@@ -199,12 +243,12 @@ def _with_branch(entry: TranscriptEntry, versioned: dict[int, list[int]]) -> Tra
 def _pager_links(request: HttpRequest, page: Page) -> list[tuple[str, str]]:
     if page.paginator.num_pages <= 1:
         return []
-    wanted = [("First", 1)]
+    wanted = [(pgettext("page", "First"), 1)]
     if page.has_previous():
-        wanted.append(("Previous", page.previous_page_number()))
+        wanted.append((pgettext("page", "Previous"), page.previous_page_number()))
     if page.has_next():
-        wanted.append(("Next", page.next_page_number()))
-    wanted.append(("Last", page.paginator.num_pages))
+        wanted.append((pgettext("page", "Next"), page.next_page_number()))
+    wanted.append((pgettext("page", "Last"), page.paginator.num_pages))
     links = []
     for label, number in wanted:
         # Keep the other parameters (e.g. the changelist filters to go back to).
@@ -252,13 +296,22 @@ def handoff_timeline(session: DurableSession) -> tuple[list[HandoffEntry], bool]
                 previous=_control_label(payload.get("previous")),
                 control=_control_label(payload.get("control")),
                 reason=str(payload.get("reason") or ""),
-                by=f"{by.get('display_name')} ({by.get('kind')})"
-                if isinstance(by, dict)
-                else (f"{actors[seq]} (staff)" if seq in actors else ""),
+                by=_by_text(by, actors.get(seq)),
                 operator=operator.get_username() if operator is not None else "",
             )
         )
     return entries, truncated
+
+
+def _by_text(by: Any, actor: str | None) -> str:
+    """Who changed control: the participant the event names (with their kind), else the
+    staff user the audit row names."""
+    if isinstance(by, dict):
+        kind = _choice_label(ParticipantKind, str(by.get("kind") or ""))
+        return f"{by.get('display_name')} ({kind})"
+    if actor:
+        return gettext("%(name)s (staff)") % {"name": actor}
+    return ""
 
 
 def agent_runs(session: DurableSession) -> list[AgentRun]:

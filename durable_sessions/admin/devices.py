@@ -13,8 +13,18 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext, pgettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 from durable_sessions.models import DeviceGrant
+
+# A grant's state as the list shows it (the stored value stays English).
+STATES = {
+    "revoked": pgettext_lazy("device link", "revoked"),
+    "active": pgettext_lazy("device link", "active"),
+    "expired": pgettext_lazy("device link", "expired"),
+    "pending": pgettext_lazy("device link", "pending"),
+}
 
 
 @admin.register(DeviceGrant)
@@ -56,19 +66,19 @@ class DeviceGrantAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description="session", ordering="session")
+    @admin.display(description=pgettext_lazy("durable session", "session"), ordering="session")
     def session_link(self, obj: DeviceGrant) -> str:
         url = reverse(
             f"{self.admin_site.name}:durable_sessions_durablesession_change", args=[obj.session_id]
         )
         return format_html('<a href="{}">{}</a>', url, obj.session)
 
-    @admin.display(description="state")
+    @admin.display(description=_("state"))
     def state(self, obj: DeviceGrant) -> str:
-        return obj.state
+        return str(STATES.get(obj.state, obj.state))
 
-    @admin.display(description="opened by")
+    @admin.display(description=_("opened by"))
     def device(self, obj: DeviceGrant) -> str:
         if not obj.redeemed_by_visitor:
             return "—"
-        return f"anonymous visitor {obj.redeemed_by_visitor[:8]}"
+        return gettext("anonymous visitor %(id)s") % {"id": obj.redeemed_by_visitor[:8]}

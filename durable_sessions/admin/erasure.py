@@ -15,6 +15,8 @@ from django.contrib.auth import get_permission_codename, get_user_model
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from durable_sessions import service
 from durable_sessions.errors import ServiceError
@@ -42,7 +44,7 @@ def _customer_sessions(customers: list[tuple[Any, str]]) -> int:
 
 
 @admin.action(
-    description="Erase all data of the selected sessions' customers", permissions=["erase"]
+    description=_("Erase all data of the selected sessions' customers"), permissions=["erase"]
 )
 def erase_customers(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[DurableSession]
@@ -51,7 +53,7 @@ def erase_customers(
     if not request.POST.get(CONFIRM_PARAM):
         context = {
             **modeladmin.admin_site.each_context(request),
-            "title": "Erase customers' data?",
+            "title": gettext("Erase customers' data?"),
             "opts": modeladmin.opts,
             "queryset": queryset,
             "customers": len(customers),
@@ -70,14 +72,20 @@ def erase_customers(
                 user=users.get(owner), visitor=visitor, actor=request.user, via="admin"
             )
         except ServiceError as error:
-            modeladmin.message_user(request, f"Not erased: {error.message}.", messages.ERROR)
+            not_erased = gettext("Not erased: %(reason)s.") % {"reason": error.message}
+            modeladmin.message_user(request, not_erased, messages.ERROR)
             continue
         erased += 1
         sessions += record.sessions
     if erased:
         modeladmin.message_user(
             request,
-            f"Erased {erased} customers: {sessions} sessions and everything linked to them.",
+            ngettext(
+                "Erased %(count)d customer: %(sessions)d sessions and everything linked to them.",
+                "Erased %(count)d customers: %(sessions)d sessions and everything linked to them.",
+                erased,
+            )
+            % {"count": erased, "sessions": sessions},
             messages.SUCCESS,
         )
     return None

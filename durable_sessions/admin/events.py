@@ -17,6 +17,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
+from django.utils.translation import gettext, pgettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 from durable_sessions import wire
 from durable_sessions.models import DurableSession, Event
@@ -51,7 +53,7 @@ def event_log_url(site_name: str, session_id: uuid.UUID, *, type_: str = "") -> 
 class EventTypeFilter(admin.SimpleListFilter):
     """Event types from the known list (a DISTINCT over the whole log would be a scan)."""
 
-    title = "type"
+    title = _("type")
     parameter_name = "type"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
@@ -92,10 +94,12 @@ class EventAdmin(admin.ModelAdmin):
         extra_context = dict(extra_context or {})
         session = _filtered_session(request)
         if session is not None:
-            extra_context.setdefault("title", f"Event log of {session}")
+            extra_context.setdefault(
+                "title", gettext("Event log of %(session)s") % {"session": session}
+            )
         return super().changelist_view(request, extra_context)
 
-    @admin.display(description="session", ordering="session_id")
+    @admin.display(description=pgettext_lazy("durable session", "session"), ordering="session_id")
     def session_link(self, obj: Event) -> str:
         url = reverse(
             "admin:durable_sessions_durablesession_change",
@@ -111,11 +115,11 @@ class EventAdmin(admin.ModelAdmin):
             short_id(obj.session_id),
         )
 
-    @admin.display(description="created at", ordering="created_at")
+    @admin.display(description=_("created at"), ordering="created_at")
     def created_at_full(self, obj: Event) -> str:
         return full_timestamp(obj.created_at)
 
-    @admin.display(description="payload")
+    @admin.display(description=_("payload"))
     def payload_preview(self, obj: Event) -> str:
         # The first line stays short; the whole payload opens in place.
         text = json.dumps(obj.payload, ensure_ascii=False, sort_keys=True)
@@ -127,7 +131,7 @@ class EventAdmin(admin.ModelAdmin):
             pretty,
         )
 
-    @admin.display(description="payload")
+    @admin.display(description=_("payload"))
     def payload_pretty(self, obj: Event) -> str:
         text = json.dumps(obj.payload, ensure_ascii=False, sort_keys=True, indent=2)
         return format_html('<pre class="ds-payload">{}</pre>', text)

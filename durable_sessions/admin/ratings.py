@@ -9,6 +9,8 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from durable_sessions.models import SessionRating
 
@@ -31,13 +33,13 @@ class SessionRatingAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description="session", ordering="session")
+    @admin.display(description=pgettext_lazy("durable session", "session"), ordering="session")
     def session_link(self, obj: SessionRating) -> str:
         url = reverse(
             f"{self.admin_site.name}:durable_sessions_durablesession_change", args=[obj.session_id]
         )
         return format_html('<a href="{}">{}</a>', url, obj.session)
 
-    @admin.display(description="comment")
+    @admin.display(description=_("comment"))
     def comment_preview(self, obj: SessionRating) -> str:
         return obj.comment if len(obj.comment) <= 80 else obj.comment[:79] + "…"

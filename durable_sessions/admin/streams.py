@@ -8,6 +8,8 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from durable_sessions.errors import StreamError
 from durable_sessions.service import stream_log
@@ -65,11 +67,11 @@ class StreamAdmin(admin.ModelAdmin):
             found.pop("delete_streams", None)
         return found
 
-    @admin.display(description="appends", ordering="tail_seq")
+    @admin.display(description=_("appends"), ordering="tail_seq")
     def appends(self, obj: Stream) -> int:
         return obj.tail_seq
 
-    @admin.display(description="bytes", ordering="tail_bytes")
+    @admin.display(description=_("bytes"), ordering="tail_bytes")
     def size(self, obj: Stream) -> int:
         return obj.tail_bytes
 
@@ -77,7 +79,7 @@ class StreamAdmin(admin.ModelAdmin):
     def next_offset(self, obj: Stream) -> str:
         return format_offset(obj.tail_seq, obj.tail_bytes)
 
-    @admin.action(description="Delete the selected streams (kept hidden while forks read them)")
+    @admin.action(description=_("Delete the selected streams (kept hidden while forks read them)"))
     def delete_streams(self, request: HttpRequest, queryset: QuerySet[Stream]) -> None:
         deleted = 0
         for path in list(queryset.values_list("path", flat=True)):
@@ -86,4 +88,5 @@ class StreamAdmin(admin.ModelAdmin):
             except StreamError:
                 continue  # already gone, or only kept for its forks
             deleted += 1
-        self.message_user(request, f"{deleted} stream(s) deleted.", messages.SUCCESS)
+        deleted_text = ngettext("%(count)d stream deleted.", "%(count)d streams deleted.", deleted)
+        self.message_user(request, deleted_text % {"count": deleted}, messages.SUCCESS)

@@ -39,8 +39,10 @@ const SENT_AS = {
 /** What a message's note says: a reply stopped (and why) or failed; how a message sent
  * during an answer was taken. */
 export function stateNote(message) {
-  if (message.state === "cancelled") return STOPPED_BECAUSE[message.reason] ?? "stopped";
-  if (message.state === "failed") return `failed${message.error ? `: ${message.error}` : ""}`;
+  if (message.state === "cancelled") return STOPPED_BECAUSE[message.reason] ?? gettext("stopped");
+  if (message.state === "failed") {
+    return message.error ? format(gettext("failed: %(error)s"), { error: message.error }) : gettext("failed");
+  }
   if (message.mode) return SENT_AS[message.mode] ?? "";
   return "";
 }
@@ -56,6 +58,30 @@ export function authorLabel(message) {
   const same = name.localeCompare(role, undefined, { sensitivity: "accent" }) === 0;
   return { name, role: same || message.role === "assistant" ? "" : role };
 }
+
+// A tool call's state as the card shows it (the raw state stays in `data-state` for styling).
+export const TOOL_STATES = {
+  streaming: pgettext("tool call", "Preparing…"),
+  "input-streaming": pgettext("tool call", "Preparing…"),
+  "awaiting-approval": pgettext("tool call", "Waiting for approval"),
+  approved: pgettext("tool call", "Approved"),
+  denied: pgettext("tool call", "Denied"),
+  running: pgettext("tool call", "Running…"),
+  done: pgettext("tool call", "Done"),
+  error: pgettext("tool call", "Failed"),
+  cancelled: pgettext("tool call", "Cancelled"),
+};
+// Who answers a tool call's approval, and what they answered.
+const APPROVERS = {
+  any: gettext("the customer or an operator"),
+  customer: gettext("the customer"),
+  operator: gettext("an operator"),
+};
+const DECISIONS = {
+  approved: gettext("Approved by %(name)s"),
+  denied: gettext("Denied by %(name)s"),
+  cancelled: gettext("Cancelled by %(name)s"),
+};
 
 /** A part of a reply: reasoning (collapsed), a tool call (with its approval), data or a source. */
 function renderPart(part, answer) {
@@ -87,7 +113,7 @@ export function toolCard(part, answer) {
     "div",
     { className: "tool-card", dataset: { state: part.state, tool: part.tool_name } },
     el("code", { className: "tool-name", text: part.tool_name }),
-    el("span", { className: "tool-state", text: ` ${part.state}` }),
+    el("span", { className: "tool-state", text: ` ${TOOL_STATES[part.state] ?? part.state}` }),
   );
   const input = part.input ?? part.input_text;
   if (input != null && input !== "") {
@@ -97,12 +123,14 @@ export function toolCard(part, answer) {
   else if (part.error) card.append(el("p", { className: "tool-error", text: part.error }));
   const approval = part.approval;
   if (approval?.decided_by) {
-    card.append(
-      el("p", { className: "approval-decision" }, `${approval.decision} by `, bdi(approval.decided_by.display_name)),
-    );
+    const text = DECISIONS[approval.decision] ?? `${approval.decision} %(name)s`;
+    const [before, after = ""] = text.split("%(name)s");
+    const pieces = [before, bdi(approval.decided_by.display_name), after].filter((piece) => piece !== "");
+    card.append(el("p", { className: "approval-decision" }, ...pieces));
   }
   if (approval && part.state === "awaiting-approval") {
-    const box = el("div", { className: "approval" }, `Waiting for approval by ${approval.approvers}`);
+    const who = APPROVERS[approval.approvers] ?? approval.approvers;
+    const box = el("div", { className: "approval" }, format(gettext("Waiting for approval by %(who)s"), { who }));
     // Operators answer when the call's approvers include them.
     if (answer && (approval.approvers === "any" || approval.approvers === "operator")) {
       const approve = el("button", { type: "button", className: "approve", text: gettext("Approve") });
