@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from durable_sessions import exports, service
 from durable_sessions.adapter import VISITOR_KEY
+from durable_sessions.chat_models import ChatLink
 from durable_sessions.consumers import CLOSE_GONE
 from durable_sessions.delivery.publish import make_async
 from durable_sessions.errors import InvalidInput
@@ -72,8 +73,9 @@ def footprint(session_ids: list[Any]) -> dict[str, int]:
 
 def full_session(owner: Any = None, *, visitor: str = "", operator: Any = None) -> DurableSession:
     """A session with something in every linked table: messages, a reply with a part,
-    a run, handoff records, a note, a read mark and a redeemed device grant."""
+    a run, handoff records, a note, a read mark, a redeemed device grant and a chat id."""
     session = service.create_session(owner=owner, visitor=visitor, title="order 1042")
+    ChatLink.objects.create(chat_id=f"chat-{session.pk}", session=session)  # an AI SDK chat
     service.post_customer_message(session.id, SECRET_TEXT)  # starts a (pending) run
     reply = service.start_assistant_message(session.id)
     MessagePart.objects.create(
