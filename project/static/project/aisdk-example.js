@@ -4,6 +4,23 @@
 const config = JSON.parse(document.getElementById("aisdk-config").textContent);
 const { Chat } = await import(config.chat_url);
 const { DurableChatTransport } = await import(config.transport_url);
+const { format, gettext, pgettext } = await import(new URL("i18n.js", new URL(config.transport_url, location.href)));
+
+const CONNECTION = {
+  live: gettext("Connected"),
+  offline: gettext("Offline, reconnecting…"),
+  refused: gettext("No access"),
+};
+// The AI SDK's states of a tool part, as the page names them.
+const TOOL_STATES = {
+  "input-streaming": pgettext("tool call", "Preparing"),
+  "input-available": pgettext("tool call", "Running"),
+  "approval-requested": pgettext("tool call", "Waiting for approval"),
+  "approval-responded": pgettext("tool call", "Answered"),
+  "output-available": pgettext("tool call", "Done"),
+  "output-error": pgettext("tool call", "Failed"),
+  "output-denied": pgettext("tool call", "Denied"),
+};
 
 const $ = (id) => document.getElementById(id);
 const root = $("chat");
@@ -24,12 +41,12 @@ transport.subscribe((event) => {
     applyLater();
   } else if (event.type === "connection") {
     root.dataset.connection = event.status;
-    $("connection").textContent = { live: "Live", offline: "Reconnecting…", refused: "Gone" }[event.status] ?? "Connecting…";
+    $("connection").textContent = CONNECTION[event.status] ?? gettext("Connecting…");
   } else if (event.type === "control") {
     showBanner(event.control, event.operator);
   } else if (event.type === "presence") {
     const typing = event.presence.operators?.find((o) => o.typing);
-    $("presence").textContent = typing ? `${typing.display_name} is typing…` : "";
+    $("presence").textContent = typing ? format(gettext("%(name)s is typing…"), { name: typing.display_name }) : "";
   }
 });
 
@@ -49,7 +66,9 @@ function showBanner(control, operator) {
   banner.hidden = control === "ai";
   banner.dataset.kind = control;
   banner.textContent =
-    control === "human" ? `${operator?.display_name ?? "A colleague"} is answering you.` : "Waiting for a member of our team…";
+    control === "human"
+      ? format(gettext("%(name)s is answering you."), { name: operator?.display_name ?? gettext("A colleague") })
+      : gettext("Waiting for a member of our team…");
 }
 
 function showNotice(text) {
@@ -68,9 +87,9 @@ function renderTool(part) {
   const box = document.createElement("div");
   box.className = "tool";
   box.dataset.state = part.state;
-  box.textContent = `${part.type.slice("tool-".length)}: ${part.state}`;
+  box.textContent = `${part.type.slice("tool-".length)}: ${TOOL_STATES[part.state] ?? part.state}`;
   if (part.state === "approval-requested") {
-    for (const [label, approved] of [["Approve", true], ["Deny", false]]) {
+    for (const [label, approved] of [[gettext("Approve"), true], [gettext("Deny"), false]]) {
       const button = document.createElement("button");
       button.type = "button";
       button.textContent = label;
@@ -125,7 +144,7 @@ function render() {
 chat.subscribe(render);
 render();
 root.dataset.connection = transport.client.status;
-$("connection").textContent = "Live";
+$("connection").textContent = CONNECTION.live;
 showBanner(transport.client.session?.control ?? "ai", transport.client.operatorInCharge());
 
 $("composer").addEventListener("submit", (event) => {
