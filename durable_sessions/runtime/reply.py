@@ -70,6 +70,8 @@ class ReplyWriter:
     run_id: int
     session_id: uuid.UUID
     announce: Callable[[str, str | None], Awaitable[None]]
+    # The attempt that holds the run: deltas are refused once it no longer does.
+    lease: service.RunLease | None = None
     message: Message | None = None
     step: int = 0
     next_index: int = 0
@@ -217,6 +219,7 @@ class ReplyWriter:
                 message.pk,
                 text,
                 part=(part.pk, part.wire_id, part.type == PartType.TEXT),
+                lease=self.lease,
             )
 
         await retrying(append, f"{self.what}: append")
