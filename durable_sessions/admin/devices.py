@@ -14,11 +14,12 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from durable_sessions.admin.inputs import CheckedInputAdmin
 from durable_sessions.models import DeviceGrant
 
 
 @admin.register(DeviceGrant)
-class DeviceGrantAdmin(admin.ModelAdmin):
+class DeviceGrantAdmin(CheckedInputAdmin):
     """Read-only list of "continue on another device" grants."""
 
     list_display = [

@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from durable_sessions import service
+from durable_sessions.admin.inputs import CheckedInputAdmin
 from durable_sessions.errors import ServiceError
 from durable_sessions.models import DeletionRecord, DurableSession
 
@@ -88,7 +89,7 @@ def _users(ids: Any) -> list[Any]:
 
 
 @admin.register(DeletionRecord)
-class DeletionRecordAdmin(admin.ModelAdmin):
+class DeletionRecordAdmin(CheckedInputAdmin):
     """The audit trail of retention runs and erasures: read only, no personal data."""
 
     list_display = ["created_at", "kind", "via", "actor", "subject", "sessions", "archive"]

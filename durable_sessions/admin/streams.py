@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from durable_sessions.admin.inputs import CheckedInputAdmin
 from durable_sessions.errors import StreamError
 from durable_sessions.service import stream_log
 from durable_sessions.stream_models import Stream
@@ -16,7 +17,7 @@ from durable_sessions.stream_offsets import format_offset
 
 
 @admin.register(Stream)
-class StreamAdmin(admin.ModelAdmin):
+class StreamAdmin(CheckedInputAdmin):
     """Read-only list of generic streams, with their tail and state."""
 
     list_display = [
