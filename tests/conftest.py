@@ -6,7 +6,9 @@ from typing import Any
 import pytest
 from channels.layers import channel_layers
 
-from tests import services
+from tests import hypothesis_profiles, services
+
+assert hypothesis_profiles.PROFILE  # loaded before any test module builds its settings
 
 IN_MEMORY = {"default": {"BACKEND": "durable_sessions.delivery.layers.LocalChannelLayer"}}
 # Every test starts from these; agents run only in the tests that start a worker (see

@@ -21,6 +21,7 @@ from durable_sessions.models import (
 from durable_sessions.runtime.turns import build_turn
 from durable_sessions.service import runs
 from tests.factories import anonymous_session, make_user, open_ws
+from tests.hypothesis_profiles import examples
 from tests.test_runtime import frames_until, runtime_settings
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -157,7 +158,7 @@ any_id = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(message_id=any_id, content=st.one_of(st.text(max_size=30), st.integers(), st.none()))
 def test_any_request_is_refused_cleanly_or_done(message_id, content):
     session = DurableSession.objects.order_by("created_at").first()

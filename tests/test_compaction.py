@@ -28,6 +28,7 @@ from durable_sessions.service.text import current_content, streaming_text
 from durable_sessions.stream_offsets import format_offset
 from tests.factories import anonymous_session, make_user, open_ws, visitor_session
 from tests.fuzzing import FUZZ
+from tests.hypothesis_profiles import examples
 from tests.transcripts import Gap, Transcript
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -36,7 +37,7 @@ db = database_sync_to_async
 # Reads from async tests go through database_sync_to_async, which closes its connection:
 # one left open would keep pytest-django from dropping a PostgreSQL test database.
 # Each example writes and compacts a session: fewer of them than the fuzz tests of input.
-FUZZ_DB = hypothesis_settings(FUZZ, max_examples=15)
+FUZZ_DB = hypothesis_settings(FUZZ, max_examples=examples(15))
 
 
 def delta(message: Message, text: str, part: MessagePart | None = None) -> int:
