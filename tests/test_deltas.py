@@ -11,7 +11,13 @@ from django.utils import timezone
 
 from durable_sessions import service
 from durable_sessions.delivery.publish import make_async
-from durable_sessions.errors import MessageFinished, NotInControl, RunNotOwned, SessionClosed
+from durable_sessions.errors import (
+    InvalidInput,
+    MessageFinished,
+    NotInControl,
+    RunNotOwned,
+    SessionClosed,
+)
 from durable_sessions.models import (
     AgentRun,
     DurableSession,
@@ -23,6 +29,7 @@ from durable_sessions.models import (
 from durable_sessions.service import runs
 from durable_sessions.service.deltas import DeltaWriter
 from durable_sessions.service.text import current_content
+from durable_sessions.service.validation import scrub
 from tests.conftest import merge_setting
 from tests.factories import anonymous_session, close, make_user
 
@@ -210,3 +217,19 @@ async def test_a_delta_for_a_finished_run_is_refused_and_the_others_are_written(
     assert isinstance(outcomes[1], int)
     assert (await text_of(reply.pk)) == ""
     assert (await text_of(other_reply.pk)) == "still mine"
+
+
+@pytest.mark.parametrize("text", ["\x00", "a\x00b", "\ud800", "x\udfffy"])
+def test_a_delta_no_database_stores_is_refused_naming_the_text(text):
+    session, _ = anonymous_session("v-nul-delta")
+    reply = service.start_assistant_message(session.id)
+    last_seq = DurableSession.objects.get(pk=session.pk).last_seq
+    with pytest.raises(InvalidInput) as refused:
+        service.append_delta(reply, text)
+    assert refused.value.field == "text"
+    assert DurableSession.objects.get(pk=session.pk).last_seq == last_seq
+
+
+def test_what_a_model_writes_is_scrubbed_of_what_no_database_stores():
+    assert scrub("fine") == "fine"
+    assert scrub("a\x00b\ud800c") == "a\ufffdb\ufffdc"

@@ -52,6 +52,7 @@ from durable_sessions.models import (
 )
 from durable_sessions.observability import metrics
 from durable_sessions.service.unit import as_uuid, db_id
+from durable_sessions.service.validation import storable
 from durable_sessions.tasks import background_task
 
 logger = logging.getLogger(__name__)
@@ -280,6 +281,15 @@ async def _write_on_db_thread(batch: list[_Delta]) -> tuple[list[int | ServiceEr
     return await database_sync_to_async(collecting)(write_batch, batch)
 
 
+def _check_text(text: Any) -> None:
+    if not isinstance(text, str) or not text:
+        raise InvalidInput("text", "must be a non-empty string")
+    if not storable(text):
+        # PostgreSQL's jsonb refuses "\\u0000" in the delta's payload; the runtime scrubs
+        # what a model writes before it gets here.
+        raise InvalidInput("text", "must not contain NUL characters or lone surrogates")
+
+
 def append_delta(message: Message | int, text: str, *, lease: RunLease | None = None) -> int:
     """Append ``text`` to a streaming reply in a transaction of its own; returns its seq.
 
@@ -287,8 +297,7 @@ def append_delta(message: Message | int, text: str, *, lease: RunLease | None = 
     the runtime appends through :data:`delta_writer`. Raises like
     :meth:`DeltaWriter.append`.
     """
-    if not isinstance(text, str) or not text:
-        raise InvalidInput("text", "must be a non-empty string")
+    _check_text(text)
     message_id = message.pk if isinstance(message, Message) else message
     session_id = Message.objects.filter(pk=message_id).values_list("session_id", flat=True).first()
     if session_id is None:
@@ -330,8 +339,7 @@ class DeltaWriter:
         AI never writes again. ``part`` is the part it grows: its primary key, wire id and
         whether it is a text part.
         """
-        if not isinstance(text, str) or not text:
-            raise InvalidInput("text", "must be a non-empty string")
+        _check_text(text)
         loop = asyncio.get_running_loop()
         if not self._running(loop):
             for task in self._tasks:

@@ -33,6 +33,14 @@ def storable(text: str) -> bool:
     return "\x00" not in text and not has_surrogate(text)
 
 
+def scrub(text: str) -> str:
+    """``text`` with NUL and lone surrogates replaced by U+FFFD: for what a model writes,
+    which is shown as written rather than refused (see :func:`storable`)."""
+    if storable(text):
+        return text
+    return _SURROGATE.sub("\ufffd", text.replace("\x00", "\ufffd"))
+
+
 def printable(text: str) -> str:
     """``text`` with lone surrogates escaped (``\\ud800``), to echo a client's key safely."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
