@@ -92,6 +92,14 @@ class MessageFinished(ServiceError):
     status_code = 409
 
 
+class RunNotOwned(ServiceError):
+    """The writer no longer holds the run it writes for: the run ended, or its lease
+    expired and it went back to pending or to another worker."""
+
+    code = "run_not_owned"
+    status_code = 409
+
+
 class ReplyInProgress(ServiceError):
     code = "reply_in_progress"
     status_code = 409

@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from durable_sessions.admin import user_search_fields
+from durable_sessions.admin.inputs import CheckedInputAdmin
 from handoff_console.availability import effective
 from handoff_console.models import (
     Availability,
@@ -19,7 +20,7 @@ from handoff_console.models import (
 
 
 @admin.register(OperatorNote)
-class OperatorNoteAdmin(admin.ModelAdmin):
+class OperatorNoteAdmin(CheckedInputAdmin):
     """Read-only list of the notes operators wrote about sessions."""
 
     list_display = ("created_at", "session", "author", "short_text")
@@ -43,7 +44,7 @@ class OperatorNoteAdmin(admin.ModelAdmin):
 
 
 @admin.register(CannedReply)
-class CannedReplyAdmin(admin.ModelAdmin):
+class CannedReplyAdmin(CheckedInputAdmin):
     """Canned replies: admins may tidy the shared ones and anyone's own."""
 
     list_display = ("shortcut", "owner", "short_text", "created_at")
@@ -58,7 +59,7 @@ class CannedReplyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(CheckedInputAdmin):
     """Teams of operators: a session queued for a team's slug goes to its members."""
 
     list_display = ("name", "slug", "member_count")
@@ -72,7 +73,7 @@ class TeamAdmin(admin.ModelAdmin):
 
 
 @admin.register(OperatorAvailability)
-class OperatorAvailabilityAdmin(admin.ModelAdmin):
+class OperatorAvailabilityAdmin(CheckedInputAdmin):
     """What operators chose, and what is in effect (offline without a console page)."""
 
     list_display = ("user", "status", "in_effect", "seen_at", "last_assigned_at")

@@ -6,7 +6,9 @@ from typing import Any
 import pytest
 from channels.layers import channel_layers
 
-from tests import services
+from tests import hypothesis_profiles, services
+
+assert hypothesis_profiles.PROFILE  # loaded before any test module builds its settings
 
 IN_MEMORY = {"default": {"BACKEND": "durable_sessions.delivery.layers.LocalChannelLayer"}}
 # Every test starts from these; agents run only in the tests that start a worker (see
@@ -71,12 +73,26 @@ def redis_url() -> str:
 _SERVICE_MARKERS = {"postgres": "postgres", "redis_url": "redis"}
 
 
+# A test that uses any of these depends on the backends: it cannot be ``neutral``.
+_BACKEND_MARKERS = {"django_db", "postgres", "redis", "e2e", "browser"}
+_BACKEND_FIXTURES = {"db", "transactional_db", "admin_client", "live_server", "daphne"}
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests that use a service fixture carry its marker, so ``-m`` can select them."""
     for item in items:
         for fixture, marker in _SERVICE_MARKERS.items():
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(getattr(pytest.mark, marker))
+        if item.get_closest_marker("neutral"):
+            # CI skips neutral tests on its PostgreSQL + Redis pass: one that reaches a
+            # backend would go unproven there.
+            marks = {mark.name for mark in item.iter_markers()}
+            uses = (marks & _BACKEND_MARKERS) | (
+                set(getattr(item, "fixturenames", ())) & _BACKEND_FIXTURES
+            )
+            if uses:
+                raise pytest.UsageError(f"{item.nodeid} is marked neutral but uses {sorted(uses)}")
 
 
 @pytest.fixture

@@ -55,6 +55,15 @@ class FaultProxy:
 
         asyncio.run_coroutine_threadsafe(cut(), self._loop).result(5)
 
+    def restore(self) -> None:
+        """End an outage now: new connections reach the target again (a test that waited
+        for the outage to be noticed need not wait out its full length)."""
+
+        async def end() -> None:
+            self._refuse_until = 0.0
+
+        asyncio.run_coroutine_threadsafe(end(), self._loop).result(5)
+
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
 

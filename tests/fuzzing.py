@@ -3,7 +3,8 @@
 The inputs are what a fuzzer tries: any JSON, text with lone surrogates and bidi controls,
 integers past 64 bits, non-finite numbers, deep nesting, raw bytes. Examples are
 derandomized (the same ones in every run, so CI is stable) and bounded: set
-``DS_FUZZ_EXAMPLES`` for a longer run, ``DS_FUZZ_RANDOM=1`` for new examples each run.
+``DS_FUZZ_EXAMPLES`` for a longer run, ``DS_FUZZ_RANDOM=1`` for new examples each run, or
+``HYPOTHESIS_PROFILE=hunt`` for both (tests/hypothesis_profiles.py).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from tests.hypothesis_profiles import HUNTING, examples
+
 FUZZ = settings(
-    max_examples=int(os.environ.get("DS_FUZZ_EXAMPLES", "100")),
+    max_examples=examples(int(os.environ.get("DS_FUZZ_EXAMPLES", "100"))),
     deadline=None,
-    derandomize=os.environ.get("DS_FUZZ_RANDOM") != "1",
+    derandomize=not HUNTING and os.environ.get("DS_FUZZ_RANDOM") != "1",
     database=None,
     # The database and clients live for the whole test, across examples, on purpose.
     suppress_health_check=[

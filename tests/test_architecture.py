@@ -11,6 +11,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
+# Neither the database nor a channel layer backend: the PostgreSQL + Redis pass skips it.
+pytestmark = pytest.mark.neutral
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("durable_sessions", "handoff_console")
 

@@ -21,6 +21,7 @@ from durable_sessions.models import (
 from durable_sessions.runtime.turns import build_turn
 from durable_sessions.service import runs
 from tests.factories import anonymous_session, make_user, open_ws
+from tests.hypothesis_profiles import examples
 from tests.test_runtime import frames_until, runtime_settings
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -157,7 +158,7 @@ any_id = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(message_id=any_id, content=st.one_of(st.text(max_size=30), st.integers(), st.none()))
 def test_any_request_is_refused_cleanly_or_done(message_id, content):
     session = DurableSession.objects.order_by("created_at").first()
@@ -267,3 +268,47 @@ def test_the_admin_shows_which_version_is_shown_and_that_others_exist(admin_clie
     assert "Version 1 of 2. Not on the shown branch (kept)." in html
     assert "Version 2 of 2. On the shown branch." in html
     assert html.count("Not on the shown branch (kept).") == 2  # the question and its answer
+
+
+def test_the_rest_message_list_shows_the_shown_branch_unless_all_versions_are_asked(settings):
+    from django.test import Client
+
+    from tests.test_api import as_visitor, error, url
+
+    runtime_settings(settings)
+    session, _ = anonymous_session("v-list")
+    q1, a1 = answered(session, "first", "one")
+    service.edit_message(session.id, q1.pk, "first, edited")
+    edited = Message.objects.get(version_of=q1)
+    client = as_visitor(Client(), "v-list")
+    base = url("session-messages", session)
+
+    def listed(query: str = "") -> list[tuple[str, int, int, bool, int | None]]:
+        response = client.get(base + query)
+        assert response.status_code == 200, response.content
+        return [
+            (m["content"], m["version"], m["versions"], m["active"], m["hidden_under"])
+            for m in response.json()["messages"]
+        ]
+
+    # What the page shows: the edited question, and nothing of the old branch.
+    shown_page = [("first, edited", 2, 2, True, None)]
+    assert listed() == listed("?versions=active") == shown_page
+    assert [c for c, *_ in listed()] == shown(session)
+    assert listed("?versions=all") == [
+        ("first", 1, 2, False, q1.pk),
+        ("one", 1, 1, False, q1.pk),
+        ("first, edited", 2, 2, True, None),
+    ]
+    # Showing the old version again swaps what each list holds.
+    service.switch_branch(session.id, q1.pk)
+    assert listed() == [("first", 1, 2, True, None), ("one", 1, 1, True, None)]
+    assert ("first, edited", 2, 2, False, edited.pk) in listed("?versions=all")
+    # Paging follows the shown branch.
+    first_page = client.get(base + "?limit=1").json()
+    assert [m["content"] for m in first_page["messages"]] == ["first"]
+    rest = client.get(base + f"?after_seq={first_page['next_after_seq']}").json()
+    assert [m["content"] for m in rest["messages"]] == ["one"]
+    assert a1.pk in [m["id"] for m in rest["messages"]]
+    refused = client.get(base + "?versions=some")
+    assert refused.status_code == 400 and error(refused)["field"] == "versions"

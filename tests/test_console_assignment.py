@@ -26,6 +26,7 @@ from handoff_console import assignment, availability, queue
 from handoff_console.adapter import ConsoleAdapter
 from handoff_console.models import OperatorAvailability, Team
 from tests.factories import make_user
+from tests.hypothesis_profiles import examples
 from tests.live import server_env
 
 pytestmark = pytest.mark.django_db
@@ -262,7 +263,9 @@ def olga():
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(value=st.one_of(st.text(max_size=60), st.integers(), st.none(), st.booleans()))
 def test_fuzzed_availability_and_team_values_are_refused_or_stored_never_crash(olga, value):

@@ -22,6 +22,7 @@ from handoff_console.adapter import ConsoleAdapter
 from handoff_console.models import CannedReply, ReadMark
 from handoff_console.search import QueueFilters, matching_sessions
 from tests.factories import make_user
+from tests.hypothesis_profiles import examples
 
 pytestmark = pytest.mark.django_db
 
@@ -108,7 +109,9 @@ def test_filters_from_the_url_keep_what_is_understood(query, expected, problems)
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     st.dictionaries(

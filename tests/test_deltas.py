@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.utils import timezone
 
 from durable_sessions import service
 from durable_sessions.delivery.publish import make_async
-from durable_sessions.errors import MessageFinished, NotInControl, SessionClosed
-from durable_sessions.models import DurableSession, Event, Message
+from durable_sessions.errors import (
+    InvalidInput,
+    MessageFinished,
+    NotInControl,
+    RunNotOwned,
+    SessionClosed,
+)
+from durable_sessions.models import (
+    AgentRun,
+    DurableSession,
+    Event,
+    Message,
+    ParticipantKind,
+    RunStatus,
+)
+from durable_sessions.service import runs
 from durable_sessions.service.deltas import DeltaWriter
 from durable_sessions.service.text import current_content
+from durable_sessions.service.validation import scrub
+from tests.conftest import merge_setting
 from tests.factories import anonymous_session, close, make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -141,3 +159,77 @@ def test_a_streaming_reply_leaves_the_rows_preview_on_the_newest_stored_text():
     service.finish_assistant_message(reply)
     row = DurableSession.objects.with_last_message(40).get(pk=session.pk)
     assert (row.last_role, row.last_preview) == ("assistant", "It left the depot.")
+
+
+def _claimed_reply(session, worker: str) -> tuple[AgentRun, Message]:
+    """A run ``worker`` claimed, writing a streaming reply."""
+    customer = service.participant_for(session.id, ParticipantKind.CUSTOMER)
+    trigger = service.post_message(session.id, author=customer, content="hi").message
+    run = AgentRun.objects.get(trigger=trigger)
+    run = runs.claim(run.pk, worker)
+    reply = service.start_assistant_message(session.id)
+    runs.attach_message(run.pk, reply.pk)
+    return run, reply
+
+
+def test_a_worker_whose_run_was_reclaimed_cannot_write_to_the_reply(settings):
+    merge_setting(settings, "DURABLE_SESSIONS", {"RUN_MAX_ATTEMPTS": 3})
+    session, _ = anonymous_session("v-lease")
+    run, reply = _claimed_reply(session, "worker-a")
+    first = service.RunLease(run.pk, "worker-a", run.attempts)
+    service.append_delta(reply, "Hel", lease=first)
+    # worker-a stalls; its lease expires, the run is requeued and worker-b claims it.
+    AgentRun.objects.filter(pk=run.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert service.crash_run(run.pk)
+    second_run = runs.claim(run.pk, "worker-b")
+    assert second_run is not None
+    second = service.RunLease(run.pk, "worker-b", second_run.attempts)
+    last_seq = DurableSession.objects.get(pk=session.pk).last_seq
+    with pytest.raises(RunNotOwned, match=f"run {run.pk}"):
+        service.append_delta(reply, "late text", lease=first)
+    # Nothing stored: no event, no seq used, the reply's text unchanged.
+    assert DurableSession.objects.get(pk=session.pk).last_seq == last_seq
+    assert current_content(Message.objects.get(pk=reply.pk)) == "Hel"
+    # The same worker name on a later attempt is a different lease.
+    with pytest.raises(RunNotOwned):
+        service.append_delta(reply, "late text", lease=service.RunLease(run.pk, "worker-a", 2))
+    assert service.append_delta(reply, "lo", lease=second) == last_seq + 1
+    assert current_content(Message.objects.get(pk=reply.pk)) == "Hello"
+
+
+async def test_a_delta_for_a_finished_run_is_refused_and_the_others_are_written():
+    session, _ = await db(anonymous_session)("v-finished")
+    other, _ = await db(anonymous_session)("v-other")
+    run, reply = await db(_claimed_reply)(session, "worker-a")
+    other_run, other_reply = await db(_claimed_reply)(other, "worker-a")
+    lease = service.RunLease(run.pk, "worker-a", run.attempts)
+    other_lease = service.RunLease(other_run.pk, "worker-a", other_run.attempts)
+    assert await db(runs.finish)(run.pk, "worker-a", RunStatus.COMPLETED)
+    writer = DeltaWriter()
+    outcomes = await asyncio.gather(
+        writer.append(session.id, reply.pk, "after the end", lease=lease),
+        writer.append(other.id, other_reply.pk, "still mine", lease=other_lease),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], RunNotOwned) and outcomes[0].code == "run_not_owned"
+    assert isinstance(outcomes[1], int)
+    assert (await text_of(reply.pk)) == ""
+    assert (await text_of(other_reply.pk)) == "still mine"
+
+
+@pytest.mark.parametrize("text", ["\x00", "a\x00b", "\ud800", "x\udfffy"])
+def test_a_delta_no_database_stores_is_refused_naming_the_text(text):
+    session, _ = anonymous_session("v-nul-delta")
+    reply = service.start_assistant_message(session.id)
+    last_seq = DurableSession.objects.get(pk=session.pk).last_seq
+    with pytest.raises(InvalidInput) as refused:
+        service.append_delta(reply, text)
+    assert refused.value.field == "text"
+    assert DurableSession.objects.get(pk=session.pk).last_seq == last_seq
+
+
+def test_what_a_model_writes_is_scrubbed_of_what_no_database_stores():
+    assert scrub("fine") == "fine"
+    assert scrub("a\x00b\ud800c") == "a\ufffdb\ufffdc"

@@ -201,14 +201,18 @@ async def test_readiness_fails_while_the_database_or_redis_is_away_and_recovers(
         async with httpx.AsyncClient(base_url=server.http) as http:
             assert (await http.get("/ds/health/live/")).json() == {"status": "ok"}
 
-        pg.outage(15.0)  # PostgreSQL restarts, as its clients see it
-        assert await until(failing("database"), 15), "readiness never saw the database go"
+        # Each outage lasts until every process's readiness reports it, then ends: a
+        # PostgreSQL restart, then a Redis one, as their clients see them.
+        pg.outage(120.0)
+        assert await until(failing("database"), 60), "readiness never saw the database go"
+        pg.restore()
         assert await until(all_ready, 60), "readiness never recovered after the database"
 
-        redis.outage(15.0)
-        assert await until(failing("presence"), 15), "readiness never saw Redis go"
+        redis.outage(120.0)
+        assert await until(failing("presence"), 60), "readiness never saw Redis go"
         _, body = await ready(server.http, "/ds/health/ready/")
         assert body["checks"]["database"] == "ok"
+        redis.restore()
         assert await until(all_ready, 60), "readiness never recovered after Redis"
         async with httpx.AsyncClient(base_url=worker.http) as http:
             assert (await http.get("/health/live/")).json() == {"status": "ok"}

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from durable_sessions.runtime import embedded
+
+# Neither the database nor a channel layer backend: the PostgreSQL + Redis pass skips it.
+pytestmark = pytest.mark.neutral
 
 
 async def test_the_worker_starts_on_lifespan_startup_and_stops_on_shutdown(settings):

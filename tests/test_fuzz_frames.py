@@ -89,7 +89,7 @@ async def test_any_frame_gets_an_answer_and_an_error_stores_nothing(people, who,
         comm = communicator(session.id, store=people["store"])
     else:
         comm = communicator(session.id, user=people["operator"])
-    connected, _ = await comm.connect()
+    connected, _ = await comm.connect(timeout=30)  # a loaded machine is slow
     assert connected
     await ping(comm, "ready")
     before = await db(stored)()
@@ -128,7 +128,7 @@ async def test_any_approval_answer_decides_at_most_once_and_errors_change_nothin
     if frame.get("approval_id") == VALID_APPROVAL:
         frame = {**frame, "approval_id": call.wire_id}
     comm = communicator(session.id, store=people["store"])
-    connected, _ = await comm.connect()
+    connected, _ = await comm.connect(timeout=30)  # a loaded machine is slow
     assert connected
     await ping(comm, "ready")
     before = await db(_approval_state)(session)

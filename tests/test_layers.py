@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from durable_sessions.delivery import layers
 from durable_sessions.delivery.layers import LocalChannelLayer
+
+# Neither the database nor a channel layer backend: the PostgreSQL + Redis pass skips it.
+pytestmark = pytest.mark.neutral
 
 
 async def test_a_group_message_reaches_every_member_as_its_own_copy():

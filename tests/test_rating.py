@@ -17,6 +17,7 @@ from durable_sessions.errors import Conflict, InvalidInput
 from durable_sessions.models import DurableSession, Event, SessionRating
 from handoff_console import queue
 from tests.factories import close, make_user, open_ws, recv
+from tests.hypothesis_profiles import examples
 
 pytestmark = pytest.mark.django_db
 
@@ -136,7 +137,9 @@ async def test_the_websocket_frame_rates_and_every_device_sees_the_event():
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     score=st.one_of(st.integers(-3, 9), st.text(max_size=3), st.none(), st.booleans(), st.floats()),

@@ -41,6 +41,7 @@ from durable_sessions.models import (
 from durable_sessions.rating_models import SessionRating
 from handoff_console import notes, reading
 from tests.factories import make_user, open_ws, visitor_session
+from tests.hypothesis_profiles import examples
 
 pytestmark = pytest.mark.django_db
 
@@ -414,7 +415,7 @@ def fuzz_client() -> Client:
     return client
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     body=st.one_of(
         st.dictionaries(st.text(max_size=8), st.none() | st.booleans() | st.text(max_size=5)),
@@ -434,7 +435,7 @@ def test_fuzz_api_erase_body_gets_a_clear_error_and_deletes_nothing(body):
     assert DurableSession.objects.filter(pk=session.pk).exists()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     visitor=st.one_of(
         st.text(max_size=80),

@@ -17,6 +17,9 @@ from durable_sessions.conf import AppSettings, Float, Int, Setting
 from handoff_console.app_settings import ConsoleSettings, console_settings
 from handoff_console.checks import check_console_settings
 
+# Neither the database nor a channel layer backend: the PostgreSQL + Redis pass skips it.
+pytestmark = pytest.mark.neutral
+
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 
 

@@ -29,6 +29,7 @@ from durable_sessions.models import (
 from durable_sessions.runtime.turns import build_turn
 from durable_sessions.service import runs, steering
 from tests.factories import anonymous_session, make_user, open_ws
+from tests.hypothesis_profiles import examples
 from tests.test_runtime import frames_until, is_end, running_worker, runtime_settings
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -157,7 +158,7 @@ ANY_MODE = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(ANY_MODE)
 def test_any_mode_in_a_frame_is_checked_before_anything(mode):
     frame = {"type": "message.send", "content": "hi", "client_id": "c", "mode": mode}

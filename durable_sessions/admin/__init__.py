@@ -46,6 +46,7 @@ from durable_sessions.admin import ratings as ratings
 from durable_sessions.admin import streams as streams
 from durable_sessions.admin.detail import detail_context
 from durable_sessions.admin.events import event_log_url
+from durable_sessions.admin.inputs import CheckedInputAdmin
 from durable_sessions.models import Control, DurableSession, Event, Message, Status
 from durable_sessions.service.chats import chat_id_of
 
@@ -94,7 +95,7 @@ def user_search_fields(prefix: str) -> list[str]:
 
 
 @admin.register(DurableSession)
-class DurableSessionAdmin(admin.ModelAdmin):
+class DurableSessionAdmin(CheckedInputAdmin):
     """Sessions: a searchable list and a read-only page with the transcript and handoffs.
 
     Nothing is edited in a form; the actions (close, return to the AI, escalate,

@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
+from durable_sessions.admin.inputs import CheckedInputAdmin
 from durable_sessions.models import DeviceGrant
 
 # A grant's state as the list shows it (the stored value stays English).
@@ -28,7 +29,7 @@ STATES = {
 
 
 @admin.register(DeviceGrant)
-class DeviceGrantAdmin(admin.ModelAdmin):
+class DeviceGrantAdmin(CheckedInputAdmin):
     """Read-only list of "continue on another device" grants."""
 
     list_display = [

@@ -19,6 +19,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from durable_sessions import service
+from durable_sessions.admin.inputs import CheckedInputAdmin
 from durable_sessions.errors import ServiceError
 from durable_sessions.models import DeletionRecord, DurableSession
 
@@ -96,7 +97,7 @@ def _users(ids: Any) -> list[Any]:
 
 
 @admin.register(DeletionRecord)
-class DeletionRecordAdmin(admin.ModelAdmin):
+class DeletionRecordAdmin(CheckedInputAdmin):
     """The audit trail of retention runs and erasures: read only, no personal data."""
 
     list_display = ["created_at", "kind", "via", "actor", "subject", "sessions", "archive"]

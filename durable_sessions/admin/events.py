@@ -21,6 +21,7 @@ from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from durable_sessions import wire
+from durable_sessions.admin.inputs import CheckedInputAdmin
 from durable_sessions.models import DurableSession, Event
 
 SESSION_PARAM = "session__exact"
@@ -64,7 +65,7 @@ class EventTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(CheckedInputAdmin):
     """The raw, append-only event log, one page at a time; read-only."""
 
     list_display = ["seq", "type", "session_link", "created_at_full", "payload_preview"]

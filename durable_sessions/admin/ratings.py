@@ -12,11 +12,12 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from durable_sessions.admin.inputs import CheckedInputAdmin
 from durable_sessions.models import SessionRating
 
 
 @admin.register(SessionRating)
-class SessionRatingAdmin(admin.ModelAdmin):
+class SessionRatingAdmin(CheckedInputAdmin):
     """Read-only list of ratings, by score and date."""
 
     list_display = ["created_at", "score", "session_link", "comment_preview"]

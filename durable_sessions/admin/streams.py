@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from durable_sessions.admin.inputs import CheckedInputAdmin
 from durable_sessions.errors import StreamError
 from durable_sessions.service import stream_log
 from durable_sessions.stream_models import Stream
@@ -18,7 +19,7 @@ from durable_sessions.stream_offsets import format_offset
 
 
 @admin.register(Stream)
-class StreamAdmin(admin.ModelAdmin):
+class StreamAdmin(CheckedInputAdmin):
     """Read-only list of generic streams, with their tail and state."""
 
     list_display = [

@@ -161,6 +161,13 @@ class MessageListQuery(serializers.Serializer):
         help_text="Only messages created after this seq.",
     )
     limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=100)
+    versions = serializers.ChoiceField(
+        choices=["active", "all"],
+        default="active",
+        help_text="`active` (default): the shown branch, what the page shows and the agent "
+        "reads; `all`: every version of edited and regenerated messages too, and what "
+        "followed them.",
+    )
 
 
 class EventListQuery(serializers.Serializer):
@@ -320,6 +327,23 @@ class MessageSerializer(serializers.Serializer):
     )
 
 
+class ListedMessageSerializer(MessageSerializer):
+    """A message as the transcript lists it: which version it is and on which branch."""
+
+    version = serializers.IntegerField(
+        help_text="Which version of its sibling group the message is, in creation order "
+        "(1: the first; 1 on a message never edited or regenerated)."
+    )
+    versions = serializers.IntegerField(
+        help_text="How many versions its sibling group has (1 when never edited)."
+    )
+    hidden_under = serializers.IntegerField(
+        allow_null=True,
+        help_text="Null on the shown branch; else the id of the version whose branch holds "
+        "the message (showing that version shows it again).",
+    )
+
+
 class EventSerializer(serializers.Serializer):
     """One event of the session's log, in the websocket's envelope (see docs/protocol.md)."""
 
@@ -337,7 +361,7 @@ class SessionPageSerializer(serializers.Serializer):
 
 
 class MessagePageSerializer(serializers.Serializer):
-    messages = MessageSerializer(many=True)
+    messages = ListedMessageSerializer(many=True)
     next_after_seq = serializers.IntegerField(
         allow_null=True,
         help_text="The `after_seq` of the next page; null when this page is the last.",

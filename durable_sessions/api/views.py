@@ -37,6 +37,7 @@ from durable_sessions.delivery.replay import read_events_page
 from durable_sessions.errors import InvalidInput
 from durable_sessions.models import DurableSession, Message, ParticipantKind
 from durable_sessions.service import runs
+from durable_sessions.service.branches import version_numbers
 from durable_sessions.service.chats import chat_id_of
 from durable_sessions.service.text import with_streaming_text
 
@@ -143,6 +144,17 @@ class SessionDetailView(SessionView):
         )
 
 
+def listed_message(message: Message, number: tuple[int, int]) -> dict[str, Any]:
+    """A message as the transcript lists it: its version and branch besides the rest."""
+    version, versions = number
+    return {
+        **wire.message_data(message),
+        "version": version,
+        "versions": versions,
+        "hidden_under": message.hidden_under_id,
+    }
+
+
 class MessageListView(SessionView):
     """The transcript of a session, page by page; post a message."""
 
@@ -150,26 +162,31 @@ class MessageListView(SessionView):
         operation_id="messages_list",
         tags=["messages"],
         summary="List messages",
-        description="Messages in order of their seq, after `after_seq`. A streaming reply "
-        "shows the text it has so far.",
+        description="Messages in order of their seq, after `after_seq`: the shown branch "
+        "(what the page shows), or with `versions=all` every version of edited and "
+        "regenerated messages too; each says which version it is and on which branch. A "
+        "streaming reply shows the text it has so far.",
         parameters=[MessageListQuery],
         responses={200: MessagePageSerializer, **error_responses(400, 404)},
     )
     def get(self, request: Request, session_id: str) -> Response:
         query = validated(MessageListQuery, request.query_params)
         limit = query["limit"]
+        listed = Message.objects.filter(session=self.session, seq__gt=query["after_seq"])
+        if query["versions"] == "active":
+            listed = listed.filter(hidden_under__isnull=True)
         rows = list(
-            Message.objects.filter(session=self.session, seq__gt=query["after_seq"])
-            .select_related("author")
+            listed.select_related("author")
             .prefetch_related(wire.parts_prefetch())
             .order_by("seq")[: limit + 1]
         )
         more = len(rows) > limit
         rows = rows[:limit]
         with_streaming_text(rows)
+        numbers = version_numbers(rows)
         return Response(
             {
-                "messages": [wire.message_data(m) for m in rows],
+                "messages": [listed_message(m, numbers[m.pk]) for m in rows],
                 "next_after_seq": rows[-1].seq if more else None,
             }
         )

@@ -38,6 +38,7 @@ from durable_sessions.errors import (
     InvalidInput,
     MessageFinished,
     NotInControl,
+    RunNotOwned,
     ServiceError,
     SessionClosed,
 )
@@ -200,7 +201,10 @@ class RunExecutor:
         outcome: str | None = RunStatus.COMPLETED  # None: handed back to another worker
         error = ""
         handoff: Handoff | None = None
-        self.writer = ReplyWriter(self.run_id, session_id, self._announce)
+        lease = (
+            service.RunLease(self.run_id, self.worker_id, self.run.attempts) if self.run else None
+        )
+        self.writer = ReplyWriter(self.run_id, session_id, self._announce, lease)
         self.writer.run_created_at = self.run.created_at if self.run else None
         try:
             # No "thinking" here: it went out with the message that made the run (or with
@@ -221,7 +225,7 @@ class RunExecutor:
             else:
                 asyncio.current_task().uncancel()
                 outcome, error = RunStatus.CANCELLED, self.stop_reason
-        except (Interrupted, NotInControl, MessageFinished, SessionClosed) as exc:
+        except (Interrupted, NotInControl, MessageFinished, SessionClosed, RunNotOwned) as exc:
             outcome, error = RunStatus.CANCELLED, str(exc)
         except Exception as exc:  # the agent failed: keep the partial text, mark it failed
             logger.warning("run %s failed: %s", self.run_id, exc, exc_info=True)

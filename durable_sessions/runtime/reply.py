@@ -29,13 +29,14 @@ from durable_sessions.agents import (
     ToolInputDelta,
 )
 from durable_sessions.app_settings import ds_settings
-from durable_sessions.errors import MessageFinished, ReplyInProgress
+from durable_sessions.errors import InvalidInput, MessageFinished, ReplyInProgress
 from durable_sessions.models import Message, MessagePart, PartType
 from durable_sessions.observability import metrics
 from durable_sessions.runtime import resumption
 from durable_sessions.runtime.coalescer import Coalescer
 from durable_sessions.service import parts, runs
 from durable_sessions.service.transient import retrying
+from durable_sessions.service.validation import clean_json, scrub
 
 db = database_sync_to_async
 MAX_TOOL_NAME = 100
@@ -70,6 +71,8 @@ class ReplyWriter:
     run_id: int
     session_id: uuid.UUID
     announce: Callable[[str, str | None], Awaitable[None]]
+    # The attempt that holds the run: deltas are refused once it no longer does.
+    lease: service.RunLease | None = None
     message: Message | None = None
     step: int = 0
     next_index: int = 0
@@ -217,6 +220,7 @@ class ReplyWriter:
                 message.pk,
                 text,
                 part=(part.pk, part.wire_id, part.type == PartType.TEXT),
+                lease=self.lease,
             )
 
         await retrying(append, f"{self.what}: append")
@@ -226,20 +230,26 @@ class ReplyWriter:
 
     async def add(self, item: Any) -> None:
         """Write one item the agent yielded (not a Handoff)."""
+        # A model may write NUL or lone surrogates, which no database stores: they are shown
+        # as U+FFFD rather than failing the reply.
         if isinstance(item, str):
+            item = scrub(item)
             if item and self.cut is not None:
                 item = await resumption.continue_text(self, item)
             if item:
                 await self._grow(PartType.TEXT, item)
         elif isinstance(item, Reasoning):
             if item.text:
-                await self._grow(PartType.REASONING, str(item.text))
+                await self._grow(PartType.REASONING, scrub(str(item.text)))
         elif isinstance(item, ToolInputDelta):
             call_id = _call_id(item.call_id)
             if not call_id:
                 raise AgentError("a tool input chunk needs the call_id of its call")
             await self._grow(
-                PartType.TOOL_CALL, str(item.text), call_id=call_id, name=_tool_name(item.name)
+                PartType.TOOL_CALL,
+                scrub(str(item.text)),
+                call_id=call_id,
+                name=_tool_name(item.name),
             )
         elif isinstance(item, ToolCall):
             await self._call(item)
@@ -247,7 +257,8 @@ class ReplyWriter:
             await self._complete(PartType.DATA, {"name": str(item.name)[:100], "data": item.data})
         elif isinstance(item, Source):
             await self._complete(
-                PartType.SOURCE, {"url": str(item.url)[:2000], "title": str(item.title)[:500]}
+                PartType.SOURCE,
+                {"url": scrub(str(item.url)[:2000]), "title": scrub(str(item.title)[:500])},
             )
         # Anything else is ignored, as before: an agent may yield None or empty chunks.
 
@@ -263,8 +274,11 @@ class ReplyWriter:
         await self.end_part()
         try:
             json.dumps(data)
-        except (TypeError, ValueError):
-            raise AgentError(f"a {type_} part must hold JSON") from None
+            clean_json(type_, data)
+        except (TypeError, ValueError, InvalidInput):
+            raise AgentError(
+                f"a {type_} part must hold JSON a database stores (no NUL, lone surrogates or NaN)"
+            ) from None
         await self.start_part(type_, data=data)
 
     async def _call(self, call: ToolCall) -> None:
@@ -288,8 +302,8 @@ class ReplyWriter:
 
 
 def _call_id(value: Any) -> str:
-    return str(value or "")[:MAX_CALL_ID]
+    return scrub(str(value or "")[:MAX_CALL_ID])
 
 
 def _tool_name(value: Any) -> str:
-    return str(value or "")[:MAX_TOOL_NAME]
+    return scrub(str(value or "")[:MAX_TOOL_NAME])

@@ -35,7 +35,7 @@ from durable_sessions.service.control import (
     take_over,
     transfer,
 )
-from durable_sessions.service.deltas import DeltaWriter, append_delta, delta_writer
+from durable_sessions.service.deltas import DeltaWriter, RunLease, append_delta, delta_writer
 from durable_sessions.service.messages import (
     PostResult,
     cancel_reply,
@@ -65,6 +65,7 @@ __all__ = [
     "DeltaWriter",
     "PostResult",
     "RateResult",
+    "RunLease",
     "SessionWrite",
     "aanswer_approval",
     "acancel_reply",

@@ -226,6 +226,29 @@ def switch_branch(session_id: uuid.UUID | str, message_id: Any) -> bool:
         return True
 
 
+def version_numbers(messages: list[Message]) -> dict[int, tuple[int, int]]:
+    """Per message: which version of its sibling group it is (1 for the first) and how
+    many versions the group has, in creation order; (1, 1) for a message never edited or
+    regenerated. One query for the whole list."""
+    groups = {m.version_of_id or m.pk for m in messages}
+    later: dict[int, list[int]] = {}
+    if groups:
+        rows = (
+            Message.objects.filter(version_of__in=groups)
+            .order_by("seq")
+            .values_list("version_of_id", "pk")
+        )
+        for group, pk in rows:
+            later.setdefault(group, []).append(pk)
+    numbers: dict[int, tuple[int, int]] = {}
+    for message in messages:
+        group = message.version_of_id or message.pk
+        versions = [group, *later.get(group, [])]
+        position = versions.index(message.pk) + 1 if message.pk in versions else 1
+        numbers[message.pk] = (position, len(versions))
+    return numbers
+
+
 def hidden_ids(session_id: uuid.UUID) -> list[int]:
     """The messages not on the shown branch (what a snapshot tells a new device)."""
     return list(

@@ -5,7 +5,8 @@ database thread of a process. :class:`DeltaWriter` queues the deltas of every st
 the process and writes whatever has queued up in one transaction while the previous
 one runs, so that busy processes commit many events at once and an idle one adds no
 delay. Each delta still takes its session's row lock and the next ``seq``, is refused
-when the AI lost control or the reply ended, and is published only after commit.
+when the AI lost control, the reply ended or its writer no longer holds the run it writes
+for, and is published only after commit.
 """
 
 from __future__ import annotations
@@ -34,26 +35,42 @@ from durable_sessions.errors import (
     InvalidInput,
     MessageFinished,
     NotInControl,
+    RunNotOwned,
     ServiceError,
     SessionClosed,
     SessionNotFound,
 )
 from durable_sessions.models import (
+    AgentRun,
     Control,
     DurableSession,
     Event,
     Message,
     MessageState,
+    RunStatus,
     Status,
 )
 from durable_sessions.observability import metrics
 from durable_sessions.service.unit import as_uuid, db_id
+from durable_sessions.service.validation import storable
 from durable_sessions.tasks import background_task
 
 logger = logging.getLogger(__name__)
 
 # Deltas written per transaction at most.
 MAX_BATCH = 500
+
+
+@dataclass(frozen=True)
+class RunLease:
+    """Who writes a delta: the run, its worker and the attempt that claimed it. A delta
+    is written only while that attempt still holds the run (running, same worker, same
+    attempt): once the lease expired and another attempt took over, or the run ended,
+    the old writer's late deltas are refused instead of doubling the reply."""
+
+    run_id: int
+    worker: str
+    attempt: int
 
 
 @dataclass
@@ -67,6 +84,8 @@ class _Delta:
     # Text parts are sent as message.delta (they make the message's content); reasoning
     # and tool input as part.delta.
     is_text: bool = True
+    # The run it is written for; None for a synchronous append_delta (scripts, tests).
+    lease: RunLease | None = None
     # Resolved by the DeltaWriter; None for a synchronous append_delta.
     future: asyncio.Future[int] | None = field(default=None, repr=False)
 
@@ -151,6 +170,19 @@ def _streaming(deltas: list[_Delta]) -> set[tuple[int, uuid.UUID]]:
     return {(mid, as_uuid(sid)) for mid, sid in rows} & wanted
 
 
+def _held(deltas: list[_Delta]) -> set[RunLease]:
+    """The leases of the batch still held, in one query. Read under the session locks
+    that a claim and a requeue of a run also take, so no other attempt can take the run
+    between this check and the commit."""
+    leases = {delta.lease for delta in deltas if delta.lease is not None}
+    if not leases:
+        return set()
+    rows = AgentRun.objects.filter(
+        pk__in={lease.run_id for lease in leases}, status=RunStatus.RUNNING
+    ).values_list("pk", "worker", "attempts")
+    return {RunLease(pk, worker, attempts) for pk, worker, attempts in rows} & leases
+
+
 def _insert(rows: list[Event]) -> None:
     """Insert the staged events: on PostgreSQL in one statement of three arrays."""
     if connection.vendor != "postgresql":
@@ -201,6 +233,7 @@ def write_batch(batch: list[_Delta]) -> list[int | ServiceError]:
                     outcome_of[id(delta)] = refusal
         accepted = [d for sid, deltas in grouped.items() if sid in reserved for d in deltas]
         written = _streaming(accepted) if accepted else set()
+        held = _held(accepted) if accepted else set()
         rows: list[Event] = []
         unused: dict[uuid.UUID, int] = {}
         now = timezone.now()
@@ -208,6 +241,12 @@ def write_batch(batch: list[_Delta]) -> list[int | ServiceError]:
             deltas = grouped[session_id]
             seq = last_seq - len(deltas)
             for delta in deltas:
+                if delta.lease is not None and delta.lease not in held:
+                    outcome_of[id(delta)] = RunNotOwned(
+                        f"run {delta.lease.run_id} is no longer held by "
+                        f"{delta.lease.worker!r} (attempt {delta.lease.attempt})"
+                    )
+                    continue
                 if (delta.message_id, session_id) not in written:
                     outcome_of[id(delta)] = MessageFinished(
                         f"message {delta.message_id} is no longer streaming"
@@ -242,20 +281,28 @@ async def _write_on_db_thread(batch: list[_Delta]) -> tuple[list[int | ServiceEr
     return await database_sync_to_async(collecting)(write_batch, batch)
 
 
-def append_delta(message: Message | int, text: str) -> int:
+def _check_text(text: Any) -> None:
+    if not isinstance(text, str) or not text:
+        raise InvalidInput("text", "must be a non-empty string")
+    if not storable(text):
+        # PostgreSQL's jsonb refuses "\\u0000" in the delta's payload; the runtime scrubs
+        # what a model writes before it gets here.
+        raise InvalidInput("text", "must not contain NUL characters or lone surrogates")
+
+
+def append_delta(message: Message | int, text: str, *, lease: RunLease | None = None) -> int:
     """Append ``text`` to a streaming reply in a transaction of its own; returns its seq.
 
     The same statements as the group commit, for synchronous callers (scripts, tests);
     the runtime appends through :data:`delta_writer`. Raises like
     :meth:`DeltaWriter.append`.
     """
-    if not isinstance(text, str) or not text:
-        raise InvalidInput("text", "must be a non-empty string")
+    _check_text(text)
     message_id = message.pk if isinstance(message, Message) else message
     session_id = Message.objects.filter(pk=message_id).values_list("session_id", flat=True).first()
     if session_id is None:
         raise MessageFinished(f"message {message_id} does not exist")
-    (outcome,) = write_batch([_Delta(session_id, message_id, text)])
+    (outcome,) = write_batch([_Delta(session_id, message_id, text, lease=lease)])
     if isinstance(outcome, ServiceError):
         raise outcome
     return outcome
@@ -282,16 +329,17 @@ class DeltaWriter:
         text: str,
         *,
         part: tuple[int, str, bool] | None = None,
+        lease: RunLease | None = None,
     ) -> int:
         """Append ``text`` to a streaming reply; returns its seq once committed.
 
         Raises :class:`NotInControl` once a human has taken over, :class:`MessageFinished`
-        once the reply was cancelled and :class:`SessionClosed` once the session closed:
-        the AI never writes again. ``part`` is the part it grows: its primary key, wire
-        id and whether it is a text part.
+        once the reply was cancelled, :class:`SessionClosed` once the session closed and
+        :class:`RunNotOwned` once ``lease`` (the run it writes for) is no longer held: the
+        AI never writes again. ``part`` is the part it grows: its primary key, wire id and
+        whether it is a text part.
         """
-        if not isinstance(text, str) or not text:
-            raise InvalidInput("text", "must be a non-empty string")
+        _check_text(text)
         loop = asyncio.get_running_loop()
         if not self._running(loop):
             for task in self._tasks:
@@ -302,7 +350,9 @@ class DeltaWriter:
         assert self._wake is not None
         future: asyncio.Future[int] = loop.create_future()
         pk, part_id, is_text = part if part is not None else (None, None, True)
-        self._queue.append(_Delta(session_id, message_id, text, pk, part_id, is_text, future))
+        self._queue.append(
+            _Delta(session_id, message_id, text, pk, part_id, is_text, lease, future)
+        )
         self._wake.set()
         return await future
 

@@ -12,7 +12,7 @@ from durable_sessions.adapter import AnyUser, get_adapter
 from durable_sessions.errors import InvalidInput
 from durable_sessions.models import DurableSession, Participant, ParticipantKind
 from durable_sessions.service.unit import SessionWrite, new_session_write, session_write
-from durable_sessions.service.validation import MAX_TITLE_CHARS, clean_text
+from durable_sessions.service.validation import MAX_TITLE_CHARS, clean_json, clean_text
 
 
 def create_session(
@@ -30,6 +30,7 @@ def create_session(
     title = clean_text("title", title, limit=MAX_TITLE_CHARS, allow_empty=True)
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidInput("metadata", "must be an object")
+    clean_json("metadata", metadata)
     adapter = get_adapter()
     with transaction.atomic():
         session = DurableSession.objects.create(

@@ -94,13 +94,15 @@ def with_streaming_text(messages: Iterable[Message]) -> None:
 
 def with_part_text(parts: Iterable[MessagePart]) -> None:
     """Fill in the text of growing parts (e.g. of the reply a run continues), in place:
-    one query per message they belong to."""
+    one query for their messages, then one per message."""
     growing = [p for p in parts if p.state in GROWING]
     by_message: dict[int, list[MessagePart]] = {}
     for part in growing:
         by_message.setdefault(part.message_id, []).append(part)
+    if not by_message:
+        return
+    messages = Message.objects.only("pk", "session_id", "seq").in_bulk(list(by_message))
     for message_id, rows in by_message.items():
-        message = Message.objects.only("pk", "session_id", "seq").get(pk=message_id)
-        streamed = streaming_text(message)
+        streamed = streaming_text(messages[message_id])
         for part in rows:
             part.text = streamed.part(part)

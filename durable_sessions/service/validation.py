@@ -26,6 +26,21 @@ def has_surrogate(text: str) -> bool:
     return _SURROGATE.search(text) is not None
 
 
+def storable(text: str) -> bool:
+    """Whether ``text`` can be part of a query on every supported database: PostgreSQL
+    refuses NUL in text (and ``\\u0000`` in jsonb), and no UTF-8 database takes a lone
+    surrogate."""
+    return "\x00" not in text and not has_surrogate(text)
+
+
+def scrub(text: str) -> str:
+    """``text`` with NUL and lone surrogates replaced by U+FFFD: for what a model writes,
+    which is shown as written rather than refused (see :func:`storable`)."""
+    if storable(text):
+        return text
+    return _SURROGATE.sub("\ufffd", text.replace("\x00", "\ufffd"))
+
+
 def printable(text: str) -> str:
     """``text`` with lone surrogates escaped (``\\ud800``), to echo a client's key safely."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -44,6 +59,42 @@ def clean_text(field: str, value: Any, *, limit: int, allow_empty: bool = False)
     if has_surrogate(value):
         raise InvalidInput(field, "must not contain lone surrogates (not valid Unicode text)")
     return value
+
+
+MAX_JSON_DEPTH = 32
+
+
+def clean_json(field: str, value: Any, *, depth: int = 0) -> Any:
+    """``value`` if a JSON column of every supported database stores it as given:
+    objects with text keys, lists, text, finite numbers, booleans and null, at most
+    ``MAX_JSON_DEPTH`` deep, no NUL (PostgreSQL's jsonb refuses ``\\u0000``) and no lone
+    surrogates anywhere. Else :class:`InvalidInput` naming ``field``."""
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidInput(field, f"is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInput(field, "must have text keys only")
+            _clean_json_text(field, key)
+            clean_json(field, item, depth=depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            clean_json(field, item, depth=depth + 1)
+    elif isinstance(value, str):
+        _clean_json_text(field, value)
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise InvalidInput(field, "must not hold NaN or infinite numbers (not JSON)")
+    elif value is not None and not isinstance(value, (bool, int)):
+        raise InvalidInput(field, f"must be JSON (it holds a {type(value).__name__})")
+    return value
+
+
+def _clean_json_text(field: str, text: str) -> None:
+    if "\x00" in text:
+        raise InvalidInput(field, "must not contain NUL characters")
+    if has_surrogate(text):
+        raise InvalidInput(field, "must not contain lone surrogates (not valid Unicode text)")
 
 
 def clean_client_id(value: Any) -> str | None:

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from durable_sessions import service
 from durable_sessions.errors import ServiceError
 from durable_sessions.models import DurableSession
+from durable_sessions.service.validation import storable
 
 
 class Command(BaseCommand):
@@ -71,6 +72,10 @@ class Command(BaseCommand):
             return session.owner, session.owner_visitor
         users = get_user_model()._default_manager
         key = options["user"]
+        if not storable(key):
+            # A shell can pass bytes that are not UTF-8 (lone surrogates here): no stored
+            # username holds them, and the database cannot take them in a query.
+            raise CommandError("--user must be printable text (a user id or username)")
         user = users.filter(**{users.model.USERNAME_FIELD: key}).first()
         if user is None and key.isdigit():
             user = users.filter(pk=int(key)).first()

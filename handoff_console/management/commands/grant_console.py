@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from durable_sessions.app_settings import ds_settings
+from durable_sessions.service.validation import storable
 from handoff_console.permissions import is_operator, operator_permission
 
 
@@ -28,6 +29,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, username: str, revoke: bool, **options: Any) -> None:
         model = get_user_model()
+        if not storable(username):
+            # Bytes that are not UTF-8 arrive as lone surrogates: no username holds them.
+            raise CommandError("the username must be printable text")
         user = model.objects.filter(**{model.USERNAME_FIELD: username}).first()
         if user is None:
             raise CommandError(f"no user named {username!r}")
