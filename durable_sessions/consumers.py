@@ -17,6 +17,7 @@ import asyncio
 import logging
 import re
 import secrets
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -234,7 +235,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         logs.bind(participant=self.participant_id)
         self.limiter: RateLimiter | None = None  # made by the first frame: most never send
         self._lock = asyncio.Lock()
-        self.group = session_group(self.session_id)
+        # Interned: the connections of one session share one copy of each name.
+        self.group = sys.intern(session_group(self.session_id))
         user = self.scope.get("user")
         groups = [self.group]
         if user is not None and user.is_authenticated:
@@ -382,7 +384,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     def _setup_presence(self, opened: _Opened) -> None:
         user = self.scope.get("user")
         is_operator = opened.access is Access.OPERATOR
-        self.presence_room = str(self.session_id)
+        self.presence_room = sys.intern(str(self.session_id))
         self.presence_entry = presence.Entry(
             conn=self.channel_name,
             kind=presence.OPERATOR if is_operator else presence.CUSTOMER,
