@@ -36,6 +36,7 @@ from durable_sessions.runtime import resumption
 from durable_sessions.runtime.coalescer import Coalescer
 from durable_sessions.service import parts, runs
 from durable_sessions.service.transient import retrying
+from durable_sessions.service.validation import storable
 
 db = database_sync_to_async
 MAX_TOOL_NAME = 100
@@ -200,7 +201,8 @@ class ReplyWriter:
         if not self.buffer or self.message is None or part is None:
             self.buffer.take()
             return
-        message, text, before = self.message, self.buffer.take(), part.written
+        # A model may emit NUL or a lone surrogate: shown as U+FFFD rather than refused.
+        message, text, before = self.message, storable(self.buffer.take()), part.written
         attempts = 0
 
         async def append() -> None:

@@ -19,11 +19,19 @@ _TEAM = re.compile(r"[a-z0-9][a-z0-9_-]*")
 # Lone UTF-16 surrogates: JSON's "\ud800" escape decodes to one, and no UTF-8 database
 # or websocket can carry it.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# What PostgreSQL cannot store in text or JSON: NUL and lone surrogates.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def has_surrogate(text: str) -> bool:
     """Whether ``text`` holds a lone surrogate."""
     return _SURROGATE.search(text) is not None
+
+
+def storable(text: str) -> str:
+    """``text`` with each character no database can store (NUL, a lone surrogate) replaced
+    by U+FFFD, one for one: for a model's output, which the service would refuse."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def printable(text: str) -> str:
