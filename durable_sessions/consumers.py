@@ -17,16 +17,19 @@ import asyncio
 import logging
 import re
 import secrets
+import sys
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import (
     BACKEND_SESSION_KEY,
@@ -155,11 +158,41 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self._task = asyncio.current_task()
         self._flow = flow_for(send)
         try:
-            await super().__call__(scope, receive, send)
+            await self._serve(scope, receive, send)
+        except StopConsumer:
+            pass  # the client left, or the consumer closed
         finally:
             # Whatever ended the consumer (a disconnect, an error, Daphne cancelling it):
             # no group, registry or presence entry outlives it.
             await self._release()
+
+    async def _serve(self, scope: Any, receive: Any, send: Any) -> None:
+        """Channels' consumer loop (client frames and channel-layer messages to
+        :meth:`dispatch`), except that it drops each message once handled: Channels' loop
+        keeps the last one, so every idle connection would hold the last presence frame
+        or batch of deltas it was sent."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        sources: list[Callable[[], Awaitable[dict[str, Any]]]] = [receive]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = partial(self.channel_layer.receive, self.channel_name)
+            sources.append(self.channel_receive)
+        waiting = [asyncio.ensure_future(source()) for source in sources]
+        try:
+            while True:
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for index, source in enumerate(sources):
+                    if waiting[index].done():
+                        message = waiting[index].result()
+                        await self.dispatch(message)
+                        del message
+                        waiting[index] = asyncio.ensure_future(source())
+        finally:
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
 
     async def connect(self) -> None:
         try:
@@ -202,7 +235,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         logs.bind(participant=self.participant_id)
         self.limiter: RateLimiter | None = None  # made by the first frame: most never send
         self._lock = asyncio.Lock()
-        self.group = session_group(self.session_id)
+        # Interned: the connections of one session share one copy of each name.
+        self.group = sys.intern(session_group(self.session_id))
         user = self.scope.get("user")
         groups = [self.group]
         if user is not None and user.is_authenticated:
@@ -350,7 +384,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     def _setup_presence(self, opened: _Opened) -> None:
         user = self.scope.get("user")
         is_operator = opened.access is Access.OPERATOR
-        self.presence_room = str(self.session_id)
+        self.presence_room = sys.intern(str(self.session_id))
         self.presence_entry = presence.Entry(
             conn=self.channel_name,
             kind=presence.OPERATOR if is_operator else presence.CUSTOMER,

@@ -146,6 +146,37 @@ async def test_a_refused_delta_gives_its_seq_back_to_the_session():
     assert "late" not in (await text_of(old.pk))
 
 
+@pytest.mark.parametrize(
+    ("text", "says"), [("a\x00b", "NUL"), ("a\ud800b", "surrogate"), ("", "non-empty")]
+)
+async def test_text_the_database_cannot_store_is_refused_before_any_write(text, says):
+    sessions, replies = await streaming_sessions(2)
+    before = (await DurableSession.objects.aget(pk=sessions[0].pk)).last_seq
+    writer = DeltaWriter()
+    outcomes = await asyncio.gather(
+        writer.append(sessions[0].id, replies[0].pk, text),
+        writer.append(sessions[1].id, replies[1].pk, "fine"),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], InvalidInput)
+    assert outcomes[0].field == "text" and says in str(outcomes[0])
+    assert outcomes[1] == 3  # the other stream's delta in the same batch is written
+    assert (await DurableSession.objects.aget(pk=sessions[0].pk)).last_seq == before
+    assert await text_of(replies[0].pk) == ""
+    assert await text_of(replies[1].pk) == "fine"
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "a\ud800b"])
+def test_a_single_append_refuses_the_same_text(text):
+    session, _ = anonymous_session("v")
+    reply = service.start_assistant_message(session.id)
+    before = DurableSession.objects.get(pk=session.pk).last_seq
+    with pytest.raises(InvalidInput):
+        service.append_delta(reply.pk, text)
+    assert DurableSession.objects.get(pk=session.pk).last_seq == before
+    assert service.append_delta(reply.pk, "ok") == before + 1
+
+
 def test_a_streaming_reply_leaves_the_rows_preview_on_the_newest_stored_text():
     # Queue and admin rows preview the newest message; a streaming reply has no stored
     # text until it ends, so the row keeps showing what was said last.

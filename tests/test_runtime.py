@@ -387,6 +387,32 @@ class LongWindedHandoffAgent:
         yield Handoff(reason="r" * 2000 + "\x00", summary="s" * 10_000)
 
 
+class UnstorableTextAgent:
+    """Streams characters no database stores (a NUL, a lone surrogate)."""
+
+    def __init__(self, **options):
+        pass
+
+    async def stream(self, turn):
+        yield "a\x00b"
+        yield "c\ud800d"
+
+
+async def test_characters_no_database_stores_stream_as_replacement_characters(settings):
+    runtime_settings(settings, AGENT="tests.test_runtime.UnstorableTextAgent")
+    async with running_worker("w"):
+        session, store = await db(anonymous_session)()
+        comm, _ = await open_ws(session.id, store=store)
+        await send(comm, "hello", "c1")
+        frames = await frames_until(comm, is_end)
+        assert frames[-1]["type"] == "message.completed"
+        assert deltas(frames) == "a\ufffdbc\ufffdd"
+        await wait_for_run(RunStatus.COMPLETED)
+        reply = await Message.objects.aget(pk=frames[-1]["data"]["message_id"])
+        assert reply.content == "a\ufffdbc\ufffdd"
+        await comm.disconnect()
+
+
 async def test_an_agent_that_fails_before_its_first_word_leaves_a_failed_reply(settings):
     runtime_settings(settings, AGENT="tests.test_runtime.FailingAgent")
     async with running_worker("w"):

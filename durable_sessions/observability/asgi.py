@@ -12,6 +12,7 @@ off the wrapper passes the call straight on.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 from typing import Any
 
 from durable_sessions.observability import tracing
@@ -34,10 +35,18 @@ class TracingMiddleware:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+    # A plain function: with tracing off (or for other scopes) it hands back the wrapped
+    # app's coroutine, so an open connection keeps no coroutine frame of this wrapper (the
+    # attribute tells ASGI servers it is ASGI 3).
+    _asgi_single_callable = True
+
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[Any]:
+        if scope.get("type") not in ("http", "websocket") or not tracing.enabled():
+            return self.app(scope, receive, send)
+        return self._traced(scope, receive, send)
+
+    async def _traced(self, scope: Any, receive: Any, send: Any) -> Any:
         kind = scope.get("type")
-        if kind not in ("http", "websocket") or not tracing.enabled():
-            return await self.app(scope, receive, send)
         route, session_id = _route(scope.get("path", ""))
         method = scope.get("method", "GET") if kind == "http" else "WS"
         name = f"HTTP {method} {route}" if kind == "http" else f"WS {route}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Awaitable
 from typing import Any
 
 from durable_sessions.app_settings import ds_settings
@@ -85,10 +86,21 @@ class EmbeddedRunner:
         EmbeddedRunner.constructed = True
         _start_with_server()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    # A plain function that hands back the wrapped app's coroutine: no coroutine frame of
+    # its own for each open connection (the attribute tells ASGI servers it is ASGI 3).
+    _asgi_single_callable = True
+
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
+            return self._lifespan(receive, send)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # called outside the loop that will run it
+            return self._call_in_loop(scope, receive, send)
+        start_embedded_worker()
+        return self.app(scope, receive, send)
+
+    async def _call_in_loop(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         start_embedded_worker()
         await self.app(scope, receive, send)
 

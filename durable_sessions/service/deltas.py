@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,53 +100,24 @@ def _by_session(batch: list[_Delta]) -> dict[uuid.UUID, list[_Delta]]:
     return {sid: grouped[sid] for sid in sorted(grouped, key=lambda s: s.hex)}
 
 
-def _source(columns: dict[str, tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
-    """A FROM item ``v`` whose rows hold the given columns (name: (SQL type, values)).
-
-    PostgreSQL gets one array per column, a handful of parameters whatever the number of
-    rows; SQLite, which has no arrays, gets a VALUES list.
-    """
-    names = list(columns)
-    if connection.vendor == "postgresql":
-        arrays = ", ".join(f"CAST(%s AS {sql_type}[])" for sql_type, _ in columns.values())
-        return f"unnest({arrays}) AS v({', '.join(names)})", [v for _, v in columns.values()]
-    rows = list(zip(*(values for _, values in columns.values()), strict=True))
-    row = "(" + ", ".join(["%s"] * len(names)) + ")"
-    selected = ", ".join(f"column{i} AS {name}" for i, name in enumerate(names, start=1))
-    values = ", ".join([row] * len(rows))
-    return f"(SELECT {selected} FROM (VALUES {values})) AS v", [x for r in rows for x in r]
-
-
 def _reserve(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[uuid.UUID, int]:
-    """Lock the open, AI-controlled sessions and reserve one seq per queued delta;
-    returns each session's ``last_seq`` after the reservation."""
+    """(SQLite) Reserve one seq per queued delta of the open, AI-controlled sessions;
+    returns each session's ``last_seq`` after the reservation. The write transaction
+    locks the whole database."""
     table = connection.ops.quote_name(DurableSession._meta.db_table)
-    ids = [db_id(session_id) for session_id in grouped]
-    source, params = _source(
-        {"id": ("uuid", ids), "n": ("integer", [len(d) for d in grouped.values()])}
-    )
-    now = timezone.now()
+    rows = list(grouped.items())
+    values = ", ".join(["(%s, %s)"] * len(rows))
+    params = [x for session_id, deltas in rows for x in (db_id(session_id), len(deltas))]
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # Lock in id order first (two batches never deadlock); the outer UPDATE then
-            # checks status and control on the locked, newest row versions.
-            cursor.execute(
-                f"UPDATE {table} AS s SET last_seq = s.last_seq + v.n, updated_at = %s "
-                f"FROM {source}, (SELECT id FROM {table} WHERE id = ANY(%s) "
-                "ORDER BY id FOR UPDATE) AS l "
-                "WHERE s.id = v.id AND s.id = l.id AND s.status = %s AND s.control = %s "
-                "RETURNING s.id, s.last_seq",
-                [now, *params, ids, Status.OPEN, Control.AI],
-            )
-        else:  # SQLite: the whole database is locked by the write transaction.
-            cursor.execute(
-                f"UPDATE {table} SET last_seq = last_seq + v.n, updated_at = %s FROM {source} "
-                f"WHERE {table}.id = v.id AND status = %s AND control = %s "
-                f"RETURNING {table}.id, {table}.last_seq",
-                [now, *params, Status.OPEN, Control.AI],
-            )
-        rows = cursor.fetchall()
-    return {as_uuid(sid): seq for sid, seq in rows}
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = last_seq + v.n, updated_at = %s "
+            f"FROM (SELECT column1 AS id, column2 AS n FROM (VALUES {values})) AS v "
+            f"WHERE {table}.id = v.id AND status = %s AND control = %s "
+            f"RETURNING {table}.id, {table}.last_seq",
+            [timezone.now(), *params, Status.OPEN, Control.AI],
+        )
+        found = cursor.fetchall()
+    return {as_uuid(sid): seq for sid, seq in found}
 
 
 def _refusal(session_id: uuid.UUID) -> ServiceError:
@@ -171,9 +143,9 @@ def _streaming(deltas: list[_Delta]) -> set[tuple[int, uuid.UUID]]:
 
 
 def _held(deltas: list[_Delta]) -> set[RunLease]:
-    """The leases of the batch still held, in one query. Read under the session locks
-    that a claim and a requeue of a run also take, so no other attempt can take the run
-    between this check and the commit."""
+    """(SQLite) The leases of the batch still held, in one query. Read under the session
+    locks that a claim and a requeue of a run also take, so no other attempt can take the
+    run between this check and the commit."""
     leases = {delta.lease for delta in deltas if delta.lease is not None}
     if not leases:
         return set()
@@ -183,26 +155,10 @@ def _held(deltas: list[_Delta]) -> set[RunLease]:
     return {RunLease(pk, worker, attempts) for pk, worker, attempts in rows} & leases
 
 
-def _insert(rows: list[Event]) -> None:
-    """Insert the staged events: on PostgreSQL in one statement of three arrays."""
-    if connection.vendor != "postgresql":
-        Event.objects.bulk_create(rows)
-        return
-    table = connection.ops.quote_name(Event._meta.db_table)
-    source, params = _source(
-        {
-            "sid": ("uuid", [row.session_id for row in rows]),
-            "seq": ("bigint", [row.seq for row in rows]),
-            "typ": ("text", [row.type for row in rows]),
-            "payload": ("text", [json.dumps(row.payload) for row in rows]),
-        }
+def _not_owned(lease: RunLease) -> RunNotOwned:
+    return RunNotOwned(
+        f"run {lease.run_id} is no longer held by {lease.worker!r} (attempt {lease.attempt})"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (session_id, seq, type, payload, created_at) "
-            f"SELECT v.sid, v.seq, v.typ, CAST(v.payload AS jsonb), %s FROM {source}",
-            [rows[0].created_at, *params],
-        )
 
 
 def _wakeups(rows: list[Event]) -> list[Wakeup]:
@@ -218,75 +174,227 @@ def _wakeups(rows: list[Event]) -> list[Wakeup]:
 def write_batch(batch: list[_Delta]) -> list[int | ServiceError]:
     """Write the deltas in one transaction; per delta its seq or the refusal.
 
-    Three statements however many deltas the batch holds: reserve the seqs of every
+    A fixed number of statements however many deltas the batch holds. On PostgreSQL two,
+    sent together (:func:`_write_postgresql`); elsewhere three: reserve the seqs of every
     session, check that every message still streams, insert every event (refusals add a
     few).
     """
-    outcome_of: dict[int, int | ServiceError] = {}
     with transaction.atomic():
         grouped = _by_session(batch)
-        reserved = _reserve(grouped)
-        for session_id, deltas in grouped.items():
-            if session_id not in reserved:
-                refusal = _refusal(session_id)
-                for delta in deltas:
-                    outcome_of[id(delta)] = refusal
-        accepted = [d for sid, deltas in grouped.items() if sid in reserved for d in deltas]
-        written = _streaming(accepted) if accepted else set()
-        held = _held(accepted) if accepted else set()
-        rows: list[Event] = []
-        unused: dict[uuid.UUID, int] = {}
-        now = timezone.now()
-        for session_id, last_seq in reserved.items():
-            deltas = grouped[session_id]
-            seq = last_seq - len(deltas)
-            for delta in deltas:
-                if delta.lease is not None and delta.lease not in held:
-                    outcome_of[id(delta)] = RunNotOwned(
-                        f"run {delta.lease.run_id} is no longer held by "
-                        f"{delta.lease.worker!r} (attempt {delta.lease.attempt})"
-                    )
-                    continue
-                if (delta.message_id, session_id) not in written:
-                    outcome_of[id(delta)] = MessageFinished(
-                        f"message {delta.message_id} is no longer streaming"
-                    )
-                    continue
-                seq += 1
-                payload: dict[str, Any] = {"message_id": delta.message_id, "text": delta.text}
-                if delta.part_id is not None:
-                    payload["part_id"] = delta.part_id
-                rows.append(
-                    Event(
-                        session_id=session_id,
-                        seq=seq,
-                        type=wire.MESSAGE_DELTA if delta.is_text else wire.PART_DELTA,
-                        payload=payload,
-                        created_at=now,
-                    )
-                )
-                outcome_of[id(delta)] = seq
-            if seq != last_seq:
-                unused[session_id] = last_seq - seq
-        for session_id, count in unused.items():
-            # Give the seqs of refused deltas back; the others keep theirs, gapless.
-            DurableSession.objects.filter(pk=session_id).update(last_seq=F("last_seq") - count)
-        if rows:
-            _insert(rows)
-            publish_on_commit(_wakeups(rows))
+        if connection.vendor == "postgresql":
+            outcome_of = _write_postgresql(grouped)
+        else:
+            outcome_of = _write_portable(grouped)
     return [outcome_of[id(delta)] for delta in batch]
+
+
+def _payload(delta: _Delta) -> dict[str, Any]:
+    payload: dict[str, Any] = {"message_id": delta.message_id, "text": delta.text}
+    if delta.part_id is not None:
+        payload["part_id"] = delta.part_id
+    return payload
+
+
+def _delta_type(delta: _Delta) -> str:
+    return wire.MESSAGE_DELTA if delta.is_text else wire.PART_DELTA
+
+
+# The whole batch in one statement, run once the sessions are locked (its snapshot then
+# sees every committed change of their status, control and messages: each such change
+# takes the same lock). Deltas whose session is open and AI-controlled and whose message
+# still streams get the next seqs of their session in queue order (``ord``), when they
+# carry no lease or their lease still holds the run (running, same worker and attempt:
+# a claim and a requeue take the session's lock too); the others get none, so no seq is
+# reserved for them and none has to be given back.
+_BATCH_SQL = """
+WITH v AS (
+    SELECT * FROM json_to_recordset(%s::json)
+        AS v(ord integer, sid uuid, mid bigint, typ text, payload jsonb,
+             run bigint, worker text, attempt integer)
+), r AS (
+    SELECT v.ord FROM v JOIN {runs} AS run ON run.id = v.run
+    WHERE run.status = %s AND run.worker = v.worker AND run.attempts = v.attempt
+), s AS (
+    SELECT id, last_seq FROM {sessions}
+    WHERE id = ANY(%s::uuid[]) AND status = %s AND control = %s
+), m AS (
+    SELECT id, session_id FROM {messages} WHERE id = ANY(%s::bigint[]) AND state = %s
+), d AS (
+    SELECT v.ord, v.sid, v.typ, v.payload,
+        s.last_seq + row_number() OVER (PARTITION BY v.sid ORDER BY v.ord) AS seq
+    FROM v JOIN s ON s.id = v.sid JOIN m ON m.id = v.mid AND m.session_id = v.sid
+    WHERE v.run IS NULL OR v.ord IN (SELECT ord FROM r)
+), u AS (
+    UPDATE {sessions} AS t SET last_seq = c.top, updated_at = %s
+    FROM (SELECT sid, max(seq) AS top FROM d GROUP BY sid) AS c WHERE t.id = c.sid
+), i AS (
+    INSERT INTO {events} (session_id, seq, type, payload, created_at)
+    SELECT sid, seq, typ, payload, %s FROM d
+)
+SELECT v.ord, d.seq, s.id IS NOT NULL, v.run IS NULL OR v.ord IN (SELECT ord FROM r) FROM v
+    LEFT JOIN s ON s.id = v.sid LEFT JOIN d ON d.ord = v.ord
+"""
+
+
+def _array(values: Iterable[object]) -> str:
+    """A PostgreSQL array literal of uuids or integers (neither needs quoting): psycopg
+    dumps a list element by element in Python, which showed in profiles of big batches."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _write_postgresql(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[int, int | ServiceError]:
+    """Lock the sessions in id order, then write the batch in one statement; both sent in
+    one round trip (psycopg's pipeline mode), with server-side parameters: one JSON
+    document and two array literals whatever the batch's size, and no per-event model
+    object."""
+    quote = connection.ops.quote_name
+    sessions_table = quote(DurableSession._meta.db_table)
+    query = _BATCH_SQL.format(
+        sessions=sessions_table,
+        messages=quote(Message._meta.db_table),
+        events=quote(Event._meta.db_table),
+        runs=quote(AgentRun._meta.db_table),
+    )
+    deltas = [delta for group in grouped.values() for delta in group]
+    payloads = [_payload(delta) for delta in deltas]
+    session_ids = list(grouped)
+    now = timezone.now()
+    # The deltas as one JSON document (encoded in C, read by PostgreSQL in C) rather than
+    # arrays that psycopg would quote element by element.
+    rows_json = json.dumps(
+        [
+            {
+                "ord": index,
+                "sid": str(delta.session_id),
+                "mid": delta.message_id,
+                "typ": _delta_type(delta),
+                "payload": payload,
+                **(
+                    {}
+                    if delta.lease is None
+                    else {
+                        "run": delta.lease.run_id,
+                        "worker": delta.lease.worker,
+                        "attempt": delta.lease.attempt,
+                    }
+                ),
+            }
+            for index, (delta, payload) in enumerate(zip(deltas, payloads, strict=True))
+        ]
+    )
+    ids = _array(session_ids)
+    params = [
+        rows_json,
+        RunStatus.RUNNING,
+        ids,
+        Status.OPEN,
+        Control.AI,
+        _array({delta.message_id for delta in deltas}),
+        MessageState.STREAMING,
+        now,
+        now,
+    ]
+    import psycopg  # PostgreSQL only: an optional dependency
+
+    connection.ensure_connection()
+    raw = connection.connection
+    with connection.wrap_database_errors, raw.pipeline(), psycopg.Cursor(raw) as cursor:
+        cursor.execute(
+            f"SELECT id FROM {sessions_table} WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
+            [ids],
+        )
+        cursor.execute(query, params)
+        rows = cursor.fetchall()
+    outcome_of: dict[int, int | ServiceError] = {}
+    refusals: dict[uuid.UUID, ServiceError] = {}
+    frames: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for ord_, seq, session_ok, lease_ok in rows:
+        delta = deltas[ord_]
+        if seq is not None:
+            outcome_of[id(delta)] = seq
+            frames.setdefault(delta.session_id, []).append(
+                wire.frame(seq, _delta_type(delta), payloads[ord_], now)
+            )
+        elif session_ok and not lease_ok and delta.lease is not None:
+            outcome_of[id(delta)] = _not_owned(delta.lease)
+        elif session_ok:
+            outcome_of[id(delta)] = MessageFinished(
+                f"message {delta.message_id} is no longer streaming"
+            )
+        else:
+            if delta.session_id not in refusals:
+                refusals[delta.session_id] = _refusal(delta.session_id)
+            outcome_of[id(delta)] = refusals[delta.session_id]
+    # Frames in seq order: the rows come in no particular order.
+    publish_on_commit(
+        [
+            session_wakeup(session_id, sorted(f, key=lambda frame: frame["seq"]))
+            for session_id, f in frames.items()
+        ]
+    )
+    return outcome_of
+
+
+def _write_portable(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[int, int | ServiceError]:
+    """The batch in three statements of standard SQL (SQLite)."""
+    outcome_of: dict[int, int | ServiceError] = {}
+    reserved = _reserve(grouped)
+    for session_id, deltas in grouped.items():
+        if session_id not in reserved:
+            refusal = _refusal(session_id)
+            for delta in deltas:
+                outcome_of[id(delta)] = refusal
+    accepted = [d for sid, deltas in grouped.items() if sid in reserved for d in deltas]
+    written = _streaming(accepted) if accepted else set()
+    held = _held(accepted) if accepted else set()
+    rows: list[Event] = []
+    unused: dict[uuid.UUID, int] = {}
+    now = timezone.now()
+    for session_id, last_seq in reserved.items():
+        deltas = grouped[session_id]
+        seq = last_seq - len(deltas)
+        for delta in deltas:
+            if delta.lease is not None and delta.lease not in held:
+                outcome_of[id(delta)] = _not_owned(delta.lease)
+                continue
+            if (delta.message_id, session_id) not in written:
+                outcome_of[id(delta)] = MessageFinished(
+                    f"message {delta.message_id} is no longer streaming"
+                )
+                continue
+            seq += 1
+            rows.append(
+                Event(
+                    session_id=session_id,
+                    seq=seq,
+                    type=_delta_type(delta),
+                    payload=_payload(delta),
+                    created_at=now,
+                )
+            )
+            outcome_of[id(delta)] = seq
+        if seq != last_seq:
+            unused[session_id] = last_seq - seq
+    for session_id, count in unused.items():
+        # Give the seqs of refused deltas back; the others keep theirs, gapless.
+        DurableSession.objects.filter(pk=session_id).update(last_seq=F("last_seq") - count)
+    if rows:
+        Event.objects.bulk_create(rows)
+        publish_on_commit(_wakeups(rows))
+    return outcome_of
 
 
 async def _write_on_db_thread(batch: list[_Delta]) -> tuple[list[int | ServiceError], list[Wakeup]]:
     return await database_sync_to_async(collecting)(write_batch, batch)
 
 
-def _check_text(text: Any) -> None:
+def _check_text(text: object) -> None:
+    """Refuse a delta PostgreSQL cannot store (in a JSON payload): it would fail the
+    whole group commit, and with it the deltas of every other stream in the batch. The
+    runtime scrubs what a model writes before it gets here."""
     if not isinstance(text, str) or not text:
         raise InvalidInput("text", "must be a non-empty string")
     if not storable(text):
-        # PostgreSQL's jsonb refuses "\\u0000" in the delta's payload; the runtime scrubs
-        # what a model writes before it gets here.
         raise InvalidInput("text", "must not contain NUL characters or lone surrogates")
 
 
