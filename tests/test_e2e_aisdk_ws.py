@@ -30,7 +30,7 @@ db = database_sync_to_async
 RUN = ROOT / "tests" / "aisdk_ws" / "run.mjs"
 TANSTACK = ROOT / "tests" / "aisdk_ws" / "tanstack.mjs"
 SCENARIOS = ("stream", "stop", "drop", "reload", "approval", "edit", "together")
-TANSTACK_SCENARIOS = ("stream", "stop", "drop", "reload", "approval", "edit", "together")
+TANSTACK_SCENARIOS = ("stream", "stop", "drop", "reload", "approval")
 # The demo agent: its generic answer twice, about 30 words a second; "refund order 1001"
 # calls a tool that a person approves first.
 AGENT = {"thinking_seconds": 0.2, "tokens_per_second": 30, "seed": 7, "repeat": 2}
