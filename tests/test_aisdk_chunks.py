@@ -12,7 +12,7 @@ import pytest
 
 from durable_sessions import service
 from durable_sessions.aisdk.chunks import AnswerChunks
-from durable_sessions.aisdk.follow import DONE, active_answer_start, sse
+from durable_sessions.aisdk.follow import DONE, active_answer_start, sse, sse_all
 from durable_sessions.delivery.replay import read_events
 from durable_sessions.models import Message, PartType
 from durable_sessions.service import compaction, parts
@@ -137,3 +137,28 @@ def test_an_answer_is_active_from_the_post_until_its_reply_ends():
     # A pending run, no reply yet: the answer is active, read after the current tail.
     session.refresh_from_db()
     assert active_answer_start(session.pk) == session.last_seq
+
+
+def test_a_page_written_at_once_is_the_same_bytes_as_chunk_by_chunk():
+    page = [
+        {"type": "start", "messageId": "7", "messageMetadata": {"sessionId": "s"}},
+        {"type": "text-delta", "id": "m7p0", "delta": 'caf\u00e9 "quoted"\n'},
+        {"type": "finish", "messageMetadata": {"state": "completed"}},
+    ]
+    assert sse_all(page) == b"".join(sse(chunk) for chunk in page)
+    assert (
+        sse(page[1])
+        == b'data: {"type":"text-delta","id":"m7p0","delta":"caf\\u00e9 \\"quoted\\"\\n"}\n\n'
+    )
+    assert sse_all([]) == b""
+
+
+def test_an_answer_to_another_message_is_not_this_requests():
+    chunks = AnswerChunks(asked=5)
+    other = {"id": 8, "role": "assistant", "parts": [], "answers": [6]}
+    mine = {"id": 9, "role": "assistant", "parts": [], "answers": [5]}
+    assert chunks.feed({"type": "message.created", "data": {"message": other}}) == []
+    assert chunks.reply_id is None
+    assert (
+        chunks.feed({"type": "message.created", "data": {"message": mine}})[0]["messageId"] == "9"
+    )

@@ -160,3 +160,34 @@ def test_a_retried_post_stores_one_message_and_answers_the_same_stream(server, r
     assert [m["role"] for m in result["rest"]] == ["user", "assistant"]
     assert result["rest"][0]["client_id"] == "retried-message-1"
     assert result["rest"][1]["content"] == first["text"]
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_an_edit_adds_a_version_and_streams_its_answer(server, release):
+    result = drive(server, release, "edit")
+    result["rest"] = [m for m in result["rest"] if m["role"] != "system"]  # the handoff notice
+    [first_answer] = assistants(result["first"])
+    answer = the_answer(result)
+    assert "1002" in answer["text"] and answer["id"] != first_answer["id"]
+    edited = result["chat"]["messages"][0]
+    assert edited["id"] == result["first"]["messages"][0]["id"]  # the SDK keeps its id
+    assert edited["text"] == "Where is order 1002?"
+    # The REST API: the new version and its answer shown; the old question and its answer
+    # kept as hidden versions; the retried edit stored nothing and streamed the same answer.
+    every = [m for m in result["restAll"] if m["role"] != "system"]
+    assert [(m["role"], m["active"]) for m in every] == [
+        ("user", False),
+        ("assistant", False),
+        ("user", True),
+        ("assistant", True),
+    ]
+    old_question, old_answer, question, shown = every
+    assert old_question["content"] == "Hello there, what can you do?"
+    assert old_answer["id"] == first_answer["id"]
+    assert question["version_of"] == int(old_question["id"])
+    assert shown["id"] == answer["id"] and shown["content"] == answer["text"]
+    assert result["retried"] == {"id": answer["id"], "text": answer["text"]}
+    # Refused while a person is asked for, with the service's error code.
+    assert result["handoffStatus"] == 200
+    assert result["refused"]["status"] == "error"
+    assert "human_in_control" in result["refused"]["error"]

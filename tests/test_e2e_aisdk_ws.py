@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.m
 db = database_sync_to_async
 RUN = ROOT / "tests" / "aisdk_ws" / "run.mjs"
 TANSTACK = ROOT / "tests" / "aisdk_ws" / "tanstack.mjs"
-SCENARIOS = ("stream", "stop", "drop", "reload", "approval")
+SCENARIOS = ("stream", "stop", "drop", "reload", "approval", "edit", "together")
 TANSTACK_SCENARIOS = ("stream", "stop", "drop", "reload", "approval")
 # The demo agent: its generic answer twice, about 30 words a second; "refund order 1001"
 # calls a tool that a person approves first.
@@ -53,6 +53,22 @@ def replies(session_id: str) -> list[Message]:
 def cancel_reasons(session_id: str) -> list[str]:
     events = Event.objects.filter(session_id=session_id, type="message.cancelled")
     return [event.payload["reason"] for event in events]
+
+
+def all_messages(session_id: str) -> list[Message]:
+    return list(Message.objects.filter(session_id=session_id).order_by("seq"))
+
+
+def answered(session_id: str) -> dict[int, str]:
+    """Each customer's message id -> the text of the reply whose run answered it, as the
+    replies' ``message.created`` events link them."""
+    texts = {m.pk: m.content for m in replies(session_id)}
+    links: dict[int, str] = {}
+    for event in Event.objects.filter(session_id=session_id, type="message.created"):
+        message = event.payload["message"]
+        for asked in message.get("answers", ()):
+            links[asked] = texts[message["id"]]
+    return links
 
 
 def user_messages(session_id: str) -> list[Message]:
@@ -140,6 +156,44 @@ async def check_version(server: DaphneServer, version: int) -> None:
     assert types[:2] == ["reasoning", "tool-refund_order"] and types[-1] == "text"
     assert approval["tool"]["state"] == "output-available"
     assert approval["tool"]["output"]["refunded"] == 89.9
+
+    await check_edit(results["edit"])
+    await check_together(results["together"])
+
+
+async def check_edit(edit: dict[str, Any]) -> None:
+    """An edit through ``sendMessage({text, messageId})``: the new version is shown with its
+    answer, the old version and its answer are kept hidden, a retried edit stores nothing."""
+    stored = [m for m in await db(all_messages)(edit["sessionId"]) if m.role != "system"]
+    assert edit["first"]["roles"] == ["user", "assistant"]
+    assert edit["roles"] == ["user", "assistant"] and edit["status"] == "ready"
+    assert edit["ids"][0] == edit["first"]["ids"][0]  # the SDK keeps its message id
+    assert "1002" in edit["text"] and edit["text"] != edit["first"]["text"]
+    old_question, old_answer, question, answer = stored  # nothing stored twice
+    assert (old_question.content, question.content) == ("hello there", "Where is order 1002?")
+    assert question.version_of_id == old_question.pk and question.hidden_under_id is None
+    assert old_question.hidden_under_id == old_answer.hidden_under_id == old_question.pk
+    assert answer.hidden_under_id is None and answer.content == edit["text"]
+    assert edit["retriedText"] == edit["text"]
+    # Refused while a person is asked for: the SDK holds the error, nothing changed.
+    assert edit["refused"]["status"] == "error"
+    assert "human_in_control" in edit["refused"]["error"]
+
+
+async def check_together(together: dict[str, Any]) -> None:
+    """Two devices sent at once: each stream carried the answer to its own message."""
+    asked = await db(user_messages)(together["sessionId"])
+    links = await db(answered)(together["sessionId"])
+    by_client = {m.client_id: m.pk for m in asked}
+    mine = {device: by_client[together[device]["ids"][0]] for device in ("one", "two")}
+    assert len(asked) == 2 and set(links) == set(mine.values())
+    # Usually one answer each; both asked before the first run started: one answer to both.
+    separate = links[mine["one"]] != links[mine["two"]]
+    for device, order in (("one", "1001"), ("two", "1002")):
+        result = together[device]
+        assert result["status"] == "ready" and result["error"] is None
+        assert result["text"] == links[mine[device]]
+        assert order in result["text"] or not separate
 
 
 @pytest.mark.parametrize("version", [5, 6, 7])

@@ -64,6 +64,9 @@ class AnswerChunks:
     """
 
     reply_id: int | None = None
+    # The message whose answer this is: a reply whose run answers other messages (another
+    # device's, sent at the same time) is not it.
+    asked: int | None = None
     approvals: bool = True
     session_id: str = ""
     parts: dict[str, PartSeen] = field(default_factory=dict)
@@ -158,7 +161,7 @@ class AnswerChunks:
 
     def _created(self, message: dict[str, Any]) -> list[Chunk]:
         role = message.get("role")
-        if self.reply_id is None and role == Role.ASSISTANT:
+        if self.reply_id is None and role == Role.ASSISTANT and self._answers_asked(message):
             self.reply_id = message.get("id")
             return self.start() + self._parts_of(message)
         if role in NOTICE_ROLES:
@@ -177,6 +180,10 @@ class AnswerChunks:
                 return []
             return [notice]
         return []
+
+    def _answers_asked(self, message: dict[str, Any]) -> bool:
+        answers = message.get("answers")
+        return self.asked is None or not isinstance(answers, list) or self.asked in answers
 
     def _parts_of(self, message: dict[str, Any]) -> list[Chunk]:
         out: list[Chunk] = []

@@ -34,10 +34,19 @@ from durable_sessions.models import (
 )
 
 DONE = b"data: [DONE]\n\n"
+# One encoder for every chunk (``json.dumps`` with arguments builds a new one per call).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def sse(chunk: Chunk) -> bytes:
-    return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + _encode(chunk).encode() + b"\n\n"
+
+
+def sse_all(chunks: list[Chunk]) -> bytes:
+    """Several chunks as one write: the same bytes as ``sse`` of each, joined."""
+    if not chunks:
+        return b""
+    return ("data: " + "\n\ndata: ".join(map(_encode, chunks)) + "\n\n").encode()
 
 
 def answer_active(session_id: uuid.UUID) -> bool:
@@ -101,33 +110,33 @@ async def follow(
 ) -> AsyncIterator[bytes]:
     """The SSE body: ``opening`` chunks, then the answer's chunks from the log after
     ``after``, then ``[DONE]``."""
-    for chunk in opening or ():
-        yield sse(chunk)
+    if opening:
+        yield sse_all(opening)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ds_settings.AISDK_STREAM_MAX_SECONDS
     waiter = GroupWaiter(session_group(session_id), lambda m: m.get("type") == LIVE_MESSAGE_TYPE)
     async with waiter:
         while True:
             active, frames, more = await aread_page(session_id, after)
+            # A page's chunks go out as one write: a response write per chunk (an ASGI
+            # message, a socket send) cost more than building the chunks.
+            page: list[Chunk] = []
             for frame in frames:
                 after = frame["seq"]
-                for chunk in chunks.feed(frame):
-                    yield sse(chunk)
+                page += chunks.feed(frame)
                 if chunks.finished:
-                    yield DONE
+                    yield sse_all(page) + DONE
                     return
+            if page:
+                yield sse_all(page)
             if more:
                 continue
             if chunks.awaiting_approval and await arun_waits(session_id):
-                for chunk in chunks.finish("awaiting-approval"):
-                    yield sse(chunk)
-                yield DONE
+                yield sse_all(chunks.finish("awaiting-approval")) + DONE
                 return
             if chunks.reply_id is None and not active:
                 # No answer comes (a human has control, or the run ended without one).
-                for chunk in chunks.finish("idle"):
-                    yield sse(chunk)
-                yield DONE
+                yield sse_all(chunks.finish("idle")) + DONE
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:

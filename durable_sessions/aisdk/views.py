@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from durable_sessions import service, wire
 from durable_sessions.adapter import Access, get_adapter, visitor_id
 from durable_sessions.aisdk.chunks import AnswerChunks, Chunk
+from durable_sessions.aisdk.edits import edit_client_id, shown_version
 from durable_sessions.aisdk.follow import active_answer_start, answer_active, follow
 from durable_sessions.aisdk.requests import ChatRequest, parse_chat_request
 from durable_sessions.api.authentication import request_visitor
@@ -91,6 +92,8 @@ class ChatView(ChatAccessMixin, ApiView):
             return self._regenerate(request, session, body, chunks)
         if body.approvals:
             return self._continue(session, body, chunks)
+        if body.message_id is not None and body.message_id == body.user_id:
+            return self._edit(request, session, body, chunks)
         limits.check("message", limits.request_who(request))  # shared with the websocket
         if self._access is Access.OWNER:
             result = service.post_customer_message(session.pk, body.text, client_id=body.user_id)
@@ -98,6 +101,7 @@ class ChatView(ChatAccessMixin, ApiView):
             result = service.operator_reply(
                 session.pk, operator=request.user, content=body.text, client_id=body.user_id
             )
+        chunks.asked = result.message.pk
         return stream_response(session.pk, result.seq, chunks)
 
     def _session(self, request: Request, body: ChatRequest) -> DurableSession:
@@ -119,6 +123,25 @@ class ChatView(ChatAccessMixin, ApiView):
             raise NotFound(NOT_FOUND)
         self._access = access
         return session
+
+    def _edit(
+        self, request: Request, session: DurableSession, body: ChatRequest, chunks: AnswerChunks
+    ) -> HttpResponse:
+        """The SDK's edit: a new version of the message through the edit service (the old
+        one and what followed it kept, hidden), and the answer to the new version."""
+        if self._access is not Access.OWNER:
+            raise InvalidInput("messageId", "messages are edited by the chat's customer here")
+        shown = shown_version(session.pk, body.message_id or "")
+        if shown.content == body.text and shown.role == Role.USER:
+            # A retried edit (or one that changes nothing): that version's answer again.
+            chunks.asked = shown.pk
+            return stream_response(session.pk, shown.seq, chunks)
+        limits.check("message", limits.request_who(request))
+        result = service.edit_message(
+            session.pk, shown.pk, body.text, client_id=edit_client_id(shown, body.text)
+        )
+        chunks.asked = result.message.pk
+        return stream_response(session.pk, result.seq, chunks)
 
     def _regenerate(
         self, request: Request, session: DurableSession, body: ChatRequest, chunks: AnswerChunks

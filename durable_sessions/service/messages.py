@@ -202,7 +202,9 @@ def start_assistant_message(session_id: uuid.UUID | str) -> Message:
             state=MessageState.STREAMING,
             version_of_id=runs.regenerated_group(w.session_id),
         )
-        w.add_message(message)
+        # Which run writes it and which messages it answers: a device follows the answer
+        # to its own message even when several devices send at once.
+        w.add_message(message, runs.answered_by_running(w.session_id))
     return message
 
 

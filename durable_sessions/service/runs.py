@@ -221,6 +221,38 @@ def regenerated_group(session_id: uuid.UUID) -> int | None:
     return None if row is None else (row[1] or row[0])
 
 
+def answered_by_running(session_id: uuid.UUID) -> dict[str, Any]:
+    """The session's running run and the customer's messages its reply answers: the run's
+    trigger and the messages folded into it (sent while it was pending, or steered into
+    it), up to the trigger of the next run. Empty when no run is running (a reply written
+    through the Python API)."""
+    run = (
+        AgentRun.objects.filter(session_id=session_id, status=RunStatus.RUNNING)
+        .values("pk", "trigger_id", "trigger__seq")
+        .first()
+    )
+    if run is None:
+        return {}
+    answers: list[int] = []
+    if run["trigger_id"] is not None:
+        after = AgentRun.objects.filter(
+            session_id=session_id, pk__gt=run["pk"], trigger__isnull=False
+        ).order_by("pk")
+        limit = after.values_list("trigger__seq", flat=True).first()
+        rows = Message.objects.filter(
+            session_id=session_id,
+            role=Role.USER,
+            hidden_under__isnull=True,
+            seq__gte=run["trigger__seq"],
+        )
+        if limit is not None:
+            rows = rows.filter(seq__lt=limit)
+        answers = list(rows.order_by("seq").values_list("pk", flat=True))
+        if run["trigger_id"] not in answers:  # a regeneration's question, for one
+            answers.insert(0, run["trigger_id"])
+    return {"run_id": run["pk"], "answers": answers}
+
+
 def pending_ids(limit: int, *, waited: float = 0.0) -> list[int]:
     """The oldest pending runs; with ``waited``, only those created that many seconds ago
     or more (or waiting for another worker after an attempt)."""

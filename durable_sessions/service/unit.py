@@ -127,11 +127,15 @@ class SessionWrite:
         self._events.append((self.last_seq, type_, payload))
         return self.last_seq
 
-    def add_message(self, message: Message) -> int:
+    def add_message(self, message: Message, extra: dict[str, Any] | None = None) -> int:
         """Store ``message`` with the ``message.created`` event that announces it; returns
-        that event's seq, which is also the message's."""
+        that event's seq, which is also the message's. ``extra``: fields of the message in
+        that event only (a reply's link to its run)."""
         message.session_id = self.session_id
-        seq = self.append(wire.MESSAGE_CREATED, lambda: {"message": wire.message_data(message)})
+        seq = self.append(
+            wire.MESSAGE_CREATED,
+            lambda: {"message": {**wire.message_data(message), **(extra or {})}},
+        )
         message.seq = seq
         self._messages.append(message)
         return seq

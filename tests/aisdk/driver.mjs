@@ -231,6 +231,26 @@ if (scenario === "send") {
     result.sessionId = last.metadata?.sessionId;
   }
   result.answers = texts;
+} else if (scenario === "edit") {
+  // The SDK's edit: sendMessage with the id of the message it replaces.
+  const { chat } = newChat([], { onError: () => {} });
+  await chat.sendMessage({ text: question });
+  result.first = summary(chat);
+  const edited = chat.messages[0].id;
+  await chat.sendMessage({ text: "Where is order 1002?", messageId: edited });
+  result.chat = summary(chat);
+  // The same edit posted again (a retried request): one stored version, the same answer.
+  const body = JSON.stringify({ id: chatId, messages: structuredClone(chat.messages.slice(0, 1)), trigger: "submit-message", messageId: edited });
+  const response = await browserFetch(api, { method: "POST", headers: { "Content-Type": "application/json" }, body });
+  let last;
+  for await (const m of ai.readUIMessageStream({ stream: new ai.DefaultChatTransport({}).processResponseStream(response.body) })) last = m;
+  result.retried = { id: last?.id, text: textOf(last) };
+  // While a person is asked for, an edit is refused: the SDK holds the error.
+  const sessionId = lastAssistant(chat).metadata.sessionId;
+  const handoff = await browserFetch(`${base}/ds/sessions/${sessionId}/handoff/`, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+  result.handoffStatus = handoff.status;
+  await chat.sendMessage({ text: "one more change", messageId: edited });
+  result.refused = summary(chat);
 } else {
   throw new Error(`unknown scenario ${scenario}`);
 }
@@ -239,5 +259,6 @@ const sessionId = result.chat?.messages?.map((m) => m.metadata?.sessionId).find(
 if (sessionId) {
   const page = await (await browserFetch(`${base}/ds/sessions/${sessionId}/messages/`)).json();
   result.rest = page.messages.filter((m) => m.active).map((m) => ({ id: String(m.id), role: m.role, content: m.content, client_id: m.client_id }));
+  result.restAll = page.messages.map((m) => ({ id: String(m.id), role: m.role, content: m.content, active: m.active, version_of: m.version_of }));
 }
 process.stdout.write(JSON.stringify(result));

@@ -172,6 +172,58 @@ const scenarios = {
     made.close();
     return { ...summary(chat), decision: ack.decision, tool: requested(chat) ? "still-requested" : assistants(chat).at(-1).parts.find((p) => p.type === "tool-refund_order") };
   },
+
+  async edit(sessionId) {
+    const made = transport(sessionId);
+    const chat = newChat(sessionId, made);
+    await chat.sendMessage({ text: "hello there" });
+    await until(chat, settled, "the first answer");
+    const first = summary(chat);
+    const edited = chat.messages[0].id;
+    // The SDK's edit: the same message id, new text; what followed it is dropped.
+    await chat.sendMessage({ text: "Where is order 1002?", messageId: edited });
+    await until(chat, settled, "the answer to the edit");
+    const after = summary(chat);
+    // The same edit again (a retried request): nothing new is stored, same answer.
+    const retried = await made.sendMessages({
+      trigger: "submit-message",
+      chatId: sessionId,
+      messageId: edited,
+      messages: structuredClone(chat.messages.slice(0, 1)),
+    });
+    let retriedText = "";
+    for await (const chunk of retried) if (chunk.type === "text-delta") retriedText += chunk.delta;
+    // While a person is asked for, an edit is refused with a clear error.
+    await made.requestHuman("an edit while queued");
+    await chat.sendMessage({ text: "one more change", messageId: edited });
+    await until(chat, settled, "the refused edit");
+    const refused = summary(chat);
+    made.close();
+    return { ...after, first, retriedText, refused };
+  },
+
+  async together(sessionId) {
+    // Two devices of one customer send at nearly the same time (queue mode).
+    const one = transport(sessionId);
+    const two = transport(sessionId);
+    const chatOne = newChat(sessionId, one);
+    const chatTwo = newChat(sessionId, two);
+    await Promise.all([one.ready(), two.ready()]);
+    const sentOne = chatOne.sendMessage({ text: "Where is order 1001?" });
+    await new Promise((resolve) => {
+      const check = () => two.client.messages.some((m) => m.role === "user") && resolve();
+      two.client.on("event", check);
+      check();
+    });
+    const sentTwo = chatTwo.sendMessage({ text: "Where is order 1002?" });
+    await Promise.all([sentOne, sentTwo]);
+    await until(chatOne, settled, "the first device's answer");
+    await until(chatTwo, settled, "the second device's answer");
+    const result = { one: summary(chatOne), two: summary(chatTwo) };
+    one.close();
+    two.close();
+    return result;
+  },
 };
 
 for (const [name, sessionId] of config.scenarios) {

@@ -25,6 +25,34 @@ function abortError() {
   return error;
 }
 
+/**
+ * Whether reply `m` answers the stored message `asked`. A reply's `message.created` names
+ * the messages its run answers (`answers`): when several devices send at once, the first
+ * reply after a message may answer another device's. A reply known only from a snapshot
+ * has no link: then the first reply after the message is its answer.
+ */
+function answersTo(m, asked) {
+  if (Array.isArray(m.answers)) return m.answers.includes(asked.id);
+  return m.seq > asked.seq;
+}
+
+/** An edit the session refused (`not_editable`, `human_in_control`, ...), for the SDK. */
+function refusedEdit(code, message) {
+  const error = new Error(`the edit was refused: ${code}: ${message}`);
+  error.code = code;
+  return error;
+}
+
+/** A short hash of a text (32-bit FNV-1a, hex): a stable part of an edit's client id. */
+function fnv1a(text) {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash.toString(16).padStart(8, "0");
+}
+
 /** The text of a UI message: its text parts, joined. */
 function textOf(message) {
   const parts = Array.isArray(message?.parts) ? message.parts : [];
@@ -86,6 +114,10 @@ export class DurableChatTransport {
       const last = messages.at(-1);
       if (last?.role === "assistant") return this._answerApprovals(last);
       if (last?.role !== "user") throw new Error("the last message must be the user's");
+      if (messageId != null && String(last.id) === String(messageId)) {
+        // `sendMessage({text, messageId})`: an edit of that message, as a new version.
+        return this._stream({ ...(await this._edit(String(messageId), textOf(last))), abortSignal });
+      }
       const clientId = String(last.id);
       this._sentHere.add(clientId);
       if (!client.messages.some((m) => m.client_id === clientId)) {
@@ -94,7 +126,7 @@ export class DurableChatTransport {
       refusedWith = clientId;
       matches = (m) => {
         const asked = client.messages.find((x) => x.client_id === clientId);
-        return Boolean(asked) && m.role === "assistant" && m.seq > asked.seq;
+        return Boolean(asked) && m.role === "assistant" && answersTo(m, asked);
       };
     }
     return this._stream({ matches, abortSignal, clientId: refusedWith });
@@ -192,6 +224,32 @@ export class DurableChatTransport {
   /** The answer being written on the shown branch, or null. */
   _activeAnswer() {
     return this.client.shownMessages.filter((m) => m.role === "assistant" && m.state === "streaming").at(-1) ?? null;
+  }
+
+  /**
+   * Edit the shown version of the message the SDK names `uiId` (the SDK keeps one id for
+   * all its versions) through `message.edit`; returns what the answer stream waits for.
+   * The edit's client id is made of the version it replaces and the text, so a retried
+   * edit stores nothing twice; an edit to the text already shown stores nothing and
+   * follows that version's answer.
+   */
+  async _edit(uiId, text) {
+    const client = this.client;
+    const named = client.messages.find((m) => m.id === storedMessageId(uiId, client.messages));
+    const group = named ? (named.version_of ?? named.id) : null;
+    const shown = client.shownMessages.find((m) => m.id === group || (group !== null && m.version_of === group));
+    if (!shown) throw refusedEdit("not_editable", `message ${uiId} is not on the shown branch of this session`);
+    let version = shown;
+    if (shown.content !== text) {
+      const clientId = `edit-${shown.id}-${fnv1a(text)}`;
+      try {
+        const ack = await client.edit(shown.id, text, { clientId });
+        version = client.messages.find((m) => m.id === ack.message?.id) ?? ack.message;
+      } catch (error) {
+        throw refusedEdit(error?.code ?? "failed", error?.message ?? String(error));
+      }
+    }
+    return { matches: (m) => m.role === "assistant" && m.active !== false && answersTo(m, version) };
   }
 
   /** After `chat.addToolApprovalResponse` with automatic sending: send the answers. */
