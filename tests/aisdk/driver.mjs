@@ -257,8 +257,10 @@ if (scenario === "send") {
 // The same chat through the REST API: the durable session's shown messages.
 const sessionId = result.chat?.messages?.map((m) => m.metadata?.sessionId).find(Boolean) ?? result.sessionId;
 if (sessionId) {
+  // The list shows the shown branch; `versions=all` adds the hidden versions.
   const page = await (await browserFetch(`${base}/ds/sessions/${sessionId}/messages/`)).json();
   result.rest = page.messages.filter((m) => m.active).map((m) => ({ id: String(m.id), role: m.role, content: m.content, client_id: m.client_id }));
-  result.restAll = page.messages.map((m) => ({ id: String(m.id), role: m.role, content: m.content, active: m.active, version_of: m.version_of }));
+  const every = await (await browserFetch(`${base}/ds/sessions/${sessionId}/messages/?versions=all`)).json();
+  result.restAll = every.messages.map((m) => ({ id: String(m.id), role: m.role, content: m.content, active: m.active, version_of: m.version_of }));
 }
 process.stdout.write(JSON.stringify(result));
