@@ -9,20 +9,18 @@ host's ``body`` option, kept as the new session's metadata when this post create
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from durable_sessions.errors import InvalidInput
 from durable_sessions.service.chats import clean_chat_id
-from durable_sessions.service.validation import MAX_CLIENT_ID, has_surrogate
+from durable_sessions.service.validation import MAX_CLIENT_ID, clean_json, has_surrogate
 
 TRIGGERS = ("submit-message", "regenerate-message")
 KNOWN = {"id", "messages", "trigger", "messageId"}
 # The host's extra fields, as session metadata: small, or refused.
 MAX_METADATA_BYTES = 4096
 MAX_MESSAGES = 10_000
-_UNSTORABLE = re.compile(r"\\u(0000|d[89a-f])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -97,13 +95,9 @@ def parse_chat_request(body: Any) -> ChatRequest:
     message_id = body.get("messageId")
     if message_id is not None:
         message_id = _string("messageId", message_id, 200)
-    extra = {k: v for k, v in body.items() if k not in KNOWN}
-    dumped = json.dumps(extra)
-    if len(dumped) > MAX_METADATA_BYTES:
+    extra = clean_json("body", {k: v for k, v in body.items() if k not in KNOWN})
+    if len(json.dumps(extra)) > MAX_METADATA_BYTES:
         raise InvalidInput("body", f"extra fields take at most {MAX_METADATA_BYTES} bytes")
-    if _UNSTORABLE.search(dumped):
-        # PostgreSQL's jsonb holds neither NUL nor a lone surrogate.
-        raise InvalidInput("body", "extra fields must not contain NUL or lone surrogates")
     messages = body.get("messages")
     if not isinstance(messages, list) or len(messages) > MAX_MESSAGES:
         raise InvalidInput("messages", f"must be a list of at most {MAX_MESSAGES} messages")
