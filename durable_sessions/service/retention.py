@@ -37,7 +37,6 @@ from durable_sessions.models import (
 )
 from durable_sessions.retention_models import DeletionKind, DeletionRecord
 from durable_sessions.service.text import with_streaming_text
-from durable_sessions.service.validation import has_surrogate
 
 # Where a deletion was asked, as the audit record says.
 VIA_CHOICES = ("admin", "api", "command", "python")
@@ -179,7 +178,7 @@ def erase_customer(
         raise InvalidInput(
             "visitor", f"must be a visitor id of at most {MAX_VISITOR_CHARS} characters"
         )
-    if visitor and (not visitor.isprintable() or has_surrogate(visitor)):
+    if visitor and not visitor.isprintable():  # lone surrogates are not printable either
         # No stored visitor id holds these, and PostgreSQL refuses NUL in a query.
         raise InvalidInput("visitor", "must contain printable characters only")
     if user is None and not visitor:
