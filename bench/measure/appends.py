@@ -85,6 +85,10 @@ def measure(ctx: Context) -> dict[str, Any]:
     }
 
 
+# Durable appends per second per process, with each of plan.append_sessions.
+GOAL_PER_S = 10_000
+
+
 def _same(run: dict[str, Any]) -> float:
     """The durable rate at the session count the ratio compares."""
     return run["durable"][str(run["ratio_sessions"])]["per_second"]
@@ -93,9 +97,16 @@ def _same(run: dict[str, Any]) -> float:
 def goals(runs: list[dict[str, Any]]) -> list[Goal]:
     return [
         Goal(
-            "Appends ≥ 5,000 durable events/s per process on PostgreSQL",
-            [f"{fmt(r['best_durable_per_s'])}/s" for r in runs],
-            [r["best_durable_per_s"] >= 5000 for r in runs],
+            f"Appends ≥ {GOAL_PER_S:,} durable events/s per process on PostgreSQL, "
+            "at every session count",
+            [
+                ", ".join(
+                    f"{fmt(r['per_second'])}/s ({sessions} sessions)"
+                    for sessions, r in run["durable"].items()
+                )
+                for run in runs
+            ],
+            [all(r["per_second"] >= GOAL_PER_S for r in run["durable"].values()) for run in runs],
         ),
         Goal(
             "Appends ≥ 10 x django-eventstream's send_event",

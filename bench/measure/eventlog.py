@@ -8,6 +8,11 @@ measurement's durable appender against that database and against the everyday be
 database in turn (small, large, small, large), so that both see the same background
 load. What decides whether the table needs another index or partitioning is whether
 appends slow down as it grows: the ratio of the two rates.
+
+Compaction: on the everyday benchmark database, a reply of ``compaction_deltas`` deltas is
+written by the writer process (group commit), completed, and compacted on demand
+(``service.compaction.compact_message``, what the workers' background pass calls); the rows
+the reply holds in the event table are counted before and after.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from bench import services
+from bench import pool, services
 from bench.config import DATABASE, EVENTLOG_DATABASE, database_url, process_env
 from bench.machine import LoadProbe
 from bench.measure import Context, Goal
@@ -33,6 +38,9 @@ FILL_TITLE = "bench-eventlog-fill"
 ROUND_EVENTS = 1_000_000
 DELTA_TEXT = "x" * 35  # the size of a typical coalesced delta
 GOAL_SLOWDOWN = 0.8  # appends at 10 M events keep ≥ 80 % of the rate on a small table
+COMPACTION_TITLE = "bench-compaction"
+COMPACTION_DELTAS = 2_000
+GOAL_COMPACTED_ROWS = 3  # a finished reply's rows in the event table after compaction
 
 
 def _count(conn: psycopg.Connection) -> int:
@@ -129,6 +137,33 @@ def _append(sup: Supervisor, name: str, database: str, sessions: int, seconds: f
         sup.stop(child)
 
 
+def _reply_rows(session_id: str, after_seq: int) -> int:
+    from durable_sessions.models import Event
+
+    return Event.objects.filter(session_id=session_id, seq__gt=after_seq).count()
+
+
+def compaction(sup: Supervisor) -> dict[str, Any]:
+    """Rows of one finished reply of :data:`COMPACTION_DELTAS` deltas in the event table,
+    before and after it is compacted."""
+    from durable_sessions.service.compaction import compact_message
+
+    [session_id] = pool.sessions(1, title=COMPACTION_TITLE)
+    before = pool.last_seqs([session_id])[session_id]
+    writer = sup.module("eventlog-compaction-writer", "bench.writer", process_env(layer="redis"))
+    grown = writer.request({"cmd": "grow", "session": session_id, "deltas": COMPACTION_DELTAS}, 600)
+    writer.request({"cmd": "finish"}, 600)
+    sup.stop(writer)
+    rows_before = _reply_rows(session_id, before)
+    done = compact_message(int(grown["message"]))
+    return {
+        "deltas": COMPACTION_DELTAS,
+        "rows_before": rows_before,
+        "rows_after": _reply_rows(session_id, before),
+        "deleted": done.deleted,
+    }
+
+
 def measure(ctx: Context) -> dict[str, Any]:
     plan = ctx.plan
     filled = fill(ctx)
@@ -140,6 +175,11 @@ def measure(ctx: Context) -> dict[str, Any]:
     sessions = min(plan.append_sessions)
     steps = []
     with Supervisor() as sup:
+        compacted = compaction(sup)
+        ctx.log(
+            f"  a finished reply of {compacted['deltas']:,} deltas: {compacted['rows_before']:,} "
+            f"rows, {compacted['rows_after']:,} after compaction"
+        )
         for round_ in range(2):
             for label, database in (("small", DATABASE), ("large", EVENTLOG_DATABASE)):
                 probe = LoadProbe()
@@ -155,6 +195,7 @@ def measure(ctx: Context) -> dict[str, Any]:
     return {
         "fill": filled,
         "size": size,
+        "compaction": compacted,
         "sessions": sessions,
         "steps": steps,
         "small_per_s": small,
@@ -176,7 +217,21 @@ def goals(runs: list[dict[str, Any]]) -> list[Goal]:
             [None if x is None else x >= GOAL_SLOWDOWN for x in ratios],
             values=ratios,
             meets=lambda x: x >= GOAL_SLOWDOWN,
-        )
+        ),
+        Goal(
+            f"Rows in the event table of a finished {COMPACTION_DELTAS:,}-delta reply ≤ "
+            f"{GOAL_COMPACTED_ROWS} after compaction",
+            [
+                f"{r['compaction']['rows_after']} (from {r['compaction']['rows_before']:,})"
+                if "compaction" in r
+                else "not measured"
+                for r in runs
+            ],
+            [
+                r["compaction"]["rows_after"] <= GOAL_COMPACTED_ROWS if "compaction" in r else None
+                for r in runs
+            ],
+        ),
     ]
 
 
@@ -211,4 +266,18 @@ def render(runs: list[dict[str, Any]], plan: Plan) -> str:
                 f"| {index} | {s['table']} | {fmt(s['per_second'])} "
                 f"| {load.get('others_cpu_pct', '-')} | {load.get('loadavg', '-')} |"
             )
-    return "\n".join([intro, "", *rows, *steps])
+    compacted = [
+        "",
+        f"Compaction: a reply of {COMPACTION_DELTAS:,} deltas written by the writer process, "
+        "completed, then compacted on demand (`compact_message`); its rows in the event table:",
+        "",
+        "| run | rows before | rows after | deleted |",
+        "|---|---|---|---|",
+    ]
+    for index, run in enumerate(runs, start=1):
+        c = run.get("compaction")
+        if c:
+            compacted.append(
+                f"| {index} | {c['rows_before']:,} | {c['rows_after']} | {c['deleted']:,} |"
+            )
+    return "\n".join([intro, "", *rows, *steps, *compacted])

@@ -27,6 +27,8 @@ from bench.writer import LONGEST_REPLY
 NAME = "overhead"
 TITLE = "Streaming overhead against a bare Channels relay"
 WARM_UP_S = 2.0
+# Durable sustainable rate over the bare relay's, in one run.
+GOAL = 0.9
 
 
 def _ramp(ctx: Context, step: Any, label: str) -> dict[str, Any]:
@@ -159,17 +161,17 @@ def goals(runs: list[dict[str, Any]]) -> list[Goal]:
     ratios = [r["ratio"] for r in runs]
     return [
         Goal(
-            "Streaming overhead: durable sustainable rate ≥ 0.8 x bare relay "
-            "(same layer, same process count)",
+            "Streaming overhead: durable sustainable rate ≥ 0.9 x bare relay "
+            "(same layer, same process count, replies growing to 20,000 characters)",
             [
                 f"{fmt(r, 2)} ({fmt(run['durable']['sustainable_per_s'])} vs "
                 f"{fmt(run['relay']['sustainable_per_s'])}"
                 f"{' capped' if run['relay'].get('capped') else ''})"
                 for r, run in zip(ratios, runs, strict=True)
             ],
-            [None if r is None else r >= 0.8 for r in ratios],
+            [None if r is None else r >= GOAL for r in ratios],
             values=ratios,
-            meets=lambda r: r >= 0.8,
+            meets=lambda r: r >= GOAL,
         )
     ]
 
