@@ -125,6 +125,9 @@ class DurableSessionsSettings(AppSettings):
     COMPACT_INTERVAL = Float(
         60.0, "seconds between the runtime's passes that compact finished replies", positive=True
     )
+    PREPARED_STATEMENTS = Bool(
+        True, "(PostgreSQL) the group commit's statements are prepared once per connection"
+    )
     # --- presence ---
     PRESENCE_BACKEND = Str("auto", "where presence lives", choices=("auto", "memory", "redis"))
     PRESENCE_REDIS_URL = Str("", "Redis URL for presence; empty: the channel layer's first host")

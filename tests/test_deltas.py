@@ -264,3 +264,54 @@ def test_a_delta_no_database_stores_is_refused_naming_the_text(text):
 def test_what_a_model_writes_is_scrubbed_of_what_no_database_stores():
     assert scrub("fine") == "fine"
     assert scrub("a\x00b\ud800c") == "a\ufffdb\ufffdc"
+
+
+def test_deltas_move_a_sessions_updated_at_at_most_once_a_second(postgres):
+    # Left alone, the session row's indexed columns do not change and PostgreSQL updates
+    # it in place: a delta a second costs no index entries on the sessions table.
+    session = service.create_session(visitor="v-updated")
+    reply = service.start_assistant_message(session.id)
+    service.append_delta(reply, "It left ")
+    moved = DurableSession.objects.get(pk=session.pk).updated_at
+    service.append_delta(reply, "the depot")
+    row = DurableSession.objects.get(pk=session.pk)
+    assert (row.updated_at, row.last_seq) == (moved, session.last_seq + 3)
+    stale = moved - timedelta(seconds=2)
+    DurableSession.objects.filter(pk=session.pk).update(updated_at=stale)
+    service.append_delta(reply, " today.")
+    assert DurableSession.objects.get(pk=session.pk).updated_at > moved
+    service.finish_assistant_message(reply)
+    assert current_content(Message.objects.get(pk=reply.pk)) == "It left the depot today."
+
+
+def _generic_plans_of_batches() -> int:
+    """How many times this connection ran the group commit's prepared statement with its
+    generic plan (prepared statements outlive a test on a pooled connection)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0) "
+            "FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%json_to_recordset%"],
+        )
+        generic, custom = cursor.fetchone()
+    assert custom == 0  # planned once, not for every batch
+    return generic
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_the_group_commit_prepares_its_statements_when_allowed(postgres, settings, prepared):
+    from django.db import connection
+
+    merge_setting(settings, "DURABLE_SESSIONS", {"PREPARED_STATEMENTS": prepared})
+    session = service.create_session(visitor="v-prepared")
+    reply = service.start_assistant_message(session.id)
+    before = _generic_plans_of_batches()
+    first = service.append_delta(reply, "one ")
+    assert service.append_delta(reply, "two") == first + 1
+    assert _generic_plans_of_batches() == before + (2 if prepared else 0)
+    # Only these statements: Django's other queries stay unprepared (connection poolers).
+    assert connection.connection.prepare_threshold is None
+    service.finish_assistant_message(reply)
+    assert current_content(Message.objects.get(pk=reply.pk)) == "one two"
