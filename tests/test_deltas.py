@@ -26,7 +26,7 @@ from durable_sessions.models import (
     ParticipantKind,
     RunStatus,
 )
-from durable_sessions.service import runs
+from durable_sessions.service import deltas, runs
 from durable_sessions.service.deltas import DeltaWriter
 from durable_sessions.service.text import current_content
 from durable_sessions.service.validation import scrub
@@ -67,6 +67,34 @@ async def test_deltas_of_many_sessions_are_written_gapless_and_in_order():
         assert (await DurableSession.objects.aget(pk=session.pk)).last_seq == 17
         content = await text_of(reply.pk)
         assert content == "".join(f"t{i} " for i in range(15))
+
+
+async def test_a_busy_writer_gathers_the_deltas_of_an_interval_in_one_transaction(
+    settings, monkeypatch
+):
+    merge_setting(settings, "DURABLE_SESSIONS", {"GROUP_COMMIT_INTERVAL_MS": 2000})
+    (first, second), (reply, other) = await streaming_sessions(2)
+    batches: list[list[str]] = []
+    write_batch = deltas.write_batch
+
+    def spy(batch):
+        batches.append([delta.text for delta in batch])
+        return write_batch(batch)
+
+    monkeypatch.setattr(deltas, "write_batch", spy)
+    writer = DeltaWriter()
+    # Idle: written at once, alone.
+    assert await writer.append(first.id, reply.pk, "a ") == 3
+
+    async def later():
+        await asyncio.sleep(0.05)
+        return await writer.append(second.id, other.pk, "c ")
+
+    # Within the interval of that transaction: both wait for the next one, together.
+    seqs = await asyncio.gather(writer.append(first.id, reply.pk, "b "), later())
+    assert seqs == [4, 3]
+    assert batches == [["a "], ["b ", "c "]]
+    assert await text_of(reply.pk) == "a b "
 
 
 async def test_refused_deltas_change_nothing_and_do_not_stop_the_others():
