@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import connection
 from django.utils import timezone
 
 from durable_sessions import service
@@ -95,6 +97,37 @@ async def test_a_busy_writer_gathers_the_deltas_of_an_interval_in_one_transactio
     assert seqs == [4, 3]
     assert batches == [["a "], ["b ", "c "]]
     assert await text_of(reply.pk) == "a b "
+
+
+async def test_a_busy_writer_keeps_its_connection_until_it_is_idle(monkeypatch):
+    (first, second), (reply, other) = await streaming_sessions(2)
+    loop = asyncio.get_running_loop()
+    writing = asyncio.Event()
+    queued = threading.Event()
+    opened: list[bool] = []  # whether the thread's connection was open as a batch began
+    write_batch = deltas.write_batch
+
+    def spy(batch):
+        opened.append(connection.connection is not None)
+        if len(opened) == 1:
+            loop.call_soon_threadsafe(writing.set)
+            assert queued.wait(10)  # the next delta waits while this batch is written
+        return write_batch(batch)
+
+    monkeypatch.setattr(deltas, "write_batch", spy)
+    writer = DeltaWriter()
+
+    async def next_delta():
+        await writing.wait()
+        appended = asyncio.ensure_future(writer.append(second.id, other.pk, "b "))
+        await asyncio.sleep(0)  # queued
+        queued.set()
+        return await appended
+
+    assert await asyncio.gather(writer.append(first.id, reply.pk, "a "), next_delta()) == [3, 3]
+    assert opened == [False, True]
+    # Idle: back to the pool, as after any other database call.
+    assert await database_sync_to_async(lambda: connection.connection is None)()
 
 
 async def test_refused_deltas_change_nothing_and_do_not_stop_the_others():

@@ -16,13 +16,13 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from channels.db import database_sync_to_async
-from django.db import connection, transaction
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -247,7 +247,7 @@ WITH v AS (
     SELECT sid, seq, typ, payload, %s FROM d
 )
 SELECT v.ord, d.seq, s.id IS NOT NULL, v.run IS NULL OR v.ord IN (SELECT ord FROM r) FROM v
-    LEFT JOIN s ON s.id = v.sid LEFT JOIN d ON d.ord = v.ord
+    LEFT JOIN s ON s.id = v.sid LEFT JOIN d ON d.ord = v.ord ORDER BY v.ord
 """
 
 
@@ -272,31 +272,26 @@ def _write_postgresql(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[int, int |
     )
     deltas = [delta for group in grouped.values() for delta in group]
     payloads = [_payload(delta) for delta in deltas]
+    types = [_delta_type(delta) for delta in deltas]
     session_ids = list(grouped)
+    sids = {session_id: str(session_id) for session_id in session_ids}
     now = timezone.now()
     # The deltas as one JSON document (encoded in C, read by PostgreSQL in C) rather than
     # arrays that psycopg would quote element by element.
-    rows_json = json.dumps(
-        [
-            {
-                "ord": index,
-                "sid": str(delta.session_id),
-                "mid": delta.message_id,
-                "typ": _delta_type(delta),
-                "payload": payload,
-                **(
-                    {}
-                    if delta.lease is None
-                    else {
-                        "run": delta.lease.run_id,
-                        "worker": delta.lease.worker,
-                        "attempt": delta.lease.attempt,
-                    }
-                ),
-            }
-            for index, (delta, payload) in enumerate(zip(deltas, payloads, strict=True))
-        ]
-    )
+    rows: list[dict[str, Any]] = []
+    for index, delta in enumerate(deltas):
+        row = {
+            "ord": index,
+            "sid": sids[delta.session_id],
+            "mid": delta.message_id,
+            "typ": types[index],
+            "payload": payloads[index],
+        }
+        if delta.lease is not None:
+            lease = delta.lease
+            row.update(run=lease.run_id, worker=lease.worker, attempt=lease.attempt)
+        rows.append(row)
+    rows_json = json.dumps(rows)
     ids = _array(session_ids)
     params = [
         rows_json,
@@ -331,18 +326,20 @@ def _write_postgresql(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[int, int |
                 prepare=prepare or None,
             )
             cursor.execute(query, params, prepare=prepare or None)
-            rows = cursor.fetchall()
+            outcomes = cursor.fetchall()
     finally:
         raw.prepare_threshold = threshold
     outcome_of: dict[int, int | ServiceError] = {}
     refusals: dict[uuid.UUID, ServiceError] = {}
     frames: dict[uuid.UUID, list[dict[str, Any]]] = {}
-    for ord_, seq, session_ok, lease_ok in rows:
+    at = wire.iso(now)
+    for ord_, seq, session_ok, lease_ok in outcomes:
         delta = deltas[ord_]
         if seq is not None:
             outcome_of[id(delta)] = seq
+            # wire.frame's fields, with the time formatted once for the whole batch.
             frames.setdefault(delta.session_id, []).append(
-                wire.frame(seq, _delta_type(delta), payloads[ord_], now)
+                {"type": types[ord_], "seq": seq, "at": at, "data": payloads[ord_]}
             )
         elif session_ok and not lease_ok and delta.lease is not None:
             outcome_of[id(delta)] = _not_owned(delta.lease)
@@ -354,13 +351,8 @@ def _write_postgresql(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[int, int |
             if delta.session_id not in refusals:
                 refusals[delta.session_id] = _refusal(delta.session_id)
             outcome_of[id(delta)] = refusals[delta.session_id]
-    # Frames in seq order: the rows come in no particular order.
-    publish_on_commit(
-        [
-            session_wakeup(session_id, sorted(f, key=lambda frame: frame["seq"]))
-            for session_id, f in frames.items()
-        ]
-    )
+    # Frames in seq order: the rows come in queue order, which is each session's.
+    publish_on_commit([session_wakeup(session_id, f) for session_id, f in frames.items()])
     return outcome_of
 
 
@@ -413,8 +405,28 @@ def _write_portable(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[int, int | S
     return outcome_of
 
 
-async def _write_on_db_thread(batch: list[_Delta]) -> tuple[list[int | ServiceError], list[Wakeup]]:
-    return await database_sync_to_async(collecting)(write_batch, batch)
+def _write_holding_connection(
+    batch: list[_Delta], idle: Callable[[], bool]
+) -> tuple[list[int | ServiceError], list[Wakeup]]:
+    """:func:`write_batch` on the database thread, as ``database_sync_to_async`` runs it,
+    except that the connection is kept for the next batch while deltas keep coming: taking
+    it from the pool again costs a health-check round trip and Django's set-up per batch.
+    It goes back once the writer is idle or a batch failed (a connection in doubt is never
+    reused), and any other database call of the thread closes it first as usual."""
+    try:
+        result = collecting(write_batch, batch)
+    except BaseException:
+        close_old_connections()
+        raise
+    if idle():
+        close_old_connections()
+    return result
+
+
+async def _write_on_db_thread(
+    batch: list[_Delta], idle: Callable[[], bool]
+) -> tuple[list[int | ServiceError], list[Wakeup]]:
+    return await sync_to_async(_write_holding_connection)(batch, idle)
 
 
 def _check_text(text: object) -> None:
@@ -493,6 +505,10 @@ class DeltaWriter:
         self._wake.set()
         return await future
 
+    def _idle(self) -> bool:
+        """Whether no delta waits to be written (read from the database thread)."""
+        return not self._queue
+
     def _running(self, loop: asyncio.AbstractEventLoop) -> bool:
         return bool(self._tasks) and all(
             not task.done() and task.get_loop() is loop for task in self._tasks
@@ -520,7 +536,7 @@ class DeltaWriter:
                     continue
                 try:
                     with metrics.timed_group_commit(len(batch)):
-                        outcomes, wakeups = await _write_on_db_thread(batch)
+                        outcomes, wakeups = await _write_on_db_thread(batch, self._idle)
                 except Exception as exc:  # the whole transaction failed
                     self._outbox.put_nowait(_Written(batch, [exc] * len(batch), []))
                     continue
