@@ -506,8 +506,9 @@ class DeltaWriter:
         return await future
 
     def _idle(self) -> bool:
-        """Whether no delta waits to be written (read from the database thread)."""
-        return not self._queue
+        """Whether no delta waits to be written (read from the database thread); one whose
+        writer gave up waiting is not, so the connection is not kept for nothing."""
+        return not any(delta.future and not delta.future.done() for delta in self._queue)
 
     def _running(self, loop: asyncio.AbstractEventLoop) -> bool:
         return bool(self._tasks) and all(
