@@ -318,7 +318,7 @@ def _write_postgresql(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[int, int |
     try:
         with connection.wrap_database_errors, raw.pipeline(), psycopg.Cursor(raw) as cursor:
             if prepare:
-                cursor.execute(_GENERIC_PLAN)
+                cursor.execute(_GENERIC_PLAN, prepare=True)
             cursor.execute(
                 f"SELECT id FROM {sessions_table} WHERE id = ANY(%s::uuid[]) "
                 "ORDER BY id FOR UPDATE",
