@@ -71,6 +71,12 @@ class DurableSessionsSettings(AppSettings):
         40.0, "milliseconds a reply's buffered text waits before it is written", positive=True
     )
     FLUSH_MAX_CHARS = Int(256, "buffered characters that are written at once", positive=True)
+    GROUP_COMMIT_INTERVAL_MS = Float(
+        5.0,
+        "milliseconds at least between the starts of two group commits of deltas",
+        positive=True,
+        zero_is_off=True,
+    )
     LEASE_TIMEOUT = Float(15.0, "seconds a run's lease lasts without renewal", positive=True)
     HEARTBEAT_INTERVAL = Float(3.0, "seconds between renewals of a run's lease", positive=True)
     ESCALATE_ON_CRASH = Bool(True, "move a session whose agent crashed to the human queue")
@@ -124,6 +130,9 @@ class DurableSessionsSettings(AppSettings):
     )
     COMPACT_INTERVAL = Float(
         60.0, "seconds between the runtime's passes that compact finished replies", positive=True
+    )
+    PREPARED_STATEMENTS = Bool(
+        True, "(PostgreSQL) the group commit's statements are prepared once per connection"
     )
     # --- presence ---
     PRESENCE_BACKEND = Str("auto", "where presence lives", choices=("auto", "memory", "redis"))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import connection
 from django.utils import timezone
 
 from durable_sessions import service
@@ -26,7 +28,7 @@ from durable_sessions.models import (
     ParticipantKind,
     RunStatus,
 )
-from durable_sessions.service import runs
+from durable_sessions.service import deltas, runs
 from durable_sessions.service.deltas import DeltaWriter
 from durable_sessions.service.text import current_content
 from durable_sessions.service.validation import scrub
@@ -67,6 +69,65 @@ async def test_deltas_of_many_sessions_are_written_gapless_and_in_order():
         assert (await DurableSession.objects.aget(pk=session.pk)).last_seq == 17
         content = await text_of(reply.pk)
         assert content == "".join(f"t{i} " for i in range(15))
+
+
+async def test_a_busy_writer_gathers_the_deltas_of_an_interval_in_one_transaction(
+    settings, monkeypatch
+):
+    merge_setting(settings, "DURABLE_SESSIONS", {"GROUP_COMMIT_INTERVAL_MS": 2000})
+    (first, second), (reply, other) = await streaming_sessions(2)
+    batches: list[list[str]] = []
+    write_batch = deltas.write_batch
+
+    def spy(batch):
+        batches.append([delta.text for delta in batch])
+        return write_batch(batch)
+
+    monkeypatch.setattr(deltas, "write_batch", spy)
+    writer = DeltaWriter()
+    # Idle: written at once, alone.
+    assert await writer.append(first.id, reply.pk, "a ") == 3
+
+    async def later():
+        await asyncio.sleep(0.05)
+        return await writer.append(second.id, other.pk, "c ")
+
+    # Within the interval of that transaction: both wait for the next one, together.
+    seqs = await asyncio.gather(writer.append(first.id, reply.pk, "b "), later())
+    assert seqs == [4, 3]
+    assert batches == [["a "], ["b ", "c "]]
+    assert await text_of(reply.pk) == "a b "
+
+
+async def test_a_busy_writer_keeps_its_connection_until_it_is_idle(monkeypatch):
+    (first, second), (reply, other) = await streaming_sessions(2)
+    loop = asyncio.get_running_loop()
+    writing = asyncio.Event()
+    queued = threading.Event()
+    opened: list[bool] = []  # whether the thread's connection was open as a batch began
+    write_batch = deltas.write_batch
+
+    def spy(batch):
+        opened.append(connection.connection is not None)
+        if len(opened) == 1:
+            loop.call_soon_threadsafe(writing.set)
+            assert queued.wait(10)  # the next delta waits while this batch is written
+        return write_batch(batch)
+
+    monkeypatch.setattr(deltas, "write_batch", spy)
+    writer = DeltaWriter()
+
+    async def next_delta():
+        await writing.wait()
+        appended = asyncio.ensure_future(writer.append(second.id, other.pk, "b "))
+        await asyncio.sleep(0)  # queued
+        queued.set()
+        return await appended
+
+    assert await asyncio.gather(writer.append(first.id, reply.pk, "a "), next_delta()) == [3, 3]
+    assert opened == [False, True]
+    # Idle: back to the pool, as after any other database call.
+    assert await database_sync_to_async(lambda: connection.connection is None)()
 
 
 async def test_refused_deltas_change_nothing_and_do_not_stop_the_others():
@@ -264,3 +325,54 @@ def test_a_delta_no_database_stores_is_refused_naming_the_text(text):
 def test_what_a_model_writes_is_scrubbed_of_what_no_database_stores():
     assert scrub("fine") == "fine"
     assert scrub("a\x00b\ud800c") == "a\ufffdb\ufffdc"
+
+
+def test_deltas_move_a_sessions_updated_at_at_most_once_a_second(postgres):
+    # Left alone, the session row's indexed columns do not change and PostgreSQL updates
+    # it in place: a delta a second costs no index entries on the sessions table.
+    session = service.create_session(visitor="v-updated")
+    reply = service.start_assistant_message(session.id)
+    service.append_delta(reply, "It left ")
+    moved = DurableSession.objects.get(pk=session.pk).updated_at
+    service.append_delta(reply, "the depot")
+    row = DurableSession.objects.get(pk=session.pk)
+    assert (row.updated_at, row.last_seq) == (moved, session.last_seq + 3)
+    stale = moved - timedelta(seconds=2)
+    DurableSession.objects.filter(pk=session.pk).update(updated_at=stale)
+    service.append_delta(reply, " today.")
+    assert DurableSession.objects.get(pk=session.pk).updated_at > moved
+    service.finish_assistant_message(reply)
+    assert current_content(Message.objects.get(pk=reply.pk)) == "It left the depot today."
+
+
+def _generic_plans_of_batches() -> int:
+    """How many times this connection ran the group commit's prepared statement with its
+    generic plan (prepared statements outlive a test on a pooled connection)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0) "
+            "FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%json_to_recordset%"],
+        )
+        generic, custom = cursor.fetchone()
+    assert custom == 0  # planned once, not for every batch
+    return generic
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_the_group_commit_prepares_its_statements_when_allowed(postgres, settings, prepared):
+    from django.db import connection
+
+    merge_setting(settings, "DURABLE_SESSIONS", {"PREPARED_STATEMENTS": prepared})
+    session = service.create_session(visitor="v-prepared")
+    reply = service.start_assistant_message(session.id)
+    before = _generic_plans_of_batches()
+    first = service.append_delta(reply, "one ")
+    assert service.append_delta(reply, "two") == first + 1
+    assert _generic_plans_of_batches() == before + (2 if prepared else 0)
+    # Only these statements: Django's other queries stay unprepared (connection poolers).
+    assert connection.connection.prepare_threshold is None
+    service.finish_assistant_message(reply)
+    assert current_content(Message.objects.get(pk=reply.pk)) == "one two"

@@ -14,17 +14,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from channels.db import database_sync_to_async
-from django.db import connection, transaction
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from durable_sessions import wire
+from durable_sessions.app_settings import ds_settings
 from durable_sessions.delivery.publish import (
     Wakeup,
     collecting,
@@ -60,6 +63,15 @@ logger = logging.getLogger(__name__)
 
 # Deltas written per transaction at most.
 MAX_BATCH = 500
+# How old a streaming session's ``updated_at`` may get before a delta moves it.
+UPDATED_AT_RESOLUTION = timedelta(seconds=1)
+# Parsing and planning the batch's statements took about half of PostgreSQL's time per
+# batch: prepared once per connection, they are planned once (a generic plan, the same
+# for every batch whatever its size) for as long as the connection lives.
+_GENERIC_PLAN = "SET LOCAL plan_cache_mode = force_generic_plan"
+# psycopg prepares only statements executed this many times, or asked for with
+# prepare=True: while a batch runs, only the latter.
+_ONLY_WHEN_ASKED = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -205,7 +217,9 @@ def _delta_type(delta: _Delta) -> str:
 # still streams get the next seqs of their session in queue order (``ord``), when they
 # carry no lease or their lease still holds the run (running, same worker and attempt:
 # a claim and a requeue take the session's lock too); the others get none, so no seq is
-# reserved for them and none has to be given back.
+# reserved for them and none has to be given back. ``updated_at`` moves only once it is
+# UPDATED_AT_RESOLUTION old: left alone, no indexed column changes and PostgreSQL updates
+# the row in place (a HOT update) instead of adding an entry to each of its indexes.
 _BATCH_SQL = """
 WITH v AS (
     SELECT * FROM json_to_recordset(%s::json)
@@ -225,14 +239,15 @@ WITH v AS (
     FROM v JOIN s ON s.id = v.sid JOIN m ON m.id = v.mid AND m.session_id = v.sid
     WHERE v.run IS NULL OR v.ord IN (SELECT ord FROM r)
 ), u AS (
-    UPDATE {sessions} AS t SET last_seq = c.top, updated_at = %s
+    UPDATE {sessions} AS t SET last_seq = c.top,
+        updated_at = CASE WHEN t.updated_at > %s THEN t.updated_at ELSE %s END
     FROM (SELECT sid, max(seq) AS top FROM d GROUP BY sid) AS c WHERE t.id = c.sid
 ), i AS (
     INSERT INTO {events} (session_id, seq, type, payload, created_at)
     SELECT sid, seq, typ, payload, %s FROM d
 )
 SELECT v.ord, d.seq, s.id IS NOT NULL, v.run IS NULL OR v.ord IN (SELECT ord FROM r) FROM v
-    LEFT JOIN s ON s.id = v.sid LEFT JOIN d ON d.ord = v.ord
+    LEFT JOIN s ON s.id = v.sid LEFT JOIN d ON d.ord = v.ord ORDER BY v.ord
 """
 
 
@@ -257,31 +272,26 @@ def _write_postgresql(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[int, int |
     )
     deltas = [delta for group in grouped.values() for delta in group]
     payloads = [_payload(delta) for delta in deltas]
+    types = [_delta_type(delta) for delta in deltas]
     session_ids = list(grouped)
+    sids = {session_id: str(session_id) for session_id in session_ids}
     now = timezone.now()
     # The deltas as one JSON document (encoded in C, read by PostgreSQL in C) rather than
     # arrays that psycopg would quote element by element.
-    rows_json = json.dumps(
-        [
-            {
-                "ord": index,
-                "sid": str(delta.session_id),
-                "mid": delta.message_id,
-                "typ": _delta_type(delta),
-                "payload": payload,
-                **(
-                    {}
-                    if delta.lease is None
-                    else {
-                        "run": delta.lease.run_id,
-                        "worker": delta.lease.worker,
-                        "attempt": delta.lease.attempt,
-                    }
-                ),
-            }
-            for index, (delta, payload) in enumerate(zip(deltas, payloads, strict=True))
-        ]
-    )
+    rows: list[dict[str, Any]] = []
+    for index, delta in enumerate(deltas):
+        row = {
+            "ord": index,
+            "sid": sids[delta.session_id],
+            "mid": delta.message_id,
+            "typ": types[index],
+            "payload": payloads[index],
+        }
+        if delta.lease is not None:
+            lease = delta.lease
+            row.update(run=lease.run_id, worker=lease.worker, attempt=lease.attempt)
+        rows.append(row)
+    rows_json = json.dumps(rows)
     ids = _array(session_ids)
     params = [
         rows_json,
@@ -291,6 +301,7 @@ def _write_postgresql(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[int, int |
         Control.AI,
         _array({delta.message_id for delta in deltas}),
         MessageState.STREAMING,
+        now - UPDATED_AT_RESOLUTION,
         now,
         now,
     ]
@@ -298,22 +309,37 @@ def _write_postgresql(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[int, int |
 
     connection.ensure_connection()
     raw = connection.connection
-    with connection.wrap_database_errors, raw.pipeline(), psycopg.Cursor(raw) as cursor:
-        cursor.execute(
-            f"SELECT id FROM {sessions_table} WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
-            [ids],
-        )
-        cursor.execute(query, params)
-        rows = cursor.fetchall()
+    prepare = ds_settings.PREPARED_STATEMENTS
+    # Django turns psycopg's automatic preparation off (prepare_threshold None), which
+    # also ignores prepare=True: allow it for the statements below only.
+    threshold = raw.prepare_threshold
+    if prepare and threshold is None:
+        raw.prepare_threshold = _ONLY_WHEN_ASKED
+    try:
+        with connection.wrap_database_errors, raw.pipeline(), psycopg.Cursor(raw) as cursor:
+            if prepare:
+                cursor.execute(_GENERIC_PLAN, prepare=True)
+            cursor.execute(
+                f"SELECT id FROM {sessions_table} WHERE id = ANY(%s::uuid[]) "
+                "ORDER BY id FOR UPDATE",
+                [ids],
+                prepare=prepare or None,
+            )
+            cursor.execute(query, params, prepare=prepare or None)
+            outcomes = cursor.fetchall()
+    finally:
+        raw.prepare_threshold = threshold
     outcome_of: dict[int, int | ServiceError] = {}
     refusals: dict[uuid.UUID, ServiceError] = {}
     frames: dict[uuid.UUID, list[dict[str, Any]]] = {}
-    for ord_, seq, session_ok, lease_ok in rows:
+    at = wire.iso(now)
+    for ord_, seq, session_ok, lease_ok in outcomes:
         delta = deltas[ord_]
         if seq is not None:
             outcome_of[id(delta)] = seq
+            # wire.frame's fields, with the time formatted once for the whole batch.
             frames.setdefault(delta.session_id, []).append(
-                wire.frame(seq, _delta_type(delta), payloads[ord_], now)
+                {"type": types[ord_], "seq": seq, "at": at, "data": payloads[ord_]}
             )
         elif session_ok and not lease_ok and delta.lease is not None:
             outcome_of[id(delta)] = _not_owned(delta.lease)
@@ -325,13 +351,8 @@ def _write_postgresql(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[int, int |
             if delta.session_id not in refusals:
                 refusals[delta.session_id] = _refusal(delta.session_id)
             outcome_of[id(delta)] = refusals[delta.session_id]
-    # Frames in seq order: the rows come in no particular order.
-    publish_on_commit(
-        [
-            session_wakeup(session_id, sorted(f, key=lambda frame: frame["seq"]))
-            for session_id, f in frames.items()
-        ]
-    )
+    # Frames in seq order: the rows come in queue order, which is each session's.
+    publish_on_commit([session_wakeup(session_id, f) for session_id, f in frames.items()])
     return outcome_of
 
 
@@ -384,8 +405,28 @@ def _write_portable(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[int, int | S
     return outcome_of
 
 
-async def _write_on_db_thread(batch: list[_Delta]) -> tuple[list[int | ServiceError], list[Wakeup]]:
-    return await database_sync_to_async(collecting)(write_batch, batch)
+def _write_holding_connection(
+    batch: list[_Delta], idle: Callable[[], bool]
+) -> tuple[list[int | ServiceError], list[Wakeup]]:
+    """:func:`write_batch` on the database thread, as ``database_sync_to_async`` runs it,
+    except that the connection is kept for the next batch while deltas keep coming: taking
+    it from the pool again costs a health-check round trip and Django's set-up per batch.
+    It goes back once the writer is idle or a batch failed (a connection in doubt is never
+    reused), and any other database call of the thread closes it first as usual."""
+    try:
+        result = collecting(write_batch, batch)
+    except BaseException:
+        close_old_connections()
+        raise
+    if idle():
+        close_old_connections()
+    return result
+
+
+async def _write_on_db_thread(
+    batch: list[_Delta], idle: Callable[[], bool]
+) -> tuple[list[int | ServiceError], list[Wakeup]]:
+    return await sync_to_async(_write_holding_connection)(batch, idle)
 
 
 def _check_text(text: object) -> None:
@@ -464,6 +505,11 @@ class DeltaWriter:
         self._wake.set()
         return await future
 
+    def _idle(self) -> bool:
+        """Whether no delta waits to be written (read from the database thread); one whose
+        writer gave up waiting is not, so the connection is not kept for nothing."""
+        return not any(delta.future and not delta.future.done() for delta in self._queue)
+
     def _running(self, loop: asyncio.AbstractEventLoop) -> bool:
         return bool(self._tasks) and all(
             not task.done() and task.get_loop() is loop for task in self._tasks
@@ -471,10 +517,19 @@ class DeltaWriter:
 
     async def _write(self) -> None:
         assert self._wake is not None and self._outbox is not None
+        loop = asyncio.get_running_loop()
+        started = -math.inf
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
+                # A busy writer lets the deltas of more streams gather: a transaction
+                # costs the same fixed work (and a disk flush) however few deltas it
+                # holds. An idle one (no transaction for the interval) writes at once.
+                wait = started + ds_settings.GROUP_COMMIT_INTERVAL_MS / 1000 - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                started = loop.time()
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 # A delta whose writer gave up waiting (its run was stopped) is not written.
                 batch = [delta for delta in batch if delta.future and not delta.future.done()]
@@ -482,7 +537,7 @@ class DeltaWriter:
                     continue
                 try:
                     with metrics.timed_group_commit(len(batch)):
-                        outcomes, wakeups = await _write_on_db_thread(batch)
+                        outcomes, wakeups = await _write_on_db_thread(batch, self._idle)
                 except Exception as exc:  # the whole transaction failed
                     self._outbox.put_nowait(_Written(batch, [exc] * len(batch), []))
                     continue
