@@ -602,7 +602,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if it is not what this connection last sent: a lost status frame (the layer may
         drop it) does not leave the client showing "streaming" until it reconnects."""
         sent_before = self._agent_frames
-        state = await agent_reads.state(self.session_id, seq)
+        state = await agent_reads.state(self.session_id, seq, runs.agent_state)
         if self._agent_frames != sent_before or state == self._agent_last:
             return  # a newer status frame went out meanwhile, or nothing changed
         await self._send_agent(service.agent_status_frame(**_frame_args(state)))

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
-
-from durable_sessions.service import runs
 
 
 class AgentReads:
@@ -27,8 +26,11 @@ class AgentReads:
         # session -> (seq of the event the read was started for, the read)
         self._pending: dict[uuid.UUID, tuple[int, asyncio.Future[dict[str, Any]]]] = {}
 
-    async def state(self, session_id: uuid.UUID, seq: int) -> dict[str, Any]:
-        """The agent's state as read after the event ``seq`` of the session was received."""
+    async def state(
+        self, session_id: uuid.UUID, seq: int, read: Callable[[uuid.UUID], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The agent's state as ``read`` (``service.runs.agent_state``, on the database
+        thread) returns it after the event ``seq`` of the session was received."""
         entry = self._pending.get(session_id)
         if (
             entry is None
@@ -36,10 +38,10 @@ class AgentReads:
             or entry[1].done()
             or entry[1].get_loop() is not asyncio.get_running_loop()
         ):
-            read = asyncio.ensure_future(database_sync_to_async(runs.agent_state)(session_id))
-            entry = (seq, read)
+            pending = asyncio.ensure_future(database_sync_to_async(read)(session_id))
+            entry = (seq, pending)
             self._pending[session_id] = entry
-            read.add_done_callback(lambda _, e=entry: self._forget(session_id, e))
+            pending.add_done_callback(lambda _, e=entry: self._forget(session_id, e))
         # A connection that leaves while it waits must not cancel the others' read.
         return await asyncio.shield(entry[1])
 
