@@ -50,7 +50,6 @@ from durable_sessions.backpressure import Flow, PacedFlow, flow_for
 from durable_sessions.delivery import limits, presence
 from durable_sessions.delivery.agent_reads import agent_reads
 from durable_sessions.delivery.groups import session_group
-from durable_sessions.delivery.live_texts import live_texts
 from durable_sessions.delivery.publish import EPHEMERAL_MESSAGE_TYPE, LIVE_MESSAGE_TYPE
 from durable_sessions.delivery.replay import read_wire_page
 from durable_sessions.delivery.resync import registry
@@ -564,7 +563,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
                     await self._catch_up(seq - 1)  # the layer lost something: read the gap
                     metrics.recovered("gap", self.last_sent - gap_from)
                 if seq == self.last_sent + 1:
-                    await self._write(live_texts.text(self.group, frame))
+                    await self._send(frame)
                     self.last_sent = seq
             recheck = any(f["type"] in _AGENT_CHANGES for f in message["events"])
         metrics.delivered(message["events"])
