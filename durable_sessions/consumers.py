@@ -570,9 +570,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
         ephemerals = message.get("ephemeral", ())
         for ephemeral in ephemerals:
             await self.session_ephemeral(ephemeral)
-        # A status frame that came in the same message as the events is the status they
-        # left: nothing to re-read.
-        if recheck and not any(e["frame"].get("type") == "agent.status" for e in ephemerals):
+        # A status frame that came (to everyone) in the same message as the events is the
+        # status they left: nothing to re-read.
+        if recheck and not any(
+            e["frame"].get("type") == "agent.status" and not e.get("operators_only")
+            for e in ephemerals
+        ):
             self._recheck_soon(message["events"][-1]["seq"])
 
     def _recheck_soon(self, seq: int) -> None:

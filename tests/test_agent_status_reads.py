@@ -100,3 +100,23 @@ def _post(session_id, customer):
         return result.seq, wakeups
     finally:
         close_old_connections()
+
+
+async def test_no_read_when_the_status_came_with_the_events(monkeypatch):
+    session, store = await db(anonymous_session)()
+    comm, _ = await open_ws(session.id, store=store)
+    customer = await db(service.participant_for)(session.id, ParticipantKind.CUSTOMER)
+    await service.apost_message(session.id, author=customer, content="hi", client_id="c1")
+    reply = await service.astart_assistant_message(session.id)
+    while (await recv(comm)).get("seq") != reply.seq:
+        pass
+    calls = counting(monkeypatch)
+    cancelled = await service.acancel_reply(session.id)
+    assert cancelled  # the reply's end is in the log, with the agent's status beside it
+    while (await recv(comm)).get("seq") != cancelled[-1]:
+        pass
+    status = await comm.receive_json_from(timeout=5)  # sent after the events it came with
+    assert status["type"] == "agent.status" and status["status"] == "idle"
+    await asyncio.sleep(0.3)  # a read would have been started by now
+    assert calls == []
+    await comm.disconnect()
