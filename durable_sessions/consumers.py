@@ -48,6 +48,7 @@ from durable_sessions.adapter import Access, get_adapter, visitor_id
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.backpressure import Flow, PacedFlow, flow_for
 from durable_sessions.delivery import limits, presence
+from durable_sessions.delivery.agent_reads import agent_reads
 from durable_sessions.delivery.groups import session_group
 from durable_sessions.delivery.publish import EPHEMERAL_MESSAGE_TYPE, LIVE_MESSAGE_TYPE
 from durable_sessions.delivery.replay import read_wire_page
@@ -61,6 +62,7 @@ from durable_sessions.frames import Frame, FrameError, RateLimiter, parse
 from durable_sessions.models import DurableSession, Participant, ParticipantKind
 from durable_sessions.observability import logs, metrics
 from durable_sessions.service import runs
+from durable_sessions.tasks import background_task
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +155,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
     _counted: str | None = None  # the kind it is counted as among open connections
     _agent_frames = 0  # agent.status frames sent
     _agent_last: dict[str, Any] | None = None  # the agent's status as last sent
+    _agent_wanted = 0  # seq of the newest event after which the agent's status is re-read
+    _agent_checked = 0  # seq of the newest event after which it was re-read
+    _agent_task: asyncio.Task[None] | None = None  # the re-reads (see _recheck_soon)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self._task = asyncio.current_task()
@@ -182,7 +187,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         waiting = [asyncio.ensure_future(source()) for source in sources]
         try:
             while True:
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                await _any_done(waiting)
                 for index, source in enumerate(sources):
                     if waiting[index].done():
                         message = waiting[index].result()
@@ -361,6 +366,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self._released = True
         self._closing = True
         metrics.connection_closed(self._counted)
+        if self._agent_task is not None:
+            self._agent_task.cancel()
         if hasattr(self, "group"):
             registry.remove(self.session_id, self)
         steps: list[Awaitable[Any]] = [
@@ -560,17 +567,45 @@ class SessionConsumer(AsyncWebsocketConsumer):
                     self.last_sent = seq
             recheck = any(f["type"] in _AGENT_CHANGES for f in message["events"])
         metrics.delivered(message["events"])
-        for ephemeral in message.get("ephemeral", ()):
+        ephemerals = message.get("ephemeral", ())
+        for ephemeral in ephemerals:
             await self.session_ephemeral(ephemeral)
-        if recheck:
-            await self._recheck_agent()
+        # A status frame that came (to everyone) in the same message as the events is the
+        # status they left: nothing to re-read.
+        if recheck and not any(
+            e["frame"].get("type") == "agent.status" and not e.get("operators_only")
+            for e in ephemerals
+        ):
+            self._recheck_soon(message["events"][-1]["seq"])
 
-    async def _recheck_agent(self) -> None:
-        """Re-read the agent's status after an event that may change it and send it if it
-        is not what this connection last sent: a lost status frame (the layer may drop it)
-        does not leave the client showing "streaming" until it reconnects."""
+    def _recheck_soon(self, seq: int) -> None:
+        """Re-read the agent's status after event ``seq``, beside the delivery: a read
+        waits for the process's one database thread, and the events that follow must not
+        wait with it. One re-read at a time per connection; requests made meanwhile are
+        served by one more read after it."""
+        self._agent_wanted = max(self._agent_wanted, seq)
+        if self._agent_task is None or self._agent_task.done():
+            self._agent_task = background_task(self._rechecks())
+
+    async def _rechecks(self) -> None:
+        while self._agent_wanted > self._agent_checked and not self._closing:
+            seq = self._agent_checked = self._agent_wanted
+            try:
+                await self._recheck_agent(seq)
+            except _Gone:
+                return
+            except Exception as error:  # the next event that changes the status tries again
+                logger.warning(
+                    "agent status of session %s not re-read: %s", self.session_id, _describe(error)
+                )
+                return
+
+    async def _recheck_agent(self, seq: int) -> None:
+        """Re-read the agent's status after event ``seq`` (which may change it) and send it
+        if it is not what this connection last sent: a lost status frame (the layer may
+        drop it) does not leave the client showing "streaming" until it reconnects."""
         sent_before = self._agent_frames
-        state = await database_sync_to_async(runs.agent_state)(self.session_id)
+        state = await agent_reads.state(self.session_id, seq, runs.agent_state)
         if self._agent_frames != sent_before or state == self._agent_last:
             return  # a newer status frame went out meanwhile, or nothing changed
         await self._send_agent(service.agent_status_frame(**_frame_args(state)))
@@ -606,7 +641,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
                     await self._catch_up(last_seq)
                     metrics.recovered("resync", self.last_sent - before)
             if behind:
-                await self._recheck_agent()
+                await self._recheck_agent(self.last_sent)
         except _Gone:
             pass
         except Exception as error:  # the next check tries again
@@ -907,6 +942,28 @@ _AGENT_CHANGES = frozenset(
         wire.BRANCH_SWITCHED,
     }
 )
+
+
+async def _any_done(tasks: list[asyncio.Future[Any]]) -> None:
+    """Return once one of ``tasks`` is done: ``asyncio.wait(..., FIRST_COMPLETED)``
+    without the sets it builds and takes apart on every call. The consumer loop waits once
+    per message it handles, which makes that a measurable share of a live delivery."""
+    for task in tasks:
+        if task.done():
+            return
+    wake = asyncio.get_running_loop().create_future()
+
+    def ready(_: Any) -> None:
+        if not wake.done():
+            wake.set_result(None)
+
+    for task in tasks:
+        task.add_done_callback(ready)
+    try:
+        await wake
+    finally:
+        for task in tasks:
+            task.remove_done_callback(ready)
 
 
 def _frame_args(state: dict[str, Any]) -> dict[str, Any]:
