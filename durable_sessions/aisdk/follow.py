@@ -3,9 +3,14 @@
 Like the other HTTP readers, the response joins the session's channel-layer group before
 its first read, reads the log from the database in bounded pages and, when it has read
 everything, awaits a wake-up (or the resync interval) without holding a thread or a
-connection. The answer ends with ``finish`` when its message ends, when its run waits for
-an approval, or at once when there is no answer to wait for; a response that has been
-open for ``AISDK_STREAM_MAX_SECONDS`` ends without ``finish`` and the client resumes.
+connection. Once its answer is known, the committed frames a wake-up carries that continue
+exactly from the last seq read are fed as they are, like a websocket sends them: a
+streaming answer costs no database read per delta (a thousand followers would queue
+behind one database thread). A gap, a lost wake-up or a resync reads the database.
+
+The answer ends with ``finish`` when its message ends, when its run waits for an
+approval, or at once when there is no answer to wait for; a response that has been open
+for ``AISDK_STREAM_MAX_SECONDS`` ends without ``finish`` and the client resumes.
 """
 
 from __future__ import annotations
@@ -105,6 +110,19 @@ aread_page = database_sync_to_async(read_page)
 arun_waits = database_sync_to_async(run_waits)
 
 
+def continuing(message: dict[str, Any] | None, after: int) -> list[dict[str, Any]] | None:
+    """The frames of a wake-up ``message`` that come after ``after``, when they continue
+    from it without a gap (an empty list when it brings nothing new); None when the log
+    must be read instead (no message, or a gap: the layer lost one)."""
+    if message is None:
+        return None
+    frames = [f for f in message.get("events", ()) if f.get("seq", 0) > after]
+    for expected, frame in enumerate(frames, start=after + 1):
+        if frame["seq"] != expected:
+            return None
+    return frames
+
+
 async def follow(
     session_id: uuid.UUID, after: int, chunks: AnswerChunks, opening: list[Chunk] | None = None
 ) -> AsyncIterator[bytes]:
@@ -115,9 +133,13 @@ async def follow(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ds_settings.AISDK_STREAM_MAX_SECONDS
     waiter = GroupWaiter(session_group(session_id), lambda m: m.get("type") == LIVE_MESSAGE_TYPE)
+    live: list[dict[str, Any]] | None = None
     async with waiter:
         while True:
-            active, frames, more = await aread_page(session_id, after)
+            if live is None:
+                active, frames, more = await aread_page(session_id, after)
+            else:  # the answer is known: whether another is active does not matter
+                active, frames, more = True, live, False
             # A page's chunks go out as one write: a response write per chunk (an ASGI
             # message, a socket send) cost more than building the chunks.
             page: list[Chunk] = []
@@ -141,4 +163,5 @@ async def follow(
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return  # the client resumes through GET chat/<id>/stream
-            await waiter.wait(remaining)
+            woken = await waiter.wait(remaining)
+            live = continuing(woken, after) if chunks.reply_id is not None else None

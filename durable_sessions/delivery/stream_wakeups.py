@@ -2,9 +2,11 @@
 instead of holding a thread or a database connection.
 
 Subscribe, then read, then wait: a reader joins the group before its first read, so an
-append committed after that read wakes it. A wake-up only says "read again"; the answer
-always comes from the database. The layer may drop messages, so a waiter also reads again
-every ``RESYNC_INTERVAL`` on its own: a lost wake-up costs latency, never data.
+append committed after that read wakes it. A wake-up says "read again"; a reader that
+knows the committed frames a session's wake-up carries may use those that continue exactly
+what it has read (as a websocket does), and reads anything else from the database. The
+layer may drop messages, so a waiter also reads again every ``RESYNC_INTERVAL`` on its
+own: a lost wake-up costs latency, never data.
 """
 
 from __future__ import annotations
@@ -66,18 +68,18 @@ class GroupWaiter:
         self._pending = asyncio.ensure_future(layer.receive(self.channel))
         return self
 
-    async def wait(self, seconds: float) -> None:
-        """Return when a relevant wake-up came, or after ``seconds``, or after the
-        resync interval (whichever is first): then the caller reads again."""
+    async def wait(self, seconds: float) -> dict[str, Any] | None:
+        """Return when a relevant wake-up came (that message), or after ``seconds``, or
+        after the resync interval (None; whichever is first): then the caller reads again."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(seconds, ds_settings.RESYNC_INTERVAL)
         while (remaining := deadline - loop.time()) > 0:
             if self._pending is None:
                 await asyncio.sleep(remaining)
-                return
+                return None
             done, _ = await asyncio.wait({self._pending}, timeout=remaining)
             if not done:
-                return
+                return None
             finished, self._pending = self._pending, None
             try:
                 message = finished.result()
@@ -87,7 +89,8 @@ class GroupWaiter:
             assert self.layer is not None
             self._pending = asyncio.ensure_future(self.layer.receive(self.channel))
             if self.relevant(message):
-                return
+                return message
+        return None
 
     async def __aexit__(
         self,
