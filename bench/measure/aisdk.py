@@ -30,7 +30,7 @@ from bench.clients import DRAIN_S, ClientPool, warm_up
 from bench.measure import Context, Goal
 from bench.measure.common import durable_servers, fmt
 from bench.plan import Plan
-from bench.procs import Child, Server, Supervisor, cpu_seconds, rss_kb
+from bench.procs import Child, Profiling, Server, Supervisor, cpu_seconds, rss_kb
 from bench.stats import latency_summary, median
 
 NAME = "aisdk"
@@ -138,8 +138,13 @@ def _follow(
             "rate_hz": plan.aisdk_rate_hz,
             "duration": plan.window_s,
         }
-        wrote = writer.request(command, 120 + plan.window_s)
-        time.sleep(DRAIN_S)  # anything later than this counts as not delivered
+        # With --profile, a profile of the server over this path's stream alone too.
+        profiler = Profiling.start(f"aisdk-daphne-{kind}-stream", server.pid)
+        try:
+            wrote = writer.request(command, 120 + plan.window_s)
+            time.sleep(DRAIN_S)  # anything later than this counts as not delivered
+        finally:
+            Profiling.stop(profiler)
         cpu = cpu_seconds(server.pid) - cpu_before
         rss = rss_kb(server.pid)
         # Every stamp from the start on (the last deltas are stamped just after "end").
@@ -195,7 +200,9 @@ def measure(ctx: Context) -> dict[str, Any]:
         ctx.log(f"  resume: SSE {sse_ms} ms, websocket {ws_ms} ms")
 
         delivered: dict[str, Any] = {}
-        for kind in ("sse", "ws"):
+        # The path measured first meets a colder server and database: runs alternate.
+        order = ("sse", "ws") if ctx.run % 2 == 0 else ("ws", "sse")
+        for kind in order:
             delivered[kind] = _follow(sup, kind, ctx, servers[0], writer, env, streams)
             ctx.log(f"  {len(streams)} {kind} streams: {delivered[kind]}")
     return {
@@ -203,6 +210,7 @@ def measure(ctx: Context) -> dict[str, Any]:
         "resume": resumed,
         "streams": len(streams),
         "delivery": delivered,
+        "order": list(order),
     }
 
 
@@ -269,8 +277,9 @@ def render(runs: list[dict[str, Any]], plan: Plan) -> str:
         f"websocket path: {plan.aisdk_streams:,} answers, each written at "
         f"{plan.aisdk_rate_hz:g} deltas/s by the writer process (group commit, Redis wake-ups) "
         f"for {plan.window_s:g} s after a {plan.warmup_s:g} s warm-up, followed by one "
-        "`GET ai/chat/<id>/stream` each, then (the same answers started again) by one "
-        f"websocket each; the clients spread over {plan.aisdk_client_processes} processes, "
+        "`GET ai/chat/<id>/stream` each and, the same answers started again, by one "
+        "websocket each (odd runs first the websockets); the clients spread over "
+        f"{plan.aisdk_client_processes} processes, "
         "every stream open and caught up before the writer starts. Latency: from the "
         "writer's stamp at the start of a delta's text to its receipt; a delta not received "
         f"{DRAIN_S:g} s after the stream ended is not delivered. CPU: the Daphne process's, "
