@@ -146,8 +146,6 @@ def _follow(
             ctx.log(f"  {kind}: {opened['failed']} streams did not open: {opened['errors'][:2]}")
         warm_up(writer, sessions, plan.aisdk_rate_hz, plan.warmup_s)
         clients.reset()
-        rss_before = rss_kb(server.pid)
-        cpu_before = cpu_seconds(server.pid)
         command = {
             "cmd": "stream",
             "sessions": sessions,
@@ -156,6 +154,10 @@ def _follow(
         }
         # With --profile, a profile of the server over this path's stream alone too.
         profiler = Profiling.start(f"aisdk-daphne-{kind}-stream", server.pid)
+        if profiler is not None:
+            time.sleep(2.0)  # py-spy takes a while to attach on a busy machine
+        rss_before = rss_kb(server.pid)
+        cpu_before = cpu_seconds(server.pid)
         try:
             wrote = writer.request(command, 120 + plan.window_s)
             drained = _drain(clients, wrote)
