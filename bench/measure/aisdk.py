@@ -30,7 +30,15 @@ from bench.clients import DRAIN_S, ClientPool, warm_up
 from bench.measure import Context, Goal
 from bench.measure.common import durable_servers, fmt
 from bench.plan import Plan
-from bench.procs import Child, Profiling, Server, Supervisor, cpu_seconds, rss_kb
+from bench.procs import (
+    Child,
+    Profiling,
+    Server,
+    Supervisor,
+    cpu_seconds,
+    machine_ticks,
+    rss_kb,
+)
 from bench.stats import latency_summary, median
 
 NAME = "aisdk"
@@ -158,12 +166,14 @@ def _follow(
             time.sleep(2.0)  # py-spy takes a while to attach on a busy machine
         rss_before = rss_kb(server.pid)
         cpu_before = cpu_seconds(server.pid)
+        busy_before, total_before = machine_ticks()
         try:
             wrote = writer.request(command, 120 + plan.window_s)
             drained = _drain(clients, wrote)
         finally:
             Profiling.stop(profiler)
         cpu = cpu_seconds(server.pid) - cpu_before
+        busy, total = machine_ticks()
         rss = rss_kb(server.pid)
         # Every stamp from the start on (the last deltas are stamped just after "end").
         seen = clients.report(wrote["start"], time.time(), per_key=True)
@@ -185,6 +195,9 @@ def _follow(
         "gaps": seen["gaps"],
         "latency_ms": latency,
         "drain_s": round(drained, 1),
+        # Every CPU of the machine (servers, writer, clients, PostgreSQL, Redis, others'):
+        # latencies of seconds on a busy machine say more about it than about the path.
+        "machine_busy_pct": round(100.0 * (busy - busy_before) / max(total - total_before, 1)),
         "server_cpu_ms_per_delta": round(1000.0 * cpu / delivered, 3) if delivered else None,
         "server_rss_mib": round(rss / 1024, 1),
         "server_rss_before_mib": round(rss_before / 1024, 1),
@@ -250,6 +263,7 @@ _ROWS: tuple[tuple[str, Any, int], ...] = (
     ("server CPU per delivered delta, ms", lambda d: d["server_cpu_ms_per_delta"], 3),
     ("server RSS with every stream open, MiB", lambda d: d["server_rss_mib"], 0),
     ("duplicates or gaps seen", lambda d: d["duplicates"] + d["gaps"], 0),
+    ("machine busy during the stream, %", lambda d: d.get("machine_busy_pct"), 0),
 )
 
 
