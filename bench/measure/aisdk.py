@@ -166,6 +166,8 @@ def _follow(
             time.sleep(2.0)  # py-spy takes a while to attach on a busy machine
         rss_before = rss_kb(server.pid)
         cpu_before = cpu_seconds(server.pid)
+        others = {"writer": [writer.pid], "clients": [c.pid for c in clients.children]}
+        others_before = {k: sum(map(cpu_seconds, pids)) for k, pids in others.items()}
         busy_before, total_before = machine_ticks()
         try:
             wrote = writer.request(command, 120 + plan.window_s)
@@ -174,6 +176,9 @@ def _follow(
             Profiling.stop(profiler)
         cpu = cpu_seconds(server.pid) - cpu_before
         busy, total = machine_ticks()
+        others_cpu = {
+            k: sum(map(cpu_seconds, pids)) - others_before[k] for k, pids in others.items()
+        }
         rss = rss_kb(server.pid)
         # Every stamp from the start on (the last deltas are stamped just after "end").
         seen = clients.report(wrote["start"], time.time(), per_key=True)
@@ -200,6 +205,11 @@ def _follow(
         "machine_busy_pct": round(100.0 * (busy - busy_before) / max(total - total_before, 1)),
         "server_cpu_ms_per_delta": round(1000.0 * cpu / delivered, 3) if delivered else None,
         "server_rss_mib": round(rss / 1024, 1),
+        # Whether the writer or the clients, rather than the server, set the pace.
+        **{
+            f"{k}_cpu_ms_per_delta": round(1000.0 * v / delivered, 3) if delivered else None
+            for k, v in others_cpu.items()
+        },
         "server_rss_before_mib": round(rss_before / 1024, 1),
     }
 
@@ -262,6 +272,12 @@ _ROWS: tuple[tuple[str, Any, int], ...] = (
     ("latency p99, ms", lambda d: d["latency_ms"]["p99"], 1),
     ("server CPU per delivered delta, ms", lambda d: d["server_cpu_ms_per_delta"], 3),
     ("server RSS with every stream open, MiB", lambda d: d["server_rss_mib"], 0),
+    (
+        "client processes' CPU per delivered delta, ms",
+        lambda d: d.get("clients_cpu_ms_per_delta"),
+        3,
+    ),
+    ("writer's CPU per delivered delta, ms", lambda d: d.get("writer_cpu_ms_per_delta"), 3),
     ("duplicates or gaps seen", lambda d: d["duplicates"] + d["gaps"], 0),
     ("machine busy during the stream, %", lambda d: d.get("machine_busy_pct"), 0),
 )
