@@ -14,6 +14,7 @@ from durable_sessions import service
 from durable_sessions.aisdk import follow as follow_module
 from durable_sessions.aisdk.chunks import AnswerChunks
 from durable_sessions.aisdk.follow import DONE, continuing, follow
+from durable_sessions.delivery.resync import registry
 from tests.factories import anonymous_session, stream_text
 from tests.lossy_layer import use_lossy_layer
 
@@ -97,6 +98,27 @@ async def test_a_lost_wakeup_is_read_from_the_log_and_nothing_is_doubled(setting
     body = await asyncio.wait_for(reader, 20)
     assert text_of(body) == "".join(words)
     assert body.endswith(DONE)
+
+
+async def test_a_waiting_answer_stream_leaves_the_missed_wakeup_check_to_the_process(
+    ds_config, monkeypatch, settings
+):
+    """No read of its own every interval: the per-process check (one query for every
+    follower) finds a lost wake-up, and only then does the stream read the log."""
+    use_lossy_layer(settings, drop=1.0)  # every wake-up lost
+    ds_config(RESYNC_INTERVAL=0.05)
+    reads = _counting_reads(monkeypatch)
+    session, reply = await _answer()
+    body = follow(session.id, reply.seq - 1, AnswerChunks(session_id=str(session.id)))
+    assert [c["type"] for c in chunks_of(await _next(body))] == ["start"]
+    pending = asyncio.ensure_future(_next(body))
+    await asyncio.sleep(0.5)  # ten intervals with nothing written
+    assert reads == [reply.seq - 1]
+    await stream_text(reply, "found ")
+    assert text_of(await pending) == "found "  # read once the check saw it missing
+    assert len(reads) == 2
+    await body.aclose()
+    assert len(registry) == 0  # the closed response left the check
 
 
 def test_only_frames_that_continue_the_last_seq_read_are_used():
