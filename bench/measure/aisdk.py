@@ -45,6 +45,7 @@ NAME = "aisdk"
 # After the stream, the clients get up to this long to receive every delta written: a
 # late delta shows in the latency rather than as a lost one.
 DRAIN_MAX_S = 15.0
+SETTLE_MAX_S = 60.0
 TITLE = "AI SDK endpoints: resume and concurrent streams"
 RESUME_TITLE = "bench-aisdk-resume"
 STREAMS_TITLE = "bench-aisdk-streams"
@@ -114,6 +115,19 @@ def _targets(
     return [(f"{ws}/ws/sessions/{s}/?batch=1&after_seq={afters[s]}", s) for s in sessions]
 
 
+def _settle(server: Server) -> float:
+    """Wait until the server is nearly idle (the previous path's connections closed and
+    cleaned up: a thousand websockets leaving keep it busy for seconds), at most
+    :data:`SETTLE_MAX_S`; the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < SETTLE_MAX_S:
+        before = cpu_seconds(server.pid)
+        time.sleep(1.0)
+        if cpu_seconds(server.pid) - before < 0.1:
+            break
+    return time.monotonic() - started
+
+
 def _drain(clients: ClientPool, wrote: dict[str, Any]) -> float:
     """Wait until the clients hold every delta written (at most :data:`DRAIN_MAX_S`);
     the seconds waited."""
@@ -140,6 +154,7 @@ def _follow(
     (``sse``: the AI SDK answer stream; ``ws``: a websocket), every client caught up
     before the stream; what they received of it, and what it cost the server."""
     plan = ctx.plan
+    settled = _settle(server)
     writer.request({"cmd": "prepare", "sessions": sessions, "fresh": True}, 600)
     afters = pool.last_seqs(sessions)
     clients = ClientPool(sup, f"aisdk-{kind}", plan.aisdk_client_processes, env)
@@ -190,6 +205,7 @@ def _follow(
     return {
         "opened": opened["connected"],
         "open_s": round(opened["seconds"], 1),
+        "settle_s": round(settled, 1),
         "target": round(wrote["target"]),
         "written": wrote["written"],
         "writer_errors": wrote["errors"][:2],
@@ -329,7 +345,8 @@ def render(runs: list[dict[str, Any]], plan: Plan) -> str:
         "`GET ai/chat/<id>/stream` each and, the same answers started again, by one "
         "websocket each (odd runs first the websockets); the clients spread over "
         f"{plan.aisdk_client_processes} processes, "
-        "every stream open and caught up before the writer starts. Latency: from the "
+        "every stream open and caught up before the writer starts, and the server idle "
+        "before each path. Latency: from the "
         "writer's stamp at the start of a delta's text to its receipt; the clients get up to "
         f"{DRAIN_MAX_S:g} s after the stream to receive every delta written, and one not "
         "received by then is not delivered. CPU: the Daphne process's, "
