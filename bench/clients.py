@@ -30,9 +30,15 @@ class ClientPool:
         return [child.receive(timeout) for child in self.children]
 
     def connect(
-        self, targets: list[tuple[str, str]], *, durable: bool, cookie: str | None = None
+        self,
+        targets: list[tuple[str, str]],
+        *,
+        durable: bool,
+        cookie: str | None = None,
+        sse: bool = False,
     ) -> dict[str, Any]:
-        """Open ``(url, key)`` targets round-robin over the processes."""
+        """Open ``(url, key)`` targets round-robin over the processes (with ``sse``, AI
+        SDK answer streams instead of websockets)."""
         shares: list[list[tuple[str, str]]] = [[] for _ in self.children]
         for target in targets:
             shares[self.count % len(self.children)].append(target)
@@ -46,6 +52,7 @@ class ClientPool:
                     "headers": headers,
                     "origin": None,  # the server's own: see loadgen._own_origin
                     "durable": durable,
+                    "sse": sse,
                     "concurrency": CONNECT_CONCURRENCY,
                 }
             )
@@ -68,16 +75,29 @@ class ClientPool:
     def reset(self) -> None:
         self._all({"cmd": "reset"}, 30)
 
-    def report(self, since: float, until: float, *, with_times: bool = False) -> dict[str, Any]:
+    def report(
+        self, since: float, until: float, *, with_times: bool = False, per_key: bool = False
+    ) -> dict[str, Any]:
         """What the clients saw of the deltas stamped in ``[since, until)``; with
-        ``with_times``, each delivery's stamp too (in the order of ``latencies_ms``)."""
-        command = {"cmd": "report", "since": since, "until": until, "with_times": with_times}
+        ``with_times``, each delivery's stamp too (in the order of ``latencies_ms``); with
+        ``per_key``, the deliveries of each key."""
+        command = {
+            "cmd": "report",
+            "since": since,
+            "until": until,
+            "with_times": with_times,
+            "per_key": per_key,
+        }
         replies = self._all(command, 60)
         lowest: dict[str, int] = {}
+        delivered: dict[str, int] = {}
         for r in replies:
             for key, seq in r["last"].items():
                 lowest[key] = min(lowest.get(key, seq), seq)
+            for key, count in r.get("per_key", {}).items():
+                delivered[key] = delivered.get(key, 0) + count
         return {
+            "per_key": delivered,
             "latencies_ms": [x for r in replies for x in r["latencies_ms"]],
             "sent": [x for r in replies for x in r["sent"]],
             "gaps": sum(r["gaps"] for r in replies),

@@ -1,13 +1,17 @@
-"""Websocket clients in a process of their own: ``python -m bench.loadgen``.
+"""Websocket (or AI SDK answer stream) clients in a process of their own:
+``python -m bench.loadgen``.
 
 Commands arrive on stdin, one JSON object a line; each gets one reply line on stdout,
 prefixed with ``BENCH``. The clients never share a process with a server.
 
 - ``connect``: open ``targets`` (``[url, key]`` pairs; the key names the stream the
-  connection follows) and, for the durable protocol, read up to the ``live`` frame.
+  connection follows) and, for the durable protocol, read up to the ``live`` frame;
+  with ``sse``, the urls are AI SDK answer streams (``GET ai/chat/<id>/stream``), open
+  once their first chunk came (:mod:`bench.sse_client`).
 - ``reset``: forget the deliveries recorded so far.
 - ``report``: latencies of the deliveries stamped within ``[since, until)``, gaps and
-  duplicates seen, and per key the lowest last ``seq`` over its connections.
+  duplicates seen, and per key the lowest last ``seq`` over its connections (with
+  ``per_key``, also the deliveries of each key within the window).
 - ``resume``: connect to one url ``repeat`` times, timing the first event and ``live``.
 - ``close``: close every connection and exit.
 
@@ -30,6 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from bench.procs import raise_open_files
 from bench.protocol import reply, serve
+from bench.sse_client import AnswerStream, open_answer_stream
 
 
 def _own_origin(url: str) -> str:
@@ -47,8 +52,12 @@ class Conn:
     """One client connection and what it has seen."""
 
     key: str
-    ws: ClientConnection
+    ws: ClientConnection | None
+    key_id: int = 0
     last: int = 0
+    # An answer stream has no seq: its stamps must only grow (the writer's clock).
+    sse: AnswerStream | None = field(default=None, repr=False)
+    last_stamp: float = 0.0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     close_code: int | None = None
 
@@ -80,6 +89,8 @@ class Clients:
         self.conns: list[Conn] = []
         self.sent = array("d")
         self.received = array("d")
+        self.owners = array("I")  # key id of each delivery
+        self.key_ids: dict[str, int] = {}
         self.gaps = 0
         self.duplicates = 0
         self.ended = 0
@@ -96,11 +107,43 @@ class Clients:
             max_size=2**24,
         )
 
+    def _key_id(self, key: str) -> int:
+        return self.key_ids.setdefault(key, len(self.key_ids))
+
+    def _record(self, conn: Conn, stamp: float, now: float) -> None:
+        self.sent.append(stamp)
+        self.received.append(now)
+        self.owners.append(conn.key_id)
+
+    async def _open_sse(self, url: str, key: str, headers: dict[str, str]) -> Conn:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            stream, first = await open_answer_stream(url, headers)
+        conn = Conn(key, None, self._key_id(key), sse=stream)
+        conn.task = asyncio.get_running_loop().create_task(self._read_sse(conn, first))
+        return conn
+
+    async def _read_sse(self, conn: Conn, data: bytes) -> None:
+        assert conn.sse is not None
+        try:
+            while data:
+                now = time.time()
+                for stamp in conn.sse.stamps(data):
+                    if stamp <= conn.last_stamp:
+                        self.duplicates += 1  # sent twice, or out of order
+                        continue
+                    conn.last_stamp = stamp
+                    self._record(conn, stamp, now)
+                data = await conn.sse.piece()
+        except Exception:
+            pass
+        finally:
+            self.ended += 1
+
     async def _open_one(
         self, url: str, key: str, headers: dict[str, str], origin: str | None, durable: bool
     ) -> Conn:
         ws = await self._open(url, headers, origin)
-        conn = Conn(key, ws)
+        conn = Conn(key, ws, self._key_id(key))
         if durable:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 while True:
@@ -121,11 +164,15 @@ class Clients:
         headers = command.get("headers") or {}
         origin = command.get("origin")
         durable = bool(command.get("durable", True))
+        sse = bool(command.get("sse", False))
         errors: list[str] = []
 
         async def one(url: str, key: str) -> None:
             async with limit:
                 try:
+                    if sse:
+                        self.conns.append(await self._open_sse(url, key, headers))
+                        return
                     self.conns.append(await self._open_one(url, key, headers, origin, durable))
                 except Exception as exc:
                     errors.append(f"{type(exc).__name__}: {exc}"[:200])
@@ -141,6 +188,7 @@ class Clients:
         }
 
     async def _read(self, conn: Conn) -> None:
+        assert conn.ws is not None
         try:
             async for raw in conn.ws:
                 now = time.time()
@@ -155,8 +203,7 @@ class Clients:
                     conn.last = seq
                     stamp = stamp_of(frame)
                     if stamp is not None:
-                        self.sent.append(stamp)
-                        self.received.append(now)
+                        self._record(conn, stamp, now)
         except Exception:
             pass
         finally:
@@ -166,6 +213,7 @@ class Clients:
     def reset(self) -> dict[str, Any]:
         self.sent = array("d")
         self.received = array("d")
+        self.owners = array("I")
         self.gaps = self.duplicates = 0
         return {"ok": True}
 
@@ -179,8 +227,17 @@ class Clients:
         for conn in self.conns:
             lowest[conn.key] = min(lowest.get(conn.key, conn.last), conn.last)
         codes = [c.close_code for c in self.conns if c.task is not None and c.task.done()]
+        per_key: dict[str, int] = {}
+        if command.get("per_key"):
+            names = list(self.key_ids)
+            counts = [0] * len(names)
+            for stamp, owner in zip(self.sent, self.owners, strict=True):
+                if since <= stamp < until:
+                    counts[owner] += 1
+            per_key = dict(zip(names, counts, strict=True))
         return {
             "latencies_ms": latencies,
+            "per_key": per_key,
             "sent": [round(s, 4) for s, _ in pairs] if command.get("with_times") else [],
             "gaps": self.gaps,
             "duplicates": self.duplicates,
@@ -224,10 +281,13 @@ class Clients:
         for conn in self.conns:
             if conn.task is not None:
                 conn.task.cancel()
+            if conn.sse is not None:
+                conn.sse.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(20):
                 await asyncio.gather(
-                    *(conn.ws.close() for conn in self.conns), return_exceptions=True
+                    *(conn.ws.close() for conn in self.conns if conn.ws is not None),
+                    return_exceptions=True,
                 )
         closed = len(self.conns)
         self.conns = []

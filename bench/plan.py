@@ -48,6 +48,7 @@ class Plan:
     aisdk_resume_deltas: int = 2_000
     aisdk_streams: int = 1_000
     aisdk_rate_hz: float = 2.0
+    aisdk_client_processes: int = 3  # the streams' clients, spread over these
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

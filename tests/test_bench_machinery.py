@@ -145,13 +145,54 @@ def test_the_ai_sdk_measurement_is_registered_and_its_report_renders():
     from bench.run import MEASUREMENTS
 
     assert MEASUREMENTS["aisdk"] is aisdk
-    delivery = {"written": 100, "delivered": 98, "starved": 0, "per_second": 49.0}
+
+    def path(delivered: int, p50: float, cpu: float) -> dict:
+        return {
+            "opened": 50,
+            "open_s": 1.0,
+            "target": 100,
+            "written": 100,
+            "writer_errors": [],
+            "delivered": delivered,
+            "per_second": delivered / 2,
+            "starved": 0,
+            "duplicates": 0,
+            "gaps": 0,
+            "latency_ms": {"n": delivered, "p50": p50, "p95": p50, "p99": 2 * p50, "max": 0},
+            "server_cpu_ms_per_delta": cpu,
+            "server_rss_mib": 120.0,
+            "server_rss_before_mib": 119.0,
+        }
+
     run = {
         "deltas": 2000,
         "resume": {"sse_ms": [120.0, 130.0], "ws_ms": [90.0, 95.0]},
         "streams": 50,
-        "delivery": {"sse": delivery, "ws": {**delivery, "delivered": 100}},
+        "delivery": {"sse": path(98, 30.0, 0.5), "ws": path(100, 10.0, 0.25)},
     }
     text = aisdk.render([run], QUICK)
-    assert "| 1 | 125.0 | 92.5 | 50 | 98 / 100 | 100 / 100 |" in text
-    assert "2,000 deltas" in text and aisdk.goals([run]) == []
+    assert "| 1 | 125.0 | 92.5 |" in text
+    assert "| deltas delivered | 98 | 100 | 0.98 |" in text
+    assert "| latency p50, ms | 30.0 | 10.0 | 3.00 |" in text
+    assert "| server CPU per delivered delta, ms | 0.500 | 0.250 | 2.00 |" in text
+    assert "2,000 deltas" in text and "50 concurrent streams" in text and aisdk.goals([run]) == []
+    # A run recorded before the streams were measured renders its resume only.
+    old = {**run, "delivery": {"sse": {"delivered": 0}, "ws": {"delivered": 0}}}
+    assert "No run measured the streams." in aisdk.render([old], QUICK)
+
+
+def test_the_answer_stream_client_reads_the_stamps_of_text_deltas_split_across_chunks():
+    from bench.sse_client import AnswerStream
+
+    stream = AnswerStream(reader=None, writer=None, chunked=True)  # type: ignore[arg-type]
+    body = (
+        b'data: {"type":"start","messageId":"7"}\n\n'
+        b'data: {"type":"text-start","id":"7-0"}\n\n'
+        b'data: {"type":"text-delta","id":"7-0","delta":"1700000000.250000 and the"}\n\n'
+        b'data: {"type":"text-delta","id":"7-0","delta":"no stamp here"}\n\n'
+        b'data: {"type":"text-delta","id":"7-0","delta":"1700000000.750000 order"}\n\n'
+    )
+    cut = body.index(b"0.750000") + 3  # a piece ends inside an event
+    assert stream.stamps(body[:cut]) == [1700000000.25]
+    assert stream.stamps(body[cut:]) == [1700000000.75]
+    assert stream.pending == b""

@@ -2,9 +2,11 @@
 instead of holding a thread or a database connection.
 
 Subscribe, then read, then wait: a reader joins the group before its first read, so an
-append committed after that read wakes it. A wake-up only says "read again"; the answer
-always comes from the database. The layer may drop messages, so a waiter also reads again
-every ``RESYNC_INTERVAL`` on its own: a lost wake-up costs latency, never data.
+append committed after that read wakes it. A wake-up says "read again"; a reader that
+knows the committed frames a session's wake-up carries may use those that continue exactly
+what it has read (as a websocket does), and reads anything else from the database. The
+layer may drop messages, so a waiter also reads again every ``RESYNC_INTERVAL`` on its
+own: a lost wake-up costs latency, never data.
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ class GroupWaiter:
         self.layer: BaseChannelLayer | None = None
         self.channel = ""
         self._pending: asyncio.Future[dict[str, Any]] | None = None
+        self._poke: asyncio.Future[None] | None = None
+
+    def poke(self) -> None:
+        """End the current (or the next) ``wait(resync=False)`` at once: read again."""
+        if self._poke is None:
+            self._poke = asyncio.get_running_loop().create_future()
+        if not self._poke.done():
+            self._poke.set_result(None)
 
     async def __aenter__(self) -> GroupWaiter:
         layer = get_channel_layer()
@@ -66,18 +76,34 @@ class GroupWaiter:
         self._pending = asyncio.ensure_future(layer.receive(self.channel))
         return self
 
-    async def wait(self, seconds: float) -> None:
-        """Return when a relevant wake-up came, or after ``seconds``, or after the
-        resync interval (whichever is first): then the caller reads again."""
+    async def wait(self, seconds: float, *, resync: bool = True) -> dict[str, Any] | None:
+        """Return when a relevant wake-up came (that message), or after ``seconds``, or
+        after the resync interval (None; whichever is first): then the caller reads again.
+
+        ``resync=False``: no read every interval of its own; the caller is in the
+        per-process check (:mod:`durable_sessions.delivery.resync`), which pokes it."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(seconds, ds_settings.RESYNC_INTERVAL)
+        interval = ds_settings.RESYNC_INTERVAL if resync or self._pending is None else seconds
+        deadline = loop.time() + min(seconds, interval)
+        poke: set[asyncio.Future[Any]] = set()
+        if not resync:
+            if self._poke is None:
+                self._poke = loop.create_future()
+            poke = {self._poke}
         while (remaining := deadline - loop.time()) > 0:
+            if self._poke is not None and self._poke.done():
+                self._poke = None
+                return None
             if self._pending is None:
-                await asyncio.sleep(remaining)
-                return
-            done, _ = await asyncio.wait({self._pending}, timeout=remaining)
+                await asyncio.sleep(min(remaining, ds_settings.RESYNC_INTERVAL))
+                return None
+            done, _ = await asyncio.wait(
+                {self._pending, *poke}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
             if not done:
-                return
+                return None
+            if self._pending not in done:
+                continue  # poked
             finished, self._pending = self._pending, None
             try:
                 message = finished.result()
@@ -87,7 +113,8 @@ class GroupWaiter:
             assert self.layer is not None
             self._pending = asyncio.ensure_future(self.layer.receive(self.channel))
             if self.relevant(message):
-                return
+                return message
+        return None
 
     async def __aexit__(
         self,
