@@ -376,3 +376,33 @@ def test_the_group_commit_prepares_its_statements_when_allowed(postgres, setting
     assert connection.connection.prepare_threshold is None
     service.finish_assistant_message(reply)
     assert current_content(Message.objects.get(pk=reply.pk)) == "one two"
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+async def test_the_batch_reads_its_own_rows_when_the_lock_was_answered_first(
+    postgres, settings, monkeypatch, prepared
+):
+    # In pipeline mode the server sends a result early once its output buffer is full
+    # (the lock's ids of a few hundred sessions): the batch's outcomes must still come
+    # from the batch statement, not from the lock's rows.
+    import time
+
+    import psycopg
+
+    merge_setting(settings, "DURABLE_SESSIONS", {"PREPARED_STATEMENTS": prepared})
+    execute = psycopg.Cursor.execute
+
+    def answered_first(self, query, *args, **kwargs):
+        result = execute(self, query, *args, **kwargs)
+        if "FOR UPDATE" in str(query):
+            time.sleep(0.05)  # the lock's rows reach the client before the batch goes out
+        return result
+
+    sessions, replies = await streaming_sessions(400)
+    monkeypatch.setattr(psycopg.Cursor, "execute", answered_first)
+    writer = DeltaWriter()
+    seqs = await asyncio.gather(
+        *(writer.append(s.id, r.pk, "one") for s, r in zip(sessions, replies, strict=True))
+    )
+    assert seqs == [3] * len(sessions)
+    assert await text_of(replies[-1].pk) == "one"

@@ -316,10 +316,18 @@ def _write_postgresql(grouped: dict[uuid.UUID, list[_Delta]]) -> dict[int, int |
     if prepare and threshold is None:
         raw.prepare_threshold = _ONLY_WHEN_ASKED
     try:
-        with connection.wrap_database_errors, raw.pipeline(), psycopg.Cursor(raw) as cursor:
+        # One cursor per statement: in pipeline mode a cursor's fetch returns the first
+        # result it holds, and a shared cursor could hold the lock's rows when the server
+        # answered the lock before the batch was sent.
+        with (
+            connection.wrap_database_errors,
+            raw.pipeline(),
+            psycopg.Cursor(raw) as before,
+            psycopg.Cursor(raw) as cursor,
+        ):
             if prepare:
-                cursor.execute(_GENERIC_PLAN, prepare=True)
-            cursor.execute(
+                before.execute(_GENERIC_PLAN, prepare=True)
+            before.execute(
                 f"SELECT id FROM {sessions_table} WHERE id = ANY(%s::uuid[]) "
                 "ORDER BY id FOR UPDATE",
                 [ids],
