@@ -55,6 +55,20 @@ def test_the_first_post_makes_the_session_and_a_stranger_gets_404():
     assert alice.get(reverse("durable_sessions:aisdk-stream", args=["chat-a"])).status_code == 204
 
 
+def test_a_client_that_accepts_only_event_streams_is_answered():
+    alice = visitor("v-accept")
+    stream = reverse("durable_sessions:aisdk-stream", args=["chat-accept"])
+    events = {"HTTP_ACCEPT": "text/event-stream"}
+    # No such chat yet: the error is JSON all the same.
+    missing = alice.get(stream, **events)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    response = alice.post(CHAT, body("chat-accept"), content_type="application/json", **events)
+    assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+    response.close()
+    alice.post(reverse("durable_sessions:aisdk-cancel", args=["chat-accept"]), **events)
+    assert alice.get(stream, **events).status_code == 204
+
+
 def test_a_cookie_post_needs_the_csrf_token():
     strict = Client(enforce_csrf_checks=True)
     strict.cookies["sessionid"] = visitor_session("v-csrf").session_key

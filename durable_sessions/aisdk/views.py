@@ -66,6 +66,11 @@ class ChatAccessMixin:
             raise NotFound(NOT_FOUND)
         return session, access
 
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # Answers are event streams whatever the client accepts (an EventSource asks for
+        # text/event-stream only); errors are JSON. Never a 406.
+        return super().perform_content_negotiation(request, force=True)  # type: ignore[misc]
+
     @staticmethod
     def access_to(request: Request, session: DurableSession) -> Access | None:
         return get_adapter().access(session, request.user, request_visitor(request))
