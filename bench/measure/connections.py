@@ -189,6 +189,17 @@ def _best(run: dict[str, Any]) -> int:
     return max((s["connections"] for s in run["steps"] if s["held"]), default=0)
 
 
+def _relay_memory(run: dict[str, Any]) -> float | None:
+    """The relay's memory per connection at the durable path's last step (the same
+    number of connections), else at its own last."""
+    relay = run.get("relay", {})
+    held = [s for s in run["steps"] if s["connected"]]
+    for step in relay.get("steps", []):
+        if held and step["connections"] == held[-1]["connections"]:
+            return step["per_connection_kib"]
+    return relay.get("per_connection_kib")
+
+
 def _relay_best(run: dict[str, Any]) -> int | None:
     """The most connections the bare relay held (None: not measured in steps)."""
     relay = run.get("relay", {})
@@ -203,25 +214,23 @@ def _memory(run: dict[str, Any]) -> float | None:
 def goals(runs: list[dict[str, Any]]) -> list[Goal]:
     memory = [_memory(r) for r in runs]
     best = [_best(r) for r in runs]
-    relay = [r.get("relay", {}).get("per_connection_kib") for r in runs]
+    relay = [_relay_memory(r) for r in runs]
     relay_best = [_relay_best(r) for r in runs]
     versus = [m / k if m is not None and k else None for m, k in zip(memory, relay, strict=True)]
     return [
         Goal(
             "Memory ≤ 40 KB per idle connection",
             [
-                f"{fmt(m, 1)} KiB (at {r['steps'][-1]['connected']:,}; bare relay "
-                f"{fmt(r.get('relay', {}).get('per_connection_kib'), 1)})"
-                for m, r in zip(memory, runs, strict=True)
+                f"{fmt(m, 1)} KiB (at {r['steps'][-1]['connected']:,}; bare relay {fmt(k, 1)})"
+                for m, k, r in zip(memory, relay, runs, strict=True)
             ],
             [None if m is None else m * 1.024 <= 40 for m in memory],
         ),
         Goal(
             f"Memory per idle connection ≤ {MEMORY_VS_RELAY} x the bare relay's",
             [
-                f"{fmt(x, 2)} ({fmt(m, 1)} vs "
-                f"{fmt(r.get('relay', {}).get('per_connection_kib'), 1)} KiB)"
-                for x, m, r in zip(versus, memory, runs, strict=True)
+                f"{fmt(x, 2)} ({fmt(m, 1)} vs {fmt(k, 1)} KiB)"
+                for x, m, k in zip(versus, memory, relay, strict=True)
             ],
             [None if x is None else x <= MEMORY_VS_RELAY for x in versus],
             values=versus,
