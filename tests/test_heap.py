@@ -133,3 +133,17 @@ def test_what_survives_a_full_collection_of_the_collector_is_frozen(collector):
         assert not collected_normally(renewed) and keeper.frozen
     finally:
         gc.callbacks.remove(keeper._observe)
+
+
+@pytest.mark.neutral
+def test_what_was_frozen_is_collected_at_the_latest_after_full_seconds(collector):
+    keeper = HeapKeeper(freeze_after=1, min_closed=100, full_seconds=60)
+    keeper.live = keeper.opened_since_freeze = 10
+    state = Cycle()  # in use when frozen (a request, say), garbage soon after
+    alive = weakref.ref(state)
+    assert keeper.settle() == "freeze"
+    del state
+    assert keeper.settle() is None and alive() is not None
+    keeper.frozen_at -= 60
+    assert keeper.settle() == "full" and alive() is None
+    assert keeper.frozen  # the open connections' objects are frozen again

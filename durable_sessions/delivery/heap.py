@@ -14,8 +14,9 @@ is frozen too (mostly the connections' renewed state), so the next ones stay as 
 What a closed connection leaves in reference cycles (and any cycle that was still in use
 when frozen) stays in the frozen set, though; once a quarter of the connections (at least
 :data:`MIN_CLOSED`) have closed since, or the last one has, one full collection frees it
-(``gc.unfreeze``, ``gc.collect``, ``gc.freeze``): a pause as long as one without any of
-this, but only after that much turnover rather than every few seconds.
+(``gc.unfreeze``, ``gc.collect``, ``gc.freeze``), and so does :data:`FULL_SECONDS` after
+the first freeze: a pause as long as one without any of this, but only after that much
+turnover or time rather than every few seconds.
 ``GC_FREEZE_CONNECTIONS`` turns it off (e.g. when the host manages freezing itself, as a
 pre-forking server that shares pages does); so does a disabled collector.
 """
@@ -36,6 +37,10 @@ CHECK_SECONDS = 1.0  # how often the process looks at what opened and closed
 FREEZE_AFTER = 100  # connections opened since the last freeze before freezing again
 MIN_CLOSED = 500  # connections closed since the last full collection before one
 TURNOVER = 0.25  # ... and at least this share of those open
+# A full collection at least this long after the first freeze since the last one: what was
+# frozen while in use and became garbage later (a request, a reply's cycles) waits no
+# longer than that.
+FULL_SECONDS = 600.0
 
 
 class HeapKeeper:
@@ -47,7 +52,9 @@ class HeapKeeper:
         freeze_after: int = FREEZE_AFTER,
         min_closed: int = MIN_CLOSED,
         turnover: float = TURNOVER,
+        full_seconds: float = FULL_SECONDS,
     ) -> None:
+        self.full_seconds = full_seconds
         self.freeze_after = freeze_after
         self.min_closed = min_closed
         self.turnover = turnover
@@ -55,6 +62,7 @@ class HeapKeeper:
         self.opened_since_freeze = 0
         self.closed_since_full = 0  # of connections open at a freeze since the last full
         self.frozen = False  # whether anything was frozen since the last full collection
+        self.frozen_at = 0.0  # time.monotonic() of the first freeze since then
         self.collector_ran = False  # the collector ran a full collection of its own
         self._task: asyncio.Task[None] | None = None
 
@@ -75,13 +83,15 @@ class HeapKeeper:
         if not ds_settings.GC_FREEZE_CONNECTIONS or not gc.isenabled():
             return None
         due = max(self.min_closed, self.turnover * self.live)
-        if self.frozen and (self.closed_since_full >= due or not self.live):
+        stale = time.monotonic() - self.frozen_at >= self.full_seconds
+        if self.frozen and (self.closed_since_full >= due or not self.live or stale):
             started = time.perf_counter()
             gc.unfreeze()
             gc.collect()
             gc.freeze()
             self.closed_since_full = self.opened_since_freeze = 0
             self.frozen = self.live > 0  # the open connections are frozen again
+            self.frozen_at = time.monotonic()
             self.collector_ran = False
             logger.debug(
                 "full collection after connections closed: %.0f ms",
@@ -93,8 +103,7 @@ class HeapKeeper:
             # a connection's pending receive, its waiter, their callbacks): freezing it
             # keeps the next full collections as short as this one.
             gc.freeze()
-            self.collector_ran = False
-            self.frozen = True
+            self._froze()
             return "freeze"
         if self.opened_since_freeze >= self.freeze_after:
             # Collect first so that only live objects are frozen: this walks only what
@@ -102,10 +111,14 @@ class HeapKeeper:
             gc.collect()
             gc.freeze()
             self.opened_since_freeze = 0
-            self.collector_ran = False
-            self.frozen = True
+            self._froze()
             return "freeze"
         return None
+
+    def _froze(self) -> None:
+        self.collector_ran = False
+        if not self.frozen:
+            self.frozen, self.frozen_at = True, time.monotonic()
 
     def _busy(self) -> bool:
         """Connections are open, or what closed ones left frozen is still to collect."""
