@@ -131,7 +131,8 @@ class HeapKeeper:
             self.collector_ran = True
 
     async def _run(self) -> None:
-        gc.callbacks.append(self._observe)
+        if self._observe not in gc.callbacks:  # a task of a loop that closed left it
+            gc.callbacks.append(self._observe)
         try:
             while self._busy():
                 await asyncio.sleep(CHECK_SECONDS)
@@ -141,7 +142,8 @@ class HeapKeeper:
                     logger.exception("garbage-collection upkeep failed")
                     return
         finally:
-            gc.callbacks.remove(self._observe)
+            if self._observe in gc.callbacks:
+                gc.callbacks.remove(self._observe)
         self.opened_since_freeze = 0
 
 
