@@ -94,7 +94,7 @@ class HeapKeeper:
             self.frozen_at = time.monotonic()
             self.collector_ran = False
             logger.debug(
-                "full collection after connections closed: %.0f ms",
+                "full collection of the frozen connections: %.0f ms",
                 1000 * (time.perf_counter() - started),
             )
             return "full"
