@@ -53,6 +53,10 @@ class DurableSessionsSettings(AppSettings):
     RESYNC_INTERVAL = Float(
         2.0, "seconds between checks that no connection missed an event", positive=True
     )
+    # Full garbage collections at thousands of connections stop the loop (delivery/heap.py).
+    GC_FREEZE_CONNECTIONS = Bool(
+        True, "freeze the objects of open connections so that full collections skip them"
+    )
     GROUP_PREFIX = Str("ds", "prefix of channel-layer group names and presence keys")
     PROCESSES = Int(
         1, "server processes this deployment runs (for the system checks)", positive=True

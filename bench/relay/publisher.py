@@ -1,7 +1,8 @@
 """The relay's writer: ``python -m bench.relay.publisher``, a process of its own.
 
-Answers ``stream`` commands like :mod:`bench.writer`, but sends each stamped delta with a
-plain ``group_send``: nothing stored, a counter per stream for the ``seq``.
+Answers ``stream`` and ``spread`` commands like :mod:`bench.writer`, but sends each
+stamped delta with a plain ``group_send``: nothing stored, a counter per stream for the
+``seq``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.streams import paced, stamped_text
+from bench.streams import paced, spread, stamped_text
 
 
 class RelayPublisher:
@@ -25,7 +26,7 @@ class RelayPublisher:
 
         from bench.relay.asgi import MESSAGE_TYPE, group_name
 
-        if command["cmd"] != "stream":
+        if command["cmd"] not in ("stream", "spread"):
             raise ValueError(f"unknown command {command['cmd']!r}")
         layer = get_channel_layer()
         keys: list[str] = command["sessions"]
@@ -44,12 +45,15 @@ class RelayPublisher:
             await layer.group_send(groups[index], {"type": MESSAGE_TYPE, "events": [frame]})
             return seq
 
-        result = await paced(
-            len(keys),
-            send,
-            rate_hz=float(command["rate_hz"]),
-            duration=float(command["duration"]),
-        )
+        if command["cmd"] == "spread":  # one delta to each stream, spread over some seconds
+            result = await spread(len(keys), send, seconds=float(command["seconds"]))
+        else:
+            result = await paced(
+                len(keys),
+                send,
+                rate_hz=float(command["rate_hz"]),
+                duration=float(command["duration"]),
+            )
         last = result.pop("last")
         result["final"] = {k: s for k, s in zip(keys, last, strict=True) if s is not None}
         return result

@@ -20,6 +20,7 @@ from typing import Protocol
 from channels.db import database_sync_to_async
 
 from durable_sessions.app_settings import ds_settings
+from durable_sessions.delivery import heap
 from durable_sessions.delivery.replay import latest_seqs
 from durable_sessions.observability import metrics
 from durable_sessions.tasks import background_task
@@ -45,13 +46,15 @@ class LiveRegistry:
 
     def add(self, session_id: uuid.UUID, follower: Follower) -> None:
         self._by_session.setdefault(session_id, set()).add(follower)
+        heap.keeper.opened()
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._task = background_task(self._run())
 
     def remove(self, session_id: uuid.UUID, follower: Follower) -> None:
         followers = self._by_session.get(session_id)
-        if followers is not None:
+        if followers is not None and follower in followers:
+            heap.keeper.closed()
             followers.discard(follower)
             if not followers:
                 del self._by_session[session_id]
