@@ -58,6 +58,7 @@ from durable_sessions.delivery.revocation import (
 )
 from durable_sessions.errors import RateLimited, ServiceError
 from durable_sessions.frames import Frame, FrameError, RateLimiter, parse
+from durable_sessions.middleware import forget_session_data
 from durable_sessions.models import DurableSession, Participant, ParticipantKind
 from durable_sessions.observability import logs, metrics
 from durable_sessions.service import runs
@@ -152,7 +153,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     _access_checked = 0.0  # time.monotonic() of the last access check
     _counted: str | None = None  # the kind it is counted as among open connections
     _agent_frames = 0  # agent.status frames sent
-    _agent_last: dict[str, Any] | None = None  # the agent's status as last sent
+    _agent_last: tuple[Any, ...] | None = None  # the agent's status as last sent (_agent_key)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self._task = asyncio.current_task()
@@ -230,6 +231,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.close(code=limits.CLOSE_CODE)
             return
         self._access_checked = time.monotonic()
+        forget_session_data(self.scope)  # read by now: an idle connection need not hold it
         # The id only: an idle connection need not hold a model instance.
         self.participant_id = opened.participant.pk if opened.participant else None
         logs.bind(participant=self.participant_id)
@@ -258,7 +260,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         entries = await presence.keeper.join(self)
         snapshot = self._snapshot(opened, after)
         snapshot["presence"] = self._presence_frame(entries)
-        self._agent_last = opened.agent
+        self._agent_last = _agent_key(opened.agent)
         await self._send(snapshot)
         async with self._lock:
             self.last_sent = after
@@ -571,17 +573,13 @@ class SessionConsumer(AsyncWebsocketConsumer):
         does not leave the client showing "streaming" until it reconnects."""
         sent_before = self._agent_frames
         state = await database_sync_to_async(runs.agent_state)(self.session_id)
-        if self._agent_frames != sent_before or state == self._agent_last:
+        if self._agent_frames != sent_before or _agent_key(state) == self._agent_last:
             return  # a newer status frame went out meanwhile, or nothing changed
         await self._send_agent(service.agent_status_frame(**_frame_args(state)))
 
     async def _send_agent(self, frame: dict[str, Any]) -> None:
         self._agent_frames += 1
-        self._agent_last = {
-            "status": frame.get("status"),
-            "tool": frame.get("tool"),
-            "run_id": frame.get("run_id"),
-        }
+        self._agent_last = _agent_key(frame)
         await self._send(frame)
 
     async def session_ephemeral(self, message: dict[str, Any]) -> None:
@@ -907,6 +905,11 @@ _AGENT_CHANGES = frozenset(
         wire.BRANCH_SWITCHED,
     }
 )
+
+
+def _agent_key(state: dict[str, Any]) -> tuple[Any, ...]:
+    """What an idle connection keeps of the agent's status: a small tuple, not a dict."""
+    return state.get("status"), state.get("tool"), state.get("run_id")
 
 
 def _frame_args(state: dict[str, Any]) -> dict[str, Any]:
