@@ -47,6 +47,7 @@ from durable_sessions import service, wire
 from durable_sessions.adapter import Access, get_adapter, visitor_id
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.backpressure import Flow, PacedFlow, flow_for
+from durable_sessions.consumer_app import consumer_app
 from durable_sessions.delivery import limits, presence
 from durable_sessions.delivery.groups import session_group
 from durable_sessions.delivery.publish import EPHEMERAL_MESSAGE_TYPE, LIVE_MESSAGE_TYPE
@@ -154,6 +155,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
     _counted: str | None = None  # the kind it is counted as among open connections
     _agent_frames = 0  # agent.status frames sent
     _agent_last: tuple[Any, ...] | None = None  # the agent's status as last sent (_agent_key)
+
+    @classmethod
+    def as_asgi(cls, **initkwargs: Any) -> Any:
+        return consumer_app(cls, **initkwargs)  # no wrapper coroutine per connection
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self._task = asyncio.current_task()

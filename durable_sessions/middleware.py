@@ -17,9 +17,12 @@ from typing import Any
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
 from channels.auth import get_user
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
 
 Inner = Any  # an ASGI application
+
+ANONYMOUS = AnonymousUser()
 
 
 class SessionAuthMiddleware:
@@ -47,7 +50,8 @@ class SessionAuthMiddleware:
         scope = dict(scope, session=self.session_store(session_key))
 
         def call_inner(user: Any) -> Awaitable[Any]:
-            scope["user"] = user
+            # Anonymous users hold no state: the connections share one.
+            scope["user"] = user if user.is_authenticated else ANONYMOUS
             return self.inner(scope, receive, send)
 
         return Then(get_user(scope), call_inner)

@@ -159,3 +159,15 @@ async def test_an_open_connection_keeps_no_decoded_session_data():
     assert kept.session_key == store.session_key
     assert await db(kept.get)(VISITOR_KEY) == "v-forget"  # loaded again when read
     await comm.disconnect()
+
+
+async def test_anonymous_connections_share_one_anonymous_user():
+    users = []
+
+    async def inner(scope, receive, send):
+        users.append(scope["user"])
+
+    for cookie in (None, "sessionid=unknown-key"):
+        headers = [(b"cookie", cookie.encode())] if cookie else []
+        await SessionAuthMiddleware(inner)({"type": "websocket", "headers": headers}, None, None)
+    assert not users[0].is_authenticated and users[0] is users[1]

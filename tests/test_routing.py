@@ -49,3 +49,13 @@ async def test_root_path_and_nested_routers_route_as_url_router_does():
     assert seen[0]["url_route"]["kwargs"] == {"outer": "a", "inner": "b"}
     with pytest.raises(ValueError, match="No route"):
         websocket_router([re_path(r"^x/$", recorder)])(scope("/x/", root_path="/app"), None, None)
+
+
+async def test_the_session_consumer_app_hands_back_the_consumers_coroutine():
+    from durable_sessions.consumers import SessionConsumer
+
+    app = SessionConsumer.as_asgi()
+    assert app.consumer_class is SessionConsumer
+    coroutine = app({"type": "websocket"}, None, None)
+    assert coroutine.cr_code is SessionConsumer.__call__.__code__  # no wrapper of its own
+    coroutine.close()
