@@ -160,45 +160,46 @@ class SessionConsumer(AsyncWebsocketConsumer):
     def as_asgi(cls, **initkwargs: Any) -> Any:
         return consumer_app(cls, **initkwargs)  # no wrapper coroutine per connection
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        self._task = asyncio.current_task()
-        self._flow = flow_for(send)
-        try:
-            await self._serve(scope, receive, send)
-        except StopConsumer:
-            pass  # the client left, or the consumer closed
-        finally:
-            # Whatever ended the consumer (a disconnect, an error, Daphne cancelling it):
-            # no group, registry or presence entry outlives it.
-            await self._release()
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+        # The consumer's one coroutine: no second frame kept while the connection is open.
+        return self._serve(scope, receive, send)
 
     async def _serve(self, scope: Any, receive: Any, send: Any) -> None:
         """Channels' consumer loop (client frames and channel-layer messages to
         :meth:`dispatch`), except that it drops each message once handled: Channels' loop
         keeps the last one, so every idle connection would hold the last presence frame
         or batch of deltas it was sent."""
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.base_send = send
-        sources: list[Callable[[], Awaitable[dict[str, Any]]]] = [receive]
-        if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = partial(self.channel_layer.receive, self.channel_name)
-            sources.append(self.channel_receive)
-        waiting = [asyncio.ensure_future(source()) for source in sources]
+        self._task = asyncio.current_task()
+        self._flow = flow_for(send)
         try:
-            while True:
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                for index, source in enumerate(sources):
-                    if waiting[index].done():
-                        message = waiting[index].result()
-                        await self.dispatch(message)
-                        del message
-                        waiting[index] = asyncio.ensure_future(source())
+            self.scope = scope
+            self.channel_layer = get_channel_layer(self.channel_layer_alias)
+            self.base_send = send
+            sources: list[Callable[[], Awaitable[dict[str, Any]]]] = [receive]
+            if self.channel_layer is not None:
+                self.channel_name = await self.channel_layer.new_channel()
+                self.channel_receive = partial(self.channel_layer.receive, self.channel_name)
+                sources.append(self.channel_receive)
+            waiting = [asyncio.ensure_future(source()) for source in sources]
+            try:
+                while True:
+                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    for index, source in enumerate(sources):
+                        if waiting[index].done():
+                            message = waiting[index].result()
+                            await self.dispatch(message)
+                            del message
+                            waiting[index] = asyncio.ensure_future(source())
+            finally:
+                for task in waiting:
+                    task.cancel()
+                await asyncio.gather(*waiting, return_exceptions=True)
+        except StopConsumer:
+            pass  # the client left, or the consumer closed
         finally:
-            for task in waiting:
-                task.cancel()
-            await asyncio.gather(*waiting, return_exceptions=True)
+            # Whatever ended the consumer (a disconnect, an error, Daphne cancelling it):
+            # no group, registry or presence entry outlives it.
+            await self._release()
 
     async def connect(self) -> None:
         try:
