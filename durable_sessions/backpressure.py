@@ -51,6 +51,8 @@ class Flow(Protocol):
 class DaphneFlow:
     """Reads the unsent bytes of one Daphne (autobahn on Twisted) websocket connection."""
 
+    __slots__ = ("protocol",)  # one per open connection: no instance dict
+
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
 
@@ -95,6 +97,8 @@ class DaphneFlow:
 
 class PacedFlow:
     """Bounds the rate of sends where the server's buffer cannot be seen."""
+
+    __slots__ = ("_at", "_budget", "_limit")
 
     def __init__(self) -> None:
         self._budget = 0.0

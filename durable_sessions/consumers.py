@@ -47,6 +47,7 @@ from durable_sessions import service, wire
 from durable_sessions.adapter import Access, get_adapter, visitor_id
 from durable_sessions.app_settings import ds_settings
 from durable_sessions.backpressure import Flow, PacedFlow, flow_for
+from durable_sessions.consumer_app import consumer_app
 from durable_sessions.delivery import limits, presence
 from durable_sessions.delivery.agent_reads import agent_reads
 from durable_sessions.delivery.groups import session_group
@@ -59,6 +60,7 @@ from durable_sessions.delivery.revocation import (
 )
 from durable_sessions.errors import RateLimited, ServiceError
 from durable_sessions.frames import Frame, FrameError, RateLimiter, parse
+from durable_sessions.middleware import forget_session_data
 from durable_sessions.models import DurableSession, Participant, ParticipantKind
 from durable_sessions.observability import logs, metrics
 from durable_sessions.service import runs
@@ -154,50 +156,55 @@ class SessionConsumer(AsyncWebsocketConsumer):
     _access_checked = 0.0  # time.monotonic() of the last access check
     _counted: str | None = None  # the kind it is counted as among open connections
     _agent_frames = 0  # agent.status frames sent
-    _agent_last: dict[str, Any] | None = None  # the agent's status as last sent
+    _agent_last: tuple[Any, ...] | None = None  # the agent's status as last sent (_agent_key)
     _agent_wanted = 0  # seq of the newest event after which the agent's status is re-read
     _agent_checked = 0  # seq of the newest event after which it was re-read
     _agent_task: asyncio.Task[None] | None = None  # the re-reads (see _recheck_soon)
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        self._task = asyncio.current_task()
-        self._flow = flow_for(send)
-        try:
-            await self._serve(scope, receive, send)
-        except StopConsumer:
-            pass  # the client left, or the consumer closed
-        finally:
-            # Whatever ended the consumer (a disconnect, an error, Daphne cancelling it):
-            # no group, registry or presence entry outlives it.
-            await self._release()
+    @classmethod
+    def as_asgi(cls, **initkwargs: Any) -> Any:
+        return consumer_app(cls, **initkwargs)  # no wrapper coroutine per connection
+
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+        # The consumer's one coroutine: no second frame kept while the connection is open.
+        return self._serve(scope, receive, send)
 
     async def _serve(self, scope: Any, receive: Any, send: Any) -> None:
         """Channels' consumer loop (client frames and channel-layer messages to
         :meth:`dispatch`), except that it drops each message once handled: Channels' loop
         keeps the last one, so every idle connection would hold the last presence frame
         or batch of deltas it was sent."""
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.base_send = send
-        sources: list[Callable[[], Awaitable[dict[str, Any]]]] = [receive]
-        if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = partial(self.channel_layer.receive, self.channel_name)
-            sources.append(self.channel_receive)
-        waiting = [asyncio.ensure_future(source()) for source in sources]
+        self._task = asyncio.current_task()
+        self._flow = flow_for(send)
         try:
-            while True:
-                await _any_done(waiting)
-                for index, source in enumerate(sources):
-                    if waiting[index].done():
-                        message = waiting[index].result()
-                        await self.dispatch(message)
-                        del message
-                        waiting[index] = asyncio.ensure_future(source())
+            self.scope = scope
+            self.channel_layer = get_channel_layer(self.channel_layer_alias)
+            self.base_send = send
+            sources: list[Callable[[], Awaitable[dict[str, Any]]]] = [receive]
+            if self.channel_layer is not None:
+                self.channel_name = await self.channel_layer.new_channel()
+                self.channel_receive = partial(self.channel_layer.receive, self.channel_name)
+                sources.append(self.channel_receive)
+            waiting = [asyncio.ensure_future(source()) for source in sources]
+            try:
+                while True:
+                    await _any_done(waiting)
+                    for index, source in enumerate(sources):
+                        if waiting[index].done():
+                            message = waiting[index].result()
+                            await self.dispatch(message)
+                            del message
+                            waiting[index] = asyncio.ensure_future(source())
+            finally:
+                for task in waiting:
+                    task.cancel()
+                await asyncio.gather(*waiting, return_exceptions=True)
+        except StopConsumer:
+            pass  # the client left, or the consumer closed
         finally:
-            for task in waiting:
-                task.cancel()
-            await asyncio.gather(*waiting, return_exceptions=True)
+            # Whatever ended the consumer (a disconnect, an error, Daphne cancelling it):
+            # no group, registry or presence entry outlives it.
+            await self._release()
 
     async def connect(self) -> None:
         try:
@@ -235,6 +242,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.close(code=limits.CLOSE_CODE)
             return
         self._access_checked = time.monotonic()
+        forget_session_data(self.scope)  # read by now: an idle connection need not hold it
         # The id only: an idle connection need not hold a model instance.
         self.participant_id = opened.participant.pk if opened.participant else None
         logs.bind(participant=self.participant_id)
@@ -263,7 +271,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         entries = await presence.keeper.join(self)
         snapshot = self._snapshot(opened, after)
         snapshot["presence"] = self._presence_frame(entries)
-        self._agent_last = opened.agent
+        self._agent_last = _agent_key(opened.agent)
         await self._send(snapshot)
         async with self._lock:
             self.last_sent = after
@@ -606,17 +614,13 @@ class SessionConsumer(AsyncWebsocketConsumer):
         drop it) does not leave the client showing "streaming" until it reconnects."""
         sent_before = self._agent_frames
         state = await agent_reads.state(self.session_id, seq, runs.agent_state)
-        if self._agent_frames != sent_before or state == self._agent_last:
+        if self._agent_frames != sent_before or _agent_key(state) == self._agent_last:
             return  # a newer status frame went out meanwhile, or nothing changed
         await self._send_agent(service.agent_status_frame(**_frame_args(state)))
 
     async def _send_agent(self, frame: dict[str, Any]) -> None:
         self._agent_frames += 1
-        self._agent_last = {
-            "status": frame.get("status"),
-            "tool": frame.get("tool"),
-            "run_id": frame.get("run_id"),
-        }
+        self._agent_last = _agent_key(frame)
         await self._send(frame)
 
     async def session_ephemeral(self, message: dict[str, Any]) -> None:
@@ -964,6 +968,11 @@ async def _any_done(tasks: list[asyncio.Future[Any]]) -> None:
     finally:
         for task in tasks:
             task.remove_done_callback(ready)
+
+
+def _agent_key(state: dict[str, Any]) -> tuple[Any, ...]:
+    """What an idle connection keeps of the agent's status: a small tuple, not a dict."""
+    return state.get("status"), state.get("tool"), state.get("run_id")
 
 
 def _frame_args(state: dict[str, Any]) -> dict[str, Any]:

@@ -33,12 +33,13 @@ import asyncio
 import ipaddress
 import logging
 import math
+import sys
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -137,7 +138,9 @@ def identify(user: Any, visitor: str | None, address: str | None, *, exempt: boo
         identity: str | None = f"u{user.pk}"
     else:
         identity = f"v{visitor}" if visitor else None
-    return Who(identity, ip_key(address), exempt)
+    # Interned: the connections of one user or visitor (tabs, devices) share one copy.
+    ip = ip_key(address)
+    return Who(sys.intern(identity) if identity else None, sys.intern(ip) if ip else None, exempt)
 
 
 def scope_who(scope: dict[str, Any], *, exempt: bool) -> Who:
@@ -387,7 +390,7 @@ class Slot:
     """A connection's or long poll's place in its limits, held until released."""
 
     who: Who
-    keys: list[str] = field(default_factory=list)
+    keys: list[str] | tuple[()] = ()  # none held (exempt, or no limit applies)
     member: str = ""
 
 
@@ -518,7 +521,7 @@ class Limiter:
         """Give a slot back (idempotent; None and an exempt slot are fine)."""
         if slot is None or not slot.keys:
             return
-        keys, slot.keys = slot.keys, []
+        keys, slot.keys = slot.keys, ()
         self._held.discard(slot)
         store = self.store
         await self._aguarded(lambda: store.release(keys, slot.member), None)

@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
@@ -53,7 +54,18 @@ class Entry:
 
     @classmethod
     def loads(cls, raw: str | bytes) -> Entry:
-        return cls(**json.loads(raw))
+        entry = cls(**json.loads(raw))
+        entry.share_strings()
+        return entry
+
+    def share_strings(self) -> None:
+        """Intern the strings: the keeper holds each local connection's entry twice (its
+        own and the last one read from the store), and many share a kind and a name."""
+        self.conn, self.kind, self.name = map(_shared, (self.conn, self.kind, self.name))
+
+
+def _shared(value: Any) -> Any:
+    return sys.intern(value) if type(value) is str else value
 
 
 def conn_tag(conn: str) -> str:
@@ -360,6 +372,7 @@ class PresenceKeeper:
 
     async def join(self, member: Present) -> list[Entry]:
         member.presence_entry.expires = self._expiry()
+        member.presence_entry.share_strings()
         self._local.setdefault(member.presence_room, set()).add(member)
         metrics.presence_joined()
         await self.store.put(member.presence_room, [member.presence_entry])

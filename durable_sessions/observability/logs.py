@@ -23,26 +23,31 @@ from typing import Any
 # The fields a line may carry about what it concerns.
 CONTEXT_FIELDS = ("session_id", "run_id", "participant", "seq", "worker")
 
-_context: ContextVar[dict[str, Any] | None] = ContextVar("ds_log_context", default=None)
+# The bound fields as one flat tuple (field, value, field, value, ...) rather than a
+# dict: every open connection binds its ids and keeps them, and such a tuple is less than
+# half the size of a small dict.
+_context: ContextVar[tuple[Any, ...]] = ContextVar("ds_log_context", default=())
 
 
 def bind(**fields: Any) -> None:
     """Attach ``fields`` to every line logged from now on in this task (and the tasks and
     database calls it starts)."""
-    current = _context.get() or {}
-    _context.set({**current, **{k: v for k, v in fields.items() if v is not None}})
+    merged = current()
+    merged.update((k, v) for k, v in fields.items() if v is not None)
+    _context.set(tuple(item for pair in merged.items() for item in pair))
 
 
 def current() -> dict[str, Any]:
     """The fields bound in this context."""
-    return dict(_context.get() or {})
+    flat = _context.get()
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 class ContextFilter(logging.Filter):
     """Copies the bound fields onto each record (fields given with ``extra=`` win)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in (_context.get() or {}).items():
+        for key, value in current().items():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True
@@ -59,10 +64,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        bound = current()
         for key in CONTEXT_FIELDS:
             value = getattr(record, key, None)
             if value is None:
-                value = (_context.get() or {}).get(key)
+                value = bound.get(key)
             if value is not None:
                 line[key] = value if isinstance(value, int | float | bool) else str(value)
         if record.exc_info and record.exc_info[0] is not None:
