@@ -270,6 +270,9 @@ class Event(models.Model):
         on_delete=models.CASCADE,
         related_name="events",
         verbose_name=pgettext_lazy("durable session", "session"),
+        # The unique (session, seq) index serves every lookup by session (reads, cascades):
+        # a second index would cost every append an entry.
+        db_index=False,
     )
     seq = models.BigIntegerField(verbose_name=_("seq"))
     type = models.CharField(max_length=40, verbose_name=_("type"))
