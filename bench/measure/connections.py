@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench import pool
@@ -90,6 +91,32 @@ def _step(
     return step
 
 
+def _steps(
+    ctx: Context,
+    path: str,
+    connect: Callable[[int, int], dict[str, Any]],
+    pid: int,
+    baseline: int,
+    clients: ClientPool,
+    sender: Any,
+    sessions: list[str],
+) -> list[dict[str, Any]]:
+    """The plan's connection steps on one server, up to the first it does not hold:
+    ``connect(connected, count)`` opens connections ``connected`` to ``count - 1``."""
+    steps: list[dict[str, Any]] = []
+    connected = 0
+    for count in sorted(ctx.plan.connection_steps):
+        opened = connect(connected, count)
+        connected = opened["total"]
+        active = sessions[: math.ceil(count / DEVICES)]
+        step = _step(count, opened, pid, baseline, clients, sender, active, ctx.plan.broadcast_rate)
+        _log(ctx, path, step)
+        steps.append(step)
+        if not step["held"]:
+            break
+    return steps
+
+
 def _log(ctx: Context, path: str, step: dict[str, Any]) -> None:
     ctx.log(
         f"  {path}, {step['connections']} connections ({step['connect_s']:.0f} s to open): "
@@ -103,7 +130,6 @@ def measure(ctx: Context) -> dict[str, Any]:
     most = max(plan.connection_steps)
     sessions = pool.sessions(math.ceil(most / DEVICES))
     processes = max(plan.client_processes, math.ceil(most / 2500))
-    steps: list[dict[str, Any]] = []
     with Supervisor() as sup:
         servers, env = durable_servers(sup, "connections", layer="redis", processes=1)
         server = servers[0]
@@ -120,22 +146,14 @@ def measure(ctx: Context) -> dict[str, Any]:
         )
         warm.close()
         baseline, baseline_cpu = _settle(server.pid)
-        connected = 0
-        for count in sorted(plan.connection_steps):
-            opened = clients.connect(
-                durable_targets(servers, sessions, after, first=connected, count=count - connected),
-                durable=True,
-                cookie=ctx.cookie,
+
+        def connect(connected: int, count: int) -> dict[str, Any]:
+            targets = durable_targets(
+                servers, sessions, after, first=connected, count=count - connected
             )
-            connected = opened["total"]
-            active = sessions[: math.ceil(count / DEVICES)]
-            step = _step(
-                count, opened, server.pid, baseline, clients, writer, active, plan.broadcast_rate
-            )
-            _log(ctx, "durable", step)
-            steps.append(step)
-            if not step["held"]:
-                break
+            return clients.connect(targets, durable=True, cookie=ctx.cookie)
+
+        steps = _steps(ctx, "durable", connect, server.pid, baseline, clients, writer, sessions)
         writer.request({"cmd": "finish"}, 900)  # replies end; none is left streaming
     relay = _relay(ctx, sessions, processes)
     return {
@@ -150,8 +168,6 @@ def _relay(ctx: Context, sessions: list[str], processes: int) -> dict[str, Any]:
     """The same steps against the bare relay (Daphne and Channels alone, its publisher a
     plain ``group_send``): its memory and broadcast latency beside the durable path's, up
     to the first step it does not hold either."""
-    plan = ctx.plan
-    steps: list[dict[str, Any]] = []
     with Supervisor() as sup:
         server, env = relay_server(sup, "connections-relay")
         publisher = sup.module("connections-relay-publisher", "bench.relay.publisher", env)
@@ -160,19 +176,14 @@ def _relay(ctx: Context, sessions: list[str], processes: int) -> dict[str, Any]:
         warm.close()
         baseline, baseline_cpu = _settle(server.pid)
         clients = ClientPool(sup, "connections-relay", processes, env)
-        connected = 0
-        for count in sorted(plan.connection_steps):
+
+        def connect(connected: int, count: int) -> dict[str, Any]:
             targets = relay_targets(server, sessions, count)[connected:]
-            opened = clients.connect(targets, durable=False)
-            connected = opened["total"]
-            active = sessions[: math.ceil(count / DEVICES)]
-            step = _step(
-                count, opened, server.pid, baseline, clients, publisher, active, plan.broadcast_rate
-            )
-            _log(ctx, "bare relay", step)
-            steps.append(step)
-            if not step["held"]:
-                break
+            return clients.connect(targets, durable=False)
+
+        steps = _steps(
+            ctx, "bare relay", connect, server.pid, baseline, clients, publisher, sessions
+        )
     last = steps[-1]
     return {
         "connections": last["connected"],
